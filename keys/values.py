@@ -1,0 +1,125 @@
+"""WireGuard key values. A PrivateKey never reveals itself through repr, str, format or pickling."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import NoReturn
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+KEY_LEN = 32
+B64_LEN = 44
+
+
+class InvalidKeyError(ValueError):
+    """A key value that does not parse. The message never contains the offending value."""
+
+
+def _decode_b64_key(text: str, what: str) -> bytes:
+    text = text.strip()
+    if len(text) != B64_LEN:
+        raise InvalidKeyError(f"{what} must be {B64_LEN} characters of standard base64, got {len(text)}")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidKeyError(f"{what} is not valid standard base64") from None
+    if len(raw) != KEY_LEN:
+        raise InvalidKeyError(f"{what} must decode to {KEY_LEN} bytes, got {len(raw)}")
+    return raw
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PublicKey:
+    """A WireGuard (X25519) public key: 32 raw bytes, shown as standard base64."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.raw, bytes) or len(self.raw) != KEY_LEN:
+            raise InvalidKeyError(f"public key must be {KEY_LEN} bytes")
+
+    @classmethod
+    def from_base64(cls, text: str) -> PublicKey:
+        return cls(_decode_b64_key(text, "public key"))
+
+    @classmethod
+    def from_hex(cls, text: str) -> PublicKey:
+        try:
+            return cls(bytes.fromhex(text))
+        except ValueError:
+            raise InvalidKeyError("public key is not valid hex") from None
+
+    @property
+    def base64(self) -> str:
+        return base64.b64encode(self.raw).decode("ascii")
+
+    @property
+    def hex(self) -> str:
+        return self.raw.hex()
+
+    @property
+    def short(self) -> str:
+        """First 8 base64 characters: enough to tell peers apart in logs."""
+        return self.base64[:8]
+
+    def __str__(self) -> str:
+        return self.base64
+
+    def __repr__(self) -> str:
+        return f"PublicKey({self.base64!r})"
+
+
+class PrivateKey:
+    """A WireGuard private key. Its value leaves only through `base64`/`hex`, for the key file and UAPI."""
+
+    __slots__ = ("_raw",)
+    _raw: bytes
+
+    def __init__(self, raw: bytes) -> None:
+        if not isinstance(raw, bytes) or len(raw) != KEY_LEN:
+            raise InvalidKeyError(f"private key must be {KEY_LEN} bytes")
+        object.__setattr__(self, "_raw", raw)
+
+    @classmethod
+    def generate(cls) -> PrivateKey:
+        raw = X25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return cls(raw)
+
+    @classmethod
+    def from_base64(cls, text: str) -> PrivateKey:
+        return cls(_decode_b64_key(text, "private key"))
+
+    @property
+    def base64(self) -> str:
+        return base64.b64encode(self._raw).decode("ascii")
+
+    @property
+    def hex(self) -> str:
+        return self._raw.hex()
+
+    def public_key(self) -> PublicKey:
+        priv = X25519PrivateKey.from_private_bytes(self._raw)
+        return PublicKey(priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError("PrivateKey is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PrivateKey) and other._raw == self._raw
+
+    def __hash__(self) -> int:
+        return hash(("PrivateKey", self._raw))
+
+    def __repr__(self) -> str:
+        return "PrivateKey(<redacted>)"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("PrivateKey cannot be pickled")

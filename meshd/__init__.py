@@ -1,0 +1,1 @@
+"""meshd: a WireGuard encrypted-overlay mesh manager for Kubernetes."""

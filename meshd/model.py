@@ -1,0 +1,203 @@
+"""The domain model: frozen values for nodes, the mesh configuration, and the kernel state we want.
+
+Pure: no I/O, no clock, no DNS; importable without pyroute2, kubernetes or prometheus_client.
+Raw dicts and strings from the API or from pyroute2 stop at the adapter that read them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from keys.values import PublicKey
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Labels = tuple[tuple[str, str], ...]
+
+
+class Transport(StrEnum):
+    """How traffic between one pair of nodes travels. NONE: no pod route at all (Required mode)."""
+
+    WIREGUARD = "wireguard"
+    VXLAN = "vxlan"
+    IPIP = "ipip"
+    NONE = "none"
+
+
+class EncryptionMode(StrEnum):
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+    REQUIRED = "Required"
+
+
+class Fallback(StrEnum):
+    VXLAN = "VXLAN"
+    IPIP = "IPIP"
+    NONE = "None"
+
+    @property
+    def transport(self) -> Transport:
+        return {Fallback.VXLAN: Transport.VXLAN, Fallback.IPIP: Transport.IPIP}.get(self, Transport.NONE)
+
+
+def labels_of(mapping: Mapping[str, str]) -> Labels:
+    """Labels as a sorted tuple of pairs, so that values holding them stay hashable and comparable."""
+    return tuple(sorted(mapping.items()))
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Endpoint:
+    """Where a peer's WireGuard listens: `IP:PORT`, or `[v6]:PORT`."""
+
+    host: IPAddress
+    port: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} out of range 1-65535")
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """Parse `IP:PORT` or `[IPv6]:PORT`. Host names are refused: the core resolves no DNS."""
+        text = text.strip()
+        if text.startswith("["):
+            host, sep, port = text[1:].partition("]:")
+            if not sep:
+                raise ValueError(f"endpoint {text!r} is not [IPv6]:PORT")
+            addr: IPAddress = ipaddress.IPv6Address(host)
+        else:
+            host, sep, port = text.rpartition(":")
+            if not sep:
+                raise ValueError(f"endpoint {text!r} is not IP:PORT")
+            addr = ipaddress.IPv4Address(host)
+        if not port.isdigit():
+            raise ValueError(f"endpoint {text!r} has no numeric port")
+        return cls(addr, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if self.host.version == 6 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A node as read from the datastore, after validation. Optional fields are absent when not published."""
+
+    name: str
+    underlay_ip: IPAddress
+    pod_cidrs: tuple[IPNetwork, ...]
+    labels: Labels = ()
+    public_key: PublicKey | None = None
+    endpoint: Endpoint | None = None
+    vxlan_mac: str | None = None  # lower-case aa:bb:cc:dd:ee:ff
+    capabilities: frozenset[Transport] = frozenset()
+    observed_generation: int | None = None
+
+    def can(self, transport: Transport) -> bool:
+        """True when the node advertises the transport and published what peers need to use it."""
+        if transport not in self.capabilities:
+            return False
+        if transport is Transport.WIREGUARD:
+            return self.public_key is not None and self.endpoint is not None
+        if transport is Transport.VXLAN:
+            return self.vxlan_mac is not None
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidNode:
+    """A node record that cannot be used as a peer, and why. Logged once, counted, never fatal."""
+
+    name: str
+    reason: str  # short machine-friendly label for the metric, e.g. "bad-public-key"
+    detail: str  # one human sentence
+
+
+NodeRecord = Node | InvalidNode
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRequirement:
+    """One `matchExpressions` entry: operator In, NotIn, Exists or DoesNotExist."""
+
+    key: str
+    operator: str
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "In":
+            return labels.get(self.key) in self.values
+        if self.operator == "NotIn":
+            return labels.get(self.key) not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        raise ValueError(f"unknown label selector operator {self.operator!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """A Kubernetes label selector. The empty selector matches every node."""
+
+    match_labels: Labels = ()
+    match_expressions: tuple[LabelRequirement, ...] = ()
+
+    def matches(self, labels: Labels | Mapping[str, str]) -> bool:
+        lab = dict(labels)
+        return all(lab.get(k) == v for k, v in self.match_labels) and all(
+            r.matches(lab) for r in self.match_expressions
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WireGuardSettings:
+    listen_port: int = 51820
+    mtu: int = 0  # 0 = derive from the underlay
+    persistent_keepalive: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VxlanSettings:
+    vni: int = 4096
+    port: int = 4789
+    mtu: int = 0  # 0 = derive from the underlay
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    """The `MeshConfig` named `default` (or the defaults when there is none). `generation` is metadata."""
+
+    mode: EncryptionMode = EncryptionMode.ENABLED
+    node_selector: LabelSelector = field(default_factory=LabelSelector)
+    fallback: Fallback = Fallback.VXLAN
+    wireguard: WireGuardSettings = field(default_factory=WireGuardSettings)
+    vxlan: VxlanSettings = field(default_factory=VxlanSettings)
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LocalNode:
+    """What the agent knows of its own node: the record it publishes plus local facts."""
+
+    node: Node
+    underlay_mtu: int = 1500
+    wireguard_available: bool = True  # a WireGuard backend (kernel or userspace) works here
+    ipip_available: bool = False  # the kernel has the ipip module
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An immutable view of the datastore at one moment."""
+
+    nodes: tuple[NodeRecord, ...]
+    config: MeshConfig
+    synced: bool  # the datastore completed its first full list: garbage collection is allowed
+
+    @classmethod
+    def of(
+        cls, nodes: Iterable[NodeRecord], config: MeshConfig | None = None, *, synced: bool = True
+    ) -> Snapshot:
+        return cls(tuple(nodes), config or MeshConfig(), synced)

@@ -1,0 +1,1 @@
+"""WireGuard devices: kernel (generic netlink) and userspace (wireguard-go over UAPI); routes."""

@@ -1,0 +1,52 @@
+"""Domain value basics: endpoints, selectors, key types."""
+
+import ipaddress
+
+import pytest
+
+from keys.values import InvalidKeyError, PrivateKey, PublicKey
+from meshd.model import Endpoint, LabelRequirement, LabelSelector
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [("198.18.0.1:51820", "198.18.0.1", 51820), ("[2001:db8::1]:1", "2001:db8::1", 1)],
+    ids=["v4", "v6"],
+)
+def test_endpoint_round_trip(text: str, host: str, port: int) -> None:
+    ep = Endpoint.parse(text)
+    assert ep == Endpoint(ipaddress.ip_address(host), port)
+    assert str(ep) == text
+
+
+@pytest.mark.parametrize(
+    "text", ["", "1.2.3.4", "1.2.3.4:0", "1.2.3.4:65536", "host:80", "2001:db8::1:80", "[::1]80", "1.2.3.4:x"]
+)
+def test_endpoint_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        Endpoint.parse(text)
+
+
+def test_selector_semantics() -> None:
+    sel = LabelSelector(
+        match_labels=(("pool", "a"),),
+        match_expressions=(LabelRequirement("tier", "NotIn", frozenset({"x"})),),
+    )
+    assert sel.matches({"pool": "a"})
+    assert not sel.matches({"pool": "a", "tier": "x"})
+    assert not sel.matches({})
+    assert LabelSelector().matches({})
+
+
+def test_private_key_never_shows_itself() -> None:
+    key = PrivateKey.generate()
+    for text in (repr(key), str(key), f"{key}", f"{key!r}", f"{[key]}"):
+        assert key.base64 not in text and key.hex not in text
+    assert isinstance(key.public_key(), PublicKey)
+
+
+def test_public_key_validation_message_has_no_value() -> None:
+    bad = "A" * 43 + "!"
+    with pytest.raises(InvalidKeyError) as exc:
+        PublicKey.from_base64(bad)
+    assert bad not in str(exc.value)

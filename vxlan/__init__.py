@@ -1,0 +1,1 @@
+"""The unencrypted fallback: VXLAN (and IPIP) links, FDB and neighbour entries, through netlink."""

@@ -1,0 +1,98 @@
+"""`meshd run`: wires settings, key, backends, datastore, metrics and the loop once, then runs until
+SIGTERM/SIGINT. Stopping leaves the dataplane in place (a DaemonSet rollout must not drop traffic)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from prometheus_client import CollectorRegistry
+
+from keys.store import load_or_create
+from keys.values import PrivateKey
+from meshd.dataplane import Dataplane
+from meshd.errors import UnsupportedError
+from meshd.httpserver import Health, serve
+from meshd.local import Identity
+from meshd.metrics import Metrics
+from meshd.model import Node
+from meshd.ports import Datastore, WireGuardDevice
+from meshd.reconciler import Reconciler
+from meshd.settings import Settings
+from meshd.underlay import underlay_mtu
+from overlay.detect import select_backend
+from overlay.routes import NetlinkRouteTable
+from vxlan.links import NetlinkLinks, ipip_supported
+
+log = logging.getLogger(__name__)
+
+
+def make_datastore(settings: Settings, *, register: bool = True) -> Datastore:
+    file_dir = settings.file_dir
+    if file_dir is not None:
+        from meshd.datastore.file import FileDatastore
+
+        me = None
+        if register and settings.underlay_ip is not None:
+            me = Node(settings.node_name, settings.underlay_ip, settings.pod_cidrs, labels=settings.labels)
+        return FileDatastore(file_dir, register=me)
+    from meshd.datastore.kubernetes import KubernetesDatastore
+
+    return KubernetesDatastore(node_name=settings.node_name, kubeconfig=settings.kubeconfig)
+
+
+async def make_wireguard(settings: Settings, key: PrivateKey) -> WireGuardDevice | None:
+    try:
+        return await select_backend(
+            settings.wireguard, name=settings.names.wireguard, private_key=key, run_dir=settings.run_dir
+        )
+    except UnsupportedError as exc:
+        log.error("no WireGuard on this node, running the unencrypted fallback only: %s", exc)
+        return None
+
+
+async def run_agent(settings: Settings) -> int:
+    registry = CollectorRegistry()
+    metrics, health = Metrics(registry), Health()
+    server = serve(settings.metrics_addr, registry, health)
+    key, created = load_or_create(settings.key_file)
+    if created:
+        log.info("generated a new WireGuard key in %s", settings.key_file)
+    wireguard = await make_wireguard(settings, key)
+    ipip = await ipip_supported()
+    links, routes = NetlinkLinks(), NetlinkRouteTable()
+    datastore = make_datastore(settings)
+    identity = Identity(
+        name=settings.node_name,
+        public_key=key.public_key() if wireguard is not None else None,
+        underlay_ip=settings.underlay_ip,
+        pod_cidrs=settings.pod_cidrs,
+        labels=settings.labels,
+        ipip_available=ipip,
+    )
+    loop = Reconciler(
+        datastore=datastore,
+        dataplane=Dataplane(settings.names, links, routes, wireguard, ipip),
+        identity=identity,
+        metrics=metrics,
+        health=health,
+        underlay_mtu=underlay_mtu,
+        resync=settings.resync,
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await datastore.start()
+    log.info("meshd agent for node %s started (%s datastore)", settings.node_name, settings.datastore)
+    try:
+        await loop.run(stop)
+    finally:
+        log.info("stopping; the dataplane stays in place")
+        await datastore.close()
+        for closer in (links, routes):
+            with contextlib.suppress(Exception):
+                await closer.close()
+        server.shutdown()
+    return 0

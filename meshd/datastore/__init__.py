@@ -1,0 +1,1 @@
+"""Datastores: where nodes and the MeshConfig live (Kubernetes API, or a directory)."""

@@ -1,0 +1,188 @@
+"""The reconcile loop: every trigger marks one dirty flag; a pass snapshots, observes, plans, diffs, applies
+and publishes. Level-triggered: state is recomputed from the whole snapshot every time. It wires; the
+planner and diff decide."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from meshd.codec import encode_annotations
+from meshd.dataplane import Dataplane
+from meshd.diff import diff
+from meshd.httpserver import Health
+from meshd.local import Identity, local_node, published
+from meshd.metrics import Metrics
+from meshd.model import EncryptionMode, InvalidNode, IPAddress
+from meshd.planner import plan
+from meshd.ports import Datastore
+from meshd.state import ActualState, DesiredState
+from meshd.status import status_document
+
+log = logging.getLogger(__name__)
+
+
+class PassError(Exception):
+    def __init__(self, phase: str, cause: BaseException) -> None:
+        super().__init__(f"{phase}: {cause}")
+        self.phase = phase
+
+
+@dataclass
+class Reconciler:
+    datastore: Datastore
+    dataplane: Dataplane
+    identity: Identity
+    metrics: Metrics
+    health: Health
+    underlay_mtu: Callable[[IPAddress], Awaitable[int]] | None = None  # None: assume 1500
+    resync: float = 30.0
+    backoff_cap: float = 30.0
+    applied_generation: int | None = None
+    _dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    _failures: int = 0
+    _warned: set[tuple[str, str]] = field(default_factory=set)
+    _last: tuple[DesiredState, ActualState] | None = None
+
+    def trigger(self) -> None:
+        self._dirty.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.health.status = self.status
+        tasks = [
+            asyncio.create_task(self._watch(), name="watch"),
+            asyncio.create_task(self._tick(), name="tick"),
+        ]
+        self._dirty.set()
+        try:
+            while not stop.is_set():
+                await _first(self._dirty.wait(), stop.wait())
+                if stop.is_set():
+                    break
+                self._dirty.clear()
+                await self._pass_with_backoff(stop)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+
+    async def _watch(self) -> None:
+        while True:
+            await self.datastore.wait_changed()
+            self._dirty.set()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync)
+            self._dirty.set()
+
+    async def _pass_with_backoff(self, stop: asyncio.Event) -> None:
+        try:
+            changed = await self.reconcile_once()
+        except PassError as exc:
+            self._failures += 1
+            self.metrics.errors.labels(phase=exc.phase).inc()
+            self.health.last_pass_ok = False
+            self.health.detail = f"last pass failed in {exc.phase}"
+            delay = min(self.backoff_cap, 0.5 * 2 ** min(self._failures, 10)) * random.uniform(0.8, 1.2)
+            log.error("reconcile failed (%s); retrying in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            self._dirty.set()
+            return
+        self._failures = 0
+        if changed:
+            self._dirty.set()  # verify: the next pass must find nothing to do (and learns new MACs)
+
+    async def reconcile_once(self) -> bool:
+        """One pass. Returns True when it changed the kernel. Raises PassError naming the failed phase."""
+        started = time.perf_counter()
+        self.metrics.reconciles.inc()
+        snapshot = self.datastore.snapshot()
+        self.health.synced = snapshot.synced
+        actual = await _phase("observe", self.dataplane.observe())
+        vxlan_mac = actual.vxlan.mac if actual.vxlan else None
+        local = local_node(
+            self.identity,
+            snapshot,
+            vxlan_mac=vxlan_mac,
+            underlay_mtu=1500,
+            observed_generation=self.applied_generation,
+        )
+        if local is None:
+            self.health.detail = "waiting for our own node record (underlay address and pod CIDRs)"
+            log.info("%s", self.health.detail)
+            return False
+        if self.underlay_mtu is not None:
+            mtu = await _phase("observe", self.underlay_mtu(local.node.underlay_ip))
+            local = replace(local, underlay_mtu=mtu)
+        try:
+            desired = plan(snapshot, local, names=self.dataplane.names)
+            actions = diff(desired, actual, prune=snapshot.synced)
+        except Exception as exc:
+            raise PassError("plan", exc) from exc
+        self._report(
+            snapshot.nodes, desired, actual, encryption=snapshot.config.mode != EncryptionMode.DISABLED
+        )
+        if actions:
+            await _phase("apply", self.dataplane.apply(actions))
+            for kind, n in Counter(type(x).__name__ for x in actions).items():
+                self.metrics.drift.labels(kind=kind).inc(n)
+        else:
+            log.debug("no change: %d peers, %d routes", len(desired.peers), len(desired.routes))
+        self.applied_generation = snapshot.config.generation
+        annotations = encode_annotations(published(local, self.applied_generation))
+        await _phase("publish", self.datastore.publish(self.identity.name, annotations))
+        self._last = (desired, actual)
+        self.health.last_pass_ok = True
+        self.health.detail = "ok"
+        self.metrics.duration.observe(time.perf_counter() - started)
+        return bool(actions)
+
+    def _report(self, records: Any, desired: DesiredState, actual: ActualState, *, encryption: bool) -> None:
+        self.metrics.observe_plan(desired, records, encryption=encryption)
+        names = {p.public_key.base64: p.node for p in desired.peers}
+        self.metrics.observe_peers(actual.wireguard.peers if actual.wireguard else (), names)
+        for rec in records:
+            if isinstance(rec, InvalidNode):
+                self._warn_once(rec.name, f"node {rec.name or '?'} is not usable as a peer: {rec.detail}")
+        for problem in desired.problems:
+            if problem.kind != "invalid-node":
+                self._warn_once(problem.kind, problem.detail)
+        for route in actual.foreign_routes:
+            self._warn_once(
+                "foreign-route", f"route {route.dst} dev {route.dev} is not ours and overlaps a pod CIDR"
+            )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if (key, message) not in self._warned:
+            self._warned.add((key, message))
+            log.warning("%s", message)
+
+    def status(self) -> dict[str, Any]:
+        return status_document(self.identity, self._last, self.datastore.snapshot().config)
+
+
+async def _phase(phase: str, aw: Any) -> Any:
+    try:
+        return await aw
+    except Exception as exc:  # the loop must survive any one failure; the phase says where it happened
+        raise PassError(phase, exc) from exc
+
+
+async def _first(*aws: Any) -> None:
+    tasks = [asyncio.ensure_future(x) for x in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

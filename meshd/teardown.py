@@ -1,0 +1,28 @@
+"""Removal of everything meshd owns on a node: the diff from what is there to nothing, applied."""
+
+from __future__ import annotations
+
+import logging
+
+from meshd import codec
+from meshd.dataplane import Dataplane
+from meshd.diff import diff
+from meshd.ports import Datastore
+from meshd.state import DesiredState
+
+log = logging.getLogger(__name__)
+
+
+async def teardown_dataplane(dataplane: Dataplane) -> int:
+    """Remove our links, peers, routes, FDB and neighbour entries. Returns how many changes it made.
+    Only objects we own are observed (our link names, our route protocol), so nothing else is touched."""
+    actual = await dataplane.observe()
+    actions = diff(DesiredState(), actual, prune=True)
+    await dataplane.apply(actions)
+    return len(actions)
+
+
+async def remove_annotations(datastore: Datastore, node_name: str) -> None:
+    """Remove every `meshd.io/*` annotation of our node record."""
+    keys = (codec.PUBLIC_KEY, codec.ENDPOINT, codec.VXLAN_MAC, codec.CAPABILITIES, codec.OBSERVED_GENERATION)
+    await datastore.publish(node_name, dict.fromkeys(keys))

@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def handle(args: argparse.Namespace) -> int:
-    return asyncio.run(cleanup(settings_from(args, require_record=False), annotations=not args.keep_annotations))
+    return asyncio.run(
+        cleanup(settings_from(args, require_record=False), annotations=not args.keep_annotations)
+    )
 
 
 async def cleanup(settings: Settings, *, annotations: bool) -> int:

@@ -1,0 +1,159 @@
+"""Real meshd agents as child processes, one per node namespace, with the file datastore.
+
+Shared by the demo, the integration tests and the benchmarks. Every process is tracked by PID and
+stopped by `stop()`/`close()`; the Lab removes the namespaces (and whatever still lives in them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshd.fsutil import write_atomic
+from meshd.netlab import Lab, LabNode
+
+
+@dataclass
+class Agent:
+    node: LabNode
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "logs" / f"{self.node.name}.log"
+
+    def argv(self, datastore: str) -> list[str]:
+        n = self.node
+        args = [
+            sys.executable, "-m", "meshd", "--log-format", "json", "run",
+            "--node-name", n.name,
+            "--datastore", datastore,
+            "--key-file", str(self.workdir / "keys" / f"{n.name}.key"),
+            "--interface", n.wg_name,
+            "--underlay-ip", str(n.underlay),
+            "--metrics-addr", "127.0.0.1:9473",
+            "--run-dir", str(self.workdir / "run"),
+            "--resync", "5",
+        ]  # fmt: skip
+        for cidr in n.pod_cidrs:
+            args += ["--pod-cidr", str(cidr)]
+        return [*args, *self.extra]
+
+    def start(self, lab: Lab, datastore: str) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = lab.popen(self.node.ns, *self.argv(datastore), stdout=log, stderr=subprocess.STDOUT)
+
+    def stop(self, sig: int = signal.SIGTERM, *, timeout: float = 10) -> int | None:
+        """Stop this agent process (only it: wireguard-go, detached, keeps running)."""
+        if self.proc is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, sig)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait(timeout=5)
+        self.proc = None
+        return code
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def status(self, lab: Lab) -> dict[str, Any] | None:
+        res = lab.sh(self.node.ns, sys.executable, "-m", "meshd", "status", "--json",
+                     "--metrics-addr", "127.0.0.1:9473", check=False)  # fmt: skip
+        if res.returncode != 0:
+            return None
+        doc: dict[str, Any] = json.loads(res.stdout)
+        return doc
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Mesh:
+    """A cluster of agents sharing one file datastore directory."""
+
+    lab: Lab
+    nodes: list[LabNode]
+    workdir: Path
+    agents: list[Agent] = field(default_factory=list)
+
+    @property
+    def datastore(self) -> str:
+        return f"file:{self.workdir / 'store'}"
+
+    def start(self, *, extra: tuple[str, ...] = ()) -> None:
+        for node in self.nodes:
+            agent = Agent(node, self.workdir, extra=extra)
+            agent.start(self.lab, self.datastore)
+            self.agents.append(agent)
+
+    def add(self, node: LabNode) -> Agent:
+        agent = Agent(node, self.workdir)
+        agent.start(self.lab, self.datastore)
+        self.agents.append(agent)
+        return agent
+
+    def set_mode(self, mode: str, *, fallback: str = "VXLAN", generation: int = 1) -> None:
+        obj = {
+            "apiVersion": "meshd.io/v1alpha1",
+            "kind": "MeshConfig",
+            "metadata": {"name": "default", "generation": generation},
+            "spec": {"encryption": {"mode": mode}, "fallback": fallback},
+        }
+        store = self.workdir / "store"
+        store.mkdir(parents=True, exist_ok=True)
+        write_atomic(store / "meshconfig.yaml", yaml.safe_dump(obj).encode())
+
+    def transports(self) -> dict[str, dict[str, str]] | None:
+        """node -> peer -> transport, from every agent's /status; None while any agent does not answer."""
+        out: dict[str, dict[str, str]] = {}
+        for agent in self.agents:
+            doc = agent.status(self.lab)
+            if doc is None:
+                return None
+            out[agent.node.name] = {p["node"]: p["transport"] for p in doc.get("peers", [])}
+        return out
+
+    def wait_for(self, transport: str, *, timeout: float = 60, poll: float = 0.2) -> bool:
+        """Until every agent reports every other node as a peer over `transport` and pods reach each other."""
+        deadline = time.monotonic() + timeout
+        names = {a.node.name for a in self.agents}
+        while time.monotonic() < deadline:
+            t = self.transports()
+            if (
+                t is not None
+                and all(
+                    set(peers) == names - {n} and set(peers.values()) == {transport} for n, peers in t.items()
+                )
+                and all(self.reachable(a, b) for a in self.nodes for b in self.nodes if a is not b)
+            ):
+                return True
+            time.sleep(poll)
+        return False
+
+    def reachable(self, a: LabNode, b: LabNode) -> bool:
+        return all(self.lab.ping(a.pod_ns, str(ip), wait=1) for ip in b.pod_ips)
+
+    def stop(self) -> None:
+        for agent in self.agents:
+            agent.stop()

@@ -81,6 +81,19 @@ class Agent:
         doc: dict[str, Any] = json.loads(res.stdout)
         return doc
 
+    def http_get(self, lab: Lab, path: str) -> tuple[int, str]:
+        """GET a path of the agent's metrics/health endpoint from inside its namespace: (status, body)."""
+        code = (
+            "import sys, urllib.request, urllib.error\n"
+            "try:\n r = urllib.request.urlopen('http://127.0.0.1:9473' + sys.argv[1], timeout=5)\n"
+            " print(r.status); print(r.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())\n"
+            "except OSError:\n print(0)\n"
+        )
+        res = lab.sh(self.node.ns, sys.executable, "-c", code, path, check=False)
+        head, _, body = res.stdout.partition("\n")
+        return (int(head) if head.strip().isdigit() else 0), body
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -147,7 +147,13 @@ def pod_cidrs_for(
 
 
 def build_cluster(
-    lab: Lab, n: int, *, underlay_v6: bool = False, pod_v4: bool = True, pod_v6: bool = False
+    lab: Lab,
+    n: int,
+    *,
+    underlay_v6: bool = False,
+    pod_v4: bool = True,
+    pod_v6: bool = False,
+    prefix: str = "",
 ) -> list[LabNode]:
     """n node namespaces on a bridged underlay (a 'switch' namespace), each with a pod namespace.
 
@@ -160,14 +166,16 @@ def build_cluster(
     lab.ip(sw, "link", "set", "br0", "up")
     nodes: list[LabNode] = []
     for i in range(n):
-        node = _add_node(lab, sw, i, underlay_v6=underlay_v6, pod_v4=pod_v4, pod_v6=pod_v6)
+        node = _add_node(lab, sw, i, underlay_v6=underlay_v6, pod_v4=pod_v4, pod_v6=pod_v6, prefix=prefix)
         nodes.append(node)
     return nodes
 
 
-def _add_node(lab: Lab, sw: str, i: int, *, underlay_v6: bool, pod_v4: bool, pod_v6: bool) -> LabNode:
-    ns = lab.ns(f"n{i}")
-    pod = lab.ns(f"p{i}")
+def _add_node(
+    lab: Lab, sw: str, i: int, *, underlay_v6: bool, pod_v4: bool, pod_v6: bool, prefix: str
+) -> LabNode:
+    ns = lab.ns(f"{prefix}n{i}")
+    pod = lab.ns(f"{prefix}p{i}")
     lab.veth(sw, f"n{i}", ns, "eth0")
     lab.ip(sw, "link", "set", f"n{i}", "master", "br0")
     under = underlay_address(i, v6=underlay_v6)
@@ -192,10 +200,12 @@ def _add_node(lab: Lab, sw: str, i: int, *, underlay_v6: bool, pod_v4: bool, pod
         lab.ip(pod, "addr", "add", f"{ip}/{net.prefixlen}", "dev", "eth0", *nodad)
         lab.ip(pod, f"-{net.version}", "route", "add", "default", "via", str(gw))
         pod_ips.append(ip)
-    return LabNode(i, ns, pod, under, cidrs, tuple(pod_ips), lab.ifname(f"n{i}"))
+    return LabNode(i, ns, pod, under, cidrs, tuple(pod_ips), lab.ifname(f"{prefix}n{i}"))
 
 
 @contextlib.contextmanager
-def lab_cluster(n: int, **kw: bool) -> Iterator[tuple[Lab, list[LabNode]]]:
+def lab_cluster(
+    n: int, *, underlay_v6: bool = False, pod_v4: bool = True, pod_v6: bool = False
+) -> Iterator[tuple[Lab, list[LabNode]]]:
     with Lab() as lab:
-        yield lab, build_cluster(lab, n, **kw)
+        yield lab, build_cluster(lab, n, underlay_v6=underlay_v6, pod_v4=pod_v4, pod_v6=pod_v6)

@@ -1,0 +1,108 @@
+"""The file datastore: layout, registration, atomic publish, change pickup, bad MeshConfig kept out."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from pathlib import Path
+
+import pytest
+
+from meshd.datastore.file import FileDatastore
+from meshd.model import EncryptionMode, InvalidNode, Node
+
+
+def _me(name: str = "a", i: int = 1) -> Node:
+    return Node(
+        name,
+        ipaddress.ip_address(f"198.18.0.{i}"),
+        (ipaddress.ip_network(f"198.19.{i}.0/24"),),
+        labels=(("pool", "x"),),
+    )
+
+
+async def _wait(ds: FileDatastore) -> None:
+    await asyncio.wait_for(ds.wait_changed(), 10)
+
+
+async def test_registers_and_publishes(tmp_path: Path) -> None:
+    ds = FileDatastore(tmp_path, register=_me(), poll_interval=0.05)
+    await ds.start()
+    try:
+        snap = ds.snapshot()
+        assert snap.synced
+        assert [n.name for n in snap.nodes] == ["a"]
+        raw = json.loads((tmp_path / "nodes" / "a.json").read_text())
+        assert raw["spec"]["podCIDRs"] == ["198.19.1.0/24"]
+        await ds.publish("a", {"meshd.io/capabilities": "vxlan", "meshd.io/endpoint": None})
+        raw = json.loads((tmp_path / "nodes" / "a.json").read_text())
+        assert raw["metadata"]["annotations"] == {"meshd.io/capabilities": "vxlan"}
+        before = (tmp_path / "nodes" / "a.json").stat().st_mtime_ns
+        await ds.publish("a", {"meshd.io/capabilities": "vxlan"})
+        assert (tmp_path / "nodes" / "a.json").stat().st_mtime_ns == before, "an equal publish must not write"
+        assert not [p for p in (tmp_path / "nodes").iterdir() if p.name.startswith(".")], "temp files left"
+    finally:
+        await ds.close()
+
+
+async def test_restart_keeps_annotations(tmp_path: Path) -> None:
+    ds = FileDatastore(tmp_path, register=_me())
+    await ds.start()
+    await ds.publish("a", {"meshd.io/capabilities": "vxlan"})
+    await ds.close()
+    ds2 = FileDatastore(tmp_path, register=_me())
+    await ds2.start()
+    await ds2.close()
+    raw = json.loads((tmp_path / "nodes" / "a.json").read_text())
+    assert raw["metadata"]["annotations"] == {"meshd.io/capabilities": "vxlan"}
+
+
+async def test_picks_up_changes_and_deletions(tmp_path: Path) -> None:
+    ds = FileDatastore(tmp_path, register=_me(), poll_interval=0.05)
+    await ds.start()
+    await _wait(ds)  # the start itself
+    try:
+        other = FileDatastore(tmp_path, register=_me("b", 2))
+        await other.start()
+        await other.close()
+        await _wait(ds)
+        assert sorted(n.name for n in ds.snapshot().nodes) == ["a", "b"]
+        (tmp_path / "nodes" / "b.json").unlink()
+        await _wait(ds)
+        assert [n.name for n in ds.snapshot().nodes] == ["a"]
+        (tmp_path / "nodes" / "c.json").write_text("{not json")
+        await _wait(ds)
+        bad = [n for n in ds.snapshot().nodes if n.name == "c"]
+        assert bad and isinstance(bad[0], InvalidNode) and bad[0].reason == "bad-record"
+    finally:
+        await ds.close()
+
+
+@pytest.mark.parametrize("suffix", ["yaml", "json"])
+async def test_meshconfig_and_bad_config_keeps_previous(tmp_path: Path, suffix: str) -> None:
+    ds = FileDatastore(tmp_path, poll_interval=0.05)
+    await ds.start()
+    await _wait(ds)
+    try:
+        assert ds.snapshot().config.mode is EncryptionMode.ENABLED
+        good = {"apiVersion": "meshd.io/v1alpha1", "kind": "MeshConfig", "metadata": {"name": "default"},
+                "spec": {"encryption": {"mode": "Disabled"}}}  # fmt: skip
+        (tmp_path / f"meshconfig.{suffix}").write_text(json.dumps(good))
+        await _wait(ds)
+        assert ds.snapshot().config.mode is EncryptionMode.DISABLED
+        bad = {**good, "spec": {"encryption": {"mode": "Sometimes"}}}
+        (tmp_path / f"meshconfig.{suffix}").write_text(json.dumps(bad))
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if ds.config_error:
+                break
+        assert ds.config_error and "mode" in ds.config_error
+        assert ds.snapshot().config.mode is EncryptionMode.DISABLED, (
+            "a bad config must not replace a good one"
+        )
+        (tmp_path / f"meshconfig.{suffix}").unlink()
+        await _wait(ds)
+        assert ds.snapshot().config.mode is EncryptionMode.ENABLED
+    finally:
+        await ds.close()

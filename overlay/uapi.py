@@ -1,0 +1,261 @@
+"""The wireguard-go UAPI text protocol: encode `set=1` requests, parse `get=1` replies. Pure, no I/O.
+
+Every value is validated before a request is encoded, because `set` is not atomic: lines before a bad
+one are already applied. `replace_peers` is never emitted; peers change one at a time, and
+`replace_allowed_ips` is only sent for the peer whose list is being set.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import ipaddress
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from keys.values import KEY_LEN, PrivateKey, PublicKey
+from meshd.actions import UpdatePeer
+from meshd.errors import PermanentError
+from meshd.model import Endpoint, IPNetwork
+from meshd.state import ObservedPeer, PeerSpec
+
+GET_REQUEST = "get=1\n\n"
+MAX_PORT = 65535
+MAX_KEEPALIVE = 65535
+
+
+class UapiError(PermanentError):
+    """wireguard-go refused an operation (`errno=N` with N != 0). Never contains a private key."""
+
+    def __init__(self, operation: str, errno: int) -> None:
+        code = abs(errno)
+        name = errno_mod.errorcode.get(code, "?")
+        super().__init__(f"{operation}: wireguard-go replied errno={errno} ({name}: {os.strerror(code)})")
+        self.operation = operation
+        self.errno = errno
+
+
+class UapiProtocolError(PermanentError):
+    """A reply that does not follow the UAPI protocol."""
+
+
+@dataclass(frozen=True, slots=True)
+class UapiDevice:
+    """What `get=1` says about the device. The private key itself is reduced to its public half."""
+
+    public_key: PublicKey | None
+    listen_port: int
+    fwmark: int
+    peers: tuple[ObservedPeer, ...]
+
+
+# --- validation -------------------------------------------------------------------------------------
+
+
+def _check_port(port: int, what: str, *, allow_zero: bool) -> None:
+    low = 0 if allow_zero else 1
+    if isinstance(port, bool) or not isinstance(port, int) or not low <= port <= MAX_PORT:
+        raise ValueError(f"{what} {port!r} out of range {low}-{MAX_PORT}")
+
+
+def _check_keepalive(seconds: int) -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= MAX_KEEPALIVE:
+        raise ValueError(f"persistent keepalive {seconds!r} out of range 0-{MAX_KEEPALIVE}")
+
+
+def _check_public_key(key: PublicKey) -> None:
+    if not isinstance(key, PublicKey) or len(key.raw) != KEY_LEN:
+        raise ValueError(f"peer public key must be a {KEY_LEN}-byte PublicKey")
+
+
+def _check_endpoint(endpoint: Endpoint) -> None:
+    if not isinstance(endpoint, Endpoint) or not isinstance(
+        endpoint.host, ipaddress.IPv4Address | ipaddress.IPv6Address
+    ):
+        raise ValueError(f"endpoint {endpoint!r} is not an IP endpoint")
+    _check_port(endpoint.port, "endpoint port", allow_zero=False)
+
+
+def _check_networks(nets: Iterable[IPNetwork]) -> list[IPNetwork]:
+    checked = []
+    for net in nets:
+        if not isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            raise ValueError(f"allowed IP {net!r} is not an IP network")
+        checked.append(net)
+    return sorted(checked, key=lambda n: (n.version, n))
+
+
+# --- encoding ---------------------------------------------------------------------------------------
+
+
+def _request(lines: Iterable[str]) -> str:
+    return "set=1\n" + "".join(f"{line}\n" for line in lines) + "\n"
+
+
+def encode_device(*, private_key: PrivateKey | None = None, listen_port: int | None = None) -> str:
+    """Device-level settings only; peers are left as they are."""
+    lines = []
+    if private_key is not None:
+        if not isinstance(private_key, PrivateKey):
+            raise ValueError("private key must be a PrivateKey")
+        lines.append(f"private_key={private_key.hex}")
+    if listen_port is not None:
+        _check_port(listen_port, "listen port", allow_zero=True)
+        lines.append(f"listen_port={listen_port}")
+    return _request(lines)
+
+
+def encode_add_peer(peer: PeerSpec) -> str:
+    """Create the peer or bring an existing one to exactly this spec (upsert). An endpoint of None is
+    not sent, so one the peer learned by roaming stays."""
+    _check_public_key(peer.public_key)
+    if peer.endpoint is not None:
+        _check_endpoint(peer.endpoint)
+    _check_keepalive(peer.persistent_keepalive)
+    nets = _check_networks(peer.allowed_ips)
+    lines = [f"public_key={peer.public_key.hex}"]
+    if peer.endpoint is not None:
+        lines.append(f"endpoint={peer.endpoint}")
+    lines.append(f"persistent_keepalive_interval={peer.persistent_keepalive}")
+    lines.append("replace_allowed_ips=true")
+    lines.extend(f"allowed_ip={net}" for net in nets)
+    return _request(lines)
+
+
+def encode_update_peer(change: UpdatePeer) -> str:
+    """Change only the given fields of an existing peer (`update_only`: never creates one)."""
+    _check_public_key(change.public_key)
+    if change.endpoint is not None:
+        _check_endpoint(change.endpoint)
+    if change.persistent_keepalive is not None:
+        _check_keepalive(change.persistent_keepalive)
+    nets = _check_networks(change.allowed_ips) if change.allowed_ips is not None else None
+    lines = [f"public_key={change.public_key.hex}", "update_only=true"]
+    if change.endpoint is not None:
+        lines.append(f"endpoint={change.endpoint}")
+    if change.persistent_keepalive is not None:
+        lines.append(f"persistent_keepalive_interval={change.persistent_keepalive}")
+    if nets is not None:
+        lines.append("replace_allowed_ips=true")
+        lines.extend(f"allowed_ip={net}" for net in nets)
+    return _request(lines)
+
+
+def encode_remove_peer(public_key: PublicKey) -> str:
+    _check_public_key(public_key)
+    return _request([f"public_key={public_key.hex}", "remove=true"])
+
+
+# --- parsing ----------------------------------------------------------------------------------------
+
+
+def _pairs(reply: str) -> list[tuple[str, str]]:
+    pairs = []
+    for number, line in enumerate(reply.split("\n"), start=1):
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            # The line itself may be a key: never echo it.
+            raise UapiProtocolError(f"malformed UAPI reply line {number} (no '=')")
+        pairs.append((key, value))
+    return pairs
+
+
+def reply_errno(reply: str) -> int:
+    """The `errno=N` that ends every reply."""
+    for key, value in reversed(_pairs(reply)):
+        if key == "errno":
+            try:
+                return int(value)
+            except ValueError:
+                raise UapiProtocolError(f"UAPI errno {value!r} is not a number") from None
+    raise UapiProtocolError("UAPI reply has no errno line")
+
+
+def check_reply(reply: str, operation: str) -> None:
+    """Raise UapiError naming `operation` when the reply carries a non-zero errno."""
+    code = reply_errno(reply)
+    if code != 0:
+        raise UapiError(operation, code)
+
+
+@dataclass(slots=True)
+class _PeerFields:
+    public_key: PublicKey
+    endpoint: Endpoint | None = None
+    allowed_ips: frozenset[IPNetwork] = frozenset()
+    keepalive: int = 0
+    handshake_sec: int = 0
+    handshake_nsec: int = 0
+    rx: int = 0
+    tx: int = 0
+
+    def observed(self) -> ObservedPeer:
+        handshake = None
+        if self.handshake_sec or self.handshake_nsec:
+            handshake = self.handshake_sec + self.handshake_nsec / 1e9
+        return ObservedPeer(
+            public_key=self.public_key,
+            endpoint=self.endpoint,
+            allowed_ips=self.allowed_ips,
+            persistent_keepalive=self.keepalive,
+            last_handshake=handshake,
+            rx_bytes=self.rx,
+            tx_bytes=self.tx,
+        )
+
+
+def _parse_endpoint(value: str) -> Endpoint | None:
+    """wireguard-go may show a link-local v6 endpoint with a zone (`[fe80::1%eth0]:p`): not ours, None."""
+    try:
+        return Endpoint.parse(value)
+    except ValueError:
+        return None
+
+
+def _apply_peer_field(peer: _PeerFields, key: str, value: str) -> None:
+    match key:
+        case "endpoint":
+            peer.endpoint = _parse_endpoint(value)
+        case "allowed_ip":
+            peer.allowed_ips = peer.allowed_ips | {ipaddress.ip_network(value, strict=False)}
+        case "persistent_keepalive_interval":
+            peer.keepalive = int(value)
+        case "last_handshake_time_sec":
+            peer.handshake_sec = int(value)
+        case "last_handshake_time_nsec":
+            peer.handshake_nsec = int(value)
+        case "rx_bytes":
+            peer.rx = int(value)
+        case "tx_bytes":
+            peer.tx = int(value)
+        case _:
+            pass  # preshared_key, protocol_version: not ours to compare
+
+
+def parse_get(reply: str) -> UapiDevice:
+    """Parse a `get=1` reply (raises UapiError for a non-zero errno)."""
+    check_reply(reply, "reading the device")
+    public_key: PublicKey | None = None
+    listen_port = fwmark = 0
+    peers: list[_PeerFields] = []
+    for key, value in _pairs(reply):
+        try:
+            if key == "public_key":
+                peers.append(_PeerFields(PublicKey.from_hex(value)))
+            elif key == "private_key":
+                raw = bytes.fromhex(value)
+                public_key = PrivateKey(raw).public_key() if any(raw) else None
+            elif key == "errno":
+                continue
+            elif peers:
+                _apply_peer_field(peers[-1], key, value)
+            elif key == "listen_port":
+                listen_port = int(value)
+            elif key == "fwmark":
+                fwmark = int(value)
+        except ValueError:
+            # The value may be the private key: name only the field.
+            raise UapiProtocolError(f"UAPI reply has a malformed {key!r} value") from None
+    return UapiDevice(public_key, listen_port, fwmark, tuple(p.observed() for p in peers))

@@ -1,0 +1,278 @@
+"""WireGuard in userspace: a detached wireguard-go per device, configured over its UAPI unix socket.
+
+wireguard-go is started in its own session with its output in a log file, so it outlives the agent: an
+agent restart adopts the running instance through its socket (peers and sessions intact). Deleting the
+link makes wireguard-go exit; SIGTERM to the recorded PID (after checking its command line) is the
+last resort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+from keys.values import PrivateKey, PublicKey
+from meshd.actions import UpdatePeer
+from meshd.errors import PermanentError, TransientError, UnsupportedError
+from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
+from overlay import uapi
+from overlay.netns import link_delete, link_up, ns_argv
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RUN_DIR = Path("/var/run/meshd")
+DEFAULT_SOCKET_DIR = Path("/var/run/wireguard")
+READ_LIMIT = 16 * 1024 * 1024
+POLL = 0.02
+
+
+class UapiClient:
+    """One UAPI operation per connection, each bounded by `timeout` seconds."""
+
+    def __init__(self, path: Path, *, timeout: float = 5.0) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    async def _exchange(self, request: str, operation: str) -> str:
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await asyncio.open_unix_connection(str(self.path), limit=READ_LIMIT)
+                try:
+                    writer.write(request.encode("ascii"))
+                    await writer.drain()
+                    reply = await reader.readuntil(b"\n\n")
+                finally:
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+        except (FileNotFoundError, ConnectionError, asyncio.IncompleteReadError) as exc:
+            raise TransientError(
+                f"{operation}: wireguard-go socket {self.path} not answering ({exc})"
+            ) from exc
+        except TimeoutError as exc:
+            raise TransientError(f"{operation}: no reply from {self.path} in {self.timeout}s") from exc
+        except asyncio.LimitOverrunError as exc:
+            raise uapi.UapiProtocolError(f"{operation}: UAPI reply larger than {READ_LIMIT} bytes") from exc
+        except OSError as exc:
+            raise PermanentError(f"{operation}: cannot use {self.path}: {exc.strerror}") from exc
+        return reply.decode("ascii", errors="replace")
+
+    async def get(self, operation: str) -> uapi.UapiDevice:
+        return uapi.parse_get(await self._exchange(uapi.GET_REQUEST, operation))
+
+    async def set(self, request: str, operation: str) -> None:
+        uapi.check_reply(await self._exchange(request, operation), operation)
+
+
+class WireGuardGo:
+    """The `WireGuardDevice` port over wireguard-go. `netns`: a named namespace to act in (tests)."""
+
+    def __init__(
+        self,
+        name: str,
+        private_key: PrivateKey,
+        netns: str | None = None,
+        *,
+        run_dir: Path = DEFAULT_RUN_DIR,
+        socket_dir: Path = DEFAULT_SOCKET_DIR,
+        binary: str = "wireguard-go",
+        timeout: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.netns = netns
+        self._key = private_key
+        self._public = private_key.public_key()
+        self.run_dir = run_dir
+        self.binary = binary
+        self.timeout = timeout
+        self.socket_path = socket_dir / f"{name}.sock"
+        self.pid_file = run_dir / f"{name}.pid"
+        self.log_file = run_dir / f"{name}.log"
+        self._uapi = UapiClient(self.socket_path, timeout=timeout)
+
+    # --- observe --------------------------------------------------------------------------------
+
+    async def _get(self) -> uapi.UapiDevice:
+        return await self._uapi.get(f"reading WireGuard device {self.name}")
+
+    async def exists(self) -> bool:
+        try:
+            await self._get()
+        except TransientError:
+            return False
+        return True
+
+    async def public_key(self) -> PublicKey | None:
+        return (await self._get()).public_key
+
+    async def listen_port(self) -> int:
+        return (await self._get()).listen_port
+
+    async def observe_peers(self) -> tuple[ObservedPeer, ...]:
+        return (await self._get()).peers
+
+    def pid(self) -> int | None:
+        """The wireguard-go PID recorded when it was started (by this agent or an earlier one)."""
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    # --- device ---------------------------------------------------------------------------------
+
+    async def create(self, spec: WireGuardDeviceSpec) -> None:
+        self._check_spec(spec)
+        if await self.exists():
+            log.info("adopting the running wireguard-go for %s (pid %s)", self.name, self.pid())
+        else:
+            await self._start()
+        await link_up(self.netns, self.name)
+        await self.configure(spec)
+
+    async def configure(self, spec: WireGuardDeviceSpec) -> None:
+        self._check_spec(spec)
+        dev = await self._get()
+        key = self._key if dev.public_key != self._public else None
+        port_wanted = spec.listen_port != 0 or dev.listen_port == 0
+        port = spec.listen_port if port_wanted and dev.listen_port != spec.listen_port else None
+        if key is None and port is None:
+            log.debug("WireGuard device %s already has our key and port %s", self.name, dev.listen_port)
+            return
+        what = " and ".join(s for s in ("private key" if key else "", f"port {port}" if port else "") if s)
+        log.info("setting %s on WireGuard device %s (key %s...)", what, self.name, self._public.short)
+        request = uapi.encode_device(private_key=key, listen_port=port)
+        await self._uapi.set(request, f"configuring WireGuard device {self.name}")
+
+    def _check_spec(self, spec: WireGuardDeviceSpec) -> None:
+        if spec.name != self.name:
+            raise PermanentError(f"spec for device {spec.name} given to the backend of {self.name}")
+        if spec.public_key != self._public:
+            raise PermanentError(
+                f"device {self.name}: wanted public key {spec.public_key.short}... is not the one of our "
+                f"private key ({self._public.short}...)"
+            )
+
+    async def delete(self) -> None:
+        pid = self.pid()
+        if await link_delete(self.netns, self.name):
+            log.info("deleted link %s; its wireguard-go exits with it", self.name)
+        if not await self._wait_gone(pid) and pid is not None and _is_wireguard_go(pid, self.name):
+            log.warning("wireguard-go %s (pid %s) still running after link delete: SIGTERM", self.name, pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            await self._wait_gone(pid)
+        if self.socket_path.exists() or (pid is not None and _alive(pid)):
+            raise PermanentError(f"wireguard-go for {self.name} (pid {pid}) did not go away")
+        self.pid_file.unlink(missing_ok=True)
+
+    async def _wait_gone(self, pid: int | None) -> bool:
+        """Wait (bounded) for the socket to disappear and the process to end."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while self.socket_path.exists() or (pid is not None and _alive(pid)):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(POLL)
+        return True
+
+    # --- process --------------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        argv = ns_argv(self.netns, [self.binary, "-f", self.name])
+        try:
+            pid = await asyncio.to_thread(_spawn, argv, self.log_file)
+        except FileNotFoundError as exc:
+            raise UnsupportedError(f"cannot start {argv[0]}: not found on PATH") from exc
+        self.pid_file.write_text(f"{pid}\n")
+        log.info("started wireguard-go for %s (pid %s, log %s)", self.name, pid, self.log_file)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while loop.time() < deadline:
+            if not _alive(pid):
+                self.pid_file.unlink(missing_ok=True)
+                raise PermanentError(
+                    f"wireguard-go for {self.name} exited before creating {self.socket_path}; "
+                    f"last log lines:\n{self._log_tail()}"
+                )
+            if await self.exists():
+                return
+            await asyncio.sleep(POLL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        raise PermanentError(
+            f"wireguard-go for {self.name} did not create {self.socket_path} within {self.timeout}s; "
+            f"last log lines:\n{self._log_tail()}"
+        )
+
+    def _log_tail(self, lines: int = 10) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+    # --- peers ----------------------------------------------------------------------------------
+
+    async def add_peer(self, peer: PeerSpec) -> None:
+        request = uapi.encode_add_peer(peer)
+        await self._uapi.set(request, self._peer_op("adding", peer.public_key, peer.node))
+
+    async def update_peer(self, change: UpdatePeer) -> None:
+        request = uapi.encode_update_peer(change)
+        await self._uapi.set(request, self._peer_op("updating", change.public_key, change.node))
+
+    async def remove_peer(self, public_key: PublicKey) -> None:
+        request = uapi.encode_remove_peer(public_key)
+        await self._uapi.set(request, self._peer_op("removing", public_key, ""))
+
+    def _peer_op(self, verb: str, key: PublicKey, node: str) -> str:
+        who = f"{node} ({key.short}...)" if node else f"{key.short}..."
+        return f"{verb} peer {who} on {self.name}"
+
+
+def _spawn(argv: list[str], log_file: Path) -> int:
+    """Start `argv` detached: own session, stdin /dev/null, stdout+stderr appended to `log_file`."""
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    try:
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, fd, 1),
+            (os.POSIX_SPAWN_DUP2, fd, 2),
+        ]
+        return os.posix_spawnp(
+            argv[0],
+            argv,
+            dict(os.environ),
+            file_actions=actions,
+            setsid=True,
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+        )
+    finally:
+        os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs. Reaps it when it is our child; a zombie of another parent counts as gone."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rpartition(")")[2].split()[0] != "Z"
+    return done == 0
+
+
+def _is_wireguard_go(pid: int, name: str) -> bool:
+    """Guard against PID reuse: only signal a process whose command line is wireguard-go for `name`."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and os.path.basename(argv[0]) == b"wireguard-go" and name.encode() in argv[1:]

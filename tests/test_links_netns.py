@@ -1,0 +1,167 @@
+"""NetlinkLinks against the real kernel, inside lab namespaces: VXLAN links, MTU, addresses, neighbours, FDB."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from meshd.errors import PermanentError
+from meshd.netlab import Lab, LabNode, lab_cluster, run
+from meshd.state import FdbEntry, NeighborEntry, VxlanDeviceSpec
+from vxlan.links import NetlinkLinks
+
+pytestmark = pytest.mark.netns
+
+VX = "meshd-vxlan"
+MAC_A, MAC_B = "aa:bb:cc:00:00:0a", "aa:bb:cc:00:00:0b"
+
+
+@pytest.fixture(params=[False, True], ids=["v4-underlay", "v6-underlay"])
+def node(request: pytest.FixtureRequest) -> Iterator[tuple[Lab, LabNode]]:
+    with lab_cluster(1, underlay_v6=request.param, pod_v6=request.param) as (lab, nodes):
+        yield lab, nodes[0]
+
+
+def _mtu(node: LabNode) -> int:
+    """The underlay's 1500 minus the VXLAN overhead: 50 bytes over IPv4, 70 over IPv6."""
+    return 1500 - (50 if node.underlay.version == 4 else 70)
+
+
+def _spec(node: LabNode) -> VxlanDeviceSpec:
+    net = node.pod_cidrs[0]
+    addr = ipaddress.ip_interface(f"{net.network_address}/{net.max_prefixlen}")
+    return VxlanDeviceSpec(
+        name=VX, vni=4096, port=4789, local=node.underlay, mtu=_mtu(node), addresses=frozenset({addr})
+    )
+
+
+def _link_json(lab: Lab, ns: str, name: str) -> dict[str, object]:
+    out = lab.ip(ns, "-d", "-j", "link", "show", name).stdout
+    return dict(json.loads(out)[0])
+
+
+def _peer_underlay(node: LabNode, i: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return node.underlay + i
+
+
+async def test_create_and_observe_vxlan(node: tuple[Lab, LabNode]) -> None:
+    lab, n = node
+    spec = _spec(n)
+    async with NetlinkLinks(netns=n.ns) as links:
+        assert await links.observe_vxlan(VX) is None
+        await links.create_vxlan(spec)
+        await links.create_vxlan(spec)  # idempotent
+        seen = await links.observe_vxlan(VX)
+
+    shown = _link_json(lab, n.ns, VX)
+    info = shown["linkinfo"]["info_data"]  # type: ignore[index]
+    assert seen is not None
+    assert (seen.vni, seen.port, seen.local, seen.mtu) == (4096, 4789, n.underlay, _mtu(n))
+    assert seen.mac == shown["address"]
+    assert seen.addresses == spec.addresses
+    assert info["learning"] is False
+    assert info["link"] == "eth0"
+    assert "UP" in shown["flags"]  # type: ignore[operator]
+
+
+async def test_mtu_and_addresses(node: tuple[Lab, LabNode]) -> None:
+    lab, n = node
+    extra = ipaddress.ip_interface("2001:db8:77::1/128")
+    async with NetlinkLinks(netns=n.ns) as links:
+        await links.create_vxlan(_spec(n))
+        await links.set_mtu(VX, 1400)
+        await links.add_address(VX, extra)
+        await links.add_address(VX, extra)
+        assert await links.link_mtu(VX) == 1400
+        assert extra in await links.link_addresses(VX)
+        assert "2001:db8:77::1/128" in lab.ip(n.ns, "addr", "show", "dev", VX).stdout
+        await links.remove_address(VX, extra)
+        await links.remove_address(VX, extra)  # already gone: no-op
+        assert await links.link_addresses(VX) == _spec(n).addresses
+        assert await links.link_mtu("nothere0") is None
+        assert await links.link_exists(VX)
+        await links.delete_link(VX)
+        await links.delete_link(VX)  # already gone: no-op
+        assert not await links.link_exists(VX)
+    assert lab.ip(n.ns, "link", "show", VX, check=False).returncode != 0
+
+
+async def test_neighbors_are_idempotent_and_learned_ones_ignored(node: tuple[Lab, LabNode]) -> None:
+    lab, n = node
+    gw = n.pod_cidrs[0].network_address + 256 * 256  # another node's gateway, somewhere else
+    entry = NeighborEntry(dev=VX, ip=gw, mac=MAC_A)
+    async with NetlinkLinks(netns=n.ns) as links:
+        await links.create_vxlan(_spec(n))
+        await links.add_neighbor(entry)
+        await links.add_neighbor(entry)
+        learned = gw + 1
+        lab.ip(n.ns, "neigh", "add", str(learned), "lladdr", MAC_B, "dev", VX, "nud", "reachable")
+        assert await links.observe_neighbors(VX) == {entry}
+        assert "PERMANENT" in lab.ip(n.ns, "neigh", "show", str(gw), "dev", VX).stdout
+
+        moved = NeighborEntry(dev=VX, ip=gw, mac=MAC_B)
+        await links.add_neighbor(moved)
+        await links.remove_neighbor(entry)  # stale MAC: the new entry stays
+        assert await links.observe_neighbors(VX) == {moved}
+        await links.remove_neighbor(moved)
+        await links.remove_neighbor(moved)
+        assert await links.observe_neighbors(VX) == frozenset()
+    assert MAC_B in lab.ip(n.ns, "neigh", "show", str(learned), "dev", VX).stdout
+
+
+async def test_fdb_entries(node: tuple[Lab, LabNode]) -> None:
+    lab, n = node
+    a = FdbEntry(mac=MAC_A, dst=_peer_underlay(n, 1))
+    b = FdbEntry(mac=MAC_B, dst=_peer_underlay(n, 2))
+    async with NetlinkLinks(netns=n.ns) as links:
+        await links.create_vxlan(_spec(n))
+        for entry in (a, a, b):
+            await links.add_fdb(VX, entry)
+        assert await links.observe_fdb(VX) == {a, b}
+        shown = lab.sh(n.ns, "bridge", "fdb", "show", "dev", VX).stdout
+        assert f"{MAC_A} dst {a.dst} self permanent" in shown
+
+        moved = FdbEntry(mac=MAC_A, dst=_peer_underlay(n, 3))
+        await links.add_fdb(VX, moved)  # the peer's underlay changed: one entry, new dst
+        await links.remove_fdb(VX, a)  # exact mac + dst: the moved one stays
+        assert await links.observe_fdb(VX) == {moved, b}
+        await links.remove_fdb(VX, b)
+        await links.remove_fdb(VX, b)
+        assert await links.observe_fdb(VX) == {moved}
+
+
+async def test_foreign_link_with_our_name_is_left_alone(node: tuple[Lab, LabNode]) -> None:
+    lab, n = node
+    lab.ip(n.ns, "link", "add", VX, "type", "bridge")
+    async with NetlinkLinks(netns=n.ns) as links:
+        with pytest.raises(PermanentError, match=rf"link {VX} exists and is not ours \(kind bridge\)"):
+            await links.observe_vxlan(VX)
+        with pytest.raises(PermanentError, match="not ours"):
+            await links.create_vxlan(_spec(n))
+    assert _link_json(lab, n.ns, VX)["linkinfo"]["info_kind"] == "bridge"  # type: ignore[index]
+
+
+async def test_errors_say_what_was_being_done(node: tuple[Lab, LabNode]) -> None:
+    _, n = node
+    wrong_family = ipaddress.ip_address("2001:db8:99::1" if n.underlay.version == 4 else "198.18.9.9")
+    async with NetlinkLinks(netns=n.ns) as links:
+        with pytest.raises(PermanentError, match=f"link {VX} does not exist"):
+            await links.add_fdb(VX, FdbEntry(mac=MAC_A, dst=_peer_underlay(n, 1)))
+        await links.create_vxlan(_spec(n))
+        with pytest.raises(
+            PermanentError, match=rf"adding FDB entry {MAC_A} → {wrong_family} on {VX}"
+        ) as err:
+            await links.add_fdb(VX, FdbEntry(mac=MAC_A, dst=wrong_family))
+        assert err.value.__cause__ is not None
+        await links.remove_fdb(VX, FdbEntry(mac=MAC_A, dst=wrong_family))  # not there: no-op
+
+
+async def test_missing_namespace_is_an_error_not_created() -> None:
+    name = "mt-no-such-ns-0"
+    async with NetlinkLinks(netns=name) as links:
+        with pytest.raises(PermanentError, match=f"network namespace {name} does not exist"):
+            await links.link_exists("lo")
+    assert name not in run(["ip", "netns", "list"]).stdout

@@ -1,0 +1,139 @@
+"""The owned route table: routes to peers' pod CIDRs, marked with our route protocol number.
+
+Only routes carrying `protocol` in `table` are ever replaced or removed. Routes of others are left alone
+and reported when they would capture traffic for a destination we route or watch: a route whose
+destination equals or lies inside one of those networks. Broader routes (the default route, an underlay
+/16) are not reported: the longest prefix wins, so ours still apply.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from meshd.errors import PermanentError
+from meshd.model import IPNetwork
+from meshd.state import RTPROT_MESHD, Route
+from vxlan.nlsock import RTNH_F_ONLINK, NetlinkSocket, family_of, netlink_errors, translate
+
+log = logging.getLogger(__name__)
+
+_GONE = frozenset({errno.ESRCH, errno.ENOENT, errno.ENODEV})
+_FAMILY_ANY = {2: "0.0.0.0/0", 10: "::/0"}
+
+
+def _inside(dst: IPNetwork, nets: Iterable[IPNetwork]) -> bool:
+    return any(dst.version == net.version and dst.subnet_of(net) for net in nets)  # type: ignore[arg-type]
+
+
+class NetlinkRouteTable:
+    """Our routes in one table of one network namespace (None: the namespace of this process)."""
+
+    def __init__(
+        self,
+        *,
+        netns: str | None = None,
+        table: int = 254,
+        protocol: int = RTPROT_MESHD,
+        watch: Iterable[IPNetwork] = (),
+    ) -> None:
+        self.sock = NetlinkSocket(netns=netns)
+        self.table = table
+        self.protocol = protocol
+        self._watch = frozenset(watch)
+
+    def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
+        """Networks (peers' pod CIDRs) for which foreign routes are reported, besides ours."""
+        self._watch = frozenset(nets)
+
+    async def close(self) -> None:
+        self.sock.close()
+
+    async def __aenter__(self) -> NetlinkRouteTable:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _routes(self, names: dict[int, str]) -> list[tuple[int, Route]]:
+        """(protocol, route) of every unicast-ish route in our table, both families."""
+        found: list[tuple[int, Route]] = []
+        for family in _FAMILY_ANY:
+            async for msg in self.sock.dump("route", family=family, table=self.table):
+                if msg.get("RTA_TABLE", msg["table"]) == self.table:
+                    found.append((int(msg["proto"]), self._route(msg, names)))
+        return found
+
+    def _route(self, msg: Any, names: dict[int, str]) -> Route:
+        dst = msg.get("RTA_DST")
+        net = ipaddress.ip_network(f"{dst}/{msg['dst_len']}" if dst else _FAMILY_ANY[msg["family"]])
+        oif, gateway = msg.get("RTA_OIF"), msg.get("RTA_GATEWAY")
+        return Route(
+            dst=net,
+            dev=names.get(int(oif), "") if oif is not None else "",
+            via=ipaddress.ip_address(gateway) if gateway else None,
+            onlink=bool(msg["flags"] & RTNH_F_ONLINK),
+        )
+
+    async def observe(self) -> tuple[frozenset[Route], frozenset[Route]]:
+        routes = await self._routes(await self.sock.names_by_index())
+        ours = frozenset(r for proto, r in routes if proto == self.protocol)
+        watched = self._watch | {r.dst for r in ours}
+        foreign = frozenset(r for proto, r in routes if proto != self.protocol and _inside(r.dst, watched))
+        return ours, foreign
+
+    async def _foreign_same_dst(self, dst: IPNetwork) -> list[tuple[int, Route]]:
+        routes = await self._routes(await self.sock.names_by_index())
+        return [(proto, r) for proto, r in routes if r.dst == dst and proto != self.protocol]
+
+    async def replace(self, route: Route) -> None:
+        """`ip route replace DST [via GW] dev DEV [onlink] proto P table T`: idempotent; moves DST."""
+        doing = f"routing {route.dst} via {route.via} dev {route.dev}{self.sock.where}"
+        foreign = await self._foreign_same_dst(route.dst)
+        if foreign:
+            proto, other = foreign[0]
+            raise PermanentError(
+                f"{doing}: a route to {route.dst} (dev {other.dev or '-'}, protocol {proto}) exists in "
+                f"table {self.table} and is not ours; leaving it alone"
+            )
+        index = await self.sock.require_index(route.dev)
+        extra: dict[str, Any] = {"gateway": str(route.via)} if route.via is not None else {}
+        with netlink_errors(doing):
+            await self.sock.ipr().route(
+                "replace",
+                dst=str(route.dst),
+                oif=index,
+                family=family_of(route.dst),
+                proto=self.protocol,
+                table=self.table,
+                flags=RTNH_F_ONLINK if route.onlink else 0,
+                **extra,
+            )
+        log.info("route %s via %s dev %s (proto %d)", route.dst, route.via, route.dev, self.protocol)
+
+    async def remove(self, route: Route) -> None:
+        """Delete our route to `route.dst` on `route.dev`; a route of another protocol is never matched."""
+        index = await self.sock.index_of(route.dev)
+        if index is None:
+            log.debug("route %s: device %s is gone, and its routes with it", route.dst, route.dev)
+            return
+        try:
+            await self.sock.ipr().route(
+                "del",
+                dst=str(route.dst),
+                oif=index,
+                family=family_of(route.dst),
+                proto=self.protocol,
+                table=self.table,
+            )
+        except NetlinkError as exc:
+            if exc.code in _GONE:
+                log.debug("route %s dev %s (ours) already absent", route.dst, route.dev)
+                return
+            raise translate(exc, f"removing route {route.dst} dev {route.dev}{self.sock.where}") from exc
+        log.info("removed route %s dev %s", route.dst, route.dev)

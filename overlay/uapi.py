@@ -17,7 +17,7 @@ from keys.values import KEY_LEN, PrivateKey, PublicKey
 from meshd.actions import UpdatePeer
 from meshd.errors import PermanentError
 from meshd.model import Endpoint, IPNetwork
-from meshd.state import ObservedPeer, PeerSpec
+from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
 
 GET_REQUEST = "get=1\n\n"
 MAX_PORT = 65535
@@ -85,6 +85,49 @@ def _check_networks(nets: Iterable[IPNetwork]) -> list[IPNetwork]:
     return sorted(checked, key=lambda n: (n.version, n))
 
 
+def check_listen_port(port: int) -> None:
+    _check_port(port, "listen port", allow_zero=True)
+
+
+def check_peer(peer: PeerSpec) -> list[IPNetwork]:
+    """Validate a whole peer; returns its allowed IPs in a stable order."""
+    _check_public_key(peer.public_key)
+    if peer.endpoint is not None:
+        _check_endpoint(peer.endpoint)
+    _check_keepalive(peer.persistent_keepalive)
+    return _check_networks(peer.allowed_ips)
+
+
+def check_update(change: UpdatePeer) -> list[IPNetwork] | None:
+    """Validate the given fields of a peer change; returns its allowed IPs (None: not changed)."""
+    _check_public_key(change.public_key)
+    if change.endpoint is not None:
+        _check_endpoint(change.endpoint)
+    if change.persistent_keepalive is not None:
+        _check_keepalive(change.persistent_keepalive)
+    return _check_networks(change.allowed_ips) if change.allowed_ips is not None else None
+
+
+def check_spec(spec: WireGuardDeviceSpec, *, name: str, public_key: PublicKey) -> None:
+    """The spec is for this device and wants the public half of the backend's own private key."""
+    if spec.name != name:
+        raise PermanentError(f"spec for device {spec.name} given to the backend of {name}")
+    if spec.public_key != public_key:
+        raise PermanentError(
+            f"device {name}: wanted public key {spec.public_key.short}... is not the one of our "
+            f"private key ({public_key.short}...)"
+        )
+    check_listen_port(spec.listen_port)
+
+
+def device_changes(spec: WireGuardDeviceSpec, *, key: PublicKey | None, port: int) -> tuple[bool, int | None]:
+    """(set the private key?, listen port to set or None) to bring a device with public `key` and
+    `port` to `spec`. A wanted port 0 means "any": an already bound port is kept."""
+    set_key = key != spec.public_key
+    wanted = spec.listen_port != 0 or port == 0
+    return set_key, spec.listen_port if wanted and port != spec.listen_port else None
+
+
 # --- encoding ---------------------------------------------------------------------------------------
 
 
@@ -100,7 +143,7 @@ def encode_device(*, private_key: PrivateKey | None = None, listen_port: int | N
             raise ValueError("private key must be a PrivateKey")
         lines.append(f"private_key={private_key.hex}")
     if listen_port is not None:
-        _check_port(listen_port, "listen port", allow_zero=True)
+        check_listen_port(listen_port)
         lines.append(f"listen_port={listen_port}")
     return _request(lines)
 
@@ -108,11 +151,7 @@ def encode_device(*, private_key: PrivateKey | None = None, listen_port: int | N
 def encode_add_peer(peer: PeerSpec) -> str:
     """Create the peer or bring an existing one to exactly this spec (upsert). An endpoint of None is
     not sent, so one the peer learned by roaming stays."""
-    _check_public_key(peer.public_key)
-    if peer.endpoint is not None:
-        _check_endpoint(peer.endpoint)
-    _check_keepalive(peer.persistent_keepalive)
-    nets = _check_networks(peer.allowed_ips)
+    nets = check_peer(peer)
     lines = [f"public_key={peer.public_key.hex}"]
     if peer.endpoint is not None:
         lines.append(f"endpoint={peer.endpoint}")
@@ -124,12 +163,7 @@ def encode_add_peer(peer: PeerSpec) -> str:
 
 def encode_update_peer(change: UpdatePeer) -> str:
     """Change only the given fields of an existing peer (`update_only`: never creates one)."""
-    _check_public_key(change.public_key)
-    if change.endpoint is not None:
-        _check_endpoint(change.endpoint)
-    if change.persistent_keepalive is not None:
-        _check_keepalive(change.persistent_keepalive)
-    nets = _check_networks(change.allowed_ips) if change.allowed_ips is not None else None
+    nets = check_update(change)
     lines = [f"public_key={change.public_key.hex}", "update_only=true"]
     if change.endpoint is not None:
         lines.append(f"endpoint={change.endpoint}")

@@ -125,7 +125,7 @@ class WireGuardGo:
     # --- device ---------------------------------------------------------------------------------
 
     async def create(self, spec: WireGuardDeviceSpec) -> None:
-        self._check_spec(spec)
+        uapi.check_spec(spec, name=self.name, public_key=self._public)
         if await self.exists():
             log.info("adopting the running wireguard-go for %s (pid %s)", self.name, self.pid())
         else:
@@ -134,11 +134,10 @@ class WireGuardGo:
         await self.configure(spec)
 
     async def configure(self, spec: WireGuardDeviceSpec) -> None:
-        self._check_spec(spec)
+        uapi.check_spec(spec, name=self.name, public_key=self._public)
         dev = await self._get()
-        key = self._key if dev.public_key != self._public else None
-        port_wanted = spec.listen_port != 0 or dev.listen_port == 0
-        port = spec.listen_port if port_wanted and dev.listen_port != spec.listen_port else None
+        set_key, port = uapi.device_changes(spec, key=dev.public_key, port=dev.listen_port)
+        key = self._key if set_key else None
         if key is None and port is None:
             log.debug("WireGuard device %s already has our key and port %s", self.name, dev.listen_port)
             return
@@ -146,15 +145,6 @@ class WireGuardGo:
         log.info("setting %s on WireGuard device %s (key %s...)", what, self.name, self._public.short)
         request = uapi.encode_device(private_key=key, listen_port=port)
         await self._uapi.set(request, f"configuring WireGuard device {self.name}")
-
-    def _check_spec(self, spec: WireGuardDeviceSpec) -> None:
-        if spec.name != self.name:
-            raise PermanentError(f"spec for device {spec.name} given to the backend of {self.name}")
-        if spec.public_key != self._public:
-            raise PermanentError(
-                f"device {self.name}: wanted public key {spec.public_key.short}... is not the one of our "
-                f"private key ({self._public.short}...)"
-            )
 
     async def delete(self) -> None:
         pid = self.pid()

@@ -1,0 +1,302 @@
+"""WireGuard in the kernel, through rtnetlink (the link) and the `wireguard` generic-netlink family.
+
+Library choice: pyroute2's `AsyncWireGuard` rather than wgnlpy. wgnlpy is synchronous and always binds
+in the caller's namespace (it would need a thread that setns()-es), while `AsyncWireGuard` runs on our
+event loop, opens in a named namespace with `flags=0` (never creating one), and sends one peer per
+message with exactly the flags we choose (update-only, replace-allowed-IPs, remove), never replace-peers.
+
+The adapter talks to a narrow `WireGuardNetlink` seam: `PyrouteWireGuardNetlink` is the real one, and
+tests/fakes/wg_genl.py is a behavioural fake that acts like the kernel family.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import ipaddress
+import logging
+import os
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from pyroute2 import AsyncWireGuard
+from pyroute2.netlink.exceptions import NetlinkError
+
+from keys.values import PrivateKey, PublicKey
+from meshd.actions import UpdatePeer
+from meshd.errors import MeshdError, PermanentError, TransientError, UnsupportedError
+from meshd.model import Endpoint, IPNetwork
+from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
+from overlay import netns as ns
+from overlay import uapi
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.ENOBUFS, errno.EINTR})
+# uapi/linux/wireguard.h peer flags
+WGPEER_F_REMOVE_ME = 0x1
+WGPEER_F_REPLACE_ALLOWEDIPS = 0x2
+WGPEER_F_UPDATE_ONLY = 0x4
+
+
+@dataclass(frozen=True, slots=True)
+class GenlPeer:
+    """One WGDEVICE_A_PEERS entry of a set-device message."""
+
+    public_key: bytes
+    flags: int = 0
+    endpoint: Endpoint | None = None
+    persistent_keepalive: int | None = None
+    allowed_ips: tuple[IPNetwork, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenlDevice:
+    """A get-device reply. `public_key` is None when no private key is set."""
+
+    public_key: PublicKey | None
+    listen_port: int
+    fwmark: int
+    peers: tuple[ObservedPeer, ...]
+
+
+class WireGuardNetlink(Protocol):
+    """Link and `wireguard` genl operations on one namespace. Errors are pyroute2 `NetlinkError`s."""
+
+    async def link_exists(self, name: str) -> bool: ...
+
+    async def link_add(self, name: str) -> None: ...
+
+    async def link_up(self, name: str) -> bool: ...
+
+    async def link_delete(self, name: str) -> bool: ...
+
+    async def get_device(self, name: str) -> GenlDevice: ...
+
+    async def set_device(self, name: str, *, private_key: bytes | None, listen_port: int | None) -> None: ...
+
+    async def set_peer(self, name: str, peer: GenlPeer) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class PyrouteWireGuardNetlink:
+    """The real seam: AsyncIPRoute for the link, one long-lived AsyncWireGuard socket for genl."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self._sock: Any = None
+
+    async def _wg(self) -> Any:
+        if self._sock is None:
+            sock = AsyncWireGuard(netns=self.netns, flags=0) if self.netns else AsyncWireGuard()
+            sock.module_err_level = "debug"  # absence is reported by us, not logged as an error
+            await sock.setup_endpoint()  # binds the family: NetlinkError ENOENT when it is absent
+            self._sock = sock
+        return self._sock
+
+    async def link_exists(self, name: str) -> bool:
+        return await ns.link_exists(self.netns, name)
+
+    async def link_add(self, name: str) -> None:
+        await ns.link_add(self.netns, name, "wireguard")
+
+    async def link_up(self, name: str) -> bool:
+        return await ns.link_up(self.netns, name)
+
+    async def link_delete(self, name: str) -> bool:
+        return await ns.link_delete(self.netns, name)
+
+    async def get_device(self, name: str) -> GenlDevice:
+        wg = await self._wg()
+        reply = await wg.info(name)
+        messages = [m async for m in reply] if hasattr(reply, "__aiter__") else list(reply)
+        return decode_device(messages)
+
+    async def set_device(self, name: str, *, private_key: bytes | None, listen_port: int | None) -> None:
+        wg = await self._wg()
+        key = None if private_key is None else PrivateKey(private_key).base64
+        await wg.set(name, private_key=key, listen_port=listen_port)
+
+    async def set_peer(self, name: str, peer: GenlPeer) -> None:
+        wg = await self._wg()
+        req: dict[str, object] = {"public_key": PublicKey(peer.public_key).base64}
+        req["remove"] = bool(peer.flags & WGPEER_F_REMOVE_ME)
+        req["update_only"] = bool(peer.flags & WGPEER_F_UPDATE_ONLY)
+        req["replace_allowed_ips"] = bool(peer.flags & WGPEER_F_REPLACE_ALLOWEDIPS)
+        if peer.endpoint is not None:
+            req["endpoint_addr"], req["endpoint_port"] = str(peer.endpoint.host), peer.endpoint.port
+        if peer.persistent_keepalive is not None:
+            req["persistent_keepalive"] = peer.persistent_keepalive
+        if peer.allowed_ips is not None:
+            req["allowed_ips"] = [str(net) for net in peer.allowed_ips]
+        await wg.set(name, peer=req)
+
+    async def close(self) -> None:
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            sock.close()
+
+
+def _error(exc: NetlinkError, operation: str) -> MeshdError:
+    code = int(exc.code or 0)
+    text = f"{operation}: netlink error {code} ({os.strerror(code)})"
+    if code in TRANSIENT_ERRNOS:
+        return TransientError(text)
+    if code in (errno.EOPNOTSUPP, errno.ENOENT):
+        return UnsupportedError(f"{text}: the kernel lacks WireGuard")
+    return PermanentError(text)
+
+
+class KernelWireGuard:
+    """The `WireGuardDevice` port over kernel WireGuard. `client` defaults to the pyroute2 seam."""
+
+    def __init__(
+        self,
+        name: str,
+        private_key: PrivateKey,
+        netns: str | None = None,
+        *,
+        client: WireGuardNetlink | None = None,
+    ) -> None:
+        self.name = name
+        self.netns = netns
+        self._key = private_key
+        self._public = private_key.public_key()
+        self.client: WireGuardNetlink = client if client is not None else PyrouteWireGuardNetlink(netns)
+
+    async def _get(self) -> GenlDevice:
+        try:
+            return await self.client.get_device(self.name)
+        except NetlinkError as exc:
+            raise _error(exc, f"reading WireGuard device {self.name}") from exc
+
+    async def exists(self) -> bool:
+        try:
+            await self.client.get_device(self.name)
+        except NetlinkError as exc:
+            if exc.code in (errno.ENODEV, errno.EOPNOTSUPP):
+                return False
+            raise _error(exc, f"reading WireGuard device {self.name}") from exc
+        return True
+
+    async def public_key(self) -> PublicKey | None:
+        return (await self._get()).public_key
+
+    async def listen_port(self) -> int:
+        return (await self._get()).listen_port
+
+    async def observe_peers(self) -> tuple[ObservedPeer, ...]:
+        return (await self._get()).peers
+
+    async def create(self, spec: WireGuardDeviceSpec) -> None:
+        uapi.check_spec(spec, name=self.name, public_key=self._public)
+        if await self.exists():
+            log.info("adopting the existing WireGuard link %s", self.name)
+        else:
+            log.info("creating WireGuard link %s", self.name)
+            try:
+                await self.client.link_add(self.name)
+            except NetlinkError as exc:
+                if exc.code == errno.EEXIST:
+                    raise PermanentError(f"link {self.name} exists and is not a WireGuard device") from exc
+                raise _error(exc, f"creating WireGuard link {self.name}") from exc
+        await self.client.link_up(self.name)
+        await self.configure(spec)
+
+    async def configure(self, spec: WireGuardDeviceSpec) -> None:
+        uapi.check_spec(spec, name=self.name, public_key=self._public)
+        dev = await self._get()
+        set_key, port = uapi.device_changes(spec, key=dev.public_key, port=dev.listen_port)
+        key = self._key if set_key else None
+        if key is None and port is None:
+            log.debug("WireGuard device %s already has our key and port %s", self.name, dev.listen_port)
+            return
+        log.info("configuring WireGuard device %s (key %s..., port %s)", self.name, self._public.short, port)
+        raw = bytes.fromhex(key.hex) if key is not None else None
+        call = self.client.set_device(self.name, private_key=raw, listen_port=port)
+        await self._call(f"configuring WireGuard device {self.name}", call)
+
+    async def add_peer(self, peer: PeerSpec) -> None:
+        nets = uapi.check_peer(peer)
+        msg = GenlPeer(
+            peer.public_key.raw, WGPEER_F_REPLACE_ALLOWEDIPS, peer.endpoint, peer.persistent_keepalive
+        )
+        await self._set_peer("adding", peer.node, replace(msg, allowed_ips=tuple(nets)))
+
+    async def update_peer(self, change: UpdatePeer) -> None:
+        nets = uapi.check_update(change)
+        flags = WGPEER_F_UPDATE_ONLY | (WGPEER_F_REPLACE_ALLOWEDIPS if nets is not None else 0)
+        msg = GenlPeer(change.public_key.raw, flags, change.endpoint, change.persistent_keepalive)
+        await self._set_peer(
+            "updating", change.node, replace(msg, allowed_ips=None if nets is None else tuple(nets))
+        )
+
+    async def remove_peer(self, public_key: PublicKey) -> None:
+        await self._set_peer("removing", "", GenlPeer(public_key.raw, WGPEER_F_REMOVE_ME))
+
+    async def _set_peer(self, verb: str, node: str, msg: GenlPeer) -> None:
+        short = PublicKey(msg.public_key).short
+        who = f"{node} ({short}...)" if node else f"{short}..."
+        await self._call(f"{verb} peer {who} on {self.name}", self.client.set_peer(self.name, msg))
+
+    async def _call(self, operation: str, call: Awaitable[None]) -> None:
+        try:
+            await call
+        except NetlinkError as exc:
+            raise _error(exc, operation) from exc
+
+    async def delete(self) -> None:
+        if await self.client.link_delete(self.name):
+            log.info("deleted WireGuard link %s", self.name)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def decode_device(messages: Iterable[Any]) -> GenlDevice:
+    """A pyroute2 `wgmsg` dump as a GenlDevice. Big devices span several messages, and one peer's
+    allowed IPs may continue in the next message (same public key): those are merged."""
+    msgs = list(messages)
+    if not msgs:
+        raise PermanentError("empty WireGuard get-device reply")
+    first = msgs[0]
+    pub = first.get_attr("WGDEVICE_A_PUBLIC_KEY")
+    peers: list[ObservedPeer] = []
+    for msg in msgs:
+        for raw in msg.get_attr("WGDEVICE_A_PEERS") or ():
+            peer = _decode_peer(raw)
+            if peers and peers[-1].public_key == peer.public_key:
+                last = peers.pop()
+                peer = replace(last, allowed_ips=last.allowed_ips | peer.allowed_ips)
+            peers.append(peer)
+    return GenlDevice(
+        public_key=PublicKey(base64.b64decode(pub)) if pub else None,
+        listen_port=int(first.get_attr("WGDEVICE_A_LISTEN_PORT") or 0),
+        fwmark=int(first.get_attr("WGDEVICE_A_FWMARK") or 0),
+        peers=tuple(peers),
+    )
+
+
+def _decode_peer(peer: Any) -> ObservedPeer:
+    endpoint = None
+    ep = peer.get_attr("WGPEER_A_ENDPOINT")
+    if ep is not None and int(ep["port"]):
+        endpoint = Endpoint(ipaddress.ip_address(ep["addr"]), int(ep["port"]))
+    handshake = None
+    hs = peer.get_attr("WGPEER_A_LAST_HANDSHAKE_TIME")
+    if hs is not None and (hs["tv_sec"] or hs["tv_nsec"]):
+        handshake = int(hs["tv_sec"]) + int(hs["tv_nsec"]) / 1e9
+    ips = frozenset(
+        ipaddress.ip_network(a["addr"], strict=False) for a in peer.get_attr("WGPEER_A_ALLOWEDIPS") or ()
+    )
+    return ObservedPeer(
+        public_key=PublicKey(base64.b64decode(peer.get_attr("WGPEER_A_PUBLIC_KEY"))),
+        endpoint=endpoint,
+        allowed_ips=ips,
+        persistent_keepalive=int(peer.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL") or 0),
+        last_handshake=handshake,
+        rx_bytes=int(peer.get_attr("WGPEER_A_RX_BYTES") or 0),
+        tx_bytes=int(peer.get_attr("WGPEER_A_TX_BYTES") or 0),
+    )

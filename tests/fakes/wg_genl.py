@@ -1,0 +1,155 @@
+"""A behavioural fake of kernel WireGuard behind the `WireGuardNetlink` seam of overlay/kernel.py.
+
+It acts like the kernel: links by name, one peer per set with the kernel's flag semantics (upsert,
+update-only skips unknown peers, replace-allowed-IPs only on the given peer, an allowed IP moves from
+the peer that had it, remove), EINVAL for malformed keys, ENODEV for a missing device, EOPNOTSUPP for
+`link add` when the "module" is absent. Tests can simulate traffic to move handshakes and counters.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field, replace
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from keys.values import KEY_LEN, PrivateKey, PublicKey
+from meshd.model import Endpoint, IPNetwork
+from meshd.state import ObservedPeer
+from overlay.kernel import (
+    WGPEER_F_REMOVE_ME,
+    WGPEER_F_REPLACE_ALLOWEDIPS,
+    WGPEER_F_UPDATE_ONLY,
+    GenlDevice,
+    GenlPeer,
+)
+
+
+def _err(code: int) -> NetlinkError:
+    return NetlinkError(code, errno.errorcode.get(code, "?"))
+
+
+@dataclass
+class FakePeer:
+    public_key: PublicKey
+    endpoint: Endpoint | None = None
+    keepalive: int = 0
+    allowed_ips: list[IPNetwork] = field(default_factory=list)
+    last_handshake: float | None = None
+    rx: int = 0
+    tx: int = 0
+
+
+@dataclass
+class FakeDevice:
+    up: bool = False
+    private_key: bytes | None = None
+    listen_port: int = 0
+    peers: dict[PublicKey, FakePeer] = field(default_factory=dict)
+
+
+@dataclass
+class FakeWireGuardNetlink:
+    supported: bool = True
+    devices: dict[str, FakeDevice] = field(default_factory=dict)
+    other_links: set[str] = field(default_factory=set)
+    calls: list[tuple[str, str, object]] = field(default_factory=list)  # (op, dev, message)
+    _next_port: int = 40000
+
+    # --- links -------------------------------------------------------------------------------
+
+    async def link_exists(self, name: str) -> bool:
+        return name in self.devices or name in self.other_links
+
+    async def link_add(self, name: str) -> None:
+        self.calls.append(("link_add", name, None))
+        if not self.supported:
+            raise _err(errno.EOPNOTSUPP)
+        if await self.link_exists(name):
+            raise _err(errno.EEXIST)
+        self.devices[name] = FakeDevice()
+
+    async def link_up(self, name: str) -> bool:
+        dev = self._dev(name)
+        was, dev.up = dev.up, True
+        return not was
+
+    async def link_delete(self, name: str) -> bool:
+        self.calls.append(("link_delete", name, None))
+        return self.devices.pop(name, None) is not None
+
+    # --- genl --------------------------------------------------------------------------------
+
+    def _dev(self, name: str) -> FakeDevice:
+        if name in self.other_links:
+            raise _err(errno.EOPNOTSUPP)
+        if not self.supported:
+            raise _err(errno.ENOENT)
+        if name not in self.devices:
+            raise _err(errno.ENODEV)
+        return self.devices[name]
+
+    async def get_device(self, name: str) -> GenlDevice:
+        dev = self._dev(name)
+        public = PrivateKey(dev.private_key).public_key() if dev.private_key else None
+        peers = tuple(
+            ObservedPeer(
+                p.public_key,
+                p.endpoint,
+                frozenset(p.allowed_ips),
+                p.keepalive,
+                p.last_handshake,
+                p.rx,
+                p.tx,
+            )
+            for p in dev.peers.values()
+        )
+        return GenlDevice(public, dev.listen_port, 0, peers)
+
+    async def set_device(self, name: str, *, private_key: bytes | None, listen_port: int | None) -> None:
+        dev = self._dev(name)
+        if private_key is not None and len(private_key) != KEY_LEN:
+            raise _err(errno.EINVAL)
+        self.calls.append(("set_device", name, ("key" if private_key else None, listen_port)))
+        if private_key is not None:
+            dev.private_key = private_key
+        if listen_port is not None:
+            if listen_port == 0:
+                listen_port, self._next_port = self._next_port, self._next_port + 1
+            dev.listen_port = listen_port
+
+    async def set_peer(self, name: str, peer: GenlPeer) -> None:
+        dev = self._dev(name)
+        if len(peer.public_key) != KEY_LEN:
+            raise _err(errno.EINVAL)
+        self.calls.append(("set_peer", name, peer))
+        key = PublicKey(peer.public_key)
+        if peer.flags & WGPEER_F_REMOVE_ME:
+            dev.peers.pop(key, None)
+            return
+        current = dev.peers.get(key)
+        if current is None:
+            if peer.flags & WGPEER_F_UPDATE_ONLY:
+                return
+            current = dev.peers[key] = FakePeer(key)
+        if peer.endpoint is not None:
+            current.endpoint = peer.endpoint
+        if peer.persistent_keepalive is not None:
+            current.keepalive = peer.persistent_keepalive
+        if peer.flags & WGPEER_F_REPLACE_ALLOWEDIPS:
+            current.allowed_ips = []
+        for net in peer.allowed_ips or ():
+            for other in dev.peers.values():  # the kernel's trie has one owner per prefix
+                if net in other.allowed_ips:
+                    other.allowed_ips.remove(net)
+            current.allowed_ips.append(net)
+
+    async def close(self) -> None:
+        pass
+
+    # --- test helpers ------------------------------------------------------------------------
+
+    def traffic(self, name: str, key: PublicKey, *, at: float, rx: int, tx: int) -> None:
+        """Simulate a handshake at `at` and `rx`/`tx` more bytes with one peer."""
+        peer = self.devices[name].peers[key]
+        self.devices[name].peers[key] = replace(peer, last_handshake=at, rx=peer.rx + rx, tx=peer.tx + tx)

@@ -1,0 +1,220 @@
+"""KernelWireGuard: the contract against a behavioural fake of the kernel family, and the real kernel
+when it has WireGuard (skipped here: this kernel has no module)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Iterator
+
+import pytest
+
+from keys.values import PrivateKey, PublicKey
+from meshd.actions import UpdatePeer
+from meshd.errors import UnsupportedError
+from meshd.model import Endpoint
+from meshd.state import PeerSpec, WireGuardDeviceSpec
+from overlay.detect import probe_kernel_wireguard
+from overlay.kernel import KernelWireGuard
+from tests.fakes.wg_genl import FakeWireGuardNetlink
+from tests.support.netns import Lab
+
+NAME = "meshd0"
+net = ipaddress.ip_network
+
+
+def spec_for(key: PrivateKey, port: int = 51820) -> WireGuardDeviceSpec:
+    return WireGuardDeviceSpec(NAME, key.public_key(), port, 1420)
+
+
+def peer(i: int, *cidrs: str, keepalive: int = 0) -> PeerSpec:
+    key = PublicKey(bytes([i]) * 32)
+    ep = Endpoint(ipaddress.ip_address(f"198.18.0.{i}"), 51820)
+    return PeerSpec(key, ep, frozenset(net(c) for c in cidrs), keepalive, node=f"node{i}")
+
+
+@pytest.fixture
+def fake() -> FakeWireGuardNetlink:
+    return FakeWireGuardNetlink()
+
+
+@pytest.fixture
+async def device(fake: FakeWireGuardNetlink) -> KernelWireGuard:
+    key = PrivateKey.generate()
+    dev = KernelWireGuard(NAME, key, client=fake)
+    await dev.create(spec_for(key))
+    return dev
+
+
+async def test_create_makes_an_up_link_with_our_key_and_port(fake: FakeWireGuardNetlink) -> None:
+    key = PrivateKey.generate()
+    dev = KernelWireGuard(NAME, key, client=fake)
+    assert not await dev.exists()
+    await dev.create(spec_for(key))
+    assert await dev.exists()
+    assert fake.devices[NAME].up
+    assert await dev.public_key() == key.public_key()
+    assert await dev.listen_port() == 51820
+
+
+async def test_create_adopts_an_existing_device_and_keeps_its_peers(
+    fake: FakeWireGuardNetlink, device: KernelWireGuard
+) -> None:
+    p = peer(1, "198.19.1.0/24")
+    await device.add_peer(p)
+    fake.traffic(NAME, p.public_key, at=1000.5, rx=10, tx=20)
+    before = await device.observe_peers()
+    again = KernelWireGuard(NAME, device._key, client=fake)  # an agent restart
+    await again.create(spec_for(device._key))
+    assert await again.observe_peers() == before
+    assert [c[0] for c in fake.calls].count("link_add") == 1
+
+
+async def test_configure_with_nothing_to_change_sends_nothing(
+    fake: FakeWireGuardNetlink, device: KernelWireGuard
+) -> None:
+    sent = len(fake.calls)
+    await device.configure(spec_for(device._key))
+    assert len(fake.calls) == sent
+
+
+async def test_configure_changes_only_the_port(fake: FakeWireGuardNetlink, device: KernelWireGuard) -> None:
+    await device.configure(spec_for(device._key, port=51999))
+    assert await device.listen_port() == 51999
+    assert fake.calls[-1] == ("set_device", NAME, (None, 51999))
+
+
+async def test_without_the_module_create_is_unsupported() -> None:
+    key = PrivateKey.generate()
+    dev = KernelWireGuard(NAME, key, client=FakeWireGuardNetlink(supported=False))
+    with pytest.raises(UnsupportedError, match="lacks WireGuard"):
+        await dev.create(spec_for(key))
+
+
+async def test_add_peer_is_observed(device: KernelWireGuard) -> None:
+    p = peer(1, "198.19.1.0/24", "2001:db8:19:1::/64", keepalive=25)
+    await device.add_peer(p)
+    (seen,) = await device.observe_peers()
+    assert (seen.public_key, seen.endpoint, seen.allowed_ips, seen.persistent_keepalive) == (
+        p.public_key,
+        p.endpoint,
+        p.allowed_ips,
+        25,
+    )
+    assert seen.last_handshake is None
+
+
+async def test_reapplying_a_peer_keeps_its_handshake_and_counters(
+    fake: FakeWireGuardNetlink, device: KernelWireGuard
+) -> None:
+    p = peer(1, "198.19.1.0/24")
+    await device.add_peer(p)
+    fake.traffic(NAME, p.public_key, at=1000.0, rx=100, tx=200)
+    before = await device.observe_peers()
+    await device.add_peer(p)
+    assert await device.observe_peers() == before
+
+
+async def test_updating_one_peer_leaves_the_others_alone(
+    fake: FakeWireGuardNetlink, device: KernelWireGuard
+) -> None:
+    a, b = peer(1, "198.19.1.0/24"), peer(2, "198.19.2.0/24")
+    for p in (a, b):
+        await device.add_peer(p)
+        fake.traffic(NAME, p.public_key, at=1000.0, rx=100, tx=200)
+    other_before = {p.public_key: p for p in await device.observe_peers()}[b.public_key]
+    await device.update_peer(UpdatePeer(a.public_key, allowed_ips=frozenset({net("198.19.9.0/24")})))
+    await device.update_peer(UpdatePeer(a.public_key, persistent_keepalive=5))
+    after = {p.public_key: p for p in await device.observe_peers()}
+    assert after[b.public_key] == other_before
+    assert after[a.public_key].allowed_ips == {net("198.19.9.0/24")}
+    assert after[a.public_key].persistent_keepalive == 5
+    assert (after[a.public_key].rx_bytes, after[a.public_key].last_handshake) == (100, 1000.0)
+
+
+async def test_update_leaves_unnamed_fields_and_never_creates_a_peer(device: KernelWireGuard) -> None:
+    a = peer(1, "198.19.1.0/24", keepalive=25)
+    await device.add_peer(a)
+    await device.update_peer(
+        UpdatePeer(a.public_key, endpoint=Endpoint(ipaddress.ip_address("198.18.0.9"), 1))
+    )
+    await device.update_peer(UpdatePeer(peer(7).public_key, persistent_keepalive=5))
+    (seen,) = await device.observe_peers()
+    assert (seen.allowed_ips, seen.persistent_keepalive, str(seen.endpoint)) == (
+        a.allowed_ips,
+        25,
+        "198.18.0.9:1",
+    )
+
+
+async def test_remove_peer_removes_exactly_that_peer(device: KernelWireGuard) -> None:
+    a, b = peer(1, "198.19.1.0/24"), peer(2, "198.19.2.0/24")
+    await device.add_peer(a)
+    await device.add_peer(b)
+    await device.remove_peer(a.public_key)
+    assert [p.public_key for p in await device.observe_peers()] == [b.public_key]
+
+
+async def test_invalid_values_fail_before_anything_is_sent(
+    fake: FakeWireGuardNetlink, device: KernelWireGuard
+) -> None:
+    sent = len(fake.calls)
+    with pytest.raises(ValueError, match="keepalive"):
+        await device.add_peer(peer(1, "198.19.1.0/24", keepalive=70000))
+    with pytest.raises(ValueError, match="not an IP network"):
+        await device.update_peer(UpdatePeer(peer(1).public_key, allowed_ips=frozenset({"x"})))  # type: ignore[arg-type]
+    assert len(fake.calls) == sent
+    assert await device.observe_peers() == ()
+
+
+async def test_delete_removes_the_link(fake: FakeWireGuardNetlink, device: KernelWireGuard) -> None:
+    await device.delete()
+    assert not await device.exists()
+    await device.delete()  # already gone: no error
+
+
+async def test_private_key_never_appears_in_errors(fake: FakeWireGuardNetlink) -> None:
+    key = PrivateKey.generate()
+    fake.other_links.add(NAME)  # a non-WireGuard link holds our name
+    dev = KernelWireGuard(NAME, key, client=fake)
+    with pytest.raises(Exception) as err:
+        await dev.create(spec_for(key))
+    assert key.base64 not in str(err.value) and key.hex not in str(err.value)
+    assert "not a WireGuard device" in str(err.value)
+
+
+# --- the real kernel --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kernel_ns() -> Iterator[str]:
+    with Lab() as lab:
+        ns = lab.ns("k")
+        if not asyncio.run(probe_kernel_wireguard(ns)).available:
+            pytest.skip("kernel lacks wireguard")
+        yield ns
+
+
+@pytest.mark.netns
+def test_real_kernel_device_round_trip(kernel_ns: str) -> None:
+    async def scenario() -> None:
+        key = PrivateKey.generate()
+        dev = KernelWireGuard(NAME, key, kernel_ns)
+        await dev.create(spec_for(key))
+        a, b = peer(1, "198.19.1.0/24"), peer(2, "2001:db8:19:2::/64")
+        await dev.add_peer(a)
+        await dev.add_peer(b)
+        await dev.update_peer(UpdatePeer(a.public_key, persistent_keepalive=5))
+        await dev.remove_peer(b.public_key)
+        (seen,) = await dev.observe_peers()
+        assert (seen.public_key, seen.allowed_ips, seen.persistent_keepalive) == (
+            a.public_key,
+            a.allowed_ips,
+            5,
+        )
+        assert await dev.public_key() == key.public_key()
+        await dev.delete()
+        assert not await dev.exists()
+        await dev.close()
+
+    asyncio.run(scenario())

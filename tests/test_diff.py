@@ -1,0 +1,228 @@
+"""diff(): minimal per-object changes in make-before-break order, checked against the fake kernel."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+
+import pytest
+
+from meshd import actions as a
+from meshd.diff import diff
+from meshd.model import EncryptionMode, Endpoint, LabelSelector, LocalNode, MeshConfig, Node, Snapshot
+from meshd.planner import plan
+from meshd.state import ActualState, DesiredState, PeerSpec
+from tests.fakes import FakeDataplane
+from tests.test_planner import key, node
+
+POOL_X = LabelSelector(match_labels=(("pool", "x"),))
+X = {"pool": "x"}
+ME = node(1, labels=X)
+
+
+def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text)
+
+
+def planned(*remotes: Node, config: MeshConfig | None = None) -> DesiredState:
+    return plan(Snapshot.of(remotes, config), LocalNode(ME))
+
+
+def converged(desired: DesiredState) -> FakeDataplane:
+    fake = FakeDataplane()
+    fake.apply(diff(desired, fake.observe(), prune=True))
+    assert diff(desired, fake.observe(), prune=True) == ()
+    return fake
+
+
+def kinds(actions: tuple[a.Action, ...]) -> list[str]:
+    return [type(x).__name__ for x in actions]
+
+
+def peer_of(desired: DesiredState, name: str) -> PeerSpec:
+    return next(p for p in desired.peers if p.node == name)
+
+
+PEER_CHANGES = {
+    "allowed-ips-only": (
+        {"allowed_ips": frozenset({net("198.19.2.0/24"), net("198.19.20.0/24")})},
+        {"allowed_ips": frozenset({net("198.19.2.0/24"), net("198.19.20.0/24")})},
+    ),
+    "keepalive-only": ({"persistent_keepalive": 25}, {"persistent_keepalive": 25}),
+    "endpoint-only": (
+        {"endpoint": Endpoint(ipaddress.ip_address("198.18.1.2"), 51820)},
+        {"endpoint": Endpoint(ipaddress.ip_address("198.18.1.2"), 51820)},
+    ),
+    "node-name-is-not-drift": ({"node": "renamed"}, None),
+    "unpinned-endpoint-is-not-drift": ({"endpoint": None}, None),
+}
+
+
+@pytest.mark.parametrize(("change", "update"), PEER_CHANGES.values(), ids=PEER_CHANGES.keys())
+def test_minimal_per_peer_update(change: dict[str, object], update: dict[str, object] | None) -> None:
+    before = planned(node(2), node(3), node(4))
+    fake = converged(before)
+    b = peer_of(before, "node-b")
+    after = replace(before, peers=tuple(replace(p, **change) if p is b else p for p in before.peers))  # type: ignore[arg-type]
+    actions = diff(after, fake.observe(), prune=True)
+    if update is None:
+        assert actions == ()
+        return
+    assert actions == (a.UpdatePeer(key(2), node=change.get("node", "node-b"), **update),)  # type: ignore[arg-type]
+    fake.apply(actions)
+    assert diff(after, fake.observe(), prune=True) == ()
+
+
+def test_roamed_endpoint_is_drift_only_when_pinned() -> None:
+    pinned = planned(node(2))
+    fake = converged(pinned)
+    fake.learn_endpoint(key(2), Endpoint(ipaddress.ip_address("198.18.7.7"), 40000))
+    unpinned = replace(pinned, peers=tuple(replace(p, endpoint=None) for p in pinned.peers))
+    assert diff(unpinned, fake.observe(), prune=True) == ()
+    assert diff(pinned, fake.observe(), prune=True) == (
+        a.UpdatePeer(key(2), endpoint=node(2).endpoint, node="node-b"),
+    )
+
+
+def test_prune_false_only_adds() -> None:
+    fake = converged(planned(node(2), node(3, with_key=False)))
+    fewer = planned(node(4))
+    assert kinds(diff(fewer, fake.observe(), prune=False)) == [
+        "AddPeer",
+        "AddNeighbor",
+        "AddFdb",
+        "ReplaceRoute",
+    ]
+    pruned = diff(fewer, fake.observe(), prune=True)
+    assert kinds(pruned) == [
+        "AddPeer",
+        "AddNeighbor",
+        "AddFdb",
+        "ReplaceRoute",
+        "RemoveRoute",
+        "RemoveRoute",
+        "RemoveFdb",
+        "RemoveFdb",
+        "RemoveNeighbor",
+        "RemoveNeighbor",
+        "RemovePeer",
+    ]
+    fake.apply(pruned)
+    assert diff(fewer, fake.observe(), prune=True) == ()
+
+
+def test_unwanted_devices_stay_until_prune_and_take_their_entries_along() -> None:
+    fake = converged(planned(node(2), node(3)))
+    assert diff(DesiredState(), fake.observe(), prune=False) == ()
+    teardown = diff(DesiredState(), fake.observe(), prune=True)
+    assert kinds(teardown) == ["RemoveRoute", "RemoveRoute", "DeleteDevice", "DeleteDevice"]
+    fake.apply(teardown)
+    assert fake.observe() == ActualState()
+
+
+def test_move_between_transports_is_make_before_break() -> None:
+    """Required mode keeps no unencrypted standby: a pair leaving the selector gets its VXLAN entries
+    before its route moves, keeps its WireGuard peer on standby, and comes back route-first."""
+    cfg = MeshConfig(mode=EncryptionMode.REQUIRED, node_selector=POOL_X)
+    encrypted = planned(node(2, labels=X), config=cfg)
+    fake = converged(encrypted)
+    clear = planned(node(2, labels={"pool": "y"}), config=cfg)
+    out = diff(clear, fake.observe(), prune=True)
+    assert kinds(out) == ["AddNeighbor", "AddFdb", "ReplaceRoute"]
+    assert out[-1] == a.ReplaceRoute(next(iter(clear.routes)))
+    fake.apply(out)
+    assert diff(clear, fake.observe(), prune=True) == ()
+    assert [p.public_key for p in fake.observe().wireguard.peers] == [key(2)]  # type: ignore[union-attr]
+    back = diff(encrypted, fake.observe(), prune=True)
+    assert kinds(back) == ["ReplaceRoute", "RemoveFdb", "RemoveNeighbor"]
+    fake.apply(back)
+    assert diff(encrypted, fake.observe(), prune=True) == ()
+
+
+def test_toggle_enabled_to_disabled_moves_only_routes() -> None:
+    enabled = planned(node(2), node(3))
+    fake = converged(enabled)
+    disabled = planned(node(2), node(3), config=MeshConfig(mode=EncryptionMode.DISABLED))
+    assert kinds(diff(disabled, fake.observe(), prune=True)) == ["ReplaceRoute", "ReplaceRoute"]
+
+
+def test_vxlan_entries_added_neighbor_fdb_route_and_removed_in_reverse() -> None:
+    cfg = MeshConfig(mode=EncryptionMode.REQUIRED, node_selector=POOL_X)
+    fake = converged(planned(config=cfg))
+    with_c = planned(node(3, with_key=False), config=cfg)
+    add = diff(with_c, fake.observe(), prune=True)
+    assert kinds(add) == ["AddNeighbor", "AddFdb", "ReplaceRoute"]
+    fake.apply(add)
+    assert kinds(diff(planned(config=cfg), fake.observe(), prune=True)) == [
+        "RemoveRoute",
+        "RemoveFdb",
+        "RemoveNeighbor",
+    ]
+
+
+def test_vni_change_recreates_the_device_and_restores_its_entries() -> None:
+    before = planned(node(2, with_key=False), node(3, with_key=False))
+    fake = converged(before)
+    assert before.vxlan is not None
+    after = replace(before, vxlan=replace(before.vxlan, vni=4097))
+    actions = diff(after, fake.observe(), prune=True)
+    assert actions[0] == a.DeleteDevice("meshd-vxlan", actions[0].reason)  # type: ignore[union-attr]
+    assert kinds(actions) == [
+        "DeleteDevice",
+        "CreateVxlanDevice",
+        "AddAddress",
+        "AddNeighbor",
+        "AddNeighbor",
+        "AddFdb",
+        "AddFdb",
+        "ReplaceRoute",
+        "ReplaceRoute",
+    ]
+    fake.apply(actions)
+    assert fake.observe().vxlan.vni == 4097  # type: ignore[union-attr]
+    assert diff(after, fake.observe(), prune=True) == ()
+
+
+def test_changed_mac_replaces_the_neighbour_in_place() -> None:
+    fake = converged(planned(node(2, with_key=False)))
+    moved = planned(replace(node(2, with_key=False), vxlan_mac="02:00:00:00:00:99"))
+    actions = diff(moved, fake.observe(), prune=True)
+    assert kinds(actions) == ["AddNeighbor", "AddFdb", "RemoveFdb"]
+    fake.apply(actions)
+    assert diff(moved, fake.observe(), prune=True) == ()
+
+
+def test_wireguard_device_reconfigured_in_place() -> None:
+    before = planned(node(2))
+    fake = converged(before)
+    assert before.wireguard is not None
+    after = replace(
+        before,
+        wireguard=replace(
+            before.wireguard,
+            listen_port=51999,
+            mtu=1380,
+            addresses=frozenset({ipaddress.ip_interface("2001:db8:1::/128")}),
+        ),
+    )
+    actions = diff(after, fake.observe(), prune=True)
+    assert kinds(actions) == ["ConfigureWireGuardDevice", "SetLinkMtu", "AddAddress", "RemoveAddress"]
+    fake.apply(actions)
+    assert diff(after, fake.observe(), prune=True) == ()
+    assert [p.public_key for p in fake.observe().wireguard.peers] == [key(2)]  # type: ignore[union-attr]
+
+
+def test_fake_kernel_refuses_what_the_kernel_refuses() -> None:
+    desired = planned(node(2))
+    fake = converged(desired)
+    assert desired.wireguard is not None
+    route = next(iter(desired.routes))
+    with pytest.raises(FileExistsError):
+        fake.apply([a.CreateWireGuardDevice(desired.wireguard)])
+    fake.apply([a.RemoveRoute(route)])
+    with pytest.raises(OSError, match="route"):
+        fake.apply([a.RemoveRoute(route)])
+    with pytest.raises(OSError, match="link"):
+        fake.apply([a.ReplaceRoute(replace(route, dev="missing0"))])
+    with pytest.raises(FileNotFoundError):
+        fake.apply([a.RemovePeer(key(9))])

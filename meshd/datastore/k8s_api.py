@@ -1,0 +1,180 @@
+"""The few Kubernetes API calls meshd makes, as raw JSON dicts, on `kubernetes.aio`.
+
+Why `kubernetes.aio` and not the sync client behind `asyncio.to_thread`: kubernetes 37 ships a real
+asyncio client (aiohttp underneath), so a watch is a coroutine reading lines that can be cancelled at any
+`await`; a sync watch parked in a worker thread cannot be interrupted and would pin a thread per stream.
+We call the `*_without_preload_content` variants: they return the aiohttp response untouched (no
+pydantic models, no client-side retries, no Watch helper with its own 410 handling), so the codec gets the
+same raw dicts the file datastore reads, and all retry and resume policy lives in one place (k8s_watch.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes.aio import client as kclient
+from kubernetes.aio import config as kconfig
+
+from meshd.errors import ConfigError, PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+GROUP, VERSION, PLURAL = "meshd.io", "v1alpha1", "meshconfigs"
+MESHCONFIG_NAME = "default"
+MERGE_PATCH = "application/merge-patch+json"
+NODES, MESHCONFIGS = "nodes", "meshconfigs"
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the API server (or an ERROR event on a watch stream)."""
+
+    def __init__(self, status: int, reason: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status, self.reason, self.message, self.retry_after = status, reason, message, retry_after
+
+
+class TransientApiError(ApiError, TransientError):
+    """429 or 5xx: worth retrying (after Retry-After when the server gave one)."""
+
+
+class PermanentApiError(ApiError, PermanentError):
+    """Any other 4xx: retrying the same request would fail the same way."""
+
+
+class ApiUnavailable(TransientError):
+    """The API server could not be reached, or dropped the connection."""
+
+
+def api_error(status: int, body: Any, *, retry_after: float | None = None) -> ApiError:
+    obj = body if isinstance(body, dict) else {}
+    reason, message = str(obj.get("reason") or "Error"), str(obj.get("message") or "")[:300]
+    cls = TransientApiError if status == 429 or status >= 500 else PermanentApiError
+    return cls(status, reason, message, retry_after=retry_after)
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        return max(0.0, float(headers.get("Retry-After")))
+    except (TypeError, ValueError):
+        return None
+
+
+async def _checked(call: Any) -> aiohttp.ClientResponse:
+    """Await a request; connection trouble becomes ApiUnavailable, a non-2xx answer an ApiError."""
+    try:
+        resp: aiohttp.ClientResponse = await call
+        if resp.status < 300:
+            return resp
+        try:
+            body = json.loads(await resp.read())
+        except ValueError:
+            body = None
+        finally:
+            resp.release()
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise ApiUnavailable(f"API server unreachable: {exc!r}") from exc
+    raise api_error(resp.status, body, retry_after=_retry_after(resp.headers))
+
+
+async def _json(call: Any) -> Obj:
+    resp = await _checked(call)
+    try:
+        data = await resp.json(content_type=None)
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        raise ApiUnavailable(f"reading the API answer failed: {exc!r}") from exc
+    finally:
+        resp.release()
+    if not isinstance(data, dict):
+        raise ApiUnavailable("the API answer is not a JSON object")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class KubeApi:
+    """Nodes (core/v1) and MeshConfigs (meshd.io/v1alpha1, cluster-scoped; only `default` matters)."""
+
+    api_client: kclient.ApiClient
+    request_timeout: float = 30.0
+
+    @classmethod
+    async def connect(cls, kubeconfig: Path | None, *, request_timeout: float = 30.0) -> KubeApi:
+        cfg = kclient.Configuration()
+        try:
+            if kubeconfig is None:
+                kconfig.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            else:
+                await kconfig.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
+        except (kconfig.ConfigException, OSError) as exc:
+            where = kubeconfig or "in-cluster service account"
+            raise ConfigError(f"cannot load Kubernetes configuration ({where}): {exc}") from exc
+        cfg.retries = None  # retries are ours (tenacity), never aiohttp_retry's
+        return cls(kclient.ApiClient(cfg), request_timeout)
+
+    async def close(self) -> None:
+        await self.api_client.close()  # type: ignore[no-untyped-call]
+
+    def _core(self) -> kclient.CoreV1Api:
+        return kclient.CoreV1Api(self.api_client)
+
+    def _custom(self) -> kclient.CustomObjectsApi:
+        return kclient.CustomObjectsApi(self.api_client)
+
+    def _collection_call(self, resource: str, **kwargs: Any) -> Any:
+        if resource == NODES:
+            return self._core().list_node_without_preload_content(**kwargs)
+        return self._custom().list_cluster_custom_object_without_preload_content(
+            GROUP, VERSION, PLURAL, field_selector=f"metadata.name={MESHCONFIG_NAME}", **kwargs
+        )
+
+    async def list(self, resource: str) -> tuple[list[Obj], str]:
+        """All objects and the list's resourceVersion (where a watch resumes)."""
+        data = await _json(self._collection_call(resource, _request_timeout=self.request_timeout))
+        items = [o for o in data.get("items") or () if isinstance(o, dict)]
+        return items, str((data.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def watch(self, resource: str, resource_version: str, *, server_timeout: int) -> AsyncIterator[Obj]:
+        """Events after `resource_version` (BOOKMARKs included) until the server ends the stream."""
+        call = self._collection_call(
+            resource,
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=server_timeout,
+            _request_timeout=float(server_timeout + self.request_timeout),
+        )
+        resp = await _checked(call)
+        try:
+            while True:
+                try:
+                    line = await resp.content.readline()
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    raise ApiUnavailable(f"watch on {resource} broke: {exc!r}") from exc
+                if not line:
+                    return
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    log.warning("ignoring a malformed line on the %s watch", resource)
+                    continue
+                if isinstance(event, dict) and isinstance(event.get("object"), dict):
+                    yield event
+        finally:
+            resp.close()
+
+    async def get_node(self, name: str) -> Obj:
+        return await _json(
+            self._core().read_node_without_preload_content(name, _request_timeout=self.request_timeout)
+        )
+
+    async def patch_node(self, name: str, body: Obj) -> Obj:
+        return await _json(
+            self._core().patch_node_without_preload_content(
+                name, body, _content_type=MERGE_PATCH, _request_timeout=self.request_timeout
+            )
+        )

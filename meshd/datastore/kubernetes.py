@@ -1,0 +1,259 @@
+"""The Kubernetes datastore: Nodes (core/v1) and the MeshConfig named `default` (meshd.io/v1alpha1).
+
+Two reflectors (k8s_watch.py) LIST then WATCH each collection and keep the raw objects by name; every
+change only sets the dirty flag. `snapshot()` decodes with the codec (cached per name and resourceVersion).
+`publish()` writes our own node's `meshd.io/*` annotations in one merge patch guarded by the
+resourceVersion we compared against; a 409 is retried against the fresh object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from meshd.codec import decode_meshconfig, decode_node
+from meshd.datastore.k8s_api import MESHCONFIG_NAME, MESHCONFIGS, NODES, KubeApi, Obj, PermanentApiError
+from meshd.datastore.k8s_watch import Backoff, Reflector, error_kind, with_retries
+from meshd.errors import ConfigError, PermanentError, TransientError
+from meshd.model import InvalidNode, IPAddress, MeshConfig, NodeRecord, Snapshot
+
+log = logging.getLogger(__name__)
+PREFIX = "meshd.io/"
+
+
+def _ignore(kind: str) -> None:
+    """The default `on_error`: metrics are optional."""
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _older(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """True when `new` is an earlier version than `old`. resourceVersions are opaque, but the API server
+    issues increasing integers; compare only when both are, so a patch answer is not undone by a late event."""
+    a, b = str(_meta(new).get("resourceVersion", "")), str(_meta(old).get("resourceVersion", ""))
+    return a.isdigit() and b.isdigit() and int(a) < int(b)
+
+
+def _changes(node: Mapping[str, Any], wanted: Mapping[str, str | None]) -> dict[str, str | None]:
+    current = _meta(node).get("annotations") or {}
+    return {k: v for k, v in wanted.items() if current.get(k) != v}
+
+
+class KubernetesDatastore:
+    def __init__(
+        self,
+        *,
+        node_name: str,
+        kubeconfig: Path | str | None = None,
+        underlay_override: IPAddress | None = None,
+        backoff: Backoff | None = None,
+        watch_timeout: int = 300,
+        resync: float = 0.0,
+        request_timeout: float = 30.0,
+        publish_attempts: int = 5,
+        on_error: Callable[[str], None] = _ignore,
+    ) -> None:
+        """`kubeconfig` None: in-cluster service account. `watch_timeout`: seconds the server keeps one
+        watch open (the watch then resumes from the last resourceVersion). `resync`: relist this often
+        (0: only when a resume point expires). `on_error(kind)` counts API errors for metrics."""
+        self.node_name = node_name
+        self._kubeconfig = Path(kubeconfig) if kubeconfig is not None else None
+        self._underlay_override = underlay_override
+        self._backoff = backoff or Backoff()
+        self._watch_timeout, self._resync, self._request_timeout = watch_timeout, resync, request_timeout
+        self._publish_attempts = publish_attempts
+        self._on_error = on_error
+        self._api: KubeApi | None = None
+        self._nodes: dict[str, Obj] = {}
+        self._records: dict[str, tuple[str, NodeRecord]] = {}  # name -> (resourceVersion, decoded)
+        self._config = MeshConfig()
+        self._config_key: str | None = None  # resourceVersion of the MeshConfig last decoded, "" if none
+        self.config_error: str | None = None
+        self._listed: set[str] = set()
+        self._reflectors: list[Reflector] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()
+
+    @property
+    def failure(self) -> str | None:
+        """Why a watch stopped for good (a 4xx such as 403: fix RBAC and restart), or None."""
+        failed = [f"{r.resource}: {r.failure}" for r in self._reflectors if r.failure is not None]
+        return "; ".join(failed) or None
+
+    @property
+    def resume_points(self) -> dict[str, str | None]:
+        """Per collection, the resourceVersion the next watch resumes from (None: a list comes first)."""
+        return {r.resource: r.resource_version for r in self._reflectors}
+
+    async def start(self) -> None:
+        self._api = await KubeApi.connect(self._kubeconfig, request_timeout=self._request_timeout)
+        for resource in (NODES, MESHCONFIGS):
+            reflector = Reflector(
+                self._api,
+                resource,
+                on_list=lambda items, r=resource: self._on_list(r, items),  # type: ignore[misc]
+                on_event=lambda kind, obj, r=resource: self._on_event(r, kind, obj),  # type: ignore[misc]
+                on_error=self._on_error,
+                backoff=self._backoff,
+                watch_timeout=self._watch_timeout,
+                resync=self._resync,
+            )
+            task = asyncio.create_task(reflector.run(), name=f"k8s-watch-{resource}")
+            task.add_done_callback(self._task_done)
+            self._reflectors.append(reflector)
+            self._tasks.append(task)
+
+    def snapshot(self) -> Snapshot:
+        records = tuple(self._record(name, obj) for name, obj in sorted(self._nodes.items()))
+        for gone in self._records.keys() - self._nodes.keys():
+            del self._records[gone]
+        return Snapshot(records, self._config, synced=self._listed >= {NODES, MESHCONFIGS})
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
+        self._changed.clear()
+
+    async def publish(self, node_name: str, annotations: Mapping[str, str | None]) -> None:
+        if node_name != self.node_name:
+            raise PermanentError(f"refusing to annotate node {node_name!r}: this agent is {self.node_name!r}")
+        foreign = sorted(k for k in annotations if not k.startswith(PREFIX))
+        if foreign:
+            raise PermanentError(f"refusing to publish annotations outside {PREFIX}: {', '.join(foreign)}")
+        api, what = self._require_api(), f"publishing annotations of node {node_name}"
+        current: Mapping[str, Any] | None = self._nodes.get(node_name)
+        try:
+            for _ in range(self._publish_attempts):
+                if current is None:
+                    current = await with_retries(
+                        lambda: api.get_node(node_name),
+                        self._backoff,
+                        what=what,
+                        on_error=self._on_error,
+                        attempts=3,
+                    )
+                changes = _changes(current, annotations)
+                if not changes:
+                    log.debug("annotations of node %s unchanged", node_name)
+                    return
+                body = {
+                    "metadata": {
+                        "resourceVersion": _meta(current).get("resourceVersion"),
+                        "annotations": changes,
+                    }
+                }
+                try:
+                    updated = await with_retries(
+                        lambda body=body: api.patch_node(node_name, body),  # type: ignore[misc]
+                        self._backoff,
+                        what=what,
+                        on_error=self._on_error,
+                        attempts=3,
+                    )
+                except PermanentApiError as exc:
+                    self._on_error(error_kind(exc))
+                    if exc.status != 409:
+                        raise PermanentApiError(exc.status, exc.reason, f"{what}: {exc.message}") from exc
+                    log.info(
+                        "node %s changed under our patch (409): retrying against the fresh object", node_name
+                    )
+                    current = None
+                    continue
+                log.info("published annotations of node %s: %s", node_name, ", ".join(sorted(changes)))
+                self._remember(updated)
+                return
+        except TransientError as exc:
+            raise TransientError(f"{what}: {exc}") from exc
+        raise TransientError(f"{what}: still conflicting after {self._publish_attempts} attempts")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    # -- internals
+    def _require_api(self) -> KubeApi:
+        if self._api is None:
+            raise PermanentError("the Kubernetes datastore is not started")
+        return self._api
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._changed.set()  # let the loop look at `failure`
+
+    def _record(self, name: str, obj: Obj) -> NodeRecord:
+        rv = str(_meta(obj).get("resourceVersion", ""))
+        cached = self._records.get(name)
+        if cached is not None and cached[0] == rv:
+            return cached[1]
+        override = self._underlay_override if name == self.node_name else None
+        try:
+            record: NodeRecord = decode_node(obj, underlay_override=override)
+        except Exception as exc:  # the codec promises not to raise; one bad node must not stop the agent
+            log.exception("decoding node %s failed", name)
+            record = InvalidNode(name, "decode-error", f"node {name} could not be decoded: {exc}")
+        self._records[name] = (rv, record)
+        return record
+
+    def _remember(self, obj: Obj) -> None:
+        name = str(_meta(obj).get("name", ""))
+        old = self._nodes.get(name)
+        if name and (old is None or not _older(obj, old)):
+            self._nodes[name] = obj
+            self._changed.set()
+
+    def _on_list(self, resource: str, items: list[Obj]) -> None:
+        if resource == NODES:
+            fresh = {str(_meta(o).get("name")): o for o in items if _meta(o).get("name")}
+            changed = fresh != self._nodes
+            self._nodes = fresh
+        else:
+            found = next((o for o in items if _meta(o).get("name") == MESHCONFIG_NAME), None)
+            changed = self._set_config(found)
+        if changed or resource not in self._listed:
+            self._listed.add(resource)
+            self._changed.set()
+
+    def _on_event(self, resource: str, kind: str, obj: Obj) -> None:
+        name = str(_meta(obj).get("name", ""))
+        if resource == NODES:
+            if kind == "DELETED":
+                if self._nodes.pop(name, None) is not None:
+                    log.info("node %s deleted", name)
+                    self._changed.set()
+            else:
+                self._remember(obj)
+        elif name == MESHCONFIG_NAME and self._set_config(None if kind == "DELETED" else obj):
+            self._changed.set()
+
+    def _set_config(self, obj: Obj | None) -> bool:
+        """Decode a new MeshConfig version; a bad one leaves the previous one in force. True if it changed."""
+        key = str(_meta(obj).get("resourceVersion", "?")) if obj is not None else ""
+        if key == self._config_key:
+            return False
+        self._config_key = key
+        try:
+            config = decode_meshconfig(obj)
+        except ConfigError as exc:
+            self.config_error = f"MeshConfig {MESHCONFIG_NAME} (resourceVersion {key}): {exc}"
+            log.error("rejected %s; the previous configuration stays in force", self.config_error)
+            return True
+        self.config_error = None
+        if obj is None:
+            log.info("no MeshConfig %s: defaults apply", MESHCONFIG_NAME)
+        else:
+            log.info("MeshConfig %s: mode %s, fallback %s", MESHCONFIG_NAME, config.mode, config.fallback)
+        self._config = config
+        return True

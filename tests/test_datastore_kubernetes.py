@@ -1,0 +1,297 @@
+"""The Kubernetes datastore against the fake API server over real HTTP: list+watch, MeshConfig handling,
+bookmarks and 410, retries, outages, and publish (one patch, none when equal, 409 retried, 403/404 not).
+No wall-clock assertions: every wait is a bounded wait on a condition."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshd.datastore.k8s_api import TransientApiError
+from meshd.datastore.k8s_watch import Backoff, with_retries
+from meshd.datastore.kubernetes import KubernetesDatastore
+from meshd.errors import PermanentError
+from meshd.model import EncryptionMode, InvalidNode, MeshConfig, Node, Snapshot
+from tests.fakekube import FakeKube
+
+LIMIT = 30.0  # generous bound on every wait; never an assertion about time
+KEY = "meshd.io/public-key"
+PUB = "x" * 43 + "="
+
+
+def _node(name: str, i: int, **annotations: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"podCIDRs": [f"198.19.{i}.0/24"]},
+        "status": {"addresses": [{"type": "InternalIP", "address": f"198.18.0.{i}"}]},
+    }
+
+
+def _config(mode: str, name: str = "default") -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {"encryption": {"mode": mode}}}
+
+
+def _names(snap: Snapshot) -> list[str]:
+    return [n.name for n in snap.nodes]
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKube]:
+    with FakeKube(bookmark_interval=0.1) as server:
+        yield server
+
+
+@pytest.fixture
+def errors() -> list[str]:
+    return []
+
+
+@pytest.fixture
+async def make_ds(
+    kube: FakeKube, tmp_path: Path, errors: list[str]
+) -> AsyncIterator[Callable[[], KubernetesDatastore]]:
+    made: list[KubernetesDatastore] = []
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+
+    def make() -> KubernetesDatastore:
+        ds = KubernetesDatastore(
+            node_name="me",
+            kubeconfig=kubeconfig,
+            backoff=Backoff(initial=0.05, maximum=0.3, jitter=0.05),
+            watch_timeout=5,
+            on_error=errors.append,
+        )
+        made.append(ds)
+        return ds
+
+    yield make
+    for ds in made:
+        await ds.close()
+
+
+async def _started(make: Callable[[], KubernetesDatastore]) -> KubernetesDatastore:
+    ds = make()
+    await ds.start()
+    await _until_changed(ds, lambda s: s.synced)
+    return ds
+
+
+async def _until_changed(ds: KubernetesDatastore, pred: Callable[[Snapshot], bool]) -> Snapshot:
+    """Wake on wait_changed() until the snapshot satisfies `pred` (bounded)."""
+
+    async def loop() -> Snapshot:
+        while not pred(snap := ds.snapshot()):
+            await ds.wait_changed()
+        return snap
+
+    return await asyncio.wait_for(loop(), LIMIT)
+
+
+async def _until(cond: Callable[[], bool]) -> None:
+    async def loop() -> None:
+        while not cond():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(loop(), LIMIT)
+
+
+async def test_initial_list_gives_synced_snapshot(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
+) -> None:
+    kube.put("nodes", _node("b", 2))
+    kube.put("nodes", _node("a", 1))
+    kube.put("meshconfigs", _config("Disabled"))
+    ds = make_ds()
+    assert not ds.snapshot().synced, "nothing listed yet"
+    await ds.start()
+    snap = await _until_changed(ds, lambda s: s.synced)
+    assert _names(snap) == ["a", "b"]
+    assert snap.nodes[0] == Node(
+        "a", ipaddress.ip_address("198.18.0.1"), (ipaddress.ip_network("198.19.1.0/24"),)
+    )
+    assert snap.config.mode is EncryptionMode.DISABLED
+    assert snap.config.generation == 1
+
+
+async def test_node_add_modify_delete_and_garbage(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
+) -> None:
+    kube.put("nodes", _node("a", 1))
+    kube.put("nodes", _node("b", 2))
+    ds = await _started(make_ds)
+    kube.put("nodes", _node("c", 3))
+    await _until_changed(ds, lambda s: _names(s) == ["a", "b", "c"])
+    kube.put("nodes", _node("a", 9))
+    snap = await _until_changed(
+        ds, lambda s: isinstance(s.nodes[0], Node) and s.nodes[0].pod_cidrs[0].network_address.packed[2] == 9
+    )
+    assert str(snap.nodes[0].underlay_ip) == "198.18.0.9"  # type: ignore[union-attr]
+    kube.remove("nodes", "b")
+    await _until_changed(ds, lambda s: _names(s) == ["a", "c"])
+    kube.put("nodes", _node("c", 3, **{KEY: "garbage"}))
+    snap = await _until_changed(ds, lambda s: isinstance(s.nodes[1], InvalidNode))
+    assert isinstance(snap.nodes[0], Node), "one bad node does not disturb the others"
+
+
+async def test_meshconfig_lifecycle(kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]) -> None:
+    ds = await _started(make_ds)
+    assert ds.snapshot().config == MeshConfig(), "no MeshConfig: defaults"
+    kube.put("meshconfigs", _config("Disabled"))
+    await _until_changed(ds, lambda s: s.config.mode is EncryptionMode.DISABLED)
+    kube.put("meshconfigs", _config("Required"))
+    snap = await _until_changed(ds, lambda s: s.config.mode is EncryptionMode.REQUIRED)
+    assert snap.config.generation == 2
+    kube.put("meshconfigs", _config("Bogus"))
+    await _until(lambda: ds.config_error is not None)
+    assert "Bogus" in (ds.config_error or "")
+    assert ds.snapshot().config.mode is EncryptionMode.REQUIRED, "the previous good config stays in force"
+    kube.put("meshconfigs", _config("Enabled", name="other"))  # only `default` counts
+    kube.put("meshconfigs", _config("Disabled"))
+    await _until_changed(ds, lambda s: s.config.mode is EncryptionMode.DISABLED)
+    assert ds.config_error is None
+    kube.remove("meshconfigs", "default")
+    await _until_changed(ds, lambda s: s.config == MeshConfig())
+
+
+async def test_bookmarks_let_a_resumed_watch_survive_compaction(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
+) -> None:
+    kube.put("nodes", _node("a", 1))
+    ds = await _started(make_ds)
+    for i in range(5):  # writes the node watch never sees: only bookmarks move its resume point
+        kube.put("meshconfigs", _config("Enabled", name=f"other-{i}"))
+    target = kube.store.rv
+    await _until(lambda: int(ds.resume_points["nodes"] or 0) >= target)
+    lists = kube.count("list", "nodes")
+    kube.compact()
+    kube.pause()  # drops the watch streams: the adapter must resume from its bookmark
+    kube.resume()
+    kube.put("nodes", _node("late", 5))
+    await _until_changed(ds, lambda s: _names(s) == ["a", "late"])
+    assert kube.count("list", "nodes") == lists, "resumed from the bookmark: no 410, no relist"
+
+
+async def test_expired_resume_point_relists(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore], errors: list[str]
+) -> None:
+    kube.put("nodes", _node("a", 1))
+    kube.put("nodes", _node("b", 2))
+    ds = await _started(make_ds)
+    lists = kube.count("list", "nodes")
+    kube.pause()
+    kube.remove("nodes", "b")  # an event the adapter cannot see before the compaction
+    kube.put("nodes", _node("c", 3))
+    kube.compact()
+    kube.resume()
+    snap = await _until_changed(ds, lambda s: _names(s) == ["a", "c"])
+    assert snap.synced
+    assert kube.count("list", "nodes") > lists
+    assert "expired" in errors
+
+
+async def test_server_errors_are_retried(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore], errors: list[str]
+) -> None:
+    kube.put("nodes", _node("a", 1))
+    kube.fail_next(3, 500, verb="list", resource="nodes")
+    kube.fail_next(2, 429, retry_after=0.1, verb="list", resource="meshconfigs")
+    ds = await _started(make_ds)
+    assert _names(ds.snapshot()) == ["a"]
+    assert errors.count("server") == 3
+    assert errors.count("throttled") == 2
+
+
+async def test_retry_after_sets_the_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(seconds: float) -> None:
+        delays.append(seconds)
+        await real_sleep(0)
+
+    answers: list[Exception | None] = [
+        TransientApiError(429, "TooManyRequests", "slow down", retry_after=7),
+        TransientApiError(503, "ServiceUnavailable", "busy"),
+        None,
+    ]
+
+    async def call() -> str:
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+        return "done"
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    backoff = Backoff(initial=0.5, maximum=2, jitter=0.1)
+    assert await with_retries(call, backoff, what="test", on_error=lambda _: None) == "done"
+    assert delays[0] == 7, "a 429's Retry-After sets the delay"
+    assert 0 < delays[1] <= 2.1, "a 5xx without Retry-After backs off exponentially, capped"
+
+
+async def test_outage_then_catch_up(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore], errors: list[str]
+) -> None:
+    kube.put("nodes", _node("a", 1))
+    ds = await _started(make_ds)
+    kube.pause()
+    kube.put("nodes", _node("meanwhile", 2))
+    await _until(lambda: errors.count("connection") >= 3)
+    assert ds.failure is None, "connection errors never stop the watch"
+    kube.resume()
+    await _until_changed(ds, lambda s: _names(s) == ["a", "meanwhile"])
+
+
+async def test_publish_patches_once_and_not_when_equal(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
+) -> None:
+    kube.put("nodes", _node("me", 1, **{"other.io/keep": "yes", "meshd.io/endpoint": "198.18.0.1:51820"}))
+    ds = await _started(make_ds)
+    await ds.publish("me", {KEY: PUB, "meshd.io/capabilities": "wireguard"})
+    assert kube.count("patch", "nodes", "me") == 1
+    await ds.publish("me", {KEY: PUB, "meshd.io/capabilities": "wireguard"})
+    assert kube.count("patch", "nodes", "me") == 1, "an equal publish sends no request"
+    await ds.publish("me", {"meshd.io/endpoint": None})
+    assert kube.count("patch", "nodes", "me") == 2
+    annotations = kube.get("nodes", "me")["metadata"]["annotations"]
+    assert annotations == {"other.io/keep": "yes", KEY: PUB, "meshd.io/capabilities": "wireguard"}
+
+
+async def test_publish_conflict_is_retried_against_the_fresh_object(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
+) -> None:
+    kube.put("nodes", _node("me", 1))
+    ds = await _started(make_ds)
+    kube.touch_before_next("patch", "nodes", "me")  # someone writes the node between our read and patch
+    await ds.publish("me", {KEY: PUB})
+    assert kube.count("patch", "nodes", "me") == 2
+    annotations = kube.get("nodes", "me")["metadata"]["annotations"]
+    assert annotations[KEY] == PUB
+    assert "fakekube/touched" in annotations, "the other writer's change is kept"
+
+
+@pytest.mark.parametrize("status", [403, 404], ids=["forbidden", "not-found"])
+async def test_publish_client_errors_are_not_retried(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore], status: int
+) -> None:
+    kube.put("nodes", _node("me", 1))
+    ds = await _started(make_ds)
+    kube.fail_next(1, status, verb="patch")
+    with pytest.raises(PermanentError, match=rf"node me: .*|{status}") as exc:
+        await ds.publish("me", {KEY: PUB})
+    assert str(status) in str(exc.value) and "node me" in str(exc.value)
+    assert kube.count("patch", "nodes", "me") == 1
+
+
+async def test_publish_refuses_other_nodes_and_foreign_keys(
+    make_ds: Callable[[], KubernetesDatastore],
+) -> None:
+    ds = await _started(make_ds)
+    with pytest.raises(PermanentError, match="other"):
+        await ds.publish("other", {KEY: PUB})
+    with pytest.raises(PermanentError, match="example.com/x"):
+        await ds.publish("me", {"example.com/x": "1"})

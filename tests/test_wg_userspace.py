@@ -1,0 +1,217 @@
+"""WireGuardGo against real wireguard-go processes in node namespaces of a lab cluster."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from keys.values import PrivateKey, PublicKey
+from meshd.actions import UpdatePeer
+from meshd.errors import PermanentError
+from meshd.model import Endpoint
+from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
+from overlay.userspace import WireGuardGo
+from tests.support.netns import Lab, LabNode, lab_cluster
+
+pytestmark = pytest.mark.netns
+PORT = 51820
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wg_address(node: LabNode) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    if node.underlay.version == 6:
+        return ipaddress.IPv6Interface(f"2001:db8:1:ff::{node.index + 1:x}/128")
+    return ipaddress.IPv4Interface(f"198.19.200.{node.index + 1}/32")
+
+
+def peer_of(node: LabNode, key: PrivateKey, *, keepalive: int = 0) -> PeerSpec:
+    allowed = frozenset({*node.pod_cidrs, wg_address(node).network})
+    return PeerSpec(key.public_key(), Endpoint(node.underlay, PORT), allowed, keepalive, node=node.name)
+
+
+async def start(lab: Lab, nodes: Sequence[LabNode], run_dir: Path) -> list[tuple[WireGuardGo, PrivateKey]]:
+    devices = []
+    for node in nodes:
+        key = PrivateKey.generate()
+        dev = WireGuardGo(node.wg_name, key, node.ns, run_dir=run_dir)
+        await dev.create(WireGuardDeviceSpec(node.wg_name, key.public_key(), PORT, 1420))
+        lab.ip(node.ns, "addr", "add", str(wg_address(node)), "dev", node.wg_name, *nodad(node))
+        devices.append((dev, key))
+    return devices
+
+
+def nodad(node: LabNode) -> list[str]:
+    return ["nodad"] if node.underlay.version == 6 else []
+
+
+async def mesh(lab: Lab, nodes: Sequence[LabNode], devices: Sequence[tuple[WireGuardGo, PrivateKey]]) -> None:
+    """Every node peers with every other and routes the others' pod CIDRs into its wg link."""
+    for node, (dev, _) in zip(nodes, devices, strict=True):
+        for other, (_, other_key) in zip(nodes, devices, strict=True):
+            if other is node:
+                continue
+            await dev.add_peer(peer_of(other, other_key))
+            for cidr in other.pod_cidrs:
+                lab.ip(node.ns, f"-{cidr.version}", "route", "add", str(cidr), "dev", node.wg_name)
+
+
+def by_key(peers: Sequence[ObservedPeer]) -> dict[PublicKey, ObservedPeer]:
+    return {p.public_key: p for p in peers}
+
+
+def running(pid: int | None) -> bool:
+    if pid is None or not os.path.exists(f"/proc/{pid}"):
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.parametrize(
+    ("underlay_v6", "pod_v4", "pod_v6"),
+    [
+        pytest.param(False, True, False, id="v4"),
+        pytest.param(False, True, True, id="dual-stack-pods"),
+        pytest.param(True, False, True, id="v6-underlay-v6-pods"),
+    ],
+)
+async def test_pods_reach_each_other_through_the_tunnel(
+    tmp_path: Path, underlay_v6: bool, pod_v4: bool, pod_v6: bool
+) -> None:
+    with lab_cluster(2, underlay_v6=underlay_v6, pod_v4=pod_v4, pod_v6=pod_v6) as (lab, nodes):
+        devices = await start(lab, nodes, tmp_path)
+        await mesh(lab, nodes, devices)
+        for dst in nodes[1].pod_ips:
+            assert lab.wait_ping(nodes[0].pod_ns, str(dst)), f"pod0 cannot reach {dst}"
+        (seen,) = await devices[0][0].observe_peers()
+        assert seen.public_key == devices[1][1].public_key()
+        assert seen.endpoint == Endpoint(nodes[1].underlay, PORT)
+        assert seen.last_handshake is not None
+        assert seen.rx_bytes > 0 and seen.tx_bytes > 0
+
+
+async def test_changing_one_peer_leaves_the_others_sessions_alone(tmp_path: Path) -> None:
+    with lab_cluster(3) as (lab, nodes):
+        devices = await start(lab, nodes, tmp_path)
+        await mesh(lab, nodes, devices)
+        for other in nodes[1:]:
+            assert lab.wait_ping(nodes[0].pod_ns, str(other.pod_ips[0]))
+        dev = devices[0][0]
+        k1, k2 = devices[1][1].public_key(), devices[2][1].public_key()
+        before = by_key(await dev.observe_peers())
+
+        new_ips = frozenset({*nodes[2].pod_cidrs, ipaddress.ip_network("198.19.250.0/24")})
+        await dev.update_peer(UpdatePeer(k2, allowed_ips=new_ips))
+        await dev.update_peer(UpdatePeer(k2, persistent_keepalive=30))
+        after = by_key(await dev.observe_peers())
+        assert after[k1] == before[k1]
+        assert after[k2].allowed_ips == new_ips and after[k2].persistent_keepalive == 30
+        assert after[k2].last_handshake == before[k2].last_handshake
+
+        await dev.add_peer(peer_of(nodes[1], devices[1][1]))  # re-applying the same peer
+        assert by_key(await dev.observe_peers())[k1] == before[k1]
+
+        await dev.remove_peer(k2)
+        assert list(by_key(await dev.observe_peers())) == [k1]
+        assert lab.ping(nodes[0].pod_ns, str(nodes[1].pod_ips[0]))
+
+
+async def test_invalid_values_send_nothing(tmp_path: Path) -> None:
+    with lab_cluster(2) as (lab, nodes):
+        devices = await start(lab, nodes, tmp_path)
+        dev = devices[0][0]
+        bad = PeerSpec(devices[1][1].public_key(), None, frozenset(), persistent_keepalive=70000)
+        with pytest.raises(ValueError, match="keepalive"):
+            await dev.add_peer(bad)
+        assert await dev.observe_peers() == ()
+
+
+async def test_an_agent_restart_adopts_the_running_wireguard_go(tmp_path: Path) -> None:
+    with lab_cluster(2) as (lab, nodes):
+        devices = await start(lab, nodes, tmp_path)
+        await mesh(lab, nodes, devices)
+        assert lab.wait_ping(nodes[0].pod_ns, str(nodes[1].pod_ips[0]))
+        dev, key = devices[0]
+        pid, before = dev.pid(), await dev.observe_peers()
+
+        again = WireGuardGo(nodes[0].wg_name, key, nodes[0].ns, run_dir=tmp_path)
+        await again.create(WireGuardDeviceSpec(nodes[0].wg_name, key.public_key(), PORT, 1420))
+        assert again.pid() == pid and running(pid)
+        after = await again.observe_peers()
+        assert [(p.public_key, p.allowed_ips, p.last_handshake) for p in after] == [
+            (p.public_key, p.allowed_ips, p.last_handshake) for p in before
+        ]
+
+
+CHILD = """
+import asyncio, sys
+from pathlib import Path
+from keys.values import PrivateKey
+from meshd.state import WireGuardDeviceSpec
+from overlay.userspace import WireGuardGo
+name, ns, run_dir = sys.argv[1:4]
+key = PrivateKey.from_base64(sys.stdin.readline())
+dev = WireGuardGo(name, key, ns, run_dir=Path(run_dir))
+asyncio.run(dev.create(WireGuardDeviceSpec(name, key.public_key(), 51820, 1420)))
+print(dev.pid(), flush=True)
+sys.stdin.read()
+"""
+
+
+async def test_wireguard_go_survives_the_death_of_the_agent_that_started_it(tmp_path: Path) -> None:
+    with lab_cluster(2) as (lab, nodes):
+        node = nodes[0]
+        key = PrivateKey.generate()
+        child = lab.popen(
+            None,
+            sys.executable,
+            "-c",
+            CHILD,
+            node.wg_name,
+            node.ns,
+            str(tmp_path),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(key.base64.encode() + b"\n")
+        child.stdin.flush()
+        pid = int(child.stdout.readline())
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+
+        assert running(pid)
+        dev = WireGuardGo(node.wg_name, key, node.ns, run_dir=tmp_path)
+        assert await dev.exists()
+        assert await dev.public_key() == key.public_key()
+        await dev.add_peer(peer_of(nodes[1], PrivateKey.generate()))
+        assert len(await dev.observe_peers()) == 1
+
+
+async def test_delete_removes_link_socket_and_process(tmp_path: Path) -> None:
+    with lab_cluster(1) as (lab, nodes):
+        ((dev, _),) = await start(lab, nodes, tmp_path)
+        pid = dev.pid()
+        assert running(pid) and dev.socket_path.exists()
+        await dev.delete()
+        assert not running(pid)
+        assert not dev.socket_path.exists()
+        assert nodes[0].wg_name not in lab.ip(nodes[0].ns, "-o", "link").stdout
+        assert not await dev.exists()
+
+
+async def test_a_wireguard_go_that_exits_at_once_is_reported_with_its_log(tmp_path: Path) -> None:
+    with lab_cluster(1) as (_, nodes):
+        key = PrivateKey.generate()
+        dev = WireGuardGo(nodes[0].wg_name, key, nodes[0].ns, run_dir=tmp_path, binary="no-such-wireguard-go")
+        with pytest.raises(PermanentError, match="exited before creating") as err:
+            await dev.create(WireGuardDeviceSpec(nodes[0].wg_name, key.public_key(), PORT, 1420))
+        assert "no-such-wireguard-go" in str(err.value)  # the log tail: ip netns exec could not run it
+        assert key.base64 not in str(err.value)

@@ -64,8 +64,6 @@ class GenlDevice:
 class WireGuardNetlink(Protocol):
     """Link and `wireguard` genl operations on one namespace. Errors are pyroute2 `NetlinkError`s."""
 
-    async def link_exists(self, name: str) -> bool: ...
-
     async def link_add(self, name: str) -> None: ...
 
     async def link_up(self, name: str) -> bool: ...
@@ -95,9 +93,6 @@ class PyrouteWireGuardNetlink:
             await sock.setup_endpoint()  # binds the family: NetlinkError ENOENT when it is absent
             self._sock = sock
         return self._sock
-
-    async def link_exists(self, name: str) -> bool:
-        return await ns.link_exists(self.netns, name)
 
     async def link_add(self, name: str) -> None:
         await ns.link_add(self.netns, name, "wireguard")

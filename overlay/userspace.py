@@ -103,6 +103,9 @@ class WireGuardGo:
         try:
             await self._get()
         except TransientError:
+            pid = self.pid()
+            if pid is not None:
+                _alive(pid)  # reaps our child if it died, so no zombie stays behind
             return False
         return True
 

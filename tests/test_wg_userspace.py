@@ -14,10 +14,11 @@ import pytest
 
 from keys.values import PrivateKey, PublicKey
 from meshd.actions import UpdatePeer
-from meshd.errors import PermanentError
+from meshd.errors import PermanentError, TransientError
 from meshd.model import Endpoint
 from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
-from overlay.userspace import WireGuardGo
+from overlay.uapi import UapiError
+from overlay.userspace import UapiClient, WireGuardGo
 from tests.support.netns import Lab, LabNode, lab_cluster
 
 pytestmark = pytest.mark.netns
@@ -153,7 +154,8 @@ import asyncio, sys
 from pathlib import Path
 from keys.values import PrivateKey
 from meshd.state import WireGuardDeviceSpec
-from overlay.userspace import WireGuardGo
+from overlay.uapi import UapiError
+from overlay.userspace import UapiClient, WireGuardGo
 name, ns, run_dir = sys.argv[1:4]
 key = PrivateKey.from_base64(sys.stdin.readline())
 dev = WireGuardGo(name, key, ns, run_dir=Path(run_dir))
@@ -215,3 +217,19 @@ async def test_a_wireguard_go_that_exits_at_once_is_reported_with_its_log(tmp_pa
             await dev.create(WireGuardDeviceSpec(nodes[0].wg_name, key.public_key(), PORT, 1420))
         assert "no-such-wireguard-go" in str(err.value)  # the log tail: ip netns exec could not run it
         assert key.base64 not in str(err.value)
+
+
+async def test_an_errno_reply_is_a_permanent_error_naming_the_operation(tmp_path: Path) -> None:
+    with lab_cluster(1) as (lab, nodes):
+        ((dev, _),) = await start(lab, nodes, tmp_path)
+        client = UapiClient(dev.socket_path)
+        with pytest.raises(
+            UapiError, match=r"adding peer abcd1234\.\.\.: wireguard-go replied errno=-22"
+        ) as err:
+            await client.set("set=1\npublic_key=zz\n\n", "adding peer abcd1234...")
+        assert isinstance(err.value, PermanentError) and err.value.errno == -22
+
+
+async def test_a_missing_socket_is_transient(tmp_path: Path) -> None:
+    with pytest.raises(TransientError, match="reading"):
+        await UapiClient(tmp_path / "absent.sock", timeout=1).get("reading the device")

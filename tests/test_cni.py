@@ -6,6 +6,7 @@ import ipaddress
 import json
 import logging
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from meshd.cni import cni_conflist, write_cni_config
 from meshd.model import IPNetwork
+from tests.support.netns import Lab
 
 V4 = ipaddress.ip_network("198.19.1.0/24")
 V6 = ipaddress.ip_network("2001:db8:1::/64")
@@ -136,3 +138,60 @@ def test_write_logs_change_at_info_and_noop_at_debug(
         write_cni_config(tmp_path, conf)
     levels = [(r.levelno, "wrote" in r.getMessage()) for r in caplog.records]
     assert levels == [(logging.INFO, True), (logging.DEBUG, False)]
+
+
+# --- the real plugins accept it (Debian's containernetworking-plugins, inside lab namespaces) ----------
+
+CNI_BIN = Path("/usr/lib/cni")
+
+
+def cni_exec(lab: Lab, *, ns: str, conf: dict[str, Any], command: str, pod_netns: str) -> dict[str, Any]:
+    """Invoke one plugin of the chain the way a container runtime does (CNI spec: env + config on stdin)."""
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": f"meshd-test-{lab.token}",
+        "CNI_NETNS": f"/var/run/netns/{pod_netns}",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(CNI_BIN),
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+    res = subprocess.run(
+        ["ip", "netns", "exec", ns, str(CNI_BIN / conf["type"])],
+        input=json.dumps(conf),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert res.returncode == 0, f"{conf['type']} {command}: {res.stdout} {res.stderr}"
+    return json.loads(res.stdout) if res.stdout.strip() else {}
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(not (CNI_BIN / "bridge").exists(), reason="apt-get install containernetworking-plugins")
+def test_real_cni_plugins_wire_a_pod_with_the_conflist(tmp_path: Path) -> None:
+    conf = cni_conflist(pod_cidrs=[V4, V6], mtu=1400)
+    with Lab() as lab:
+        node, pod = lab.ns("node"), lab.ns("pod")
+        prev: dict[str, Any] | None = None
+        for plugin_conf in conf["plugins"]:  # what a runtime does with a conflist on ADD
+            full = {**plugin_conf, "cniVersion": conf["cniVersion"], "name": conf["name"]}
+            if "ipam" in full:
+                full["ipam"] = {**full["ipam"], "dataDir": str(tmp_path / "ipam")}
+            if prev is not None:
+                full["prevResult"] = prev
+            prev = cni_exec(lab, ns=node, conf=full, command="ADD", pod_netns=pod)
+        assert prev is not None
+        addrs = [ipaddress.ip_interface(ip["address"]) for ip in prev["ips"]]
+        assert {a.network for a in addrs} == {V4, V6}
+        pod_link = json.loads(lab.ip(pod, "-j", "link", "show", "eth0").stdout)[0]
+        assert pod_link["mtu"] == 1400
+        routes = json.loads(lab.ip(pod, "-j", "route", "show", "default").stdout)
+        assert [r["gateway"] for r in routes] == ["198.19.1.1"]
+        routes6 = json.loads(lab.ip(pod, "-6", "-j", "route", "show", "default").stdout)
+        assert [r["gateway"] for r in routes6] == ["2001:db8:1::1"]
+        bridge = json.loads(lab.ip(node, "-j", "addr", "show", "meshd-cni0").stdout)[0]
+        assert "198.19.1.1" in [a["local"] for a in bridge["addr_info"]]
+        v4 = next(str(a.ip) for a in addrs if a.version == 4)
+        assert lab.wait_ping(node, v4, attempts=5)

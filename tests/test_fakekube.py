@@ -5,6 +5,8 @@ kube-apiserver where meshd depends on it (resourceVersion, 409s, patch flavours,
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,3 +232,27 @@ def test_counts_and_http_control_endpoints(kube: FakeKube, api: client.ApiClient
         core.patch_node("a", {"metadata": {"resourceVersion": rv, "labels": {"z": "1"}}})
     assert exc.value.status == 409, "someone else modified the node between our read and our patch"
     assert control("compact")["compacted"] >= int(rv)
+
+
+def test_runs_standalone_with_a_kubeconfig(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakekube", "--port", "0", "--kubeconfig-out", str(kubeconfig)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+        with client.ApiClient(cfg) as api_client:
+            client.CoreV1Api(api_client).create_node(_node("a"))
+        req = urllib.request.Request(f"{url}/_control/count?verb=create", data=b"{}")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert json.loads(resp.read()) == {"count": 1}
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0

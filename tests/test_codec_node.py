@@ -1,0 +1,291 @@
+"""Node records <-> Node values: what a peer reading our annotations sees, and what garbage does to it."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keys.values import PrivateKey
+from meshd.codec import (
+    CAPABILITIES,
+    ENDPOINT,
+    INVALID_REASONS,
+    OBSERVED_GENERATION,
+    PUBLIC_KEY,
+    VXLAN_MAC,
+    decode_node,
+    encode_annotations,
+    encode_node,
+)
+from meshd.model import Endpoint, InvalidNode, Node, Transport
+from tests.strategies import fuzzed_annotations, json_values, nodes, valid_clusters
+
+KEY = PrivateKey.from_base64("YEz6zJ3K8iGXYyMCmHfm8Sc4Ti1ERZXGE1l/xHeNaE8=").public_key()
+V4, V6 = ipaddress.ip_network("198.19.1.0/24"), ipaddress.ip_network("2001:db8:19:1::/64")
+UNDERLAY = ipaddress.ip_address("198.18.0.1")
+
+
+def raw(*, annotations: Any = None, spec: Any = None, status: Any = None, **meta: Any) -> dict[str, Any]:
+    """A minimal valid node record, with parts replaced."""
+    default_status = {"addresses": [{"type": "InternalIP", "address": "198.18.0.1"}]}
+    return {
+        "metadata": {"name": "n1", "annotations": annotations or {}, **meta},
+        "spec": {"podCIDRs": ["198.19.1.0/24"]} if spec is None else spec,
+        "status": default_status if status is None else status,
+    }
+
+
+def plain(**changes: Any) -> Node:
+    base: dict[str, Any] = {"name": "n1", "underlay_ip": UNDERLAY, "pod_cidrs": (V4,)}
+    return Node(**{**base, **changes})
+
+
+def addrs(*entries: Any) -> dict[str, Any]:
+    return {"addresses": list(entries)}
+
+
+FULL_ANNOTATIONS = {
+    PUBLIC_KEY: KEY.base64,
+    ENDPOINT: "198.18.0.1:51820",
+    VXLAN_MAC: "02:AB:cd:00:00:01",
+    CAPABILITIES: "wireguard,vxlan,ipip",
+    OBSERVED_GENERATION: "7",
+    "example.com/other": "not ours",
+}
+FULL = plain(
+    labels=(("pool", "x"), ("zone", "a")),
+    public_key=KEY,
+    endpoint=Endpoint(UNDERLAY, 51820),
+    vxlan_mac="02:ab:cd:00:00:01",
+    capabilities=frozenset(Transport) - {Transport.NONE},
+    observed_generation=7,
+)
+V6_UNDERLAY, V6_ENDPOINT = ipaddress.ip_address("2001:db8:18::5"), ipaddress.ip_address("2001:db8:18::1")
+
+# fmt: off
+GOOD = [
+    ("minimal", raw(), plain()),
+    ("full", raw(labels={"zone": "a", "pool": "x"}, annotations=FULL_ANNOTATIONS), FULL),
+    ("podCIDR-fallback", raw(spec={"podCIDR": "198.19.1.0/24"}), plain()),
+    ("empty-podCIDRs-falls-back", raw(spec={"podCIDRs": [], "podCIDR": "198.19.1.0/24"}), plain()),
+    ("dual-stack-order-kept", raw(spec={"podCIDRs": [str(V6), str(V4)], "podCIDR": str(V6)}), plain(pod_cidrs=(V6, V4))),
+    ("internal-ip-preferred", raw(status=addrs({"type": "Hostname", "address": "n1"}, {"type": "ExternalIP", "address": "203.0.113.9"}, {"type": "InternalIP", "address": "198.18.0.1"})), plain()),
+    ("external-ip-fallback", raw(status=addrs({"type": "ExternalIP", "address": str(V6_UNDERLAY)})), plain(underlay_ip=V6_UNDERLAY)),
+    ("v6-endpoint", raw(annotations={ENDPOINT: "[2001:db8:18::1]:51820"}), plain(endpoint=Endpoint(V6_ENDPOINT, 51820))),
+    ("capabilities-whitespace-unknown-case", raw(annotations={CAPABILITIES: " vxlan , , quic,WireGuard "}), plain(capabilities=frozenset({Transport.VXLAN, Transport.WIREGUARD}))),
+    ("empty-capabilities", raw(annotations={CAPABILITIES: ""}), plain()),
+    ("none-is-not-a-capability", raw(annotations={CAPABILITIES: "none"}), plain()),
+    ("null-annotation-is-absent", raw(annotations={PUBLIC_KEY: None}), plain()),
+    ("generation-0", raw(annotations={OBSERVED_GENERATION: "0"}), plain(observed_generation=0)),
+    ("null-labels-and-annotations", raw(labels=None, annotations=None), plain()),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("obj", "expected"), [pytest.param(*c[1:], id=c[0]) for c in GOOD])
+def test_decodes(obj: dict[str, Any], expected: Node) -> None:
+    assert decode_node(obj) == expected
+
+
+def test_underlay_override_wins_over_status() -> None:
+    override = ipaddress.ip_address("198.18.9.9")
+    assert decode_node(raw(), underlay_override=override) == plain(underlay_ip=override)
+    no_status = {**raw(), "status": "garbage"}
+    assert decode_node(no_status, underlay_override=override) == plain(underlay_ip=override)
+
+
+# (id, record, InvalidNode.name, reason, a phrase the detail must contain)
+# fmt: off
+BAD: list[tuple[str, Any, str, str, str]] = [
+    ("record-is-list", [], "", "bad-record", "not an object"),
+    ("record-is-null", None, "", "bad-record", "not an object"),
+    ("metadata-is-string", {"metadata": "n1"}, "", "bad-record", "metadata"),
+    ("no-name", {**raw(), "metadata": {}}, "", "bad-name", "metadata.name is missing"),
+    ("empty-name", raw(name=""), "", "bad-name", "metadata.name is empty"),
+    ("name-is-int", raw(name=7), "", "bad-name", "metadata.name"),
+    ("name-with-newline", raw(name="a\nb"), "", "bad-name", "metadata.name"),
+    ("name-too-long", raw(name="a" * 254), "", "bad-name", "longer than 253"),
+    ("labels-is-list", raw(labels=["a"]), "n1", "bad-labels", "metadata.labels"),
+    ("label-value-int", raw(labels={"a": 1}), "n1", "bad-labels", "metadata.labels"),
+    ("no-pod-cidr", raw(spec={}), "n1", "no-pod-cidr", "no pod CIDR"),
+    ("empty-pod-cidr", raw(spec={"podCIDR": ""}), "n1", "no-pod-cidr", "no pod CIDR"),
+    ("spec-is-list", raw(spec=[]), "n1", "bad-pod-cidr", "spec"),
+    ("cidrs-is-str", raw(spec={"podCIDRs": "198.19.1.0/24"}), "n1", "bad-pod-cidr", "not a list"),
+    ("cidr-is-int", raw(spec={"podCIDRs": [5]}), "n1", "bad-pod-cidr", "spec.podCIDRs"),
+    ("host-bits", raw(spec={"podCIDRs": ["198.19.1.1/24"]}), "n1", "bad-pod-cidr", "host bits"),
+    ("no-prefix", raw(spec={"podCIDRs": ["198.19.1.0"]}), "n1", "bad-pod-cidr", "prefix length"),
+    ("garbage-podCIDR", raw(spec={"podCIDR": "pods/24"}), "n1", "bad-pod-cidr", "spec.podCIDR entry 'pods/24' is not a CIDR"),
+    ("dup-cidr", raw(spec={"podCIDRs": ["198.19.1.0/24"] * 2}), "n1", "bad-pod-cidr", "twice"),
+    ("two-v4-cidrs", raw(spec={"podCIDRs": ["198.19.1.0/24", "198.19.2.0/24"]}), "n1", "bad-pod-cidr", "more than one IPv4"),
+    ("no-addresses", raw(status={}), "n1", "no-underlay-address", "status.addresses"),
+    ("no-status", {**raw(), "status": None}, "n1", "no-underlay-address", "status.addresses"),
+    ("only-hostname", raw(status=addrs({"type": "Hostname", "address": "n1"})), "n1", "no-underlay-address", "InternalIP"),
+    ("status-is-list", raw(status=[1]), "n1", "bad-underlay-address", "status"),
+    ("addresses-is-object", raw(status={"addresses": {}}), "n1", "bad-underlay-address", "not a list"),
+    ("address-is-str", raw(status=addrs("x")), "n1", "bad-underlay-address", "addresses[0]"),
+    ("hostname-as-ip", raw(status=addrs({"type": "InternalIP", "address": "n1.example"})), "n1", "bad-underlay-address", "status.addresses[0].address"),
+    ("ip-as-int", raw(status=addrs({"type": "InternalIP", "address": 3232235777})), "n1", "bad-underlay-address", "not an IP address string"),
+    ("annotations-is-list", raw(annotations=["x"]), "n1", "bad-annotations", "metadata.annotations"),
+    ("key-short", raw(annotations={PUBLIC_KEY: "A" * 43}), "n1", "bad-public-key", PUBLIC_KEY),
+    ("key-not-base64", raw(annotations={PUBLIC_KEY: "!" * 44}), "n1", "bad-public-key", "base64"),
+    ("key-empty", raw(annotations={PUBLIC_KEY: ""}), "n1", "bad-public-key", PUBLIC_KEY),
+    ("key-is-int", raw(annotations={PUBLIC_KEY: 1}), "n1", "bad-public-key", "not a string"),
+    ("endpoint-hostname", raw(annotations={ENDPOINT: "n1.example:51820"}), "n1", "bad-endpoint", ENDPOINT),
+    ("endpoint-no-port", raw(annotations={ENDPOINT: "198.18.0.1"}), "n1", "bad-endpoint", "IP:PORT"),
+    ("endpoint-port-0", raw(annotations={ENDPOINT: "198.18.0.1:0"}), "n1", "bad-endpoint", "IP:PORT"),
+    ("endpoint-v6-no-brackets", raw(annotations={ENDPOINT: "2001:db8::1:80"}), "n1", "bad-endpoint", "[IPv6]"),
+    ("endpoint-unicode-digit", raw(annotations={ENDPOINT: "1.2.3.4:\u00b2"}), "n1", "bad-endpoint", ENDPOINT),
+    ("mac-short", raw(annotations={VXLAN_MAC: "02:00:00:00:00"}), "n1", "bad-vxlan-mac", VXLAN_MAC),
+    ("mac-cisco-style", raw(annotations={VXLAN_MAC: "0200.0000.0001"}), "n1", "bad-vxlan-mac", "aa:bb"),
+    ("mac-multicast", raw(annotations={VXLAN_MAC: "01:00:5e:00:00:01"}), "n1", "bad-vxlan-mac", "multicast"),
+    ("mac-broadcast", raw(annotations={VXLAN_MAC: "ff:ff:ff:ff:ff:ff"}), "n1", "bad-vxlan-mac", "broadcast"),
+    ("mac-zero", raw(annotations={VXLAN_MAC: "00:00:00:00:00:00"}), "n1", "bad-vxlan-mac", "all-zero"),
+    ("caps-is-list", raw(annotations={CAPABILITIES: ["vxlan"]}), "n1", "bad-capabilities", CAPABILITIES),
+    ("generation-negative", raw(annotations={OBSERVED_GENERATION: "-1"}), "n1", "bad-observed-generation", "non-negative"),
+    ("generation-float", raw(annotations={OBSERVED_GENERATION: "1e3"}), "n1", "bad-observed-generation", OBSERVED_GENERATION),
+    ("generation-huge", raw(annotations={OBSERVED_GENERATION: "9" * 5000}), "n1", "bad-observed-generation", "64-bit"),
+    ("generation-is-int", raw(annotations={OBSERVED_GENERATION: 3}), "n1", "bad-observed-generation", "not a string"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("obj", "name", "reason", "mentions"), [pytest.param(*c[1:], id=c[0]) for c in BAD])
+def test_rejects_with_reason(obj: Any, name: str, reason: str, mentions: str) -> None:
+    record = decode_node(obj)
+    assert isinstance(record, InvalidNode)
+    assert (record.name, record.reason) == (name, reason), record.detail
+    assert mentions in record.detail
+    assert_good_detail(record)
+
+
+def assert_good_detail(record: InvalidNode) -> None:
+    assert record.reason in INVALID_REASONS
+    assert 0 < len(record.detail) <= 200
+    assert "\n" not in record.detail and "\r" not in record.detail
+    assert not re.search(r"\w+(Error|Exception)\(", record.detail), record.detail
+
+
+def test_reasons_are_metric_label_values() -> None:
+    assert all(re.fullmatch(r"[a-z]+(-[a-z]+)+", r) for r in INVALID_REASONS)
+
+
+def test_bad_public_key_detail_has_no_key_material() -> None:
+    almost = KEY.base64[:-2] + "!="
+    record = decode_node(raw(annotations={PUBLIC_KEY: almost}))
+    assert isinstance(record, InvalidNode) and record.reason == "bad-public-key"
+    assert almost[:20] not in record.detail
+
+
+def test_encode_annotations_of_a_bare_node_removes_everything() -> None:
+    assert encode_annotations(plain()) == {
+        PUBLIC_KEY: None,
+        ENDPOINT: None,
+        VXLAN_MAC: None,
+        CAPABILITIES: None,
+        OBSERVED_GENERATION: None,
+    }
+
+
+def test_encode_annotations_of_a_full_node() -> None:
+    node = plain(
+        public_key=KEY,
+        endpoint=Endpoint(ipaddress.ip_address("2001:db8:18::1"), 51820),
+        vxlan_mac="02:ab:cd:00:00:01",
+        capabilities=frozenset({Transport.VXLAN, Transport.WIREGUARD, Transport.IPIP}),
+        observed_generation=3,
+    )
+    assert encode_annotations(node) == {
+        PUBLIC_KEY: KEY.base64,
+        ENDPOINT: "[2001:db8:18::1]:51820",
+        VXLAN_MAC: "02:ab:cd:00:00:01",
+        CAPABILITIES: "ipip,vxlan,wireguard",
+        OBSERVED_GENERATION: "3",
+    }
+
+
+def test_encode_node_is_kubernetes_shaped() -> None:
+    node = plain(pod_cidrs=(V6, V4), labels=(("zone", "a"),), capabilities=frozenset({Transport.VXLAN}))
+    obj = encode_node(node)
+    assert obj["metadata"] == {"name": "n1", "labels": {"zone": "a"}, "annotations": {CAPABILITIES: "vxlan"}}
+    assert obj["spec"] == {
+        "podCIDRs": ["2001:db8:19:1::/64", "198.19.1.0/24"],
+        "podCIDR": "2001:db8:19:1::/64",
+    }
+    assert obj["status"] == {"addresses": [{"type": "InternalIP", "address": "198.18.0.1"}]}
+
+
+@given(nodes())
+def test_round_trip(node: Node) -> None:
+    assert decode_node(encode_node(node)) == node
+
+
+@given(valid_clusters(min_size=1))
+def test_round_trip_clusters(cluster: list[Node]) -> None:
+    assert [decode_node(encode_node(n)) for n in cluster] == cluster
+
+
+@given(json_values())
+def test_never_raises_on_any_json(obj: object) -> None:
+    record = decode_node(obj)  # type: ignore[arg-type]
+    assert isinstance(record, Node | InvalidNode)
+    if isinstance(record, InvalidNode):
+        assert_good_detail(record)
+
+
+FIELDS = [
+    ("metadata",),
+    ("metadata", "name"),
+    ("metadata", "labels"),
+    ("metadata", "annotations"),
+    ("spec",),
+    ("spec", "podCIDRs"),
+    ("spec", "podCIDR"),
+    ("status",),
+    ("status", "addresses"),
+]
+
+
+@given(nodes(), st.sampled_from(FIELDS), json_values(max_leaves=8))
+def test_never_raises_with_one_field_replaced(node: Node, path: tuple[str, ...], value: object) -> None:
+    obj = copy.deepcopy(encode_node(node))
+    parent = obj
+    for part in path[:-1]:
+        parent = parent[part]
+    parent[path[-1]] = value
+    record = decode_node(obj)
+    if isinstance(record, InvalidNode):
+        assert_good_detail(record)
+    else:
+        assert decode_node(encode_node(record)) == record
+
+
+@given(nodes(), fuzzed_annotations())
+def test_almost_right_annotations(node: Node, fuzzed: dict[str, str]) -> None:
+    obj = encode_node(node)
+    obj["metadata"]["annotations"].update(fuzzed)
+    record = decode_node(obj)
+    assert record.name == node.name
+    if isinstance(record, InvalidNode):
+        assert_good_detail(record)
+        assert record.reason in {"bad-public-key", "bad-endpoint", "bad-vxlan-mac", "bad-observed-generation"}
+    else:
+        assert (record.pod_cidrs, record.underlay_ip) == (node.pod_cidrs, node.underlay_ip)
+        assert decode_node(encode_node(record)) == record
+
+
+def test_codec_imports_no_io_libraries() -> None:
+    code = (
+        "import sys, meshd.codec\n"
+        "bad = {'pyroute2', 'wgnlpy', 'kubernetes', 'prometheus_client'} & {m.split('.')[0] for m in sys.modules}\n"
+        "print(sorted(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

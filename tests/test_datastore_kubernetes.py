@@ -308,3 +308,9 @@ async def test_forbidden_list_stops_the_watch_with_a_clear_failure(
     assert not ds.snapshot().synced, "without the node list nothing may be garbage-collected"
     assert kube.count("list", "nodes") == 1, "a 403 is never retried"
     assert "forbidden" in errors
+
+
+async def test_publish_for_a_missing_node_says_so(make_ds: Callable[[], KubernetesDatastore]) -> None:
+    ds = await _started(make_ds)
+    with pytest.raises(PermanentError, match=r"^404 .*publishing annotations of node me: "):
+        await ds.publish("me", {KEY: PUB})

@@ -131,13 +131,17 @@ class KubernetesDatastore:
         try:
             for _ in range(self._publish_attempts):
                 if current is None:
-                    current = await with_retries(
-                        lambda: api.get_node(node_name),
-                        self._backoff,
-                        what=what,
-                        on_error=self._on_error,
-                        attempts=3,
-                    )
+                    try:
+                        current = await with_retries(
+                            lambda: api.get_node(node_name),
+                            self._backoff,
+                            what=what,
+                            on_error=self._on_error,
+                            attempts=3,
+                        )
+                    except PermanentApiError as exc:
+                        self._on_error(error_kind(exc))
+                        raise PermanentApiError(exc.status, exc.reason, f"{what}: {exc.message}") from exc
                 changes = _changes(current, annotations)
                 if not changes:
                     log.debug("annotations of node %s unchanged", node_name)

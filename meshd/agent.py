@@ -40,7 +40,9 @@ def make_datastore(settings: Settings, *, register: bool = True) -> Datastore:
         return FileDatastore(file_dir, register=me)
     from meshd.datastore.kubernetes import KubernetesDatastore
 
-    return KubernetesDatastore(node_name=settings.node_name, kubeconfig=settings.kubeconfig)
+    return KubernetesDatastore(
+        node_name=settings.node_name, kubeconfig=settings.kubeconfig, underlay_override=settings.underlay_ip
+    )
 
 
 async def make_wireguard(settings: Settings, key: PrivateKey) -> WireGuardDevice | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from meshd import codec
+from meshd.codec import ANNOTATIONS
 from meshd.dataplane import Dataplane
 from meshd.diff import diff
 from meshd.ports import Datastore
@@ -24,5 +24,4 @@ async def teardown_dataplane(dataplane: Dataplane) -> int:
 
 async def remove_annotations(datastore: Datastore, node_name: str) -> None:
     """Remove every `meshd.io/*` annotation of our node record."""
-    keys = (codec.PUBLIC_KEY, codec.ENDPOINT, codec.VXLAN_MAC, codec.CAPABILITIES, codec.OBSERVED_GENERATION)
-    await datastore.publish(node_name, dict.fromkeys(keys))
+    await datastore.publish(node_name, dict.fromkeys(ANNOTATIONS))

@@ -96,12 +96,10 @@ class FileDatastore:
         obj = encode_node(node)
         old = _read_json(path)
         if isinstance(old, dict):
-            meta = old.get("metadata") if isinstance(old.get("metadata"), dict) else {}
-            obj["metadata"]["annotations"] = dict(meta.get("annotations") or {})  # type: ignore[union-attr]
-            obj["metadata"]["labels"] = {
-                **dict(meta.get("labels") or {}),
-                **obj["metadata"].get("labels", {}),
-            }  # type: ignore[union-attr]
+            meta = old.get("metadata")
+            meta = meta if isinstance(meta, dict) else {}
+            obj["metadata"]["annotations"] = dict(meta.get("annotations") or {})
+            obj["metadata"]["labels"] = {**dict(meta.get("labels") or {}), **obj["metadata"].get("labels", {})}
         if old != obj:
             write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
             log.info("registered node %s in %s", node.name, self.nodes_dir)

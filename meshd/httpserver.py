@@ -30,6 +30,7 @@ class Health:
     last_pass_ok: bool = False
     detail: str = "starting"
     status: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    refresh: Callable[[], None] = field(default=lambda: None)  # update scrape-time gauges
 
     @property
     def ready(self) -> bool:
@@ -52,6 +53,7 @@ def serve(addr: str, registry: CollectorRegistry, health: Health) -> ThreadingHT
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
+                health.refresh()
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 self._text(200 if health.alive else 503, "ok" if health.alive else "dead")

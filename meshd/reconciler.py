@@ -23,7 +23,7 @@ from meshd.metrics import Metrics
 from meshd.model import EncryptionMode, InvalidNode, IPAddress
 from meshd.planner import plan
 from meshd.ports import Datastore
-from meshd.state import ActualState, DesiredState
+from meshd.state import ActualState, DesiredState, ObservedPeer
 from meshd.status import status_document
 
 log = logging.getLogger(__name__)
@@ -50,12 +50,15 @@ class Reconciler:
     _failures: int = 0
     _warned: set[tuple[str, str]] = field(default_factory=set)
     _last: tuple[DesiredState, ActualState] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def trigger(self) -> None:
         self._dirty.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
         self.health.status = self.status
+        self.health.refresh = self.refresh_metrics
         tasks = [
             asyncio.create_task(self._watch(), name="watch"),
             asyncio.create_task(self._tick(), name="tick"),
@@ -169,7 +172,26 @@ class Reconciler:
             log.warning("%s", message)
 
     def status(self) -> dict[str, Any]:
-        return status_document(self.identity, self._last, self.datastore.snapshot().config)
+        """The /status document, with peer counters read from the device now (called from the HTTP thread)."""
+        return status_document(
+            self.identity, self._last, self.datastore.snapshot().config, live=self._live_peers()
+        )
+
+    def refresh_metrics(self) -> None:
+        """Per-peer gauges read from the device at scrape time (called from the HTTP thread)."""
+        peers = self._live_peers()
+        if peers is not None and self._last is not None:
+            self.metrics.observe_peers(peers, {p.public_key.base64: p.node for p in self._last[0].peers})
+
+    def _live_peers(self) -> tuple[ObservedPeer, ...] | None:
+        wg, loop = self.dataplane.wireguard, self._loop
+        if wg is None or loop is None or loop.is_closed():
+            return None
+        try:
+            return asyncio.run_coroutine_threadsafe(wg.observe_peers(), loop).result(timeout=2)
+        except Exception as exc:
+            log.debug("live peer read failed: %s", exc)
+            return None
 
 
 async def _phase(phase: str, aw: Any) -> Any:

@@ -10,8 +10,13 @@ from meshd.state import ActualState, DesiredState, ObservedPeer
 
 
 def status_document(
-    identity: Identity, last: tuple[DesiredState, ActualState] | None, config: MeshConfig
+    identity: Identity,
+    last: tuple[DesiredState, ActualState] | None,
+    config: MeshConfig,
+    *,
+    live: tuple[ObservedPeer, ...] | None = None,
 ) -> dict[str, Any]:
+    """`live`: peers read from the device just now; without it, what the last pass observed."""
     doc: dict[str, Any] = {
         "node": identity.name,
         "publicKey": identity.public_key.base64 if identity.public_key else None,
@@ -28,7 +33,8 @@ def status_document(
     if desired.wireguard:
         doc["interface"] = desired.wireguard.name
         doc["listenPort"] = desired.wireguard.listen_port
-    observed = {p.public_key: p for p in (actual.wireguard.peers if actual.wireguard else ())}
+    peers = live if live is not None else (actual.wireguard.peers if actual.wireguard else ())
+    observed = {p.public_key: p for p in peers}
     specs = {p.node: p for p in desired.peers}
     routes: dict[str, list[str]] = {}
     for r in desired.routes:
@@ -82,7 +88,7 @@ def render_table(doc: dict[str, Any], *, now: float) -> str:
         (
             p["node"],
             p["transport"],
-            p.get("endpoint") or "-",
+            (p.get("endpoint") or "-") if p["transport"] == "wireguard" else "-",
             ",".join(p.get("allowedIPs") or []) or "-",
             _age(p.get("lastHandshake"), now) if p["transport"] == "wireguard" else "-",
             _bytes(p.get("rxBytes", 0)),

@@ -207,7 +207,7 @@ class KubernetesDatastore:
             record: NodeRecord = decode_node(obj, underlay_override=override)
         except Exception as exc:  # the codec promises not to raise; one bad node must not stop the agent
             log.exception("decoding node %s failed", name)
-            record = InvalidNode(name, "decode-error", f"node {name} could not be decoded: {exc}")
+            record = InvalidNode(name, "bad-record", f"node {name} could not be decoded: {exc}")
         self._records[name] = (rv, record)
         return record
 

@@ -7,6 +7,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from meshd.netlab import Lab, LabNode
 
@@ -15,20 +16,24 @@ def iperf3(lab: Lab, src: LabNode, dst: LabNode, *, seconds: float = 3, family: 
     """Bits per second received, pod of `src` to pod of `dst` (one TCP stream)."""
     ip = next(str(a) for a in dst.pod_ips if a.version == family)
     server = lab.popen(
-        dst.pod_ns, "iperf3", "-s", "-1", "-B", ip, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        dst.pod_ns, "iperf3", "-s", "-B", ip, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    doc: Any = None
     try:
+        detail = ""
         for _ in range(50):  # the server needs a moment to listen
             res = lab.sh(
                 src.pod_ns, "iperf3", "-c", ip, "-t", str(seconds), "-J", check=False, timeout=seconds + 30
             )
-            if res.returncode == 0:
+            try:
                 doc = json.loads(res.stdout)
                 return float(doc["end"]["sum_received"]["bits_per_second"])
+            except (ValueError, KeyError, TypeError):
+                detail = (
+                    str(doc.get("error")) if isinstance(doc, dict) else res.stdout[-300:] + res.stderr[-300:]
+                )
             time.sleep(0.1)
-        raise RuntimeError(
-            f"iperf3 from {src.name} to {dst.name} failed: {res.stdout[-300:]}{res.stderr[-300:]}"
-        )
+        raise RuntimeError(f"iperf3 from {src.name} to {dst.name} failed: {detail}")
     finally:
         if server.poll() is None:
             server.terminate()

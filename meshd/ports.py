@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from keys.values import PublicKey
 from meshd.actions import UpdatePeer
-from meshd.model import Snapshot
+from meshd.model import IPNetwork, Snapshot
 from meshd.state import (
     FdbEntry,
     IPInterface,
@@ -98,6 +98,9 @@ class Links(Protocol):
 
 class RouteTable(Protocol):
     """Routes marked with our protocol number in one table. Only those are ever changed or removed."""
+
+    def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
+        """Peers' pod CIDRs: foreign routes inside them are reported by `observe` (never touched)."""
 
     async def observe(self) -> tuple[frozenset[Route], frozenset[Route]]:
         """(ours, foreign routes whose destination overlaps one of ours or a peer's pod CIDR)."""

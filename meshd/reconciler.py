@@ -20,7 +20,7 @@ from meshd.diff import diff
 from meshd.httpserver import Health
 from meshd.local import Identity, local_node, published
 from meshd.metrics import Metrics
-from meshd.model import EncryptionMode, InvalidNode, IPAddress
+from meshd.model import EncryptionMode, InvalidNode, IPAddress, Node
 from meshd.planner import plan
 from meshd.ports import Datastore
 from meshd.state import ActualState, DesiredState, ObservedPeer
@@ -112,6 +112,12 @@ class Reconciler:
         self.metrics.reconciles.inc()
         snapshot = self.datastore.snapshot()
         self.health.synced = snapshot.synced
+        self.dataplane.routes.watch_networks(
+            c
+            for r in snapshot.nodes
+            if isinstance(r, Node) and r.name != self.identity.name
+            for c in r.pod_cidrs
+        )
         actual = await _phase("observe", self.dataplane.observe())
         vxlan_mac = actual.vxlan.mac if actual.vxlan else None
         local = local_node(

@@ -1,0 +1,224 @@
+"""Properties of plan() and diff() over generated clusters of 1..12 nodes (random capabilities, labels,
+families, overlapping CIDRs, duplicate keys, invalid records) and random mesh configurations."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keys.values import PublicKey
+from meshd.actions import DeleteDevice
+from meshd.diff import diff
+from meshd.model import (
+    EncryptionMode,
+    Endpoint,
+    Fallback,
+    InvalidNode,
+    IPNetwork,
+    LabelRequirement,
+    LabelSelector,
+    LocalNode,
+    MeshConfig,
+    Node,
+    NodeRecord,
+    Snapshot,
+    Transport,
+    WireGuardSettings,
+)
+from meshd.planner import plan
+from meshd.state import DesiredState
+from tests.fakes import FakeDataplane
+from tests.fakes.dataplane import actual_of
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+CIDRS: list[IPNetwork] = [
+    *(ipaddress.ip_network(f"198.19.{j}.0/24") for j in range(16)),
+    *(ipaddress.ip_network(f"198.19.{2 * j}.0/23") for j in range(3)),  # overlap some /24s
+    *(ipaddress.ip_network(f"2001:db8:{j}::/64") for j in range(8)),
+    ipaddress.ip_network("2001:db8::/60"),  # overlaps the first v6 /64s
+]
+
+
+@st.composite
+def nodes(draw: st.DrawFn, index: int, key_pool: int) -> Node:
+    name = f"node-{index:02d}"
+    v6 = draw(st.booleans().map(lambda b: b and index % 3 == 0))
+    underlay = ipaddress.ip_address(f"2001:db8:ff::{index + 1}" if v6 else f"198.18.0.{index + 1}")
+    caps = frozenset(
+        draw(
+            st.one_of(
+                st.just({Transport.WIREGUARD, Transport.VXLAN}),
+                st.sets(st.sampled_from([Transport.WIREGUARD, Transport.VXLAN, Transport.IPIP])),
+            )
+        )
+    )
+    has_key = Transport.WIREGUARD in caps and draw(st.integers(0, 5)) > 0
+    key = PublicKey(bytes([draw(st.integers(1, key_pool))]) * 32) if has_key else None
+    pool = draw(st.sampled_from([None, "x", "y"]))
+    return Node(
+        name=name,
+        underlay_ip=underlay,
+        pod_cidrs=draw(pod_cidrs(index)),
+        labels=(("pool", pool),) if pool else (),
+        public_key=key,
+        endpoint=Endpoint(underlay, 51820) if key and draw(st.integers(0, 7)) else None,
+        # VXLAN-capable nodes publish their MAC (an agent publishes it with the capability)
+        vxlan_mac=f"02:00:00:00:01:{index:02x}" if Transport.VXLAN in caps else None,
+        capabilities=caps,
+    )
+
+
+def pod_cidrs(index: int) -> st.SearchStrategy[tuple[IPNetwork, ...]]:
+    """Usually the node's own /24 (and /64); sometimes CIDRs from a small shared pool, which may overlap."""
+    own4 = ipaddress.ip_network(f"198.19.{index + 32}.0/24")
+    own6 = ipaddress.ip_network(f"2001:db8:{index + 32:x}::/64")
+    shared = st.lists(st.sampled_from(CIDRS), min_size=1, max_size=2, unique=True).map(tuple)
+    return st.one_of(st.sampled_from([(own4,), (own4, own6), (own6,)]), st.sampled_from([(own4,)]), shared)
+
+
+SELECTORS = [
+    LabelSelector(),
+    LabelSelector(match_labels=(("pool", "x"),)),
+    LabelSelector(match_expressions=(LabelRequirement("pool", "NotIn", frozenset({"y"})),)),
+]
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> MeshConfig:
+    return MeshConfig(
+        mode=draw(st.sampled_from(list(EncryptionMode))),
+        node_selector=draw(st.sampled_from(SELECTORS)),
+        fallback=draw(st.sampled_from([Fallback.VXLAN, Fallback.VXLAN, Fallback.IPIP, Fallback.NONE])),
+        wireguard=WireGuardSettings(persistent_keepalive=draw(st.sampled_from([0, 25]))),
+    )
+
+
+@dataclass(frozen=True)
+class Cluster:
+    nodes: tuple[Node, ...]
+    invalid: tuple[InvalidNode, ...]
+    config: MeshConfig
+    mtu: int
+
+    @property
+    def records(self) -> tuple[NodeRecord, ...]:
+        return (*self.nodes, *self.invalid)
+
+    def local(self, n: Node) -> LocalNode:
+        return LocalNode(
+            n,
+            underlay_mtu=self.mtu,
+            wireguard_available=Transport.WIREGUARD in n.capabilities,
+            ipip_available=Transport.IPIP in n.capabilities,
+        )
+
+    def plan_for(self, n: Node, records: tuple[NodeRecord, ...] | None = None) -> DesiredState:
+        return plan(Snapshot.of(records or self.records, self.config), self.local(n))
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> Cluster:
+    size = draw(st.integers(1, 12))
+    key_pool = 3 * size  # small enough that keys sometimes collide
+    members = tuple(draw(nodes(i, key_pool)) for i in range(size))
+    bad = draw(st.integers(0, 2))
+    invalid = tuple(InvalidNode(f"bad-{k}", "bad-public-key", "public key is not base64") for k in range(bad))
+    return Cluster(members, invalid, draw(configs()), draw(st.sampled_from([1500, 9000])))
+
+
+@SETTINGS
+@given(clusters())
+def test_no_self_peer(cluster: Cluster) -> None:
+    for n in cluster.nodes:
+        d = cluster.plan_for(n)
+        assert n.name not in {p.node for p in d.pairs} | {p.node for p in d.peers}
+        assert n.public_key not in {p.public_key for p in d.peers}
+        assert not {r.dst for r in d.routes} & set(n.pod_cidrs)
+
+
+@SETTINGS
+@given(clusters())
+def test_pair_decisions_are_symmetric(cluster: Cluster) -> None:
+    views = {n.name: {p.node: p for p in cluster.plan_for(n).pairs} for n in cluster.nodes}
+    assert all(set(v) == set(views) - {name} for name, v in views.items())
+    for a, b in itertools.combinations(views, 2):
+        ab, ba = views[a][b], views[b][a]
+        assert ab.transport == ba.transport, (ab, ba)
+
+
+@SETTINGS
+@given(clusters())
+def test_allowed_ips_disjoint_across_peers_and_routes_unique(cluster: Cluster) -> None:
+    for n in cluster.nodes:
+        d = cluster.plan_for(n)
+        owned = [(p.node, net) for p in d.peers for net in p.allowed_ips]
+        owned += [(n.name, net) for net in n.pod_cidrs]
+        for (a, x), (b, y) in itertools.combinations(owned, 2):
+            assert a == b or not (x.version == y.version and x.overlaps(y)), (a, x, b, y)
+        assert len({r.dst for r in d.routes}) == len(d.routes)
+
+
+@SETTINGS
+@given(clusters(), st.randoms(use_true_random=False))
+def test_plan_is_independent_of_record_order(cluster: Cluster, rnd: object) -> None:
+    shuffled = list(cluster.records)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    for n in cluster.nodes[:3]:
+        assert cluster.plan_for(n, tuple(shuffled)) == cluster.plan_for(n)
+
+
+@SETTINGS
+@given(clusters())
+def test_diff_of_described_state_is_empty(cluster: Cluster) -> None:
+    for n in cluster.nodes[:3]:
+        d = cluster.plan_for(n)
+        assert diff(d, actual_of(d), prune=True) == ()
+        assert diff(d, actual_of(d), prune=False) == ()
+
+
+def _pass(fake: FakeDataplane, desired: DesiredState) -> None:
+    fake.apply(diff(desired, fake.observe(), prune=True))
+
+
+@SETTINGS
+@given(clusters())
+def test_converges_in_one_pass_from_empty(cluster: Cluster) -> None:
+    n = cluster.nodes[0]
+    desired = cluster.plan_for(n)
+    fake = FakeDataplane()
+    _pass(fake, desired)
+    assert diff(desired, fake.observe(), prune=True) == ()
+    fake.writes = 0
+    _pass(fake, desired)
+    assert fake.writes == 0
+
+
+@SETTINGS
+@given(clusters(), clusters())
+def test_converges_in_one_pass_from_an_earlier_state(earlier: Cluster, later: Cluster) -> None:
+    """node-00 ran with another cluster, config and identity; one pass brings it to the new plan."""
+    fake = FakeDataplane()
+    _pass(fake, earlier.plan_for(earlier.nodes[0]))
+    desired = later.plan_for(later.nodes[0])
+    _pass(fake, desired)
+    assert diff(desired, fake.observe(), prune=True) == ()
+    fake.writes = 0
+    _pass(fake, desired)
+    assert fake.writes == 0
+
+
+@SETTINGS
+@given(clusters(), clusters())
+def test_without_prune_nothing_is_removed(earlier: Cluster, later: Cluster) -> None:
+    fake = FakeDataplane()
+    _pass(fake, earlier.plan_for(earlier.nodes[0]))
+    actions = diff(later.plan_for(later.nodes[0]), fake.observe(), prune=False)
+    removals = [x for x in actions if type(x).__name__.startswith("Remove")]
+    assert removals == []
+    assert all(x.reason.startswith("recreating") for x in actions if isinstance(x, DeleteDevice))
+    fake.apply(actions)  # still applies cleanly

@@ -7,20 +7,24 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from keys.store import load_or_create
 from keys.values import PrivateKey
+from meshd.cni import cni_conflist, write_cni_config
 from meshd.dataplane import Dataplane
 from meshd.errors import UnsupportedError
 from meshd.httpserver import Health, serve
 from meshd.local import Identity
 from meshd.metrics import Metrics
-from meshd.model import Node
+from meshd.model import LocalNode, Node
 from meshd.ports import Datastore, WireGuardDevice
 from meshd.reconciler import Reconciler
 from meshd.settings import Settings
+from meshd.state import DesiredState
 from meshd.underlay import underlay_mtu
 from overlay.detect import select_backend
 from overlay.routes import NetlinkRouteTable
@@ -55,6 +59,17 @@ async def make_wireguard(settings: Settings, key: PrivateKey) -> WireGuardDevice
         return None
 
 
+def cni_writer(directory: Path) -> Callable[[LocalNode, DesiredState], Awaitable[None]]:
+    """Keeps DIR/10-meshd.conflist in line with our pod CIDRs and the smallest overlay MTU."""
+
+    async def write(local: LocalNode, desired: DesiredState) -> None:
+        mtus = [d.mtu for d in (desired.wireguard, desired.vxlan, desired.ipip) if d is not None]
+        conflist = cni_conflist(pod_cidrs=local.node.pod_cidrs, mtu=min(mtus, default=local.underlay_mtu))
+        await asyncio.to_thread(write_cni_config, directory, conflist)
+
+    return write
+
+
 async def run_agent(settings: Settings) -> int:
     registry = CollectorRegistry()
     metrics, health = Metrics(registry), Health()
@@ -82,6 +97,7 @@ async def run_agent(settings: Settings) -> int:
         health=health,
         underlay_mtu=underlay_mtu,
         resync=settings.resync,
+        after_pass=cni_writer(settings.cni_conf_dir) if settings.cni_conf_dir else None,
     )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

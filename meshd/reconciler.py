@@ -20,7 +20,7 @@ from meshd.diff import diff
 from meshd.httpserver import Health
 from meshd.local import Identity, local_node, published
 from meshd.metrics import Metrics
-from meshd.model import EncryptionMode, InvalidNode, IPAddress, Node
+from meshd.model import EncryptionMode, InvalidNode, IPAddress, LocalNode, Node
 from meshd.planner import plan
 from meshd.ports import Datastore
 from meshd.state import ActualState, DesiredState, ObservedPeer
@@ -44,6 +44,9 @@ class Reconciler:
     health: Health
     underlay_mtu: Callable[[IPAddress], Awaitable[int]] | None = None  # None: assume 1500
     resync: float = 30.0
+    after_pass: Callable[[LocalNode, DesiredState], Awaitable[None]] | None = (
+        None  # e.g. write the CNI config
+    )
     backoff_cap: float = 30.0
     applied_generation: int | None = None
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
@@ -148,6 +151,8 @@ class Reconciler:
                 self.metrics.drift.labels(kind=kind).inc(n)
         else:
             log.debug("no change: %d peers, %d routes", len(desired.peers), len(desired.routes))
+        if self.after_pass is not None:
+            await _phase("after-pass", self.after_pass(local, desired))
         self.applied_generation = snapshot.config.generation
         annotations = encode_annotations(published(local, self.applied_generation))
         await _phase("publish", self.datastore.publish(self.identity.name, annotations))

@@ -52,6 +52,11 @@ def test_join_leave_and_garbage(lab: Lab, tmp_path: Path) -> None:
     assert mesh.wait_for("wireguard"), "three agents did not converge"
     code, _ = mesh.agents[0].http_get(lab, "/readyz")
     assert code == 200
+    # --cni-conf-dir: a CNI conflist for the node's pod CIDR, with the overlay MTU (1500 - 80)
+    conf = json.loads((mesh.agents[0].cni_dir / "10-meshd.conflist").read_text())
+    bridge = conf["plugins"][0]
+    assert bridge["mtu"] == 1420
+    assert [r[0]["subnet"] for r in bridge["ipam"]["ranges"]] == [str(nodes[0].pod_cidrs[0])]
 
     mesh.nodes.append(nodes[3])
     mesh.add(nodes[3])

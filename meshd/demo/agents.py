@@ -34,6 +34,10 @@ class Agent:
     def log_path(self) -> Path:
         return self.workdir / "logs" / f"{self.node.name}.log"
 
+    @property
+    def cni_dir(self) -> Path:
+        return self.workdir / "cni" / self.node.name
+
     def argv(self, datastore: str) -> list[str]:
         n = self.node
         args = [
@@ -46,6 +50,7 @@ class Agent:
             "--metrics-addr", "127.0.0.1:9473",
             "--run-dir", str(self.workdir / "run"),
             "--resync", "5",
+            "--cni-conf-dir", str(self.cni_dir),
         ]  # fmt: skip
         for cidr in n.pod_cidrs:
             args += ["--pod-cidr", str(cidr)]

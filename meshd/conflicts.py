@@ -22,6 +22,7 @@ class ClusterView:
 
     remotes: tuple[Node, ...]  # valid remote nodes, sorted by name (excluded ones included)
     duplicate_keys: frozenset[PublicKey] = frozenset()  # keys published by more than one node name
+    duplicate_macs: frozenset[str] = frozenset()  # VXLAN MACs published by more than one node name
     excluded: Mapping[str, str] = field(default_factory=dict)  # node name -> why it is out of the mesh
     problems: tuple[Problem, ...] = ()
 
@@ -51,12 +52,14 @@ def cluster_view(local: Node, records: Iterable[NodeRecord]) -> ClusterView:
             remotes.append(rec)
     everyone = (local, *remotes)
     dup_keys, key_problems = _duplicate_keys(everyone)
+    dup_macs, mac_problems = _duplicate_macs(everyone)
     excluded, cidr_problems = _cidr_conflicts(everyone)
     return ClusterView(
         remotes=tuple(remotes),
         duplicate_keys=dup_keys,
+        duplicate_macs=dup_macs,
         excluded=excluded,
-        problems=(*problems, *key_problems, *cidr_problems),
+        problems=(*problems, *key_problems, *mac_problems, *cidr_problems),
     )
 
 
@@ -72,6 +75,21 @@ def _duplicate_keys(nodes: Sequence[Node]) -> tuple[frozenset[PublicKey], list[P
             detail = f"nodes {listed} publish the same public key {key.short}...: none of them uses WireGuard"
             problems.append(Problem("duplicate-public-key", tuple(sorted(names)), detail))
     return frozenset(k for k, names in owners.items() if len(names) > 1), problems
+
+
+def _duplicate_macs(nodes: Sequence[Node]) -> tuple[frozenset[str], list[Problem]]:
+    """A unicast MAC has one FDB destination: nodes sharing a VXLAN MAC (cloned machines) cannot use VXLAN."""
+    owners: dict[str, set[str]] = {}
+    for node in nodes:
+        if node.vxlan_mac is not None:
+            owners.setdefault(node.vxlan_mac.lower(), set()).add(node.name)
+    problems = []
+    for mac, names in sorted(owners.items()):
+        if len(names) > 1:
+            listed = ", ".join(sorted(names))
+            detail = f"nodes {listed} publish the same VXLAN MAC {mac}: none of them uses VXLAN"
+            problems.append(Problem("duplicate-vxlan-mac", tuple(sorted(names)), detail))
+    return frozenset(m for m, names in owners.items() if len(names) > 1), problems
 
 
 def _cidr_conflicts(nodes: Sequence[Node]) -> tuple[dict[str, str], list[Problem]]:

@@ -76,8 +76,10 @@ def _neighbor_key(entry: NeighborEntry) -> tuple[str, tuple[int, int]]:
 def _diff_fdb(
     desired: DesiredState, actual: ActualState, *, gone: set[str], prune: bool
 ) -> tuple[Sequence[a.Action], Sequence[a.Action]]:
-    """FDB entries are a set per VXLAN link (one MAC may have several remote destinations)."""
+    """FDB entries are keyed by MAC like the kernel's unicast entries (one destination each, installed
+    with replace): a changed destination is one AddFdb, and only MACs no longer wanted are removed."""
     have = frozenset() if actual.vxlan is None or actual.vxlan.name in gone else actual.fdb
+    want = {e.mac: e for e in sorted(desired.fdb, key=_fdb_key)}
     adds: Sequence[a.Action] = []
     if desired.vxlan is not None:
         dev = desired.vxlan.name
@@ -85,7 +87,8 @@ def _diff_fdb(
     removes: Sequence[a.Action] = []
     if prune and actual.vxlan is not None:
         dev = actual.vxlan.name
-        removes = [a.RemoveFdb(dev, e) for e in sorted(have - desired.fdb, key=_fdb_key)]
+        stale = (e for e in have - desired.fdb if e.mac not in want or want[e.mac] in have)
+        removes = [a.RemoveFdb(dev, e) for e in sorted(stale, key=_fdb_key)]
     return adds, removes
 
 

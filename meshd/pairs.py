@@ -36,7 +36,7 @@ def decide_pair(local: LocalNode, peer: Node, *, config: MeshConfig, view: Clust
     if conflict is not None:
         return PairPlan(peer, Transport.NONE, conflict, wireguard_ok=False, vxlan_ok=False, excluded=True)
     no_wg = wireguard_blocker(local, peer, view)
-    no_fallback = fallback_blocker(local, peer, config)
+    no_fallback = fallback_blocker(local, peer, config=config, view=view)
     vxlan_ok = config.fallback is Fallback.VXLAN and no_fallback is None
     selected = config.node_selector.matches(local.node.labels) and config.node_selector.matches(peer.labels)
     fallback = config.fallback.transport
@@ -83,7 +83,7 @@ def wireguard_blocker(local: LocalNode, peer: Node, view: ClusterView) -> str | 
     return next((why for blocked, why in checks if blocked), None)
 
 
-def fallback_blocker(local: LocalNode, peer: Node, config: MeshConfig) -> str | None:
+def fallback_blocker(local: LocalNode, peer: Node, *, config: MeshConfig, view: ClusterView) -> str | None:
     """Why the pair cannot use the configured fallback, or None when it can."""
     me = local.node
     checks: tuple[tuple[bool, str], ...]
@@ -92,6 +92,8 @@ def fallback_blocker(local: LocalNode, peer: Node, config: MeshConfig) -> str | 
             (Transport.VXLAN not in me.capabilities, "this node cannot run VXLAN"),
             (Transport.VXLAN not in peer.capabilities, f"{peer.name} cannot run VXLAN"),
             (peer.vxlan_mac is None, f"{peer.name} publishes no VXLAN MAC"),
+            (_dup_mac(local.node, view), "this node's VXLAN MAC is also published by another node"),
+            (_dup_mac(peer, view), f"{peer.name}'s VXLAN MAC is also published by another node"),
         )
     elif config.fallback is Fallback.IPIP:
         checks = (
@@ -104,3 +106,7 @@ def fallback_blocker(local: LocalNode, peer: Node, config: MeshConfig) -> str | 
     else:
         checks = ((True, "the fallback is None"),)
     return next((why for blocked, why in checks if blocked), None)
+
+
+def _dup_mac(node: Node, view: ClusterView) -> bool:
+    return node.vxlan_mac is not None and node.vxlan_mac.lower() in view.duplicate_macs

@@ -192,6 +192,15 @@ def test_changed_mac_replaces_the_neighbour_in_place() -> None:
     assert diff(moved, fake.observe(), prune=True) == ()
 
 
+def test_moved_underlay_replaces_the_fdb_entry_in_place() -> None:
+    fake = converged(planned(node(2, with_key=False)))
+    moved = planned(node(2, with_key=False, underlay="198.18.9.2"))
+    actions = diff(moved, fake.observe(), prune=True)
+    assert kinds(actions) == ["AddFdb"]
+    fake.apply(actions)
+    assert diff(moved, fake.observe(), prune=True) == ()
+
+
 def test_wireguard_device_reconfigured_in_place() -> None:
     before = planned(node(2))
     fake = converged(before)

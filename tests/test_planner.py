@@ -219,6 +219,18 @@ CASES = {
         fallback_nodes={"node-b", "node-c"},
         problems={("duplicate-public-key", ("node-a", "node-b"))},
     ),
+    "duplicate-vxlan-macs-get-no-vxlan": Case(
+        (node(2, with_key=False), replace(node(3, with_key=False), vxlan_mac="02:00:00:00:00:02"), node(4)),
+        {"node-b": NONE, "node-c": NONE, "node-d": WG},
+        {"198.19.4.0/24": "meshd0"},
+        peers={"node-d"},
+        fallback_nodes={"node-d"},
+        problems={
+            ("duplicate-vxlan-mac", ("node-b", "node-c")),
+            ("no-transport", ("node-b",)),
+            ("no-transport", ("node-c",)),
+        },
+    ),
     "cidr-overlap-with-local": Case(
         (node(2, cidrs=("198.19.1.128/25",)), node(3)),
         {"node-b": NONE, "node-c": WG},

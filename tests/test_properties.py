@@ -60,6 +60,7 @@ def nodes(draw: st.DrawFn, index: int, key_pool: int) -> Node:
     has_key = Transport.WIREGUARD in caps and draw(st.integers(0, 5)) > 0
     key = PublicKey(bytes([draw(st.integers(1, key_pool))]) * 32) if has_key else None
     pool = draw(st.sampled_from([None, "x", "y"]))
+    mac = draw(st.sampled_from([index, index, index, 0]))  # 0: a MAC some nodes share (cloned machines)
     return Node(
         name=name,
         underlay_ip=underlay,
@@ -67,8 +68,8 @@ def nodes(draw: st.DrawFn, index: int, key_pool: int) -> Node:
         labels=(("pool", pool),) if pool else (),
         public_key=key,
         endpoint=Endpoint(underlay, 51820) if key and draw(st.integers(0, 7)) else None,
-        # VXLAN-capable nodes publish their MAC (an agent publishes it with the capability)
-        vxlan_mac=f"02:00:00:00:01:{index:02x}" if Transport.VXLAN in caps else None,
+        # VXLAN-capable nodes publish a MAC (the agent publishes it with the capability)
+        vxlan_mac=f"02:00:00:00:01:{mac:02x}" if Transport.VXLAN in caps else None,
         capabilities=caps,
     )
 

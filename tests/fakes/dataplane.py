@@ -4,7 +4,8 @@ neighbour entries, and our routes. It acts like the kernel, not like a stub:
 - creating an existing link fails (EEXIST); anything on a missing link fails (ENODEV);
 - removing a missing route, peer, FDB entry, neighbour or address fails (ENOENT-like);
 - deleting a link takes its addresses, routes, FDB and neighbour entries with it;
-- ReplaceRoute, AddNeighbor (keyed by device and address) and AddFdb (append) are upserts;
+- ReplaceRoute, AddNeighbor (keyed by device and address) and AddFdb (keyed by MAC: one destination
+  per unicast MAC, as `bridge fdb replace` leaves it) are upserts;
 - a WireGuard allowed IP belongs to one peer: giving it to a peer takes it from any other (like the kernel);
 - UpdatePeer changes only the fields it carries; AddPeer of a known key updates it, as `wg set` does;
 - a new VXLAN link gets a deterministic MAC; a new WireGuard link has no MAC and no peers.
@@ -72,7 +73,7 @@ class FakeDataplane:
         self.names = names
         self.ipip_supported = ipip_supported
         self.links: dict[str, FakeLink] = {}
-        self.fdb: dict[str, set[FdbEntry]] = {}  # per VXLAN link
+        self.fdb: dict[str, dict[str, FdbEntry]] = {}  # per VXLAN link, keyed by MAC
         self.neighbors: dict[tuple[str, IPAddress], NeighborEntry] = {}
         self.routes: dict[IPNetwork, Route] = {}
         self.writes = 0
@@ -85,7 +86,7 @@ class FakeDataplane:
         return ActualState(
             wireguard=self._observe_wireguard(wg) if wg and wg.kind == "wireguard" else None,
             vxlan=self._observe_vxlan(vx) if vx and vx.kind == "vxlan" else None,
-            fdb=frozenset(self.fdb.get(vx.name, ())) if vx else frozenset(),
+            fdb=frozenset(self.fdb.get(vx.name, {}).values()) if vx else frozenset(),
             neighbors=frozenset(n for n in self.neighbors.values() if vx and n.dev == vx.name),
             ipip=ObservedIpip(ipip.name, ipip.local, ipip.mtu, frozenset(ipip.addresses)) if ipip else None,
             routes=frozenset(self.routes.values()),
@@ -184,11 +185,11 @@ class FakeDataplane:
                 del self.neighbors[(entry.dev, entry.ip)]
             case a.AddFdb(dev, entry):
                 self._link(dev, "vxlan")
-                self.fdb.setdefault(dev, set()).add(entry)
+                self.fdb.setdefault(dev, {})[entry.mac] = entry
             case a.RemoveFdb(dev, entry):
-                if entry not in self.fdb.get(dev, set()):
+                if self.fdb.get(dev, {}).get(entry.mac) != entry:
                     raise kernel_error(errno.ENOENT, f"fdb {entry.mac} dst {entry.dst} dev {dev}")
-                self.fdb[dev].remove(entry)
+                del self.fdb[dev][entry.mac]
 
     def _apply_route(self, action: a.RouteAction) -> None:
         match action:

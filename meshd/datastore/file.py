@@ -99,7 +99,10 @@ class FileDatastore:
             meta = old.get("metadata")
             meta = meta if isinstance(meta, dict) else {}
             obj["metadata"]["annotations"] = dict(meta.get("annotations") or {})
-            obj["metadata"]["labels"] = {**dict(meta.get("labels") or {}), **obj["metadata"].get("labels", {})}
+            obj["metadata"]["labels"] = {
+                **dict(meta.get("labels") or {}),
+                **obj["metadata"].get("labels", {}),
+            }
         if old != obj:
             write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
             log.info("registered node %s in %s", node.name, self.nodes_dir)

@@ -143,3 +143,25 @@ def test_agent_restart_keeps_traffic_and_writes_nothing(
     _, metrics = victim.http_get(lab, "/metrics")
     repairs = [line for line in metrics.splitlines() if line.startswith("meshd_drift_repairs_total")]
     assert repairs == [], f"the restarted agent changed the kernel: {repairs}"
+
+
+def test_cleanup_removes_what_meshd_owns(lab: Lab, tmp_path: Path) -> None:
+    mesh = _mesh(lab, tmp_path, 2)
+    mesh.start()
+    assert mesh.wait_for("wireguard")
+    node, agent = mesh.nodes[0], mesh.agents[0]
+    agent.stop()
+    assert lab.ip(node.ns, "link", "show", node.wg_name, check=False).returncode == 0, (
+        "SIGTERM must keep the mesh"
+    )
+    lab.ip(node.ns, "route", "add", "198.19.200.0/24", "dev", "eth0", "proto", "static")  # not ours
+    argv = agent.argv(mesh.datastore)
+    res = lab.sh(node.ns, *argv[: argv.index("run")], "cleanup", *argv[argv.index("run") + 1 :], check=False)
+    assert res.returncode == 0, res.stderr
+    links = lab.ip(node.ns, "-br", "link").stdout
+    assert node.wg_name not in links and "meshd-vxlan" not in links
+    assert lab.ip(node.ns, "route", "show", "proto", "109").stdout.strip() == ""
+    assert "198.19.200.0/24" in lab.ip(node.ns, "route").stdout, "a route meshd does not own was removed"
+    record = json.loads((tmp_path / "store" / "nodes" / f"{node.name}.json").read_text())
+    assert not any(k.startswith("meshd.io/") for k in record["metadata"].get("annotations", {}))
+    assert not Path(f"/var/run/wireguard/{node.wg_name}.sock").exists()

@@ -1,0 +1,176 @@
+"""Instruments for bench.scale: the simulated cluster, the `wg setconf` floor, and probes that timestamp
+what a user would see (a route appearing, a watch event arriving, a metric)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import ipaddress
+import json
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from keys.values import PrivateKey
+from meshd.codec import encode_node
+from meshd.model import Endpoint, Node, Transport
+
+Obj = dict[str, Any]
+UNDERLAY, PODS = ipaddress.IPv4Address("198.18.0.0"), ipaddress.IPv4Address("198.19.0.0")
+
+
+def sim_node(i: int) -> Obj:
+    """Node i of the simulated cluster: a /26 of 198.19.0.0/16 and an underlay address in 198.18.0.0/16.
+    Node 0 is ours and carries no annotations (the agent publishes them)."""
+    underlay = UNDERLAY + i + 1
+    cidr = ipaddress.IPv4Network(f"{PODS + 64 * i}/26")
+    if i == 0:
+        return encode_node(Node("node0", underlay, (cidr,)))
+    node = Node(
+        f"sim{i:04d}",
+        underlay,
+        (cidr,),
+        public_key=PrivateKey.generate().public_key(),
+        endpoint=Endpoint(underlay, 51820),
+        vxlan_mac=f"02:4d:00:00:{i >> 8:02x}:{i & 0xFF:02x}",
+        capabilities=frozenset({Transport.WIREGUARD, Transport.VXLAN}),
+    )
+    return encode_node(node)
+
+
+def sim_cluster(n: int, *, extra: int) -> tuple[Obj, list[Obj]]:
+    """Our node, and n - 1 + extra simulated ones (the last `extra` are added one by one later)."""
+    if n + extra > 1024:
+        raise ValueError("198.19.0.0/16 holds 1024 /26 pod CIDRs")
+    return sim_node(0), [sim_node(i) for i in range(1, n + extra)]
+
+
+def wg_setconf_floor(interface: str, nodes: list[Obj], work: Path) -> float:
+    """Seconds `wg setconf` takes to load these nodes as peers into a fresh wireguard-go device."""
+    lines = ["[Interface]", f"PrivateKey = {PrivateKey.generate().base64}", "ListenPort = 51821"]
+    for obj in nodes:
+        ann = obj["metadata"]["annotations"]
+        lines += ["[Peer]", f"PublicKey = {ann['meshd.io/public-key']}"]
+        lines += [f"Endpoint = {ann['meshd.io/endpoint']}", f"AllowedIPs = {obj['spec']['podCIDRs'][0]}"]
+    conf = work / "baseline.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    conf.chmod(0o600)
+    proc = subprocess.Popen(
+        ["wireguard-go", "-f", interface], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    try:
+        sock = Path(f"/var/run/wireguard/{interface}.sock")
+        if not poll_until(sock.exists, timeout=10, alive=proc):
+            raise SystemExit("wireguard-go for the baseline did not start")
+        t0 = time.perf_counter()
+        subprocess.run(["wg", "setconf", interface, str(conf)], check=True)
+        return time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        conf.unlink()
+
+
+def poll_until(cond: Callable[[], bool], *, timeout: float, alive: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive.poll() is None:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+class _LineProbe:
+    """Timestamps lines as a background thread reads them; `wait_for(text)` returns the first match's time."""
+
+    def __init__(self) -> None:
+        self._seen: list[tuple[float, str]] = []
+        self._cond = threading.Condition()
+
+    def _record(self, line: str) -> None:
+        with self._cond:
+            self._seen.append((time.perf_counter(), line))
+            self._cond.notify_all()
+
+    def wait_for(self, text: str, *, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for at, line in self._seen:
+                    if text in line:
+                        return at
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"never saw {text!r}")
+                self._cond.wait(left)
+
+
+class RouteMonitor(_LineProbe):
+    """`ip -o monitor route` in this namespace: when a route appears."""
+
+    def __enter__(self) -> RouteMonitor:
+        self._proc = subprocess.Popen(["ip", "-o", "monitor", "route"], stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        time.sleep(0.2)  # let it subscribe before anything is measured
+        return self
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if not line.startswith("Deleted"):
+                self._record(line)
+
+    def __exit__(self, *exc: object) -> None:
+        self._proc.terminate()
+        self._proc.wait(5)
+
+
+class WatchProbe(_LineProbe):
+    """A bare watch on nodes against the API server: when an event reaches a client (the delivery floor)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._url = urllib.parse.urlsplit(url)
+
+    def __enter__(self) -> WatchProbe:
+        listing = json.loads(urllib.request.urlopen(f"{self._url.geturl()}/api/v1/nodes", timeout=30).read())
+        rv = listing["metadata"]["resourceVersion"]
+        self._conn = http.client.HTTPConnection(self._url.hostname or "", self._url.port, timeout=60)
+        self._conn.request("GET", f"/api/v1/nodes?watch=1&resourceVersion={rv}&timeoutSeconds=600")
+        self._resp = self._conn.getresponse()
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            while line := self._resp.readline():
+                event = json.loads(line)
+                if event.get("type") == "ADDED":
+                    self._record(event["object"]["metadata"]["name"])
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.close()
+
+
+def scrape(addr: str) -> str:
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as resp:
+        return str(resp.read().decode())
+
+
+def metric(text: str, name: str) -> float:
+    """Sum of every sample of `name` (all label sets)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith((name + " ", name + "{")):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024

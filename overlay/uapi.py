@@ -131,8 +131,24 @@ def device_changes(spec: WireGuardDeviceSpec, *, key: PublicKey | None, port: in
 # --- encoding ---------------------------------------------------------------------------------------
 
 
+def _check_line(line: str) -> None:
+    """One `key=value` line: no control character (it would end the line or the request early and
+    smuggle in other settings) and no `%` zone ID (a scope is local to one host, wireguard-go cannot
+    use it). Raised before anything is sent, since `set` applies the lines before a bad one."""
+    key, _, value = line.partition("=")
+    shown = "(not shown)" if key == "private_key" else repr(value[:80])
+    bad = next((c for c in line if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise ValueError(f"UAPI value for {key!r} contains control character {bad!r}: {shown}")
+    if "%" in value:
+        raise ValueError(f"UAPI value for {key!r} has a '%' zone ID, which peers cannot use: {shown}")
+
+
 def _request(lines: Iterable[str]) -> str:
-    return "set=1\n" + "".join(f"{line}\n" for line in lines) + "\n"
+    checked = list(lines)
+    for line in checked:
+        _check_line(line)
+    return "set=1\n" + "".join(f"{line}\n" for line in checked) + "\n"
 
 
 def encode_device(*, private_key: PrivateKey | None = None, listen_port: int | None = None) -> str:

@@ -107,6 +107,58 @@ INVALID = [
 ]
 
 
+ZONED = ipaddress.ip_address("2001:db8:18::2%eth0")
+INJECTED = ipaddress.ip_address("2001:db8:18::2%x\nremove=true")  # the scope ID is not checked
+ZONED_NET = ipaddress.ip_network("2001:db8:19::%1/64")
+UNSAFE = [
+    pytest.param(
+        lambda: uapi.encode_add_peer(PeerSpec(K1, Endpoint(ZONED, 51820), frozenset())),
+        "'endpoint' has a '%' zone ID",
+        id="endpoint-zone-id",
+    ),
+    pytest.param(
+        lambda: uapi.encode_update_peer(UpdatePeer(K1, endpoint=Endpoint(ZONED, 51820))),
+        "'endpoint' has a '%' zone ID",
+        id="update-endpoint-zone-id",
+    ),
+    pytest.param(
+        lambda: uapi.encode_add_peer(PeerSpec(K1, Endpoint(INJECTED, 51820), frozenset())),
+        r"'endpoint' contains control character '\\n'",
+        id="endpoint-newline",
+    ),
+    pytest.param(
+        lambda: uapi.encode_add_peer(PeerSpec(K1, None, frozenset({N1, ZONED_NET}))),
+        "'allowed_ip' has a '%' zone ID",
+        id="allowed-ip-zone-id",
+    ),
+    pytest.param(
+        lambda: uapi.encode_update_peer(UpdatePeer(K1, allowed_ips=frozenset({ZONED_NET}))),
+        "'allowed_ip' has a '%' zone ID",
+        id="update-allowed-ip-zone-id",
+    ),
+    pytest.param(
+        lambda: uapi.encode_add_peer(
+            PeerSpec(K1, Endpoint(ipaddress.ip_address("2001:db8::1%a\x7f"), 1), frozenset())
+        ),
+        r"control character '\\x7f'",
+        id="endpoint-del-char",
+    ),
+    pytest.param(
+        lambda: uapi.encode_add_peer(
+            PeerSpec(K1, Endpoint(ipaddress.ip_address("2001:db8::1%a\tb"), 1), frozenset())
+        ),
+        r"control character '\\t'",
+        id="endpoint-tab",
+    ),
+]
+
+
+@pytest.mark.parametrize(("build", "message"), UNSAFE)
+def test_control_characters_and_zone_ids_are_refused_before_sending(build: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build()  # type: ignore[operator]
+
+
 @pytest.mark.parametrize(("build", "message"), INVALID)
 def test_invalid_values_raise_before_encoding(build: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -106,10 +106,13 @@ def _diff_neighbors(
 def _diff_routes(
     desired: DesiredState, actual: ActualState, *, vanished: set[str], prune: bool
 ) -> tuple[Sequence[a.Action], Sequence[a.Action]]:
-    """Routes are keyed by destination: a route that moves between transports is replaced atomically."""
+    """Routes are keyed by destination: a route that moves between transports is replaced atomically.
+    A destination that a foreign route already holds in our table is left to it (the reconciler reports
+    it): replacing would overwrite a route we do not own."""
     have = frozenset(r for r in actual.routes if r.dev not in vanished)
     wanted_dsts = {r.dst for r in desired.routes}
-    replaces = [a.ReplaceRoute(r) for r in _sorted_routes(desired.routes - have)]
+    taken = {r.dst for r in actual.foreign_routes}
+    replaces = [a.ReplaceRoute(r) for r in _sorted_routes(desired.routes - have) if r.dst not in taken]
     removes: Sequence[a.Action] = []
     if prune:
         covered = {r.dst for r in desired.routes & have}  # a desired route already in place

@@ -48,11 +48,13 @@ def diff_wireguard_device(
 ) -> DeviceChanges:
     if desired is None:
         return _unwanted(actual.name if actual else None, prune=prune)
+    # A new WireGuard link comes up at the backend's default MTU (1420): set ours right after creating it.
+    create = (a.CreateWireGuardDevice(desired), a.SetLinkMtu(desired.name, desired.mtu))
     if actual is None:
-        return _created(a.CreateWireGuardDevice(desired), desired.name, desired.addresses)
+        return _created(create, desired.name, desired.addresses)
     if actual.name != desired.name:
         why = f"renamed to {desired.name}"
-        return _recreated(actual.name, why, a.CreateWireGuardDevice(desired), desired.name, desired.addresses)
+        return _recreated(actual.name, why, create, desired.name, desired.addresses)
     setup: list[a.Action] = []
     if actual.public_key != desired.public_key or actual.listen_port != desired.listen_port:
         setup.append(a.ConfigureWireGuardDevice(desired))
@@ -73,12 +75,12 @@ def diff_vxlan_device(
     if desired is None:
         return _unwanted(actual.name if actual else None, prune=prune)
     if actual is None:
-        return _created(a.CreateVxlanDevice(desired), desired.name, desired.addresses)
+        return _created((a.CreateVxlanDevice(desired),), desired.name, desired.addresses)
     was = (actual.name, actual.vni, actual.port, actual.local)
     want = (desired.name, desired.vni, desired.port, desired.local)
     if was != want:
         why = f"name/vni/port/local {_show(was)} -> {_show(want)}"
-        return _recreated(actual.name, why, a.CreateVxlanDevice(desired), desired.name, desired.addresses)
+        return _recreated(actual.name, why, (a.CreateVxlanDevice(desired),), desired.name, desired.addresses)
     return _kept(
         [],
         desired.name,
@@ -96,10 +98,10 @@ def diff_ipip_device(
     if desired is None:
         return _unwanted(actual.name if actual else None, prune=prune)
     if actual is None:
-        return _created(a.CreateIpipDevice(desired), desired.name, desired.addresses)
+        return _created((a.CreateIpipDevice(desired),), desired.name, desired.addresses)
     if (actual.name, actual.local) != (desired.name, desired.local):
         why = f"name/local {actual.name}/{actual.local} -> {desired.name}/{desired.local}"
-        return _recreated(actual.name, why, a.CreateIpipDevice(desired), desired.name, desired.addresses)
+        return _recreated(actual.name, why, (a.CreateIpipDevice(desired),), desired.name, desired.addresses)
     return _kept(
         [],
         desired.name,
@@ -121,12 +123,12 @@ def _unwanted(name: str | None, *, prune: bool) -> DeviceChanges:
     return DeviceChanges(delete=(a.DeleteDevice(name, "no longer wanted"),), deleted=name)
 
 
-def _created(create: a.Action, name: str, addresses: frozenset[IPInterface]) -> DeviceChanges:
-    return DeviceChanges(setup=(create, *_adds(name, addresses)))
+def _created(create: tuple[a.Action, ...], name: str, addresses: frozenset[IPInterface]) -> DeviceChanges:
+    return DeviceChanges(setup=(*create, *_adds(name, addresses)))
 
 
 def _recreated(
-    old: str, why: str, create: a.Action, name: str, addresses: frozenset[IPInterface]
+    old: str, why: str, create: tuple[a.Action, ...], name: str, addresses: frozenset[IPInterface]
 ) -> DeviceChanges:
     return DeviceChanges(
         recreate=(a.DeleteDevice(old, f"recreating: {why}"),),

@@ -19,7 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from meshd.errors import PermanentError
 from meshd.model import IPNetwork
 from meshd.state import RTPROT_MESHD, Route
-from vxlan.nlsock import RTNH_F_ONLINK, NetlinkSocket, family_of, netlink_errors, translate
+from vxlan.nlsock import RTNH_F_ONLINK, NetlinkSocket, family_of, translate
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class NetlinkRouteTable:
         self.table = table
         self.protocol = protocol
         self._watch = frozenset(watch)
+        self._owned: set[IPNetwork] = set()  # destinations of our routes, as last observed or changed
 
     def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
         """Networks (peers' pod CIDRs) for which foreign routes are reported, besides ours."""
@@ -83,38 +84,50 @@ class NetlinkRouteTable:
     async def observe(self) -> tuple[frozenset[Route], frozenset[Route]]:
         routes = await self._routes(await self.sock.names_by_index())
         ours = frozenset(r for proto, r in routes if proto == self.protocol)
-        watched = self._watch | {r.dst for r in ours}
+        self._owned = {r.dst for r in ours}
+        watched = self._watch | self._owned
         foreign = frozenset(r for proto, r in routes if proto != self.protocol and _inside(r.dst, watched))
         return ours, foreign
 
-    async def _foreign_same_dst(self, dst: IPNetwork) -> list[tuple[int, Route]]:
-        routes = await self._routes(await self.sock.names_by_index())
-        return [(proto, r) for proto, r in routes if r.dst == dst and proto != self.protocol]
-
     async def replace(self, route: Route) -> None:
-        """`ip route replace DST [via GW] dev DEV [onlink] proto P table T`: idempotent; moves DST."""
+        """Add the route, or atomically move our existing route to the same destination (`ip route
+        replace ... proto P`). A destination we do not hold is added exclusively, so a foreign route that
+        appeared since the last observe is never overwritten: that is refused and reported instead."""
         doing = f"routing {route.dst} via {route.via} dev {route.dev}{self.sock.where}"
-        foreign = await self._foreign_same_dst(route.dst)
+        index = await self.sock.require_index(route.dev)
+        extra: dict[str, Any] = {"gateway": str(route.via)} if route.via is not None else {}
+        verb = "replace" if route.dst in self._owned else "add"
+        for attempt in (verb, "replace"):
+            try:
+                await self.sock.ipr().route(
+                    attempt,
+                    dst=str(route.dst),
+                    oif=index,
+                    family=family_of(route.dst),
+                    proto=self.protocol,
+                    table=self.table,
+                    flags=RTNH_F_ONLINK if route.onlink else 0,
+                    **extra,
+                )
+            except NetlinkError as exc:
+                if attempt == "add" and exc.code == errno.EEXIST:
+                    await self._refuse_foreign(route.dst, doing)  # ours after all: replace it
+                    continue
+                raise translate(exc, doing) from exc
+            break
+        self._owned.add(route.dst)
+        log.info("route %s via %s dev %s (proto %d)", route.dst, route.via, route.dev, self.protocol)
+
+    async def _refuse_foreign(self, dst: IPNetwork, doing: str) -> None:
+        """Raise when the route holding `dst` in our table is not ours."""
+        routes = await self._routes(await self.sock.names_by_index())
+        foreign = [(proto, r) for proto, r in routes if r.dst == dst and proto != self.protocol]
         if foreign:
             proto, other = foreign[0]
             raise PermanentError(
-                f"{doing}: a route to {route.dst} (dev {other.dev or '-'}, protocol {proto}) exists in "
+                f"{doing}: a route to {dst} (dev {other.dev or '-'}, protocol {proto}) exists in "
                 f"table {self.table} and is not ours; leaving it alone"
             )
-        index = await self.sock.require_index(route.dev)
-        extra: dict[str, Any] = {"gateway": str(route.via)} if route.via is not None else {}
-        with netlink_errors(doing):
-            await self.sock.ipr().route(
-                "replace",
-                dst=str(route.dst),
-                oif=index,
-                family=family_of(route.dst),
-                proto=self.protocol,
-                table=self.table,
-                flags=RTNH_F_ONLINK if route.onlink else 0,
-                **extra,
-            )
-        log.info("route %s via %s dev %s (proto %d)", route.dst, route.via, route.dev, self.protocol)
 
     async def remove(self, route: Route) -> None:
         """Delete our route to `route.dst` on `route.dev`; a route of another protocol is never matched."""
@@ -134,6 +147,8 @@ class NetlinkRouteTable:
         except NetlinkError as exc:
             if exc.code in _GONE:
                 log.debug("route %s dev %s (ours) already absent", route.dst, route.dev)
+                self._owned.discard(route.dst)
                 return
             raise translate(exc, f"removing route {route.dst} dev {route.dev}{self.sock.where}") from exc
+        self._owned.discard(route.dst)
         log.info("removed route %s dev %s", route.dst, route.dev)

@@ -9,7 +9,16 @@ import pytest
 
 from meshd import actions as a
 from meshd.diff import diff
-from meshd.model import EncryptionMode, Endpoint, LabelSelector, LocalNode, MeshConfig, Node, Snapshot
+from meshd.model import (
+    EncryptionMode,
+    Endpoint,
+    LabelSelector,
+    LocalNode,
+    MeshConfig,
+    Node,
+    Snapshot,
+    WireGuardSettings,
+)
 from meshd.planner import plan
 from meshd.state import ActualState, DesiredState, PeerSpec
 from tests.fakes import FakeDataplane
@@ -235,3 +244,23 @@ def test_fake_kernel_refuses_what_the_kernel_refuses() -> None:
         fake.apply([a.ReplaceRoute(replace(route, dev="missing0"))])
     with pytest.raises(FileNotFoundError):
         fake.apply([a.RemovePeer(key(9))])
+
+
+def test_a_foreign_route_on_a_peer_cidr_is_never_replaced_and_blocks_nothing_else() -> None:
+    desired = planned(node(2), node(3))
+    blocked = sorted(desired.routes, key=lambda r: str(r.dst))[0]
+    foreign = replace(blocked, dev="eth9", via=None)
+    actual = replace(FakeDataplane().observe(), foreign_routes=frozenset({foreign}))
+    actions = diff(desired, actual, prune=True)
+    routed = {x.route.dst for x in actions if isinstance(x, a.ReplaceRoute)}
+    assert blocked.dst not in routed
+    assert routed == {r.dst for r in desired.routes} - {blocked.dst}
+    assert {p.public_key for x in actions if isinstance(x, a.AddPeer) for p in [x.peer]} == {key(2), key(3)}
+
+
+@pytest.mark.parametrize("mtu", [0, 1380, 8920], ids=["derived", "configured-small", "jumbo"])
+def test_a_new_wireguard_link_gets_its_mtu_in_the_same_pass(mtu: int) -> None:
+    desired = planned(node(2), config=MeshConfig(wireguard=WireGuardSettings(mtu=mtu)))
+    assert desired.wireguard is not None
+    fake = converged(desired)  # one pass from nothing, then nothing left to do
+    assert fake.observe().wireguard.mtu == desired.wireguard.mtu  # type: ignore[union-attr]

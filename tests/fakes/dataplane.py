@@ -40,6 +40,9 @@ from meshd.state import (
 )
 
 
+WIREGUARD_DEFAULT_MTU = 1420
+
+
 def kernel_error(code: int, what: str) -> OSError:
     """An OSError like the kernel's (OSError picks the subclass: FileExistsError, FileNotFoundError...)."""
     return OSError(code, f"{os.strerror(code)}: {what}")
@@ -131,7 +134,7 @@ class FakeDataplane:
     def _apply_link(self, action: a.Action) -> None:
         match action:
             case a.CreateWireGuardDevice(spec):
-                self._create(FakeLink(spec.name, "wireguard", spec.mtu))
+                self._create(FakeLink(spec.name, "wireguard", WIREGUARD_DEFAULT_MTU))  # as the kernel does
                 self.links[spec.name].public_key = spec.public_key
                 self.links[spec.name].listen_port = spec.listen_port
             case a.ConfigureWireGuardDevice(spec):

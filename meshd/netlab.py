@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -103,7 +104,7 @@ def _stop(pid: int, proc: subprocess.Popen[bytes] | None) -> None:
         if proc is not None:
             if proc.poll() is not None:
                 return
-        elif not os.path.exists(f"/proc/{pid}"):
+        elif not _running(pid):
             return
         time.sleep(0.02)
     with contextlib.suppress(ProcessLookupError):
@@ -111,6 +112,20 @@ def _stop(pid: int, proc: subprocess.Popen[bytes] | None) -> None:
     if proc is not None:
         with contextlib.suppress(Exception):
             proc.wait(timeout=3)
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` runs. Our own child (e.g. a wireguard-go this process spawned) is reaped once it
+    exits; a zombie of another parent counts as gone (its parent reaps it, not us)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rpartition(")")[2].split()[:1] != ["Z"]
+    return done == 0
 
 
 @dataclass(frozen=True)

@@ -37,15 +37,16 @@ class Dataplane:
 
     async def _observe_wireguard(self) -> ObservedWireGuard | None:
         wg = self.wireguard
-        if wg is None or not await wg.exists():
+        device = await wg.observe_device() if wg is not None else None
+        if wg is None or device is None:
             return None
         return ObservedWireGuard(
             name=wg.name,
-            public_key=await wg.public_key(),
-            listen_port=await wg.listen_port(),
+            public_key=device.public_key,
+            listen_port=device.listen_port,
             mtu=await self.links.link_mtu(wg.name) or 0,
             addresses=await self.links.link_addresses(wg.name),
-            peers=await wg.observe_peers(),
+            peers=device.peers,
         )
 
     async def apply(self, actions: Sequence[a.Action]) -> None:

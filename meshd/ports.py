@@ -23,6 +23,19 @@ from meshd.state import (
 )
 
 
+class WireGuardReading(Protocol):
+    """One read of a WireGuard device: our key as it holds it, its listen port and its peers."""
+
+    @property
+    def public_key(self) -> PublicKey | None: ...
+
+    @property
+    def listen_port(self) -> int: ...
+
+    @property
+    def peers(self) -> tuple[ObservedPeer, ...]: ...
+
+
 class WireGuardDevice(Protocol):
     """The WireGuard half of the WireGuard link: key, listen port and peers (kernel genl or wireguard-go).
 
@@ -32,6 +45,9 @@ class WireGuardDevice(Protocol):
     name: str
 
     async def exists(self) -> bool: ...
+
+    async def observe_device(self) -> WireGuardReading | None:
+        """Key, port and peers in one read (one UAPI get or genl dump); None when there is no device."""
 
     async def public_key(self) -> PublicKey | None: ...
 

@@ -167,14 +167,16 @@ class KernelWireGuard:
         except NetlinkError as exc:
             raise _error(exc, f"reading WireGuard device {self.name}") from exc
 
-    async def exists(self) -> bool:
+    async def observe_device(self) -> GenlDevice | None:
         try:
-            await self.client.get_device(self.name)
+            return await self.client.get_device(self.name)
         except NetlinkError as exc:
             if exc.code in (errno.ENODEV, errno.EOPNOTSUPP):
-                return False
+                return None
             raise _error(exc, f"reading WireGuard device {self.name}") from exc
-        return True
+
+    async def exists(self) -> bool:
+        return await self.observe_device() is not None
 
     async def public_key(self) -> PublicKey | None:
         return (await self._get()).public_key

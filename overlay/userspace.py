@@ -99,15 +99,21 @@ class WireGuardGo:
     async def _get(self) -> uapi.UapiDevice:
         return await self._uapi.get(f"reading WireGuard device {self.name}")
 
-    async def exists(self) -> bool:
+    async def observe_device(self) -> uapi.UapiDevice | None:
+        """One `get=1`. None when no wireguard-go serves the socket (missing, or refusing: it died); a
+        socket that exists but does not answer is an error, not absence, so no second instance starts."""
         try:
-            await self._get()
-        except TransientError:
+            return await self._get()
+        except TransientError as exc:
+            if not isinstance(exc.__cause__, FileNotFoundError | ConnectionRefusedError):
+                raise
             pid = self.pid()
             if pid is not None:
                 _alive(pid)  # reaps our child if it died, so no zombie stays behind
-            return False
-        return True
+            return None
+
+    async def exists(self) -> bool:
+        return await self.observe_device() is not None
 
     async def public_key(self) -> PublicKey | None:
         return (await self._get()).public_key

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -233,3 +235,26 @@ async def test_an_errno_reply_is_a_permanent_error_naming_the_operation(tmp_path
 async def test_a_missing_socket_is_transient(tmp_path: Path) -> None:
     with pytest.raises(TransientError, match="reading"):
         await UapiClient(tmp_path / "absent.sock", timeout=1).get("reading the device")
+
+
+async def test_a_dead_socket_is_absence_but_a_silent_one_is_an_error(tmp_path: Path) -> None:
+    """A socket file nobody serves (wireguard-go was SIGKILLed) means "no device": the agent starts one.
+    A socket that accepts and never answers is a hung wireguard-go: an error, never a second instance."""
+    key = PrivateKey.generate()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(tmp_path / "dead0.sock"))
+    stale.close()  # the file stays, nobody listens: connection refused
+    dead = WireGuardGo("dead0", key, run_dir=tmp_path, socket_dir=tmp_path, timeout=1)
+    assert await dead.observe_device() is None
+    assert not await dead.exists()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_unix_server(never_answer, str(tmp_path / "hung0.sock"))
+    try:
+        hung = WireGuardGo("hung0", key, run_dir=tmp_path, socket_dir=tmp_path, timeout=0.5)
+        with pytest.raises(TransientError, match="no reply"):
+            await hung.observe_device()
+    finally:
+        server.close()

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from meshd.demo.traffic import iperf3
 from meshd.netlab import Lab, LabNode, lab_cluster
 from meshd.state import FdbEntry, NeighborEntry, Route, VxlanDeviceSpec
 from overlay.routes import NetlinkRouteTable
@@ -134,28 +132,18 @@ def cannot_reach(lab: Lab, src: Node, dst: Node) -> bool:
     return not any(lab.ping(src.lab.pod_ns, str(ip), wait=1) for ip in dst.lab.pod_ips)
 
 
-def iperf_bytes(lab: Lab, client: Node, server: Node) -> int:
-    """Bytes the iperf3 server in `server`'s pod received from a 2 s client run in `client`'s pod."""
-    target = str(server.lab.pod_ips[0])
-    proc = lab.popen(
-        server.lab.pod_ns, "iperf3", "-s", "-1", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    for _ in range(50):  # until the server listens
-        res = lab.sh(client.lab.pod_ns, "iperf3", "-c", target, "-t", "2", "-J", check=False)
-        if res.returncode == 0:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)  # the lab ends it otherwise
-            return int(json.loads(res.stdout)["end"]["sum_received"]["bytes"])
-        time.sleep(0.1)
-    raise AssertionError(f"iperf3 client never connected: {res.stdout} {res.stderr}")
+def throughput(lab: Lab, client: Node, server: Node) -> float:
+    """Bits per second from `client`'s pod to `server`'s pod in a 2 s iperf3 run. The demo's iperf3 helper
+    retries while the server is not listening yet (iperf3 -J then exits 0 with only an "error" key)."""
+    return iperf3(lab, client.lab, server.lab, seconds=2, family=server.lab.pod_ips[0].version)
 
 
 async def test_pods_reach_each_other_over_vxlan(cluster: tuple[Lab, list[LabNode]], mesh: list[Node]) -> None:
     lab, _ = cluster
     unreachable = [(a.lab.name, b.lab.name) for a, b in pairs(mesh) if not can_reach(lab, a, b)]
     assert unreachable == []
-    assert iperf_bytes(lab, mesh[0], mesh[1]) > 0
-    assert iperf_bytes(lab, mesh[2], mesh[0]) > 0
+    assert throughput(lab, mesh[0], mesh[1]) > 0
+    assert throughput(lab, mesh[2], mesh[0]) > 0
 
 
 async def test_each_node_observes_exactly_its_entries(mesh: list[Node]) -> None:

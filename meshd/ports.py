@@ -136,6 +136,10 @@ class Datastore(Protocol):
     def snapshot(self) -> Snapshot:
         """All node records (decoded, invalid ones included) and the MeshConfig in force."""
 
+    @property
+    def failure(self) -> str | None:
+        """Why the datastore stopped following changes for good (e.g. RBAC forbids a watch), or None."""
+
     async def wait_changed(self) -> None:
         """Return when something changed since the last call (many changes collapse into one wake-up)."""
 

@@ -20,7 +20,7 @@ from meshd.diff import diff
 from meshd.httpserver import Health
 from meshd.local import Identity, local_node, published
 from meshd.metrics import Metrics
-from meshd.model import EncryptionMode, InvalidNode, IPAddress, LocalNode, Node
+from meshd.model import EncryptionMode, InvalidNode, IPAddress, LocalNode, MeshConfig, Node
 from meshd.planner import plan
 from meshd.ports import Datastore
 from meshd.state import ActualState, DesiredState, ObservedPeer
@@ -50,6 +50,9 @@ class Reconciler:
     backoff_cap: float = 30.0
     applied_generation: int | None = None
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    _full: bool = True  # the next pass observes the kernel (resync timer, after a change or a failure)
+    _quiet: tuple[ActualState, int] | None = None  # kernel view + underlay MTU of the last no-op pass
+    _config: MeshConfig = field(default_factory=MeshConfig)
     _failures: int = 0
     _warned: set[tuple[str, str]] = field(default_factory=set)
     _last: tuple[DesiredState, ActualState] | None = None
@@ -73,7 +76,8 @@ class Reconciler:
                 if stop.is_set():
                     break
                 self._dirty.clear()
-                await self._pass_with_backoff(stop)
+                full, self._full = self._full, False
+                await self._pass_with_backoff(stop, full=full)
         finally:
             for t in tasks:
                 t.cancel()
@@ -89,13 +93,15 @@ class Reconciler:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.resync)
+            self._full = True
             self._dirty.set()
 
-    async def _pass_with_backoff(self, stop: asyncio.Event) -> None:
+    async def _pass_with_backoff(self, stop: asyncio.Event, *, full: bool) -> None:
         try:
-            changed = await self.reconcile_once()
+            changed = await self.reconcile_once(full=full)
         except PassError as exc:
             self._failures += 1
+            self._quiet, self._full = None, True
             self.metrics.errors.labels(phase=exc.phase).inc()
             self.health.last_pass_ok = False
             self.health.detail = f"last pass failed in {exc.phase}"
@@ -107,21 +113,47 @@ class Reconciler:
             return
         self._failures = 0
         if changed:
+            self._full = True
             self._dirty.set()  # verify: the next pass must find nothing to do (and learns new MACs)
 
-    async def reconcile_once(self) -> bool:
-        """One pass. Returns True when it changed the kernel. Raises PassError naming the failed phase."""
+    async def reconcile_once(self, *, full: bool = True) -> bool:
+        """One pass. Returns True when it changed the kernel. Raises PassError naming the failed phase.
+
+        `full=False` (a datastore change) may reuse the kernel view of the previous pass when that pass
+        observed and found nothing to do: a node joining a 1000-node mesh then costs one plan and its own
+        few kernel writes, not a dump of every peer, route and FDB entry. The pass after any change, the
+        resync timer and any retry always observe the kernel, so drift is still repaired."""
+        try:
+            return await self._reconcile(full=full)
+        except PassError:
+            raise
+        except Exception as exc:  # a bug must not end the loop: count it, back off, try again
+            log.exception("reconcile pass failed unexpectedly")
+            raise PassError("internal", exc) from exc
+
+    async def _reconcile(self, *, full: bool) -> bool:
         started = time.perf_counter()
         self.metrics.reconciles.inc()
         snapshot = self.datastore.snapshot()
-        self.health.synced = snapshot.synced
+        self._config = snapshot.config
+        self.health.synced = snapshot.synced and self.datastore.failure is None
+        if self.datastore.failure is not None:
+            self._warn_once("datastore", f"the datastore stopped: {self.datastore.failure}")
+        if not snapshot.synced:  # never act on a partial view: a default MeshConfig could mean cleartext
+            self.health.detail = "waiting for the datastore's first full sync"
+            log.info("%s", self.health.detail)
+            return False
         self.dataplane.routes.watch_networks(
             c
             for r in snapshot.nodes
             if isinstance(r, Node) and r.name != self.identity.name
             for c in r.pod_cidrs
         )
-        actual = await _phase("observe", self.dataplane.observe())
+        quiet, self._quiet = (None if full else self._quiet), None
+        if quiet is not None:
+            actual, mtu = quiet
+        else:
+            actual = await _phase("observe", self.dataplane.observe())
         vxlan_mac = actual.vxlan.mac if actual.vxlan else None
         local = local_node(
             self.identity,
@@ -134,12 +166,16 @@ class Reconciler:
             self.health.detail = "waiting for our own node record (underlay address and pod CIDRs)"
             log.info("%s", self.health.detail)
             return False
-        if self.underlay_mtu is not None:
-            mtu = await _phase("observe", self.underlay_mtu(local.node.underlay_ip))
-            local = replace(local, underlay_mtu=mtu)
+        if quiet is None:
+            mtu = (
+                1500
+                if self.underlay_mtu is None
+                else await _phase("observe", self.underlay_mtu(local.node.underlay_ip))
+            )
+        local = replace(local, underlay_mtu=mtu)
         try:
             desired = plan(snapshot, local, names=self.dataplane.names)
-            actions = diff(desired, actual, prune=snapshot.synced)
+            actions = diff(desired, actual, prune=True)  # synced: what is not desired may go
         except Exception as exc:
             raise PassError("plan", exc) from exc
         self._report(
@@ -157,8 +193,10 @@ class Reconciler:
         annotations = encode_annotations(published(local, self.applied_generation))
         await _phase("publish", self.datastore.publish(self.identity.name, annotations))
         self._last = (desired, actual)
+        self._quiet = None if actions else (actual, mtu)
         self.health.last_pass_ok = True
-        self.health.detail = "ok"
+        failure = self.datastore.failure
+        self.health.detail = "ok" if failure is None else f"the datastore stopped: {failure}"
         self.metrics.duration.observe(time.perf_counter() - started)
         return bool(actions)
 
@@ -184,9 +222,7 @@ class Reconciler:
 
     def status(self) -> dict[str, Any]:
         """The /status document, with peer counters read from the device now (called from the HTTP thread)."""
-        return status_document(
-            self.identity, self._last, self.datastore.snapshot().config, live=self._live_peers()
-        )
+        return status_document(self.identity, self._last, self._config, live=self._live_peers())
 
     def refresh_metrics(self) -> None:
         """Per-peer gauges read from the device at scrape time (called from the HTTP thread)."""

@@ -74,6 +74,11 @@ class FileDatastore:
         records = tuple(e.record for _, e in sorted(self._entries.items()))
         return Snapshot(records, self._config, self._synced)
 
+    @property
+    def failure(self) -> str | None:
+        """Never set: a scan that fails keeps the last good view and is retried on the next poll."""
+        return None
+
     async def wait_changed(self) -> None:
         await self._changed.wait()
         self._changed.clear()

@@ -1,0 +1,201 @@
+"""The reconcile loop against an in-memory datastore and the behavioural fake kernel: nothing happens
+before the first full sync, a datastore-triggered pass after a quiet one skips the kernel dump, the pass
+after a change verifies against the kernel, and no failure (kernel, bug, datastore) ends the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from keys.values import PrivateKey
+from meshd import actions as a
+from meshd.dataplane import Dataplane
+from meshd.httpserver import Health
+from meshd.local import Identity
+from meshd.metrics import Metrics
+from meshd.model import EncryptionMode, Endpoint, MeshConfig, Node, NodeRecord, Snapshot, Transport
+from meshd.reconciler import PassError, Reconciler
+from meshd.state import ActualState, DeviceNames
+from tests.fakes import FakeDataplane
+
+ME = "node-a"
+MY_KEY = PrivateKey.generate().public_key()
+
+
+def remote(i: int) -> Node:
+    ip = ipaddress.ip_address(f"198.18.0.{i}")
+    return Node(
+        name=f"node-{'abcdefgh'[i - 1]}",
+        underlay_ip=ip,
+        pod_cidrs=(ipaddress.ip_network(f"198.19.{i}.0/24"),),
+        public_key=PrivateKey.generate().public_key(),
+        endpoint=Endpoint(ip, 51820),
+        vxlan_mac=f"02:00:00:00:00:{i:02x}",
+        capabilities=frozenset({Transport.WIREGUARD, Transport.VXLAN}),
+    )
+
+
+MINE = Node(ME, ipaddress.ip_address("198.18.0.1"), (ipaddress.ip_network("198.19.1.0/24"),))
+
+
+@dataclass
+class MemoryStore:
+    """The Datastore port in memory: tests edit `nodes`/`config`/`synced`, publish records what we wrote."""
+
+    nodes: list[NodeRecord] = field(default_factory=lambda: [MINE])
+    config: MeshConfig = field(default_factory=MeshConfig)
+    synced: bool = True
+    failure: str | None = None
+    published: list[dict[str, str | None]] = field(default_factory=list)
+    broken: bool = False
+
+    async def start(self) -> None: ...
+
+    def snapshot(self) -> Snapshot:
+        if self.broken:
+            raise RuntimeError("a bug in the datastore adapter")
+        return Snapshot(tuple(self.nodes), self.config, self.synced)
+
+    async def wait_changed(self) -> None:
+        await asyncio.Event().wait()
+
+    async def publish(self, node_name: str, annotations: Mapping[str, str | None]) -> None:
+        self.published.append(dict(annotations))
+
+    async def close(self) -> None: ...
+
+
+class FakeRoutes:
+    def watch_networks(self, nets: Any) -> None: ...
+
+
+@dataclass
+class FakePlane:
+    """Dataplane's surface over the fake kernel, counting observes; `fail_on` makes one action kind fail."""
+
+    kernel: FakeDataplane = field(default_factory=FakeDataplane)
+    names: DeviceNames = field(default_factory=DeviceNames)
+    routes: FakeRoutes = field(default_factory=FakeRoutes)
+    wireguard: None = None
+    observes: int = 0
+    fail_on: type | None = None
+
+    async def observe(self) -> ActualState:
+        self.observes += 1
+        return self.kernel.observe()
+
+    async def apply(self, actions: tuple[a.Action, ...]) -> None:
+        for action in actions:
+            if self.fail_on is not None and isinstance(action, self.fail_on):
+                raise OSError(f"the kernel refused {type(action).__name__}")
+            self.kernel.apply([action])
+
+
+def make(store: MemoryStore, plane: FakePlane) -> tuple[Reconciler, Metrics, Health]:
+    metrics, health = Metrics(CollectorRegistry()), Health()
+    identity = Identity(name=ME, public_key=MY_KEY)
+    loop = Reconciler(
+        datastore=store,
+        dataplane=cast(Dataplane, plane),
+        identity=identity,
+        metrics=metrics,
+        health=health,
+        backoff_cap=0.01,
+    )
+    return loop, metrics, health
+
+
+def count(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_nothing_is_written_or_published_before_the_first_full_sync() -> None:
+    store = MemoryStore(
+        nodes=[MINE, remote(2)], config=MeshConfig(mode=EncryptionMode.DISABLED), synced=False
+    )
+    plane = FakePlane()
+    loop, _, health = make(store, plane)
+    assert await loop.reconcile_once() is False
+    assert (plane.kernel.writes, store.published, health.ready) == (0, [], False)
+    assert "first full sync" in health.detail
+    store.synced = True
+    assert await loop.reconcile_once() is True
+    assert plane.kernel.observe().routes and store.published and health.ready
+
+
+async def test_a_datastore_change_after_a_quiet_pass_reuses_its_kernel_view_then_verifies() -> None:
+    store = MemoryStore(nodes=[MINE, remote(2)])
+    plane = FakePlane()
+    loop, _, _ = make(store, plane)
+    assert await loop.reconcile_once() is True  # build
+    assert await loop.reconcile_once() is False  # verify: quiet
+    observed = plane.observes
+    store.nodes.append(remote(3))
+    assert await loop.reconcile_once(full=False) is True  # the join: no kernel dump
+    assert plane.observes == observed
+    assert {r.dst for r in plane.kernel.observe().routes} == {
+        ipaddress.ip_network("198.19.2.0/24"),
+        ipaddress.ip_network("198.19.3.0/24"),
+    }
+    assert await loop.reconcile_once(full=False) is False  # after a change the kernel is read again
+    assert plane.observes == observed + 1
+
+
+async def test_drift_is_repaired_by_a_full_pass_even_after_quiet_ones() -> None:
+    store = MemoryStore(nodes=[MINE, remote(2)])
+    plane = FakePlane()
+    loop, metrics, _ = make(store, plane)
+    await loop.reconcile_once()
+    await loop.reconcile_once()
+    plane.kernel.routes.clear()  # somebody deleted our route by hand
+    assert await loop.reconcile_once(full=True) is True
+    assert plane.kernel.observe().routes
+    assert count(metrics, "meshd_drift_repairs_total", kind="ReplaceRoute") == 2
+
+
+async def test_a_failing_kernel_call_is_counted_and_retried_and_the_loop_lives_on() -> None:
+    store = MemoryStore(nodes=[MINE, remote(2)])
+    plane = FakePlane(fail_on=a.ReplaceRoute)
+    loop, metrics, health = make(store, plane)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    for _ in range(500):
+        if count(metrics, "meshd_reconcile_errors_total", phase="apply") >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert count(metrics, "meshd_reconcile_errors_total", phase="apply") >= 2  # retried, with backoff
+    assert not task.done() and not health.ready
+    plane.fail_on = None  # the kernel recovers
+    for _ in range(500):
+        if health.ready:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert health.ready and plane.kernel.observe().routes
+
+
+async def test_an_unexpected_error_is_a_failed_pass_not_a_dead_agent() -> None:
+    store = MemoryStore(broken=True)
+    loop, _, _ = make(store, FakePlane())
+    with pytest.raises(PassError) as err:
+        await loop.reconcile_once()
+    assert err.value.phase == "internal"
+
+
+async def test_a_stopped_datastore_makes_the_node_not_ready_but_keeps_the_mesh() -> None:
+    store = MemoryStore(nodes=[MINE, remote(2)])
+    plane = FakePlane()
+    loop, _, health = make(store, plane)
+    await loop.reconcile_once()
+    assert health.ready
+    store.failure = "nodes: 403 Forbidden"
+    await loop.reconcile_once()
+    assert not health.ready and "403" in health.detail
+    assert plane.kernel.observe().routes  # nothing torn down

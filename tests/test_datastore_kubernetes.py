@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from meshd.datastore.k8s_api import TransientApiError
-from meshd.datastore.k8s_watch import Backoff, with_retries
+from meshd.datastore.k8s_watch import Backoff, Reflector, with_retries
 from meshd.datastore.kubernetes import KubernetesDatastore
 from meshd.errors import PermanentError, TransientError
 from meshd.model import EncryptionMode, InvalidNode, MeshConfig, Node, Snapshot
@@ -314,3 +314,53 @@ async def test_publish_for_a_missing_node_says_so(make_ds: Callable[[], Kubernet
     ds = await _started(make_ds)
     with pytest.raises(PermanentError, match=r"^404 .*publishing annotations of node me: "):
         await ds.publish("me", {KEY: PUB})
+
+
+class ScriptedApi:
+    """A KubeApi stand-in whose watch streams are scripted, to feed the reflector what no sane server
+    sends (the fake API server only sends well-formed events)."""
+
+    def __init__(self, streams: list[list[Any]]) -> None:
+        self.streams, self.lists = streams, 0
+
+    async def list(self, resource: str) -> tuple[list[dict[str, Any]], str]:
+        self.lists += 1
+        return [_node(f"n{self.lists}", self.lists)], str(self.lists * 100)
+
+    async def watch(self, resource: str, resource_version: str, *, server_timeout: int) -> AsyncIterator[Any]:
+        for event in self.streams.pop(0) if self.streams else []:
+            yield event
+        if not self.streams:
+            await asyncio.Event().wait()  # then a quiet, open stream
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {"type": "ADDED", "object": {"metadata": "not-a-dict"}},
+        {"type": "ERROR", "object": {"code": "not-a-number"}},
+        {"type": "MODIFIED"},
+        "not-an-event",
+    ],
+    ids=["metadata-not-a-dict", "error-code-not-a-number", "no-object", "not-a-dict"],
+)
+async def test_a_malformed_watch_event_relists_instead_of_killing_the_watch(garbage: Any) -> None:
+
+    api = ScriptedApi([[garbage]])
+    listed: list[list[str]] = []
+    reflector = Reflector(
+        api,  # type: ignore[arg-type]
+        "nodes",
+        on_list=lambda items: listed.append([i["metadata"]["name"] for i in items]),
+        on_event=lambda kind, obj: (obj["metadata"]["name"], kind),
+        on_error=lambda kind: None,
+        backoff=Backoff(initial=0.01, maximum=0.05, jitter=0),
+        watch_timeout=60,
+        resync=0,
+    )
+    task = asyncio.create_task(reflector.run())
+    try:
+        await _until(lambda: len(listed) >= 2)
+    finally:
+        task.cancel()
+    assert listed[:2] == [["n1"], ["n2"]] and reflector.failure is None

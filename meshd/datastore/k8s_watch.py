@@ -100,6 +100,10 @@ class _Expired(Exception):
     """The resume point was compacted away (410 Gone)."""
 
 
+class MalformedEvent(TransientError):
+    """A watch event we could not handle: start over from a fresh list, after the usual backoff."""
+
+
 class Reflector:
     """Keeps a consumer up to date with one collection: `on_list(items)` after each (re)list,
     `on_event(type, obj)` for each ADDED/MODIFIED/DELETED."""
@@ -168,7 +172,13 @@ class Reflector:
         try:
             async for event in self.api.watch(self.resource, resource_version, server_timeout=timeout):
                 seen = True
-                self._handle(event)
+                try:
+                    self._handle(event)
+                except (_Expired, ApiError):
+                    raise
+                except Exception as exc:
+                    self.resource_version = None  # the stream cannot be trusted: relist
+                    raise MalformedEvent(f"{self.resource} watch: unusable event ({exc!r:.200})") from exc
         except ApiError as exc:
             if exc.status == 410:
                 raise _Expired from exc

@@ -232,6 +232,10 @@ def test_counts_and_http_control_endpoints(kube: FakeKube, api: client.ApiClient
         core.patch_node("a", {"metadata": {"resourceVersion": rv, "labels": {"z": "1"}}})
     assert exc.value.status == 409, "someone else modified the node between our read and our patch"
     assert control("compact")["compacted"] >= int(rv)
+    kube.pause()
+    put = control("put", {"resource": "nodes", "object": _node("b", pool="z")})
+    kube.resume()
+    assert core.read_node("b").metadata.resource_version == put["metadata"]["resourceVersion"]
 
 
 def test_runs_standalone_with_a_kubeconfig(tmp_path: Path) -> None:

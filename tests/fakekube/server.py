@@ -343,6 +343,8 @@ class FakeKube:
             "count": lambda: {"count": self.count(args.get("verb"), args.get("resource"), args.get("name"))},
             "reset-counts": self.reset_counts,
             "touch": lambda: self.touch_before_next(args["verb"], args["resource"], args["name"]),
+            # a write by another client through another API server replica: works while paused
+            "put": lambda: self.put(args["resource"], args["object"]),
         }
         if op not in actions:
             return _json(status_body(404, "NotFound", f"no control op {op!r}"), 404)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import time
 from collections.abc import Iterator
@@ -13,7 +12,8 @@ import pytest
 
 from meshd.demo.agents import Mesh
 from meshd.demo.traffic import PingRun
-from meshd.netlab import Lab, LabNode, build_cluster
+from meshd.netlab import Lab, build_cluster
+from tests.support.observe import metric, owned_routes, wg_peers
 
 pytestmark = pytest.mark.netns
 
@@ -26,23 +26,6 @@ def lab() -> Iterator[Lab]:
 
 def _mesh(lab: Lab, tmp_path: Path, n: int) -> Mesh:
     return Mesh(lab, build_cluster(lab, n), tmp_path)
-
-
-def _wg_peers(lab: Lab, node: LabNode) -> int:
-    out = lab.sh(node.ns, "wg", "show", node.wg_name, "peers", check=False).stdout
-    return len(out.split())
-
-
-def _routes_to(lab: Lab, node: LabNode, other: LabNode) -> str:
-    return (
-        lab.ip(node.ns, "route", "show", "proto", "109").stdout
-        + lab.ip(node.ns, "-6", "route", "show", "proto", "109").stdout
-    )
-
-
-def _metric(text: str, name: str, labels: str = "") -> float | None:
-    m = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def test_join_leave_and_garbage(lab: Lab, tmp_path: Path) -> None:
@@ -61,7 +44,7 @@ def test_join_leave_and_garbage(lab: Lab, tmp_path: Path) -> None:
     mesh.nodes.append(nodes[3])
     mesh.add(nodes[3])
     assert mesh.wait_for("wireguard"), "the fourth node did not join"
-    assert all(_wg_peers(lab, n) == 3 for n in nodes)
+    assert all(len(wg_peers(lab, n)) == 3 for n in nodes)
 
     # garbage annotations on a new record: ignored, counted, nobody disturbed
     garbage = {
@@ -74,10 +57,10 @@ def test_join_leave_and_garbage(lab: Lab, tmp_path: Path) -> None:
     }
     (tmp_path / "store" / "nodes" / "junk.json").write_text(json.dumps(garbage))
     time.sleep(2)
-    assert all(_wg_peers(lab, n) == 3 for n in nodes)
+    assert all(len(wg_peers(lab, n)) == 3 for n in nodes)
     _, metrics = mesh.agents[0].http_get(lab, "/metrics")
-    assert _metric(metrics, "meshd_invalid_peers", '{reason="bad-public-key"}') == 1
-    assert "198.19.99.0" not in _routes_to(lab, nodes[0], nodes[0])
+    assert metric(metrics, "meshd_invalid_peers", '{reason="bad-public-key"}') == 1
+    assert "198.19.99.0" not in owned_routes(lab, nodes[0])
 
     # deleting a record removes that node from everyone's peers and routes
     mesh.agents[3].stop()
@@ -86,10 +69,10 @@ def test_join_leave_and_garbage(lab: Lab, tmp_path: Path) -> None:
     (tmp_path / "store" / "nodes" / "node3.json").unlink()
     assert mesh.wait_for("wireguard")
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(_wg_peers(lab, n) != 2 for n in nodes[:3]):
+    while time.monotonic() < deadline and any(len(wg_peers(lab, n)) != 2 for n in nodes[:3]):
         time.sleep(0.2)
-    assert all(_wg_peers(lab, n) == 2 for n in nodes[:3])
-    assert all(str(nodes[3].pod_cidrs[0]) not in _routes_to(lab, n, nodes[3]) for n in nodes[:3])
+    assert all(len(wg_peers(lab, n)) == 2 for n in nodes[:3])
+    assert all(str(nodes[3].pod_cidrs[0]) not in owned_routes(lab, n) for n in nodes[:3])
 
 
 def test_toggle_encryption_under_ping(lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -131,7 +114,7 @@ def test_agent_restart_keeps_traffic_and_writes_nothing(
     time.sleep(1)
     victim.stop(signal.SIGKILL)
     time.sleep(1)
-    victim.start(lab, mesh.datastore)
+    victim.start(lab)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and victim.http_get(lab, "/readyz")[0] != 200:
         time.sleep(0.2)
@@ -155,7 +138,7 @@ def test_cleanup_removes_what_meshd_owns(lab: Lab, tmp_path: Path) -> None:
         "SIGTERM must keep the mesh"
     )
     lab.ip(node.ns, "route", "add", "198.19.200.0/24", "dev", "eth0", "proto", "static")  # not ours
-    argv = agent.argv(mesh.datastore)
+    argv = agent.argv()
     res = lab.sh(node.ns, *argv[: argv.index("run")], "cleanup", *argv[argv.index("run") + 1 :], check=False)
     assert res.returncode == 0, res.stderr
     links = lab.ip(node.ns, "-br", "link").stdout

@@ -1,4 +1,4 @@
-"""Real meshd agents as child processes, one per node namespace, with the file datastore.
+"""Real meshd agents as child processes, one per node namespace, on either datastore (stores.py).
 
 Shared by the demo, the integration tests and the benchmarks. Every process is tracked by PID and
 stopped by `stop()`/`close()`; the Lab removes the namespaces (and whatever still lives in them).
@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from meshd.fsutil import write_atomic
+from meshd.demo.stores import FileStore, Store, http_in_ns
 from meshd.netlab import Lab, LabNode
 
 
@@ -27,6 +25,7 @@ from meshd.netlab import Lab, LabNode
 class Agent:
     node: LabNode
     workdir: Path
+    store: Store
     proc: subprocess.Popen[bytes] | None = None
     extra: tuple[str, ...] = ()
 
@@ -38,28 +37,24 @@ class Agent:
     def cni_dir(self) -> Path:
         return self.workdir / "cni" / self.node.name
 
-    def argv(self, datastore: str) -> list[str]:
+    def argv(self) -> list[str]:
         n = self.node
         args = [
             sys.executable, "-m", "meshd", "--log-format", "json", "run",
             "--node-name", n.name,
-            "--datastore", datastore,
             "--key-file", str(self.workdir / "keys" / f"{n.name}.key"),
             "--interface", n.wg_name,
-            "--underlay-ip", str(n.underlay),
             "--metrics-addr", "127.0.0.1:9473",
             "--run-dir", str(self.workdir / "run"),
             "--resync", "5",
             "--cni-conf-dir", str(self.cni_dir),
         ]  # fmt: skip
-        for cidr in n.pod_cidrs:
-            args += ["--pod-cidr", str(cidr)]
-        return [*args, *self.extra]
+        return [*args, *self.store.agent_args(n), *self.extra]
 
-    def start(self, lab: Lab, datastore: str) -> None:
+    def start(self, lab: Lab) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self.proc = lab.popen(self.node.ns, *self.argv(datastore), stdout=log, stderr=subprocess.STDOUT)
+            self.proc = lab.popen(self.node.ns, *self.argv(), stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self, sig: int = signal.SIGTERM, *, timeout: float = 10) -> int | None:
         """Stop this agent process (only it: wireguard-go, detached, keeps running)."""
@@ -88,16 +83,7 @@ class Agent:
 
     def http_get(self, lab: Lab, path: str) -> tuple[int, str]:
         """GET a path of the agent's metrics/health endpoint from inside its namespace: (status, body)."""
-        code = (
-            "import sys, urllib.request, urllib.error\n"
-            "try:\n r = urllib.request.urlopen('http://127.0.0.1:9473' + sys.argv[1], timeout=5)\n"
-            " print(r.status); print(r.read().decode())\n"
-            "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())\n"
-            "except OSError:\n print(0)\n"
-        )
-        res = lab.sh(self.node.ns, sys.executable, "-c", code, path, check=False)
-        head, _, body = res.stdout.partition("\n")
-        return (int(head) if head.strip().isdigit() else 0), body
+        return http_in_ns(lab, self.node.ns, "GET", "http://127.0.0.1:9473" + path)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -108,39 +94,54 @@ class Agent:
 
 @dataclass
 class Mesh:
-    """A cluster of agents sharing one file datastore directory."""
+    """A cluster of agents sharing one datastore (default: a file datastore in `workdir/store`)."""
 
     lab: Lab
     nodes: list[LabNode]
     workdir: Path
+    store: Store | None = None
     agents: list[Agent] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.store is None:
+            self.store = FileStore(self.workdir / "store")
+
     @property
-    def datastore(self) -> str:
-        return f"file:{self.workdir / 'store'}"
+    def datastore(self) -> Store:
+        assert self.store is not None
+        return self.store
 
     def start(self, *, extra: tuple[str, ...] = ()) -> None:
         for node in self.nodes:
-            agent = Agent(node, self.workdir, extra=extra)
-            agent.start(self.lab, self.datastore)
-            self.agents.append(agent)
+            self.datastore.register(node)
+        for node in self.nodes:
+            self._spawn(node, extra)
 
-    def add(self, node: LabNode) -> Agent:
-        agent = Agent(node, self.workdir)
-        agent.start(self.lab, self.datastore)
+    def add(self, node: LabNode, *, register: bool = True, extra: tuple[str, ...] = ()) -> Agent:
+        """Register a node (unless someone else did) and start its agent."""
+        if node not in self.nodes:
+            self.nodes.append(node)
+        if register:
+            self.datastore.register(node)
+        return self._spawn(node, extra)
+
+    def _spawn(self, node: LabNode, extra: tuple[str, ...]) -> Agent:
+        agent = Agent(node, self.workdir, self.datastore, extra=extra)
+        agent.start(self.lab)
         self.agents.append(agent)
         return agent
 
-    def set_mode(self, mode: str, *, fallback: str = "VXLAN", generation: int = 1) -> None:
-        obj = {
-            "apiVersion": "meshd.io/v1alpha1",
-            "kind": "MeshConfig",
-            "metadata": {"name": "default", "generation": generation},
-            "spec": {"encryption": {"mode": mode}, "fallback": fallback},
-        }
-        store = self.workdir / "store"
-        store.mkdir(parents=True, exist_ok=True)
-        write_atomic(store / "meshconfig.yaml", yaml.safe_dump(obj).encode())
+    def remove(self, node: LabNode) -> None:
+        """Stop a node's agent, forget it, and delete its record."""
+        for agent in [a for a in self.agents if a.node == node]:
+            agent.stop()
+            self.agents.remove(agent)
+        if node in self.nodes:
+            self.nodes.remove(node)
+        self.datastore.remove(node.name)
+
+    def set_mode(self, mode: str, *, fallback: str = "VXLAN", generation: int | None = None) -> int:
+        return self.datastore.set_mode(mode, fallback=fallback, generation=generation)
 
     def transports(self) -> dict[str, dict[str, str]] | None:
         """node -> peer -> transport, from every agent's /status; None while any agent does not answer."""

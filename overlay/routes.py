@@ -95,28 +95,48 @@ class NetlinkRouteTable:
         appeared since the last observe is never overwritten: that is refused and reported instead."""
         doing = f"routing {route.dst} via {route.via} dev {route.dev}{self.sock.where}"
         index = await self.sock.require_index(route.dev)
-        extra: dict[str, Any] = {"gateway": str(route.via)} if route.via is not None else {}
-        verb = "replace" if route.dst in self._owned else "add"
-        for attempt in (verb, "replace"):
-            try:
-                await self.sock.ipr().route(
-                    attempt,
-                    dst=str(route.dst),
-                    oif=index,
-                    family=family_of(route.dst),
-                    proto=self.protocol,
-                    table=self.table,
-                    flags=RTNH_F_ONLINK if route.onlink else 0,
-                    **extra,
-                )
-            except NetlinkError as exc:
-                if attempt == "add" and exc.code == errno.EEXIST:
-                    await self._refuse_foreign(route.dst, doing)  # ours after all: replace it
-                    continue
-                raise translate(exc, doing) from exc
-            break
+        try:
+            if route.dst in self._owned:
+                await self._replace_ours(route, index, doing)
+            else:
+                try:
+                    await self._send("add", route, index)
+                except NetlinkError as exc:
+                    if exc.code != errno.EEXIST:
+                        raise
+                    await self._refuse_foreign(route.dst, doing)  # ours after all: move it
+                    await self._replace_ours(route, index, doing)
+        except NetlinkError as exc:
+            raise translate(exc, doing) from exc
         self._owned.add(route.dst)
-        log.info("route %s via %s dev %s (proto %d)", route.dst, route.via, route.dev, self.protocol)
+        log.debug("route %s via %s dev %s (proto %d)", route.dst, route.via, route.dev, self.protocol)
+
+    async def _replace_ours(self, route: Route, index: int, doing: str) -> None:
+        try:
+            await self._send("replace", route, index)
+        except NetlinkError as exc:
+            if exc.code != errno.EINVAL or route.via is None or route.dst.version != 6:
+                raise
+            # IPv6 validates an onlink gateway against the route being replaced, which still points at the
+            # old device ("device mismatch"): move the route in two steps instead of one.
+            log.info("%s: the kernel refuses an in-place IPv6 move; deleting and re-adding", doing)
+            await self.sock.ipr().route(
+                "del", dst=str(route.dst), family=family_of(route.dst), proto=self.protocol, table=self.table
+            )
+            await self._send("add", route, index)
+
+    async def _send(self, verb: str, route: Route, index: int) -> None:
+        extra: dict[str, Any] = {"gateway": str(route.via)} if route.via is not None else {}
+        await self.sock.ipr().route(
+            verb,
+            dst=str(route.dst),
+            oif=index,
+            family=family_of(route.dst),
+            proto=self.protocol,
+            table=self.table,
+            flags=RTNH_F_ONLINK if route.onlink else 0,
+            **extra,
+        )
 
     async def _refuse_foreign(self, dst: IPNetwork, doing: str) -> None:
         """Raise when the route holding `dst` in our table is not ours."""
@@ -151,4 +171,4 @@ class NetlinkRouteTable:
                 return
             raise translate(exc, f"removing route {route.dst} dev {route.dev}{self.sock.where}") from exc
         self._owned.discard(route.dst)
-        log.info("removed route %s dev %s", route.dst, route.dev)
+        log.debug("removed route %s dev %s", route.dst, route.dev)

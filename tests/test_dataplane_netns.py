@@ -15,7 +15,6 @@ import pytest
 from keys.values import PublicKey
 from meshd.actions import Action, ReplaceRoute
 from meshd.demo.traffic import iperf3
-from meshd.errors import PermanentError
 from meshd.model import EncryptionMode, IPNetwork, LabelSelector, MeshConfig
 from meshd.netlab import Lab
 from meshd.state import ObservedPeer, Route
@@ -117,21 +116,12 @@ async def test_three_nodes_over_vxlan_then_over_wireguard(tmp_path: Path, layout
         await assert_mesh_over(lab, cluster, "wg", iperf=layout.iperf)
 
 
-V6_GATEWAY_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=PermanentError,
-    reason="product bug: moving an IPv6 pod route from the WireGuard link to VXLAN fails with EINVAL "
-    "('Nexthop has invalid gateway or device mismatch'): the kernel checks the onlink gateway (the "
-    "peer CIDR's network address) against the route being replaced, which points at another device",
-)
-
-
 @pytest.mark.parametrize(
     "layout",
     [
         LAYOUTS[0],
-        pytest.param(Layout(False, False, True), id="v6-pods-v4-underlay", marks=V6_GATEWAY_BUG),
-        pytest.param(Layout(True, True, True), id="dual-pods-v6-underlay", marks=V6_GATEWAY_BUG),
+        pytest.param(Layout(False, False, True), id="v6-pods-v4-underlay"),
+        pytest.param(Layout(True, True, True), id="dual-pods-v6-underlay"),
     ],
 )
 async def test_disabling_encryption_moves_every_pair_to_vxlan(tmp_path: Path, layout: Layout) -> None:

@@ -126,6 +126,19 @@ def describe(action: a.Action) -> str:
             return f"creating VXLAN device {spec.name} (vni {spec.vni}, port {spec.port}, local {spec.local})"
         case a.CreateIpipDevice(spec):
             return f"creating IPIP device {spec.name} (local {spec.local})"
+        case a.AddNeighbor(n) | a.RemoveNeighbor(n):
+            verb = "neighbour" if isinstance(action, a.AddNeighbor) else "removing neighbour"
+            return f"{verb} {n.ip} lladdr {n.mac} dev {n.dev}"
+        case a.AddFdb(dev, e) | a.RemoveFdb(dev, e):
+            verb = "FDB entry" if isinstance(action, a.AddFdb) else "removing FDB entry"
+            return f"{verb} {e.mac} dst {e.dst} dev {dev}"
+        case a.SetLinkMtu(dev, mtu):
+            return f"setting MTU {mtu} on {dev}"
+        case a.AddAddress(dev, addr) | a.RemoveAddress(dev, addr):
+            verb = "adding" if isinstance(action, a.AddAddress) else "removing"
+            return f"{verb} address {addr} on {dev}"
+        case a.DeleteDevice(dev, reason):
+            return f"deleting link {dev} ({reason})"
         case a.ReplaceRoute(r):
             via = f" via {r.via}" if r.via else ""
             return f"routing {r.dst} dev {r.dev}{via}"

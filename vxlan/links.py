@@ -84,7 +84,7 @@ class NetlinkLinks:
         index = await self.sock.require_index(name)
         with netlink_errors(f"setting MTU {mtu} on {name}{self.sock.where}"):
             await self.sock.ipr().link("set", index=index, mtu=mtu)
-        log.info("set MTU of %s to %d", name, mtu)
+        log.debug("set MTU of %s to %d", name, mtu)
 
     async def add_address(self, name: str, address: IPInterface) -> None:
         index = await self.sock.require_index(name)
@@ -98,7 +98,7 @@ class NetlinkLinks:
                 family=family_of(address.ip),
                 **extra,
             )
-        log.info("address %s on %s", address, name)
+        log.debug("address %s on %s", address, name)
 
     async def remove_address(self, name: str, address: IPInterface) -> None:
         index = await self.sock.index_of(name)
@@ -118,7 +118,7 @@ class NetlinkLinks:
                 log.debug("address %s was not on %s", address, name)
                 return
             raise translate(exc, f"removing address {address} from {name}{self.sock.where}") from exc
-        log.info("removed address %s from %s", address, name)
+        log.debug("removed address %s from %s", address, name)
 
     async def delete_link(self, name: str) -> None:
         index = await self.sock.index_of(name)

@@ -60,7 +60,7 @@ async def add_neighbor(sock: NetlinkSocket, entry: NeighborEntry) -> None:
             state=NUD_PERMANENT,
             family=family_of(entry.ip),
         )
-    log.info("neighbour %s → %s on %s", entry.ip, entry.mac, entry.dev)
+    log.debug("neighbour %s → %s on %s", entry.ip, entry.mac, entry.dev)
 
 
 async def remove_neighbor(sock: NetlinkSocket, entry: NeighborEntry) -> None:
@@ -78,7 +78,7 @@ async def remove_neighbor(sock: NetlinkSocket, entry: NeighborEntry) -> None:
         raise translate(
             exc, f"removing neighbour {entry.ip} → {entry.mac} on {entry.dev}{sock.where}"
         ) from exc
-    log.info("removed neighbour %s → %s on %s", entry.ip, entry.mac, entry.dev)
+    log.debug("removed neighbour %s → %s on %s", entry.ip, entry.mac, entry.dev)
 
 
 async def observe_fdb(sock: NetlinkSocket, dev: str) -> frozenset[FdbEntry]:
@@ -110,7 +110,7 @@ async def add_fdb(sock: NetlinkSocket, dev: str, entry: FdbEntry) -> None:
             state=NUD_PERMANENT | NUD_NOARP,
             flags=NTF_SELF,
         )
-    log.info("FDB entry %s → %s on %s", entry.mac, entry.dst, dev)
+    log.debug("FDB entry %s → %s on %s", entry.mac, entry.dst, dev)
 
 
 async def remove_fdb(sock: NetlinkSocket, dev: str, entry: FdbEntry) -> None:
@@ -134,4 +134,4 @@ async def remove_fdb(sock: NetlinkSocket, dev: str, entry: FdbEntry) -> None:
             log.debug("FDB entry %s → %s on %s already absent", entry.mac, entry.dst, dev)
             return
         raise translate(exc, f"removing FDB entry {entry.mac} → {entry.dst} on {dev}{sock.where}") from exc
-    log.info("removed FDB entry %s → %s on %s", entry.mac, entry.dst, dev)
+    log.debug("removed FDB entry %s → %s on %s", entry.mac, entry.dst, dev)

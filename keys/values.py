@@ -19,15 +19,21 @@ class InvalidKeyError(ValueError):
 
 
 def _decode_b64_key(text: str, what: str) -> bytes:
-    text = text.strip()
-    if len(text) != B64_LEN:
-        raise InvalidKeyError(f"{what} must be {B64_LEN} characters of standard base64, got {len(text)}")
+    """The 32 bytes of a key written as `wg` writes it: exactly 44 characters of canonical standard
+    base64 (`b64encode(raw) == text`: no whitespace, `=` padding, zero unused bits), like `wg pubkey`."""
+    if not isinstance(text, str) or len(text) != B64_LEN:
+        got = f"{len(text)} characters" if isinstance(text, str) else f"a {type(text).__name__}"
+        raise InvalidKeyError(f"{what} must be {B64_LEN} characters of standard base64, got {got}")
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidKeyError(f"{what} is not valid standard base64") from None
     if len(raw) != KEY_LEN:
         raise InvalidKeyError(f"{what} must decode to {KEY_LEN} bytes, got {len(raw)}")
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise InvalidKeyError(
+            f"{what} is not canonical base64 (padding or unused bits differ from what wg writes)"
+        )
     return raw
 
 
@@ -90,6 +96,10 @@ class PrivateKey:
 
     @classmethod
     def from_base64(cls, text: str) -> PrivateKey:
+        """A key as `wg genkey` writes it: canonical base64, then at most one newline (the key file
+        format). Any other whitespace, a second line or non-canonical base64 is refused."""
+        if isinstance(text, str) and text.endswith("\n"):
+            text = text[:-1]
         return cls(_decode_b64_key(text, "private key"))
 
     @property

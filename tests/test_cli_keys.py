@@ -133,6 +133,46 @@ def test_garbage_key_file_exits_2_and_is_left_alone(
     assert_no_secret(res.stderr, NEAR_VALID)
 
 
+# (file content, meshd accepts it, `wg pubkey` accepts it): meshd never accepts what wg refuses, and is
+# stricter than wg only about trailing whitespace (a key file is the key and at most one newline).
+VALID = NEAR_VALID
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+WG_TABLE = {
+    "wg-genkey-output": (VALID + "\n", True, True),
+    "no-newline": (VALID, True, True),
+    "all-ones-key": ("/" * 42 + "8=\n", True, True),
+    "non-canonical-unused-bits": (VALID[:42] + ALPHABET[ALPHABET.index(VALID[42]) | 1] + "=\n", False, False),
+    "double-padding": (VALID[:42] + "==\n", False, False),
+    "no-padding": (VALID[:43] + "A\n", False, False),
+    "url-safe-alphabet": ("_" * 42 + "8=\n", False, False),
+    "leading-space": (" " + VALID + "\n", False, False),
+    "newline-first": ("\n" + VALID, False, False),
+    "trailing-space": (VALID + " \n", False, True),
+    "two-newlines": (VALID + "\n\n", False, True),
+    "crlf": (VALID + "\r\n", False, True),
+    "trailing-tab": (VALID + "\t", False, True),
+}
+
+
+@pytest.mark.parametrize(("content", "ours", "wg"), WG_TABLE.values(), ids=WG_TABLE.keys())
+def test_pubkey_accepts_no_file_that_wg_pubkey_refuses(
+    meshd: Run, tmp_path: Path, content: str, ours: bool, wg: bool
+) -> None:
+    path = tmp_path / "private.key"
+    path.write_text(content, newline="")
+    os.chmod(path, 0o600)
+    real = subprocess.run(["wg", "pubkey"], input=content, capture_output=True, text=True, check=False)
+
+    res = meshd("keys", "pubkey", "--key-file", str(path))
+
+    assert (real.returncode == 0, res.returncode == 0) == (wg, ours), (real.stderr, res.stderr)
+    if ours:
+        assert res.stdout == real.stdout
+    else:
+        assert (res.returncode, res.stdout) == (2, "")
+        assert_no_secret(res.stderr, content.strip() or VALID)
+
+
 def test_pubkey_of_a_missing_file_exits_2_and_creates_nothing(meshd: Run, tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "private.key"
 

@@ -14,7 +14,7 @@ import pytest
 
 from keys import store
 from keys.store import KeyFileError, load, load_or_create
-from keys.values import PrivateKey
+from keys.values import InvalidKeyError, PrivateKey, PublicKey
 from meshd.errors import ConfigError
 
 NEAR_VALID = PrivateKey(bytes(range(1, 33))).base64
@@ -28,7 +28,18 @@ GARBAGE = {
     "33-bytes-decoded": base64.b64encode(bytes(range(1, 34))) + b"\n",
     "binary-junk": bytes(range(255, 191, -1)),
     "two-keys": f"{NEAR_VALID}\n{NEAR_VALID}\n".encode(),
+    # `wg pubkey` refuses these too: non-canonical base64 decodes to the same 32 bytes but is not a key
+    # `wg` accepts (the last character's unused bits are set), and nothing may come before the key.
+    "non-canonical": (NEAR_VALID[:42] + "B=\n").encode(),
+    "double-padding": (NEAR_VALID[:42] + "==\n").encode(),
+    "leading-space": f" {NEAR_VALID}\n".encode(),
+    "newline-first": f"\n{NEAR_VALID}".encode(),
+    # `wg pubkey` skips trailing whitespace; a key file holds the key and at most one newline.
+    "trailing-space": f"{NEAR_VALID} \n".encode(),
+    "two-newlines": f"{NEAR_VALID}\n\n".encode(),
+    "crlf": f"{NEAR_VALID}\r\n".encode(),
 }
+assert NEAR_VALID[42] == "A"  # so that "B" above only sets unused bits
 
 
 def wg_pubkey(path: Path) -> str:
@@ -189,3 +200,46 @@ def test_a_key_created_concurrently_is_never_replaced(
     assert (key, created) == (theirs, False)
     assert path.read_text() == theirs.base64 + "\n"
     assert os.listdir(tmp_path) == ["private.key"]
+
+
+@pytest.mark.parametrize("text", [NEAR_VALID + "\n", NEAR_VALID], ids=["wg-genkey-output", "no-newline"])
+def test_key_file_is_the_key_and_at_most_one_newline(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "private.key"
+    path.write_text(text)
+    os.chmod(path, 0o600)
+
+    assert load(path) == PrivateKey(bytes(range(1, 33)))
+
+
+PUBLIC = PrivateKey(bytes(range(1, 33))).public_key().base64
+KEY_TEXT_GARBAGE = {
+    "two-newlines": PUBLIC + "\n\n",
+    "surrounding-spaces": f" {PUBLIC} ",
+    "non-canonical": PUBLIC[:42] + "x=",  # PUBLIC[42] is "w": "x" sets an unused bit
+    "url-safe-alphabet": PUBLIC.replace("/", "_"),
+    "no-padding": PUBLIC[:43],
+    "unicode": PUBLIC[:43] + "\u00bd",
+}
+assert PUBLIC[42] == "w" and "/" in PUBLIC
+
+
+@pytest.mark.parametrize("text", KEY_TEXT_GARBAGE.values(), ids=KEY_TEXT_GARBAGE.keys())
+@pytest.mark.parametrize("cls", [PublicKey, PrivateKey], ids=["public", "private"])
+def test_key_text_must_be_canonical_base64(cls: type[PublicKey | PrivateKey], text: str) -> None:
+    with pytest.raises(InvalidKeyError) as err:
+        cls.from_base64(text)
+    assert_no_secret(str(err.value), PUBLIC)
+
+
+def test_only_a_private_key_may_end_with_one_newline() -> None:
+    """The key file format (what `wg genkey` writes); a public key annotation holds the key alone."""
+    assert PrivateKey.from_base64(PUBLIC + "\n") == PrivateKey.from_base64(PUBLIC)
+    with pytest.raises(InvalidKeyError):
+        PublicKey.from_base64(PUBLIC + "\n")
+
+
+def test_canonical_keys_round_trip() -> None:
+    for raw in (bytes(32), bytes([255]) * 32, bytes(range(1, 33))):
+        text = base64.b64encode(raw).decode()
+        assert PublicKey.from_base64(text).raw == raw
+        assert PrivateKey.from_base64(text).base64 == text

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from meshd.codec_node import json_type, one_line, show
+from meshd.codec_text import json_type, one_line, show
 from meshd.errors import ConfigError
 from meshd.model import (
     EncryptionMode,

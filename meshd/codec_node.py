@@ -10,10 +10,23 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from keys.values import InvalidKeyError, PublicKey
-from meshd.model import Endpoint, InvalidNode, IPAddress, IPNetwork, Labels, Node, NodeRecord, Transport
+from meshd.codec_text import json_type, one_line, show
+from meshd.model import (
+    Endpoint,
+    InvalidNode,
+    IPAddress,
+    IPNetwork,
+    Labels,
+    Node,
+    NodeRecord,
+    Transport,
+    address_problem,
+    pod_cidr_problem,
+)
 
 PREFIX = "meshd.io/"
 PUBLIC_KEY = "meshd.io/public-key"
@@ -34,46 +47,12 @@ INVALID_REASONS = frozenset({
 # fmt: on
 
 MAX_NAME = 253
-MAX_DETAIL = 200
 MAX_GENERATION = 2**63 - 1
 _MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 _GENERATION = re.compile(r"[0-9]{1,19}")
-_TOKENS = {t.value: t for t in (Transport.WIREGUARD, Transport.VXLAN, Transport.IPIP)}
-
-
-_JSON_TYPES: tuple[tuple[Any, str], ...] = (
-    (bool, "a boolean"),  # before int: a bool is not an integer here
-    (int, "an integer"),
-    (float, "a number"),
-    (str, "a string"),
-    (Mapping, "an object"),
-    (list | tuple, "a list"),
+_TOKENS: Mapping[str, Transport] = MappingProxyType(
+    {t.value: t for t in (Transport.WIREGUARD, Transport.VXLAN, Transport.IPIP)}
 )
-
-
-def json_type(value: object) -> str:
-    """The JSON name of a value's type, for messages: "a string", "null", "an object"..."""
-    if value is None:
-        return "null"
-    return next((name for t, name in _JSON_TYPES if isinstance(value, t)), f"a {type(value).__name__}")
-
-
-def show(value: object, limit: int = 40) -> str:
-    """A short one-line rendering of a scalar value for messages (never raises, never multi-line)."""
-    if isinstance(value, str):
-        return repr(value[:limit] + "...") if len(value) > limit else repr(value)
-    if isinstance(value, bool) or value is None:
-        return json_type(value)
-    if isinstance(value, int):
-        return str(value) if abs(value) < 10**limit else "a very large integer"
-    if isinstance(value, float):
-        return repr(value)[:limit]
-    return json_type(value)
-
-
-def one_line(text: str, limit: int = MAX_DETAIL) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Invalid(Exception):
@@ -181,9 +160,14 @@ def _network(item: object, field: str) -> IPNetwork:
     if "/" not in item:
         raise _Invalid("bad-pod-cidr", f"{field} entry {show(item)} has no prefix length")
     try:
-        return ipaddress.ip_network(item, strict=True)
+        net = ipaddress.ip_network(item, strict=True)
     except ValueError:
         pass
+    else:
+        problem = pod_cidr_problem(net)
+        if problem is not None:
+            raise _Invalid("bad-pod-cidr", f"{field} entry {show(item)} {problem}")
+        return net
     try:
         loose = ipaddress.ip_network(item, strict=False)
     except ValueError:
@@ -213,9 +197,13 @@ def _ip(raw: object, where: str) -> IPAddress:
     if not isinstance(raw, str):
         raise _Invalid("bad-underlay-address", f"{where} is {json_type(raw)}, not an IP address string")
     try:
-        return ipaddress.ip_address(raw)
+        addr = ipaddress.ip_address(raw)
     except ValueError:
         raise _Invalid("bad-underlay-address", f"{where} {show(raw)} is not an IP address") from None
+    problem = address_problem(addr)
+    if problem is not None:
+        raise _Invalid("bad-underlay-address", f"{where} {show(raw)} {problem}")
+    return addr
 
 
 def _annotation(ann: Mapping[Any, Any], key: str, reason: str) -> str | None:
@@ -234,9 +222,13 @@ def _public_key(text: str) -> PublicKey:
 
 def _endpoint(text: str) -> Endpoint:
     try:
-        return Endpoint.parse(text)
+        endpoint = Endpoint.parse(text)
     except ValueError:
         raise _bad("bad-endpoint", ENDPOINT, text, "is not IP:PORT or [IPv6]:PORT (port 1-65535)") from None
+    problem = address_problem(endpoint.host)
+    if problem is not None:
+        raise _bad("bad-endpoint", ENDPOINT, text, problem)
+    return endpoint
 
 
 def _mac(text: str) -> str:
@@ -252,9 +244,14 @@ def _mac(text: str) -> str:
 
 
 def _capabilities(text: str) -> frozenset[Transport]:
-    """Known tokens only; unknown ones are ignored so that newer agents may advertise more."""
-    tokens = (t.strip().lower() for t in text.split(","))
-    return frozenset(_TOKENS[t] for t in tokens if t in _TOKENS)
+    """Known tokens only. Unknown tokens next to a known one are ignored, so that a newer agent may
+    advertise more; a value with tokens but none we know is garbage (an empty value is no capability)."""
+    tokens = [t for t in (t.strip().lower() for t in text.split(",")) if t]
+    known = frozenset(_TOKENS[t] for t in tokens if t in _TOKENS)
+    if tokens and not known:
+        names = ", ".join(_TOKENS)
+        raise _bad("bad-capabilities", CAPABILITIES, text, f"names no known transport ({names})")
+    return known
 
 
 def _generation(text: str) -> int:

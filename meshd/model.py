@@ -7,9 +7,11 @@ Raw dicts and strings from the API or from pyroute2 stop at the adapter that rea
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 from keys.values import PublicKey
 
@@ -43,6 +45,50 @@ class Fallback(StrEnum):
         return {Fallback.VXLAN: Transport.VXLAN, Fallback.IPIP: Transport.IPIP}.get(self, Transport.NONE)
 
 
+MIN_POD_PREFIX: Mapping[int, int] = MappingProxyType({4: 8, 6: 32})
+"""The shortest prefix length a node's pod CIDR may have, per IP version: a /7 (IPv4) or a /31 (IPv6) is
+far larger than any one node's pods, and a /0 would claim every destination."""
+
+# Ranges that never hold a node's pods, underlay address or WireGuard endpoint: traffic to them never
+# crosses a network between nodes (or, for 0.0.0.0/8, is not a destination at all).
+# fmt: off
+NOT_UNICAST: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(net), what) for net, what in (
+        ("0.0.0.0/8", "unspecified"), ("::/128", "unspecified"),
+        ("127.0.0.0/8", "loopback"), ("::1/128", "loopback"),
+        ("169.254.0.0/16", "link-local"), ("fe80::/10", "link-local"),
+        ("224.0.0.0/4", "multicast"), ("ff00::/8", "multicast"),
+        ("255.255.255.255/32", "broadcast"),
+    )
+)
+# fmt: on
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def pod_cidr_problem(net: IPNetwork) -> str | None:
+    """Why `net` is not a plausible unicast pod range for one node, or None when it is."""
+    if net.network_address.version == 6 and net.network_address.scope_id:
+        return "has an interface scope (%...)"
+    shortest = MIN_POD_PREFIX[net.version]
+    if net.prefixlen < shortest:
+        return f"is broader than /{shortest}, too large for one node's pods"
+    for special, what in NOT_UNICAST:
+        if special.version == net.version and special.overlaps(net):
+            return f"overlaps the {what} range {special}"
+    return None
+
+
+def address_problem(addr: IPAddress) -> str | None:
+    """Why `addr` cannot be a node's underlay address or WireGuard endpoint, or None when it can."""
+    if addr.version == 6 and addr.scope_id:
+        return "has an interface scope (%...), which means nothing on other nodes"
+    plain = addr.ipv4_mapped if addr.version == 6 and addr.ipv4_mapped else addr
+    for special, what in NOT_UNICAST:
+        if plain in special:
+            return f"is a{'n' if what[0] in 'aeiou' else ''} {what} address"
+    return None
+
+
 def labels_of(mapping: Mapping[str, str]) -> Labels:
     """Labels as a sorted tuple of pairs, so that values holding them stay hashable and comparable."""
     return tuple(sorted(mapping.items()))
@@ -73,7 +119,9 @@ class Endpoint:
             if not sep:
                 raise ValueError(f"endpoint {text!r} is not IP:PORT")
             addr = ipaddress.IPv4Address(host)
-        if not port.isdigit():
+        if addr.version == 6 and addr.scope_id:
+            raise ValueError(f"endpoint {text!r} has a scoped address")
+        if not _PORT.fullmatch(port):  # ASCII digits only: str.isdigit and int() accept other scripts' digits
             raise ValueError(f"endpoint {text!r} has no numeric port")
         return cls(addr, int(port))
 

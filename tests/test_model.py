@@ -19,9 +19,20 @@ def test_endpoint_round_trip(text: str, host: str, port: int) -> None:
     assert str(ep) == text
 
 
-@pytest.mark.parametrize(
-    "text", ["", "1.2.3.4", "1.2.3.4:0", "1.2.3.4:65536", "host:80", "2001:db8::1:80", "[::1]80", "1.2.3.4:x"]
-)
+ENDPOINT_GARBAGE = {
+    **{t: t for t in ("", "1.2.3.4", "1.2.3.4:0", "1.2.3.4:65536", "host:80", "2001:db8::1:80", "[::1]80")},
+    "letters-port": "1.2.3.4:x",
+    "full-width-digits": "1.2.3.4:\uff15\uff11\uff18\uff12\uff10",
+    "arabic-indic-digits": "1.2.3.4:\u0665\u0661",
+    "superscript-digit": "1.2.3.4:\u00b2",
+    "signed-port": "1.2.3.4:+80",
+    "six-digit-port": "1.2.3.4:051820",
+    "space-in-port": "1.2.3.4: 80",
+    "scoped-v6": "[fe80::1%eth0]:51820",
+}
+
+
+@pytest.mark.parametrize("text", ENDPOINT_GARBAGE.values(), ids=ENDPOINT_GARBAGE.keys())
 def test_endpoint_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         Endpoint.parse(text)

@@ -120,7 +120,8 @@ class RemoveRoute:
     route: Route
 
 
-WireGuardAction = CreateWireGuardDevice | ConfigureWireGuardDevice | AddPeer | UpdatePeer | RemovePeer
+PeerAction = AddPeer | UpdatePeer | RemovePeer
+WireGuardAction = CreateWireGuardDevice | ConfigureWireGuardDevice | PeerAction
 LinkAction = CreateVxlanDevice | CreateIpipDevice | SetLinkMtu | DeleteDevice | AddAddress | RemoveAddress
 NeighborAction = AddNeighbor | RemoveNeighbor | AddFdb | RemoveFdb
 RouteAction = ReplaceRoute | RemoveRoute

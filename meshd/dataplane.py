@@ -50,9 +50,19 @@ class Dataplane:
         )
 
     async def apply(self, actions: Sequence[a.Action]) -> None:
+        """In order. A run of consecutive peer changes goes to the device as one batch."""
+        peers: list[a.PeerAction] = []
         for action in actions:
             log.info("%s", describe(action))
+            if isinstance(action, a.AddPeer | a.UpdatePeer | a.RemovePeer):
+                peers.append(action)
+                continue
+            if peers:
+                await self._wg().apply_peers(peers)
+                peers = []
             await self._apply_one(action)
+        if peers:
+            await self._wg().apply_peers(peers)
 
     def _wg(self) -> WireGuardDevice:
         if self.wireguard is None:
@@ -66,12 +76,6 @@ class Dataplane:
                 await self._wg().create(spec)
             case a.ConfigureWireGuardDevice(spec):
                 await self._wg().configure(spec)
-            case a.AddPeer(peer):
-                await self._wg().add_peer(peer)
-            case a.UpdatePeer():
-                await self._wg().update_peer(action)
-            case a.RemovePeer(key):
-                await self._wg().remove_peer(key)
             case a.CreateVxlanDevice(spec):
                 await links.create_vxlan(spec)
             case a.CreateIpipDevice(spec):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from keys.values import PublicKey
-from meshd.actions import UpdatePeer
+from meshd.actions import PeerAction, UpdatePeer
 from meshd.model import IPNetwork, Snapshot
 from meshd.state import (
     FdbEntry,
@@ -66,6 +66,9 @@ class WireGuardDevice(Protocol):
     async def update_peer(self, change: UpdatePeer) -> None: ...
 
     async def remove_peer(self, public_key: PublicKey) -> None: ...
+
+    async def apply_peers(self, changes: Sequence[PeerAction]) -> None:
+        """Several per-peer changes, in order, in as few writes as the backend allows."""
 
     async def delete(self) -> None:
         """Remove the link; wireguard-go exits with it."""

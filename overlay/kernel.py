@@ -16,7 +16,7 @@ import errno
 import ipaddress
 import logging
 import os
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from pyroute2 import AsyncWireGuard
 from pyroute2.netlink.exceptions import NetlinkError
 
 from keys.values import PrivateKey, PublicKey
-from meshd.actions import UpdatePeer
+from meshd.actions import AddPeer, PeerAction, RemovePeer, UpdatePeer
 from meshd.errors import MeshdError, PermanentError, TransientError, UnsupportedError
 from meshd.model import Endpoint, IPNetwork
 from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
@@ -232,6 +232,17 @@ class KernelWireGuard:
 
     async def remove_peer(self, public_key: PublicKey) -> None:
         await self._set_peer("removing", "", GenlPeer(public_key.raw, WGPEER_F_REMOVE_ME))
+
+    async def apply_peers(self, changes: Sequence[PeerAction]) -> None:
+        """Generic netlink takes one peer per message here, as pyroute2 sends them."""
+        for change in changes:
+            match change:
+                case AddPeer(peer):
+                    await self.add_peer(peer)
+                case UpdatePeer():
+                    await self.update_peer(change)
+                case RemovePeer(key):
+                    await self.remove_peer(key)
 
     async def _set_peer(self, verb: str, node: str, msg: GenlPeer) -> None:
         short = PublicKey(msg.public_key).short

@@ -10,11 +10,11 @@ from __future__ import annotations
 import errno as errno_mod
 import ipaddress
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from keys.values import KEY_LEN, PrivateKey, PublicKey
-from meshd.actions import UpdatePeer
+from meshd.actions import AddPeer, RemovePeer, UpdatePeer
 from meshd.errors import PermanentError
 from meshd.model import Endpoint, IPNetwork
 from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
@@ -164,9 +164,7 @@ def encode_device(*, private_key: PrivateKey | None = None, listen_port: int | N
     return _request(lines)
 
 
-def encode_add_peer(peer: PeerSpec) -> str:
-    """Create the peer or bring an existing one to exactly this spec (upsert). An endpoint of None is
-    not sent, so one the peer learned by roaming stays."""
+def _add_peer_lines(peer: PeerSpec) -> list[str]:
     nets = check_peer(peer)
     lines = [f"public_key={peer.public_key.hex}"]
     if peer.endpoint is not None:
@@ -174,11 +172,10 @@ def encode_add_peer(peer: PeerSpec) -> str:
     lines.append(f"persistent_keepalive_interval={peer.persistent_keepalive}")
     lines.append("replace_allowed_ips=true")
     lines.extend(f"allowed_ip={net}" for net in nets)
-    return _request(lines)
+    return lines
 
 
-def encode_update_peer(change: UpdatePeer) -> str:
-    """Change only the given fields of an existing peer (`update_only`: never creates one)."""
+def _update_peer_lines(change: UpdatePeer) -> list[str]:
     nets = check_update(change)
     lines = [f"public_key={change.public_key.hex}", "update_only=true"]
     if change.endpoint is not None:
@@ -188,12 +185,42 @@ def encode_update_peer(change: UpdatePeer) -> str:
     if nets is not None:
         lines.append("replace_allowed_ips=true")
         lines.extend(f"allowed_ip={net}" for net in nets)
-    return _request(lines)
+    return lines
+
+
+def _remove_peer_lines(public_key: PublicKey) -> list[str]:
+    _check_public_key(public_key)
+    return [f"public_key={public_key.hex}", "remove=true"]
+
+
+def encode_add_peer(peer: PeerSpec) -> str:
+    """Create the peer or bring an existing one to exactly this spec (upsert). An endpoint of None is
+    not sent, so one the peer learned by roaming stays."""
+    return _request(_add_peer_lines(peer))
+
+
+def encode_update_peer(change: UpdatePeer) -> str:
+    """Change only the given fields of an existing peer (`update_only`: never creates one)."""
+    return _request(_update_peer_lines(change))
 
 
 def encode_remove_peer(public_key: PublicKey) -> str:
-    _check_public_key(public_key)
-    return _request([f"public_key={public_key.hex}", "remove=true"])
+    return _request(_remove_peer_lines(public_key))
+
+
+def encode_peer_changes(changes: Sequence[AddPeer | UpdatePeer | RemovePeer]) -> str:
+    """Several per-peer changes in one `set` (each peer section as above, never `replace_peers`).
+    Everything is validated before anything is encoded: `set` is not atomic."""
+    lines: list[str] = []
+    for change in changes:
+        match change:
+            case AddPeer(peer):
+                lines += _add_peer_lines(peer)
+            case UpdatePeer():
+                lines += _update_peer_lines(change)
+            case RemovePeer(key):
+                lines += _remove_peer_lines(key)
+    return _request(lines)
 
 
 # --- parsing ----------------------------------------------------------------------------------------

@@ -13,10 +13,11 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 from keys.values import PrivateKey, PublicKey
-from meshd.actions import UpdatePeer
+from meshd.actions import AddPeer, PeerAction, UpdatePeer
 from meshd.errors import PermanentError, TransientError, UnsupportedError
 from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
 from overlay import uapi
@@ -28,6 +29,7 @@ DEFAULT_RUN_DIR = Path("/var/run/meshd")
 DEFAULT_SOCKET_DIR = Path("/var/run/wireguard")
 READ_LIMIT = 16 * 1024 * 1024
 POLL = 0.02
+PEER_BATCH = 500  # peers per UAPI set: bounded requests, few round trips
 
 
 class UapiClient:
@@ -228,6 +230,22 @@ class WireGuardGo:
     async def remove_peer(self, public_key: PublicKey) -> None:
         request = uapi.encode_remove_peer(public_key)
         await self._uapi.set(request, self._peer_op("removing", public_key, ""))
+
+    async def apply_peers(self, changes: Sequence[PeerAction]) -> None:
+        """One UAPI set per PEER_BATCH changes: 1000 new peers cost one socket round trip, not 1000."""
+        for start in range(0, len(changes), PEER_BATCH):
+            batch = changes[start : start + PEER_BATCH]
+            request = uapi.encode_peer_changes(batch)
+            await self._uapi.set(request, self._batch_op(batch))
+
+    def _batch_op(self, batch: Sequence[PeerAction]) -> str:
+        if len(batch) > 1:
+            return f"changing {len(batch)} peers on {self.name}"
+        (change,) = batch
+        if isinstance(change, AddPeer):
+            return self._peer_op("adding", change.peer.public_key, change.peer.node)
+        verb = "updating" if isinstance(change, UpdatePeer) else "removing"
+        return self._peer_op(verb, change.public_key, change.node)
 
     def _peer_op(self, verb: str, key: PublicKey, node: str) -> str:
         who = f"{node} ({key.short}...)" if node else f"{key.short}..."

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keys.values import PrivateKey, PublicKey
-from meshd.actions import UpdatePeer
+from meshd.actions import AddPeer, RemovePeer, UpdatePeer
 from meshd.model import Endpoint
 from meshd.state import PeerSpec
 from overlay import uapi
@@ -280,3 +280,40 @@ def test_no_request_ever_replaces_all_peers(request: str) -> None:
         assert lines.index("replace_allowed_ips=true") > lines.index(
             next(x for x in lines if x.startswith("public_key="))
         )
+
+
+@given(st.lists(changes, min_size=1, max_size=6))
+def test_a_batch_is_the_single_requests_joined_in_one_set(requests: list[str]) -> None:
+    """encode_peer_changes sends exactly the per-peer sections, in order, under one `set=1`."""
+    sections = [r.removeprefix("set=1\n").removesuffix("\n") for r in requests]
+    expected = "set=1\n" + "".join(sections) + "\n"
+    decoded = [_as_action(r) for r in requests]
+    assert uapi.encode_peer_changes(decoded) == expected
+    assert "replace_peers" not in expected
+
+
+def _as_action(request: str) -> AddPeer | UpdatePeer | RemovePeer:
+    """Rebuild the action behind one single-peer request (the strategies above only yield requests)."""
+    fields = [line.split("=", 1) for line in request.split("\n")[1:] if line]
+    key = PublicKey.from_hex(fields[0][1])
+    values = dict(fields)
+    nets = frozenset(ipaddress.ip_network(v) for k, v in fields if k == "allowed_ip")
+    endpoint = Endpoint.parse(values["endpoint"]) if "endpoint" in values else None
+    keepalive = values.get("persistent_keepalive_interval")
+    if values.get("remove") == "true":
+        return RemovePeer(key)
+    if values.get("update_only") == "true":
+        return UpdatePeer(
+            key,
+            endpoint,
+            nets if "replace_allowed_ips" in values else None,
+            int(keepalive) if keepalive is not None else None,
+        )
+    return AddPeer(PeerSpec(key, endpoint, nets, int(keepalive or 0)))
+
+
+def test_a_batch_with_one_bad_change_encodes_nothing() -> None:
+    good = AddPeer(PeerSpec(PrivateKey.generate().public_key(), None, frozenset()))
+    bad = UpdatePeer(PrivateKey.generate().public_key(), persistent_keepalive=70000)
+    with pytest.raises(ValueError, match="keepalive"):
+        uapi.encode_peer_changes([good, bad])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from keys.values import PrivateKey, PublicKey
-from meshd.actions import UpdatePeer
+from meshd.actions import AddPeer, RemovePeer, UpdatePeer
 from meshd.errors import PermanentError, TransientError
 from meshd.model import Endpoint
 from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
@@ -258,3 +258,37 @@ async def test_a_dead_socket_is_absence_but_a_silent_one_is_an_error(tmp_path: P
             await hung.observe_device()
     finally:
         server.close()
+
+
+async def test_a_batch_of_peer_changes_is_one_set_and_matches_the_single_calls(tmp_path: Path) -> None:
+    """600 new peers, then an update, a remove and an add together: each as the one-by-one calls would
+    leave it, in two UAPI sets (PEER_BATCH=500) and then one."""
+    with lab_cluster(1) as (lab, nodes):
+        ((dev, _),) = await start(lab, nodes, tmp_path)
+        keys = [PrivateKey.generate().public_key() for _ in range(601)]
+        specs = [
+            PeerSpec(
+                k, Endpoint(ipaddress.ip_address("198.18.1.1") + i, PORT), frozenset({net}), node=f"n{i}"
+            )
+            for i, (k, net) in enumerate(
+                zip(keys, ipaddress.ip_network("198.19.0.0/16").subnets(new_prefix=26), strict=False)
+            )
+        ]
+        sets: list[str] = []
+        real_set = dev._uapi.set
+
+        async def counting_set(request: str, operation: str) -> None:
+            sets.append(operation)
+            await real_set(request, operation)
+
+        dev._uapi.set = counting_set  # type: ignore[method-assign]
+        await dev.apply_peers([AddPeer(s) for s in specs[:600]])
+        assert len(sets) == 2
+        assert {p.public_key for p in await dev.observe_peers()} == set(keys[:600])
+        await dev.apply_peers(
+            [UpdatePeer(keys[0], persistent_keepalive=25), RemovePeer(keys[1]), AddPeer(specs[600])]
+        )
+        assert len(sets) == 3
+        seen = by_key(await dev.observe_peers())
+        assert keys[1] not in seen and keys[600] in seen and seen[keys[0]].persistent_keepalive == 25
+        assert seen[keys[2]].allowed_ips == specs[2].allowed_ips

@@ -20,6 +20,7 @@ from meshd.model import (
     LabelRequirement,
     LabelSelector,
     MeshConfig,
+    SelectorOperator,
     VxlanSettings,
     WireGuardSettings,
 )
@@ -27,8 +28,8 @@ from meshd.model import (
 API_VERSION = "meshd.io/v1alpha1"
 KIND = "MeshConfig"
 DEFAULT_NAME = "default"
-OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-_WITH_VALUES = frozenset({"In", "NotIn"})
+OPERATORS = tuple(op.value for op in SelectorOperator)
+_WITH_VALUES = frozenset({SelectorOperator.IN, SelectorOperator.NOT_IN})
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_./-]{1,63}")
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -156,9 +157,7 @@ def _requirement(value: object, path: str) -> LabelRequirement:
     key = _string(expr["key"], f"{path}.key")
     if not key:
         raise _fail(f"{path}.key", "must not be empty")
-    operator = _string(expr["operator"], f"{path}.operator")
-    if operator not in OPERATORS:
-        raise _fail(f"{path}.operator", f"expected one of {', '.join(OPERATORS)}, got {show(operator)}")
+    operator = _choice(expr["operator"], f"{path}.operator", SelectorOperator)
     raw = expr.get("values")
     if raw is None:
         raw = []
@@ -200,7 +199,7 @@ def encode_meshconfig(config: MeshConfig) -> dict[str, Any]:
 
 
 def _encode_requirement(req: LabelRequirement) -> dict[str, Any]:
-    out: dict[str, Any] = {"key": req.key, "operator": req.operator}
+    out: dict[str, Any] = {"key": req.key, "operator": req.operator.value}
     if req.values:
         out["values"] = sorted(req.values)
     return out

@@ -166,24 +166,35 @@ class InvalidNode:
 NodeRecord = Node | InvalidNode
 
 
+class SelectorOperator(StrEnum):
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
 @dataclass(frozen=True, slots=True)
 class LabelRequirement:
-    """One `matchExpressions` entry: operator In, NotIn, Exists or DoesNotExist."""
+    """One `matchExpressions` entry. The operator is validated when the value is built (a plain string
+    naming an operator is converted; anything else raises ValueError), so `matches` never raises."""
 
     key: str
-    operator: str
+    operator: SelectorOperator
     values: frozenset[str] = frozenset()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "operator", SelectorOperator(self.operator))
+
     def matches(self, labels: Mapping[str, str]) -> bool:
-        if self.operator == "In":
-            return labels.get(self.key) in self.values
-        if self.operator == "NotIn":
-            return labels.get(self.key) not in self.values
-        if self.operator == "Exists":
-            return self.key in labels
-        if self.operator == "DoesNotExist":
-            return self.key not in labels
-        raise ValueError(f"unknown label selector operator {self.operator!r}")
+        match self.operator:
+            case SelectorOperator.IN:
+                return labels.get(self.key) in self.values
+            case SelectorOperator.NOT_IN:
+                return labels.get(self.key) not in self.values
+            case SelectorOperator.EXISTS:
+                return self.key in labels
+            case SelectorOperator.DOES_NOT_EXIST:
+                return self.key not in labels
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,9 +3,11 @@
 import ipaddress
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keys.values import InvalidKeyError, PrivateKey, PublicKey
-from meshd.model import Endpoint, LabelRequirement, LabelSelector
+from meshd.model import Endpoint, LabelRequirement, LabelSelector, SelectorOperator
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,34 @@ def test_selector_semantics() -> None:
     assert not sel.matches({"pool": "a", "tier": "x"})
     assert not sel.matches({})
     assert LabelSelector().matches({})
+
+
+def test_label_requirement_operator_is_an_enum_checked_when_built() -> None:
+    req = LabelRequirement("tier", "NotIn", frozenset({"x"}))  # type: ignore[arg-type]
+    assert req.operator is SelectorOperator.NOT_IN
+    assert req == LabelRequirement("tier", SelectorOperator.NOT_IN, frozenset({"x"}))
+    with pytest.raises(ValueError, match="Equals"):
+        LabelRequirement("tier", "Equals")  # type: ignore[arg-type]
+
+
+@given(
+    st.sampled_from(SelectorOperator),
+    st.sampled_from(["a", "b"]),
+    st.frozensets(st.sampled_from(["x", "y", ""])),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.sampled_from(["x", "y", ""])),
+)
+def test_label_requirement_matches_never_raises(
+    op: SelectorOperator, key: str, values: frozenset[str], labels: dict[str, str]
+) -> None:
+    got = LabelRequirement(key, op, values).matches(labels)
+    present = key in labels
+    expected = {
+        SelectorOperator.IN: present and labels[key] in values,
+        SelectorOperator.NOT_IN: not (present and labels[key] in values),
+        SelectorOperator.EXISTS: present,
+        SelectorOperator.DOES_NOT_EXIST: not present,
+    }[op]
+    assert got is expected
 
 
 def test_private_key_never_shows_itself() -> None:

@@ -1,82 +1,30 @@
-"""The planner, table-driven: which transport each pair gets, which routes, peers and fallback entries
-exist, and which problems are reported. The local node is always node-a."""
+"""The planner, table-driven: which transport each pair gets in each mode, which routes, peers, fallback
+entries and devices exist. The local node is node-a unless a case says otherwise. Conflicts between
+nodes (duplicate keys and MACs, pod CIDR clashes, invalid records) are in test_planner_conflicts.py."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
-from keys.values import PublicKey
 from meshd.model import (
     EncryptionMode,
     Endpoint,
     Fallback,
-    InvalidNode,
     LabelSelector,
-    LocalNode,
     MeshConfig,
     Node,
-    NodeRecord,
     Snapshot,
     Transport,
     VxlanSettings,
     WireGuardSettings,
 )
 from meshd.planner import plan
-from meshd.state import DesiredState, NeighborEntry, Route
-
-WG, VX, IPIP, NONE = Transport.WIREGUARD, Transport.VXLAN, Transport.IPIP, Transport.NONE
-ALL = frozenset({WG, VX})
-
-
-def key(i: int) -> PublicKey:
-    return PublicKey(bytes([i]) * 32)
-
-
-def node(
-    i: int,
-    *,
-    caps: Iterable[Transport] = ALL,
-    with_key: bool = True,
-    cidrs: tuple[str, ...] | None = None,
-    labels: dict[str, str] | None = None,
-    underlay: str | None = None,
-    key_of: int | None = None,
-) -> Node:
-    """node-<letter i>: underlay 198.18.0.i, pods 198.19.i.0/24, key i, MAC 02:00:00:00:00:i."""
-    name = f"node-{'abcdefgh'[i - 1]}"
-    under = ipaddress.ip_address(underlay or f"198.18.0.{i}")
-    return Node(
-        name=name,
-        underlay_ip=under,
-        pod_cidrs=tuple(ipaddress.ip_network(c) for c in (cidrs or (f"198.19.{i}.0/24",))),
-        labels=tuple(sorted((labels or {}).items())),
-        public_key=key(key_of or i) if with_key else None,
-        endpoint=Endpoint(under, 51820),
-        vxlan_mac=f"02:00:00:00:00:{i:02x}",
-        capabilities=frozenset(caps),
-    )
-
-
-def local_of(n: Node, **kw: object) -> LocalNode:
-    return LocalNode(n, **kw)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Case:
-    remotes: tuple[NodeRecord, ...]
-    transports: dict[str, Transport]
-    routes: dict[str, str]  # pod CIDR -> device
-    peers: set[str]  # nodes with a WireGuard peer (in use or standby)
-    fallback_nodes: set[str]  # nodes with FDB entries (in use or standby)
-    config: MeshConfig = field(default_factory=MeshConfig)
-    me: Node = field(default_factory=lambda: node(1))
-    local: dict[str, object] = field(default_factory=dict)
-    problems: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
-
+from meshd.state import NeighborEntry, Route
+from tests.planner_cases import IPIP, NONE, VX, WG, Case, check, desired_for, key, local_of, node, reason
 
 REQUIRED = MeshConfig(mode=EncryptionMode.REQUIRED)
 POOL_X = LabelSelector(match_labels=(("pool", "x"),))
@@ -203,74 +151,6 @@ CASES = {
         local={"ipip_available": True},
         problems={("no-transport", ("node-b",))},
     ),
-    "duplicate-keys-between-remotes": Case(
-        (node(2), node(3, key_of=2), node(4)),
-        {"node-b": VX, "node-c": VX, "node-d": WG},
-        {"198.19.2.0/24": "meshd-vxlan", "198.19.3.0/24": "meshd-vxlan", "198.19.4.0/24": "meshd0"},
-        peers={"node-d"},
-        fallback_nodes={"node-b", "node-c", "node-d"},
-        problems={("duplicate-public-key", ("node-b", "node-c"))},
-    ),
-    "duplicate-key-with-local-disables-our-wireguard": Case(
-        (node(2, key_of=1), node(3)),
-        {"node-b": VX, "node-c": VX},
-        {"198.19.2.0/24": "meshd-vxlan", "198.19.3.0/24": "meshd-vxlan"},
-        peers=set(),
-        fallback_nodes={"node-b", "node-c"},
-        problems={("duplicate-public-key", ("node-a", "node-b"))},
-    ),
-    "duplicate-vxlan-macs-get-no-vxlan": Case(
-        (node(2, with_key=False), replace(node(3, with_key=False), vxlan_mac="02:00:00:00:00:02"), node(4)),
-        {"node-b": NONE, "node-c": NONE, "node-d": WG},
-        {"198.19.4.0/24": "meshd0"},
-        peers={"node-d"},
-        fallback_nodes={"node-d"},
-        problems={
-            ("duplicate-vxlan-mac", ("node-b", "node-c")),
-            ("no-transport", ("node-b",)),
-            ("no-transport", ("node-c",)),
-        },
-    ),
-    "cidr-overlap-with-local": Case(
-        (node(2, cidrs=("198.19.1.128/25",)), node(3)),
-        {"node-b": NONE, "node-c": WG},
-        {"198.19.3.0/24": "meshd0"},
-        peers={"node-c"},
-        fallback_nodes={"node-c"},
-        problems={("pod-cidr-conflict", ("node-a", "node-b"))},
-    ),
-    "cidr-overlap-between-remotes-greater-name-left-out": Case(
-        (node(3, cidrs=("198.19.2.0/23",)), node(2)),
-        {"node-b": WG, "node-c": NONE},
-        {"198.19.2.0/24": "meshd0"},
-        peers={"node-b"},
-        fallback_nodes={"node-b"},
-        problems={("pod-cidr-conflict", ("node-b", "node-c"))},
-    ),
-    "local-is-the-claimant-and-left-out": Case(
-        (node(2, cidrs=("198.19.3.0/24",)), node(1, cidrs=("198.19.9.0/24",))),
-        {"node-a": NONE, "node-b": NONE},
-        {},
-        peers=set(),
-        fallback_nodes=set(),
-        me=node(3),
-        problems={("pod-cidr-conflict", ("node-b", "node-c"))},
-    ),
-    "invalid-records-are-reported-not-peers": Case(
-        (node(2), InvalidNode("node-z", "bad-public-key", "public key is not valid base64")),
-        {"node-b": WG},
-        {"198.19.2.0/24": "meshd0"},
-        peers={"node-b"},
-        fallback_nodes={"node-b"},
-        problems={("invalid-node", ("node-z",))},
-    ),
-    "own-record-in-snapshot-is-never-a-peer": Case(
-        (node(1, cidrs=("198.19.99.0/24",)), node(2)),
-        {"node-b": WG},
-        {"198.19.2.0/24": "meshd0"},
-        peers={"node-b"},
-        fallback_nodes={"node-b"},
-    ),
     "dual-stack-pod-cidrs": Case(
         (
             node(2, cidrs=("198.19.2.0/24", "2001:db8:2::/64")),
@@ -297,27 +177,19 @@ CASES = {
         fallback_nodes=set(),
         problems={("no-transport", ("node-b",))},
     ),
+    "own-record-in-snapshot-is-never-a-peer": Case(
+        (node(1, cidrs=("198.19.99.0/24",)), node(2)),
+        {"node-b": WG},
+        {"198.19.2.0/24": "meshd0"},
+        peers={"node-b"},
+        fallback_nodes={"node-b"},
+    ),
 }
-
-
-def desired_for(case: Case) -> DesiredState:
-    return plan(Snapshot.of(case.remotes, case.config), local_of(case.me, **case.local))
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_plan(case: Case) -> None:
-    d = desired_for(case)
-    assert {p.node: p.transport for p in d.pairs} == case.transports
-    assert {str(r.dst): r.dev for r in d.routes} == case.routes
-    assert {p.node for p in d.peers} == case.peers
-    by_mac = {n.vxlan_mac: n.name for n in case.remotes if isinstance(n, Node)}
-    assert {by_mac[e.mac] for e in d.fdb} == case.fallback_nodes
-    assert {(p.kind, p.nodes) for p in d.problems} == case.problems
-    assert all(p.reason for p in d.pairs)
-
-
-def _reason(case_id: str, peer: str) -> str:
-    return next(p.reason for p in desired_for(CASES[case_id]).pairs if p.node == peer)
+    check(case)
 
 
 REASONS: dict[str, tuple[str, str, Callable[[str], bool]]] = {
@@ -325,14 +197,13 @@ REASONS: dict[str, tuple[str, str, Callable[[str], bool]]] = {
     "names-the-peer": ("required-node-without-key-gets-no-route", "node-c", lambda r: "node-c" in r),
     "fallback": ("enabled-node-without-key-falls-back", "node-c", lambda r: "VXLAN" in r),
     "selector": ("selector-two-pools-seen-from-pool-x", "node-c", lambda r: "nodeSelector" in r),
-    "conflict": ("cidr-overlap-with-local", "node-b", lambda r: "198.19.1.128/25" in r),
     "disabled": ("disabled-everything-vxlan-peers-on-standby", "node-b", lambda r: "disabled" in r),
 }
 
 
-@pytest.mark.parametrize(("case_id", "peer", "check"), REASONS.values(), ids=REASONS.keys())
-def test_reasons_explain_the_decision(case_id: str, peer: str, check: Callable[[str], bool]) -> None:
-    assert check(_reason(case_id, peer))
+@pytest.mark.parametrize(("case_id", "peer", "check_reason"), REASONS.values(), ids=REASONS.keys())
+def test_reasons_explain_the_decision(case_id: str, peer: str, check_reason: Callable[[str], bool]) -> None:
+    assert check_reason(reason(CASES[case_id], peer))
 
 
 def test_route_shapes_per_transport() -> None:

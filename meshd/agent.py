@@ -33,7 +33,9 @@ from vxlan.links import NetlinkLinks, ipip_supported
 log = logging.getLogger(__name__)
 
 
-def make_datastore(settings: Settings, *, register: bool = True) -> Datastore:
+def make_datastore(
+    settings: Settings, *, register: bool = True, on_error: Callable[[str], None] | None = None
+) -> Datastore:
     file_dir = settings.file_dir
     if file_dir is not None:
         from meshd.datastore.file import FileDatastore
@@ -45,7 +47,10 @@ def make_datastore(settings: Settings, *, register: bool = True) -> Datastore:
     from meshd.datastore.kubernetes import KubernetesDatastore
 
     return KubernetesDatastore(
-        node_name=settings.node_name, kubeconfig=settings.kubeconfig, underlay_override=settings.underlay_ip
+        node_name=settings.node_name,
+        kubeconfig=settings.kubeconfig,
+        underlay_override=settings.underlay_ip,
+        on_error=on_error or (lambda kind: None),
     )
 
 
@@ -80,7 +85,7 @@ async def run_agent(settings: Settings) -> int:
     wireguard = await make_wireguard(settings, key)
     ipip = await ipip_supported()
     links, routes = NetlinkLinks(), NetlinkRouteTable()
-    datastore = make_datastore(settings)
+    datastore = make_datastore(settings, on_error=metrics.count_datastore_error)
     identity = Identity(
         name=settings.node_name,
         public_key=key.public_key() if wireguard is not None else None,

@@ -54,6 +54,13 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.datastore_errors = Counter(
+            "meshd_datastore_errors",
+            "Failed datastore (Kubernetes API) requests, by kind: connection, throttled, server, expired, "
+            "conflict, forbidden, not-found, client",
+            ["kind"],
+            registry=registry,
+        )
         self.encryption = Gauge(
             "meshd_encryption_enabled", "1 when the MeshConfig mode is Enabled or Required", registry=registry
         )
@@ -62,6 +69,9 @@ class Metrics:
             "Peers that get no pod route because encryption is Required and the pair cannot be encrypted",
             registry=registry,
         )
+
+    def count_datastore_error(self, kind: str) -> None:
+        self.datastore_errors.labels(kind=kind).inc()
 
     def observe_plan(self, desired: DesiredState, records: Iterable[object], *, encryption: bool) -> None:
         counts = dict.fromkeys(Transport, 0)

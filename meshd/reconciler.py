@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from meshd import actions as a
 from meshd.codec import encode_annotations
 from meshd.dataplane import Dataplane
 from meshd.diff import diff
@@ -190,8 +191,9 @@ class Reconciler:
         if self.after_pass is not None:
             await _phase("after-pass", self.after_pass(local, desired))
         self.applied_generation = snapshot.config.generation
-        annotations = encode_annotations(published(local, self.applied_generation))
-        await _phase("publish", self.datastore.publish(self.identity.name, annotations))
+        if not any(isinstance(x, a.CreateVxlanDevice) for x in actions):  # else: its MAC comes next pass
+            annotations = encode_annotations(published(local, self.applied_generation))
+            await _phase("publish", self.datastore.publish(self.identity.name, annotations))
         self._last = (desired, actual)
         self._quiet = None if actions else (actual, mtu)
         self.health.last_pass_ok = True

@@ -272,6 +272,10 @@ def test_api_outage_keeps_traffic_then_relists_and_a_new_node_joins(
         waits = [float(r["msg"].rsplit("retrying in ", 1)[1].split("s:")[0]) for r in retries(agent)]
         assert max(waits) > min(waits), f"{agent.node.name} retried without backing off: {waits}"
         backoff[agent.node.name] = waits
+        scraped = agent.http_get(lab, "/metrics")[1]
+        for kind in ("connection", "expired"):
+            seen = metric(scraped, "meshd_datastore_errors_total", f'{{kind="{kind}"}}')
+            assert seen, f"{agent.node.name}: no meshd_datastore_errors_total{{kind={kind}}}"
     _say(capsys, f"[k8s outage] watch retry delays (s): {backoff}")
     assert k8s.count("list") >= 4, "three relists after the 410 and the newcomer's first list"
     ann = k8s.annotations(nodes[3])

@@ -126,6 +126,7 @@ async def test_nothing_is_written_or_published_before_the_first_full_sync() -> N
     assert "first full sync" in health.detail
     store.synced = True
     assert await loop.reconcile_once() is True
+    assert await loop.reconcile_once() is False
     assert plane.kernel.observe().routes and store.published and health.ready
 
 
@@ -199,3 +200,16 @@ async def test_a_stopped_datastore_makes_the_node_not_ready_but_keeps_the_mesh()
     await loop.reconcile_once()
     assert not health.ready and "403" in health.detail
     assert plane.kernel.observe().routes  # nothing torn down
+
+
+async def test_the_first_publish_carries_every_annotation_in_one_write() -> None:
+    """The VXLAN MAC exists only once the link does: the building pass publishes nothing, the pass
+    after it publishes key, endpoint, MAC, capabilities and generation together."""
+    store = MemoryStore(nodes=[MINE, remote(2)])
+    loop, _, _ = make(store, FakePlane())
+    assert await loop.reconcile_once() is True
+    assert store.published == []
+    assert await loop.reconcile_once() is False
+    (first,) = store.published
+    assert first["meshd.io/vxlan-mac"] and first["meshd.io/public-key"] == MY_KEY.base64
+    assert first["meshd.io/endpoint"] and first["meshd.io/capabilities"]

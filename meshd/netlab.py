@@ -176,7 +176,7 @@ def build_cluster(
     (and/or 2001:db8:19:(i+1)::/64); the pod has .2 (::2) behind the node's `pod0` (.1 / ::1), default
     route via the node. Forwarding is on in the node namespaces. Nothing in the root namespace changes.
     """
-    sw = lab.ns("sw")
+    sw = lab.ns(f"{prefix}sw")
     lab.ip(sw, "link", "add", "br0", "type", "bridge")
     lab.ip(sw, "link", "set", "br0", "up")
     nodes: list[LabNode] = []

@@ -1,19 +1,25 @@
 """Cluster-wide conflicts, resolved deterministically: invalid records, duplicate node names, duplicate
-public keys and overlapping pod CIDRs. Pure.
+public keys and MACs, pod CIDRs that cover an underlay address, and overlapping pod CIDRs. Pure.
 
 Every verdict is computed over the whole cluster (all valid records plus the local node), never from one
 node's point of view, so that every agent reaches the same verdict about every pair: node A's decision
-about (A, B) equals node B's decision about (B, A).
+about (A, B) equals node B's decision about (B, A), and every node agrees on which nodes are left out.
+The local node is judged as its peers judge it: through the record it publishes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from keys.values import PublicKey
-from meshd.model import InvalidNode, IPNetwork, Node, NodeRecord
+from meshd.codec_node import decode_node, encode_node
+from meshd.model import InvalidNode, Node, NodeRecord
+from meshd.overlaps import COVER, LOOP, resolve_clashes, self_covers
 from meshd.state import Problem
+
+_NOBODY: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +29,7 @@ class ClusterView:
     remotes: tuple[Node, ...]  # valid remote nodes, sorted by name (excluded ones included)
     duplicate_keys: frozenset[PublicKey] = frozenset()  # keys published by more than one node name
     duplicate_macs: frozenset[str] = frozenset()  # VXLAN MACs published by more than one node name
-    excluded: Mapping[str, str] = field(default_factory=dict)  # node name -> why it is out of the mesh
+    excluded: Mapping[str, str] = field(default_factory=lambda: _NOBODY)  # node name -> why it is out
     problems: tuple[Problem, ...] = ()
 
     def pair_excluded(self, local: str, peer: str) -> str | None:
@@ -50,16 +56,29 @@ def cluster_view(local: Node, records: Iterable[NodeRecord]) -> ClusterView:
             problems.append(Problem("invalid-node", (name,), f"node {name or '?'}: {rec.detail}"))
         else:
             remotes.append(rec)
-    everyone = (local, *remotes)
+    excluded: dict[str, str] = {}
+    own = decode_node(encode_node(local))  # what every peer makes of the record we publish
+    if isinstance(own, InvalidNode):
+        # Peers drop our record as invalid, so we are in nobody's mesh; and we judge the rest of the
+        # cluster without ourselves, exactly as they do.
+        detail = f"this node's own record is not usable by peers: {own.detail}"
+        excluded[local.name] = detail
+        problems.append(Problem("local-node-unusable", (local.name,), detail))
+        everyone: tuple[Node, ...] = tuple(remotes)
+    else:
+        everyone = (local, *remotes)
     dup_keys, key_problems = _duplicate_keys(everyone)
     dup_macs, mac_problems = _duplicate_macs(everyone)
-    excluded, cidr_problems = _cidr_conflicts(everyone)
+    self_covering, cover_problems = _self_covers(everyone)
+    excluded.update(self_covering)
+    clashing, clash_problems = resolve_clashes([n for n in everyone if n.name not in excluded])
+    excluded.update(clashing)
     return ClusterView(
         remotes=tuple(remotes),
         duplicate_keys=dup_keys,
         duplicate_macs=dup_macs,
-        excluded=excluded,
-        problems=(*problems, *key_problems, *mac_problems, *cidr_problems),
+        excluded=MappingProxyType(excluded),
+        problems=(*problems, *key_problems, *mac_problems, *cover_problems, *clash_problems),
     )
 
 
@@ -92,44 +111,15 @@ def _duplicate_macs(nodes: Sequence[Node]) -> tuple[frozenset[str], list[Problem
     return frozenset(m for m, names in owners.items() if len(names) > 1), problems
 
 
-def _cidr_conflicts(nodes: Sequence[Node]) -> tuple[dict[str, str], list[Problem]]:
-    """For each pair of nodes with overlapping pod CIDRs, the greater name (the claimant) is left out."""
-    first: dict[tuple[str, str], tuple[IPNetwork, IPNetwork]] = {}
-    for (net_a, name_a), (net_b, name_b) in _overlaps(nodes):
-        keeper, claimant = sorted((name_a, name_b))
-        nets = (net_a, net_b) if name_a == keeper else (net_b, net_a)
-        first.setdefault((keeper, claimant), nets)
+def _self_covers(nodes: Sequence[Node]) -> tuple[dict[str, str], list[Problem]]:
+    """Nodes with a pod CIDR that holds their own underlay address or endpoint: out, whoever else is there."""
     excluded: dict[str, str] = {}
     problems = []
-    for (keeper, claimant), (kept, claimed) in sorted(first.items()):
-        detail = f"pod CIDR {claimed} of {claimant} overlaps {kept} of {keeper}: {claimant} is left out of the mesh"
-        excluded.setdefault(claimant, detail)
-        problems.append(Problem("pod-cidr-conflict", (keeper, claimant), detail))
+    for node in sorted(nodes, key=lambda n: n.name):
+        covers = self_covers(node)
+        if covers:
+            cidr, addr, label = covers[0]
+            detail = f"pod CIDR {cidr} of {node.name} covers its own {label} {addr}: {node.name} is left out of the mesh {LOOP}"
+            excluded[node.name] = detail
+            problems.append(Problem(COVER, (node.name,), detail))
     return excluded, problems
-
-
-def _overlaps(nodes: Sequence[Node]) -> list[tuple[tuple[IPNetwork, str], tuple[IPNetwork, str]]]:
-    """Pairs of overlapping CIDRs of different nodes, in O(n log n + overlaps).
-
-    Prefixes either nest or are disjoint; sorted by (family, start, prefix length), every network that
-    contains another comes first, so a stack of the enclosing networks finds every overlap.
-    """
-    entries = sorted(
-        ((net.version, int(net.network_address), net.prefixlen, node.name), net)
-        for node in nodes
-        for net in node.pod_cidrs
-    )
-    found: list[tuple[tuple[IPNetwork, str], tuple[IPNetwork, str]]] = []
-    stack: list[tuple[IPNetwork, str]] = []
-    for (_, _, _, name), net in entries:
-        while stack and not _contains(stack[-1][0], net):
-            stack.pop()
-        found.extend(((outer, owner), (net, name)) for outer, owner in stack if owner != name)
-        stack.append((net, name))
-    return found
-
-
-def _contains(outer: IPNetwork, inner: IPNetwork) -> bool:
-    if outer.version != inner.version:
-        return False
-    return inner.subnet_of(outer)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from keys.values import PublicKey
-from meshd.model import Endpoint, LocalNode, MeshConfig, Node, NodeRecord, Snapshot, Transport
+from meshd.model import Endpoint, IPAddress, LocalNode, MeshConfig, Node, NodeRecord, Snapshot, Transport
 from meshd.planner import plan
 from meshd.state import DesiredState
 
@@ -83,3 +83,15 @@ def check(case: Case) -> None:
 
 def reason(case: Case, peer: str) -> str:
     return next(p.reason for p in desired_for(case).pairs if p.node == peer)
+
+
+def outer(n: Node) -> set[IPAddress]:
+    """The addresses the overlay's outer packets to `n` go to: its underlay address and endpoint."""
+    return {n.underlay_ip} | ({n.endpoint.host} if n.endpoint else set())
+
+
+def clash(x: Node, y: Node) -> bool:
+    """Pod CIDRs overlap, or a pod CIDR of one holds an outer address of the other (checked naively)."""
+    if any(a.version == b.version and a.overlaps(b) for a in x.pod_cidrs for b in y.pod_cidrs):  # type: ignore[arg-type]
+        return True
+    return any(addr in c for p, q in ((x, y), (y, x)) for c in p.pod_cidrs for addr in outer(q))

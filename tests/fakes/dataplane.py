@@ -39,7 +39,6 @@ from meshd.state import (
     Route,
 )
 
-
 WIREGUARD_DEFAULT_MTU = 1420
 
 

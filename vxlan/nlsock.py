@@ -84,14 +84,10 @@ class NetlinkSocket:
                 yield msg
 
     async def index_of(self, name: str) -> int | None:
-        """The ifindex of link `name`, None when it does not exist."""
-        try:
-            found = await self.ipr().link_lookup(ifname=name)
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                return None
-            raise translate(exc, f"looking up link {name}{self.where}") from exc
-        return int(found[0]) if found else None
+        """The ifindex of link `name`, None when it does not exist (one RTM_GETLINK by name, not a dump:
+        this runs for every route, neighbour and FDB change)."""
+        msg = await self.get_link(name)
+        return int(msg["index"]) if msg is not None else None
 
     async def require_index(self, name: str) -> int:
         index = await self.index_of(name)

@@ -97,9 +97,11 @@ class FakePlane:
             self.kernel.apply([action])
 
 
-def make(store: MemoryStore, plane: FakePlane) -> tuple[Reconciler, Metrics, Health]:
+def make(
+    store: MemoryStore, plane: FakePlane, *, wireguard: bool = True
+) -> tuple[Reconciler, Metrics, Health]:
     metrics, health = Metrics(CollectorRegistry()), Health()
-    identity = Identity(name=ME, public_key=MY_KEY)
+    identity = Identity(name=ME, public_key=MY_KEY if wireguard else None)
     loop = Reconciler(
         datastore=store,
         dataplane=cast(Dataplane, plane),
@@ -213,3 +215,20 @@ async def test_the_first_publish_carries_every_annotation_in_one_write() -> None
     (first,) = store.published
     assert first["meshd.io/vxlan-mac"] and first["meshd.io/public-key"] == MY_KEY.base64
     assert first["meshd.io/endpoint"] and first["meshd.io/capabilities"]
+
+
+async def test_a_node_without_wireguard_runs_the_fallback_and_does_not_advertise_wireguard() -> None:
+    """`--wireguard auto` found neither the kernel module nor wireguard-go: the agent still meshes over
+    VXLAN, and its record tells peers not to expect a WireGuard peer (no key, no endpoint)."""
+    store = MemoryStore(nodes=[MINE, remote(2), remote(3)])
+    plane = FakePlane()
+    loop, metrics, _ = make(store, plane, wireguard=False)
+    await loop.reconcile_once()
+    await loop.reconcile_once()
+    kernel = plane.kernel.observe()
+    assert kernel.wireguard is None and kernel.vxlan is not None
+    assert {r.dev for r in kernel.routes} == {kernel.vxlan.name} and len(kernel.routes) == 2
+    (first,) = store.published
+    assert first["meshd.io/capabilities"] == "vxlan"
+    assert first["meshd.io/public-key"] is None and first["meshd.io/endpoint"] is None
+    assert count(metrics, "meshd_peers", transport="vxlan") == 2

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pyroute2 import AsyncWireGuard
 from pyroute2.netlink.generic.wireguard import wgmsg
 
 from keys.values import PrivateKey, PublicKey
@@ -19,7 +20,7 @@ from meshd.errors import UnsupportedError
 from meshd.model import Endpoint
 from meshd.state import PeerSpec, WireGuardDeviceSpec
 from overlay.detect import probe_kernel_wireguard
-from overlay.kernel import KernelWireGuard, decode_device
+from overlay.kernel import KernelWireGuard, PyrouteWireGuardNetlink, decode_device
 from tests.fakes.wg_genl import FakeWireGuardNetlink
 from tests.support.netns import Lab
 
@@ -293,3 +294,53 @@ def test_real_kernel_device_round_trip(kernel_ns: str) -> None:
         await dev.close()
 
     asyncio.run(scenario())
+
+
+class _Ack:
+    def __init__(self) -> None:
+        self.header: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return self.header
+
+
+async def test_the_pyroute2_seam_encodes_per_peer_flags_and_never_touches_other_peers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Runs PyrouteWireGuardNetlink and pyroute2's own message encoder (no kernel family needed) and
+    decodes what would go on the wire: add = no flags, update = UPDATE_ONLY, changed allowed IPs =
+    REPLACE_ALLOWEDIPS, remove = REMOVE_ME; never a device-level REPLACE_PEERS, never a private key."""
+    sent: list[bytes] = []
+    sock = AsyncWireGuard()
+    sock._prid = 0x20  # any family id: nothing reaches the kernel
+
+    def sendto(data: bytes, addr: object) -> None:
+        sent.append(bytes(data))
+
+    async def get() -> Any:
+        yield _Ack()
+
+    monkeypatch.setattr(sock, "sendto", sendto)
+    monkeypatch.setattr(sock, "get", get)
+    seam = PyrouteWireGuardNetlink()
+    seam._sock = sock
+    key = PrivateKey.generate()
+    dev = KernelWireGuard(NAME, key, client=seam)
+    try:
+        await dev.add_peer(peer(2, "198.19.2.0/24"))
+        await dev.update_peer(UpdatePeer(PublicKey(bytes([2]) * 32), persistent_keepalive=25))
+        await dev.update_peer(
+            UpdatePeer(PublicKey(bytes([2]) * 32), allowed_ips=frozenset({net("198.19.9.0/24")}))
+        )
+        await dev.remove_peer(PublicKey(bytes([2]) * 32))
+    finally:
+        await seam.close()
+    decoded = []
+    for data in sent:
+        msg = wgmsg(data)
+        msg.decode()
+        assert msg.get_attr("WGDEVICE_A_FLAGS") in (None, 0)  # no WGDEVICE_F_REPLACE_PEERS
+        assert msg.get_attr("WGDEVICE_A_PRIVATE_KEY") is None
+        (p,) = msg.get_attr("WGDEVICE_A_PEERS")
+        decoded.append((p.get_attr("WGPEER_A_FLAGS"), p.get_attr("WGPEER_A_ALLOWEDIPS") is not None))
+    assert decoded == [(0x2, True), (0x4, False), (0x4 | 0x2, True), (0x1, False)]

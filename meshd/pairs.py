@@ -27,7 +27,7 @@ class PairPlan:
 
     @property
     def decision(self) -> PairDecision:
-        return PairDecision(self.peer.name, self.transport, self.reason)
+        return PairDecision(self.peer.name, self.transport, self.reason, self.peer.pod_cidrs)
 
 
 def decide_pair(local: LocalNode, peer: Node, *, config: MeshConfig, view: ClusterView) -> PairPlan:

@@ -95,6 +95,7 @@ class PairDecision:
     node: str
     transport: Transport
     reason: str
+    pod_cidrs: tuple[IPNetwork, ...] = ()  # the peer's pod CIDRs (routed over `transport` unless NONE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,9 +36,6 @@ def status_document(
     peers = live if live is not None else (actual.wireguard.peers if actual.wireguard else ())
     observed = {p.public_key: p for p in peers}
     specs = {p.node: p for p in desired.peers}
-    routes: dict[str, list[str]] = {}
-    for r in desired.routes:
-        routes.setdefault(r.dev, []).append(str(r.dst))
     for pair in desired.pairs:
         spec = specs.get(pair.node)
         seen: ObservedPeer | None = observed.get(spec.public_key) if spec else None
@@ -52,6 +49,7 @@ def status_document(
                 if seen and spec
                 else (str(spec.endpoint) if spec else None),
                 "allowedIPs": sorted(map(str, spec.allowed_ips)) if spec else [],
+                "podCIDRs": [str(c) for c in pair.pod_cidrs],
                 "lastHandshake": seen.last_handshake if seen else None,
                 "rxBytes": seen.rx_bytes if seen else 0,
                 "txBytes": seen.tx_bytes if seen else 0,
@@ -77,6 +75,13 @@ def _bytes(n: int) -> str:
     return f"{value:.1f} TiB"
 
 
+def _routed(peer: dict[str, Any]) -> str:
+    """What reaches this peer: its pod CIDRs over any transport (WireGuard's allowed IPs are the same)."""
+    if peer["transport"] == "none":
+        return "- (no route)"
+    return ",".join(peer.get("podCIDRs") or peer.get("allowedIPs") or []) or "-"
+
+
 def render_table(doc: dict[str, Any], *, now: float) -> str:
     """A readable table of the /status document; `now` is passed in (no clock here)."""
     head = (
@@ -89,7 +94,7 @@ def render_table(doc: dict[str, Any], *, now: float) -> str:
             p["node"],
             p["transport"],
             (p.get("endpoint") or "-") if p["transport"] == "wireguard" else "-",
-            ",".join(p.get("allowedIPs") or []) or "-",
+            _routed(p),
             _age(p.get("lastHandshake"), now) if p["transport"] == "wireguard" else "-",
             _bytes(p.get("rxBytes", 0)),
             _bytes(p.get("txBytes", 0)),

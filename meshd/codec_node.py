@@ -34,7 +34,8 @@ ENDPOINT = "meshd.io/endpoint"
 VXLAN_MAC = "meshd.io/vxlan-mac"
 CAPABILITIES = "meshd.io/capabilities"
 OBSERVED_GENERATION = "meshd.io/observed-generation"
-ANNOTATIONS = (PUBLIC_KEY, ENDPOINT, VXLAN_MAC, CAPABILITIES, OBSERVED_GENERATION)
+UNDERLAY_IP = "meshd.io/underlay-ip"  # wins over status.addresses: what `--underlay-ip` chose
+ANNOTATIONS = (PUBLIC_KEY, ENDPOINT, VXLAN_MAC, CAPABILITIES, OBSERVED_GENERATION, UNDERLAY_IP)
 
 # The fixed set of InvalidNode reasons (metric label values). "bad-record": the record or its metadata
 # is not an object at all.
@@ -99,12 +100,18 @@ def _decode(name: str, meta: Mapping[str, Any], obj: Mapping[str, Any], override
     if spec is not None and not isinstance(spec, Mapping):
         raise _Invalid("bad-pod-cidr", f"spec is {json_type(spec)}, not an object")
     cidrs = _pod_cidrs(spec or {})
-    underlay = override if override is not None else _underlay(obj.get("status"))
     ann = meta.get("annotations")
     if ann is None:
         ann = {}
     if not isinstance(ann, Mapping):
         raise _Invalid("bad-annotations", f"metadata.annotations is {json_type(ann)}, not an object")
+    published = _annotation(ann, UNDERLAY_IP, "bad-underlay-address")
+    if override is not None:
+        underlay = override
+    elif published is not None:
+        underlay = _ip(published, f"annotation {UNDERLAY_IP}")
+    else:
+        underlay = _underlay(obj.get("status"))
     key = _annotation(ann, PUBLIC_KEY, "bad-public-key")
     endpoint = _annotation(ann, ENDPOINT, "bad-endpoint")
     mac = _annotation(ann, VXLAN_MAC, "bad-vxlan-mac")
@@ -277,12 +284,15 @@ def encode_annotations(node: Node) -> dict[str, str | None]:
         VXLAN_MAC: node.vxlan_mac.lower() if node.vxlan_mac is not None else None,
         CAPABILITIES: ",".join(caps) if caps else None,
         OBSERVED_GENERATION: str(gen) if gen is not None else None,
+        UNDERLAY_IP: str(node.underlay_ip),
     }
 
 
 def encode_node(node: Node) -> dict[str, Any]:
-    """A Kubernetes-Node-shaped dict that `decode_node` reads back as the same Node."""
-    annotations = {k: v for k, v in encode_annotations(node).items() if v is not None}
+    """A Kubernetes-Node-shaped dict that `decode_node` reads back as the same Node (the underlay
+    address goes to status.addresses, as the kubelet reports it)."""
+    encoded = encode_annotations(node).items()
+    annotations = {k: v for k, v in encoded if v is not None and k != UNDERLAY_IP}
     cidrs = [str(c) for c in node.pod_cidrs]
     spec: dict[str, Any] = {"podCIDRs": cidrs}
     if cidrs:

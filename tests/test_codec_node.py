@@ -18,6 +18,7 @@ from meshd.codec import (
     INVALID_REASONS,
     OBSERVED_GENERATION,
     PUBLIC_KEY,
+    UNDERLAY_IP,
     VXLAN_MAC,
     decode_node,
     encode_annotations,
@@ -207,14 +208,28 @@ def test_bad_public_key_detail_has_no_key_material() -> None:
     assert almost[:20] not in record.detail
 
 
-def test_encode_annotations_of_a_bare_node_removes_everything() -> None:
-    assert encode_annotations(plain()) == {
+def test_encode_annotations_of_a_bare_node_removes_everything_but_its_address() -> None:
+    node = plain()
+    assert encode_annotations(node) == {
         PUBLIC_KEY: None,
         ENDPOINT: None,
         VXLAN_MAC: None,
         CAPABILITIES: None,
         OBSERVED_GENERATION: None,
+        UNDERLAY_IP: str(node.underlay_ip),
     }
+
+
+def test_the_published_underlay_address_wins_over_status_addresses() -> None:
+    """`--underlay-ip` on a multi-homed node: peers must send VXLAN/IPIP to the address it chose."""
+    chosen = "198.18.7.7"
+    record = decode_node(raw(annotations={UNDERLAY_IP: chosen}))
+    assert isinstance(record, Node) and str(record.underlay_ip) == chosen
+    assert isinstance(decode_node(raw()), Node) and str(decode_node(raw()).underlay_ip) != chosen  # type: ignore[union-attr]
+    for bad in ("127.0.0.1", "not-an-ip", "0.0.0.0", "198.18.0.1:51820"):
+        record = decode_node(raw(annotations={UNDERLAY_IP: bad}))
+        assert isinstance(record, InvalidNode) and record.reason == "bad-underlay-address", bad
+        assert UNDERLAY_IP in record.detail
 
 
 def test_encode_annotations_of_a_full_node() -> None:
@@ -231,6 +246,7 @@ def test_encode_annotations_of_a_full_node() -> None:
         VXLAN_MAC: "02:ab:cd:00:00:01",
         CAPABILITIES: "ipip,vxlan,wireguard",
         OBSERVED_GENERATION: "3",
+        UNDERLAY_IP: str(node.underlay_ip),
     }
 
 

@@ -215,6 +215,7 @@ async def test_the_first_publish_carries_every_annotation_in_one_write() -> None
     (first,) = store.published
     assert first["meshd.io/vxlan-mac"] and first["meshd.io/public-key"] == MY_KEY.base64
     assert first["meshd.io/endpoint"] and first["meshd.io/capabilities"]
+    assert first["meshd.io/underlay-ip"] == str(MINE.underlay_ip)
 
 
 async def test_a_node_without_wireguard_runs_the_fallback_and_does_not_advertise_wireguard() -> None:

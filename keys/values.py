@@ -96,10 +96,10 @@ class PrivateKey:
 
     @classmethod
     def from_base64(cls, text: str) -> PrivateKey:
-        """A key as `wg genkey` writes it: canonical base64, then at most one newline (the key file
-        format). Any other whitespace, a second line or non-canonical base64 is refused."""
-        if isinstance(text, str) and text.endswith("\n"):
-            text = text[:-1]
+        """A key file as `wg` reads it: canonical base64 at the start, then nothing but whitespace (the
+        newline `wg genkey` writes, a CRLF, a trailing blank line). Anything else is refused."""
+        if isinstance(text, str):
+            text = text.rstrip(" \t\r\n\v\f")
         return cls(_decode_b64_key(text, "private key"))
 
     @property

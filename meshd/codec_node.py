@@ -65,8 +65,14 @@ class _Invalid(Exception):
         self.detail = detail
 
 
-def decode_node(obj: Mapping[str, Any], *, underlay_override: IPAddress | None = None) -> NodeRecord:
-    """A Node, or an InvalidNode saying why not. Never raises, whatever `obj` holds."""
+def decode_node(
+    obj: Mapping[str, Any], *, underlay_override: IPAddress | None = None, published_underlay: bool = True
+) -> NodeRecord:
+    """A Node, or an InvalidNode saying why not. Never raises, whatever `obj` holds.
+
+    The underlay address: `underlay_override`, else the node's `meshd.io/underlay-ip` annotation (unless
+    `published_underlay` is False: an agent reading its own record must not pin what it once published),
+    else status.addresses."""
     name = ""
     try:
         if not isinstance(obj, Mapping):
@@ -75,7 +81,7 @@ def decode_node(obj: Mapping[str, Any], *, underlay_override: IPAddress | None =
         if not isinstance(meta, Mapping):
             raise _Invalid("bad-record", f"metadata is {json_type(meta)}, not an object")
         name = _name(meta.get("name"))
-        return _decode(name, meta, obj, underlay_override)
+        return _decode(name, meta, obj, underlay_override, published_underlay=published_underlay)
     except _Invalid as bad:
         return InvalidNode(name, bad.reason, one_line(bad.detail))
 
@@ -94,7 +100,14 @@ def _name(name: object) -> str:
     return name
 
 
-def _decode(name: str, meta: Mapping[str, Any], obj: Mapping[str, Any], override: IPAddress | None) -> Node:
+def _decode(
+    name: str,
+    meta: Mapping[str, Any],
+    obj: Mapping[str, Any],
+    override: IPAddress | None,
+    *,
+    published_underlay: bool,
+) -> Node:
     labels = _labels(meta.get("labels"))
     spec = obj.get("spec")
     if spec is not None and not isinstance(spec, Mapping):
@@ -108,7 +121,7 @@ def _decode(name: str, meta: Mapping[str, Any], obj: Mapping[str, Any], override
     published = _annotation(ann, UNDERLAY_IP, "bad-underlay-address")
     if override is not None:
         underlay = override
-    elif published is not None:
+    elif published is not None and published_underlay:
         underlay = _ip(published, f"annotation {UNDERLAY_IP}")
     else:
         underlay = _underlay(obj.get("status"))

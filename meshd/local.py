@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from keys.values import PublicKey
+from meshd.codec import UNDERLAY_IP, encode_annotations
 from meshd.model import Endpoint, IPAddress, IPNetwork, Labels, LocalNode, Node, Snapshot, Transport
 
 
@@ -61,3 +62,14 @@ def local_node(
 def published(local: LocalNode, generation: int | None) -> Node:
     """The record we publish: our node with the generation we have fully applied."""
     return replace(local.node, observed_generation=generation)
+
+
+def annotations_to_publish(
+    identity: Identity, local: LocalNode, generation: int | None
+) -> dict[str, str | None]:
+    """Our `meshd.io/*` annotations. The underlay address is published only when a flag chose it: else
+    status.addresses (kept current by the kubelet) is the truth, and a copy could only go stale."""
+    annotations = encode_annotations(published(local, generation))
+    if identity.underlay_ip is None:
+        annotations[UNDERLAY_IP] = None
+    return annotations

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshd import actions as a
-from meshd.codec import encode_annotations
 from meshd.dataplane import Dataplane
 from meshd.diff import diff
 from meshd.httpserver import Health
-from meshd.local import Identity, local_node, published
+from meshd.local import Identity, annotations_to_publish, local_node
 from meshd.metrics import Metrics
 from meshd.model import EncryptionMode, InvalidNode, IPAddress, LocalNode, MeshConfig, Node
 from meshd.planner import plan
@@ -192,7 +191,7 @@ class Reconciler:
             await _phase("after-pass", self.after_pass(local, desired))
         self.applied_generation = snapshot.config.generation
         if not any(isinstance(x, a.CreateVxlanDevice) for x in actions):  # else: its MAC comes next pass
-            annotations = encode_annotations(published(local, self.applied_generation))
+            annotations = annotations_to_publish(self.identity, local, self.applied_generation)
             await _phase("publish", self.datastore.publish(self.identity.name, annotations))
         self._last = (desired, actual)
         self._quiet = None if actions else (actual, mtu)

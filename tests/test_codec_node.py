@@ -226,6 +226,8 @@ def test_the_published_underlay_address_wins_over_status_addresses() -> None:
     record = decode_node(raw(annotations={UNDERLAY_IP: chosen}))
     assert isinstance(record, Node) and str(record.underlay_ip) == chosen
     assert isinstance(decode_node(raw()), Node) and str(decode_node(raw()).underlay_ip) != chosen  # type: ignore[union-attr]
+    own = decode_node(raw(annotations={UNDERLAY_IP: chosen}), published_underlay=False)
+    assert isinstance(own, Node) and str(own.underlay_ip) != chosen, "an agent must not pin its own old copy"
     for bad in ("127.0.0.1", "not-an-ip", "0.0.0.0", "198.18.0.1:51820"):
         record = decode_node(raw(annotations={UNDERLAY_IP: bad}))
         assert isinstance(record, InvalidNode) and record.reason == "bad-underlay-address", bad

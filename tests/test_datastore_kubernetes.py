@@ -364,3 +364,16 @@ async def test_a_malformed_watch_event_relists_instead_of_killing_the_watch(garb
     finally:
         task.cancel()
     assert listed[:2] == [["n1"], ["n2"]] and reflector.failure is None
+
+
+async def test_peers_published_underlay_wins_but_never_our_own_stale_copy(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
+) -> None:
+    """Our InternalIP changed since we last published meshd.io/underlay-ip: we follow status.addresses
+    (and our next publish removes the annotation); a peer's published address wins over its status."""
+    kube.put("nodes", _node("me", 1, **{"meshd.io/underlay-ip": "198.18.9.1"}))
+    kube.put("nodes", _node("peer", 2, **{"meshd.io/underlay-ip": "198.18.9.2"}))
+    ds = await _started(make_ds)
+    snap = await _until_changed(ds, lambda s: len(s.nodes) == 2)
+    found = {n.name: str(n.underlay_ip) for n in snap.nodes if isinstance(n, Node)}
+    assert found == {"me": "198.18.0.1", "peer": "198.18.9.2"}

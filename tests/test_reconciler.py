@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import pytest
@@ -215,7 +215,16 @@ async def test_the_first_publish_carries_every_annotation_in_one_write() -> None
     (first,) = store.published
     assert first["meshd.io/vxlan-mac"] and first["meshd.io/public-key"] == MY_KEY.base64
     assert first["meshd.io/endpoint"] and first["meshd.io/capabilities"]
-    assert first["meshd.io/underlay-ip"] == str(MINE.underlay_ip)
+    assert first["meshd.io/underlay-ip"] is None  # no --underlay-ip: status.addresses is the truth
+
+
+async def test_an_underlay_flag_is_published_so_peers_use_it() -> None:
+    store = MemoryStore(nodes=[MINE, remote(2)])
+    loop, _, _ = make(store, FakePlane())
+    loop.identity = replace(loop.identity, underlay_ip=ipaddress.ip_address("198.18.9.1"))
+    await loop.reconcile_once()
+    await loop.reconcile_once()
+    assert store.published[-1]["meshd.io/underlay-ip"] == "198.18.9.1"
 
 
 async def test_a_node_without_wireguard_runs_the_fallback_and_does_not_advertise_wireguard() -> None:

@@ -204,7 +204,9 @@ class KubernetesDatastore:
             return cached[1]
         override = self._underlay_override if name == self.node_name else None
         try:
-            record: NodeRecord = decode_node(obj, underlay_override=override)
+            record: NodeRecord = decode_node(
+                obj, underlay_override=override, published_underlay=name != self.node_name
+            )
         except Exception as exc:  # the codec promises not to raise; one bad node must not stop the agent
             log.exception("decoding node %s failed", name)
             record = InvalidNode(name, "bad-record", f"node {name} could not be decoded: {exc}")

@@ -111,7 +111,7 @@ def _diff_routes(
     it): replacing would overwrite a route we do not own."""
     have = frozenset(r for r in actual.routes if r.dev not in vanished)
     wanted_dsts = {r.dst for r in desired.routes}
-    taken = {r.dst for r in actual.foreign_routes}
+    taken = {r.dst for r in actual.foreign_routes} - {r.dst for r in have}  # ours there too: ours to move
     replaces = [a.ReplaceRoute(r) for r in _sorted_routes(desired.routes - have) if r.dst not in taken]
     removes: Sequence[a.Action] = []
     if prune:

@@ -264,3 +264,16 @@ def test_a_new_wireguard_link_gets_its_mtu_in_the_same_pass(mtu: int) -> None:
     assert desired.wireguard is not None
     fake = converged(desired)  # one pass from nothing, then nothing left to do
     assert fake.observe().wireguard.mtu == desired.wireguard.mtu  # type: ignore[union-attr]
+
+
+def test_our_route_next_to_a_foreign_one_still_moves() -> None:
+    """A foreign route at another metric beside ours: replacing touches only ours, so a toggle from
+    VXLAN back to WireGuard must still move it (or traffic would stay in clear under Enabled)."""
+    enabled = planned(node(2))
+    disabled = planned(node(2), config=MeshConfig(mode=EncryptionMode.DISABLED))
+    fake = converged(disabled)
+    (ours,) = fake.observe().routes
+    foreign = replace(ours, dev="eth9", via=None)
+    actual = replace(fake.observe(), foreign_routes=frozenset({foreign}))
+    moves = [x for x in diff(enabled, actual, prune=True) if isinstance(x, a.ReplaceRoute)]
+    assert [m.route for m in moves] == sorted(enabled.routes, key=str)

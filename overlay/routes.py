@@ -8,6 +8,7 @@ destination equals or lies inside one of those networks. Broader routes (the def
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -118,12 +119,26 @@ class NetlinkRouteTable:
             if exc.code != errno.EINVAL or route.via is None or route.dst.version != 6:
                 raise
             # IPv6 validates an onlink gateway against the route being replaced, which still points at the
-            # old device ("device mismatch"): move the route in two steps instead of one.
+            # old device ("device mismatch"): move the route in two steps, and put the old one back if the
+            # new one is refused too (never leave the destination without our route).
             log.info("%s: the kernel refuses an in-place IPv6 move; deleting and re-adding", doing)
+            names = await self.sock.names_by_index()
+            old = [
+                r for proto, r in await self._routes(names) if proto == self.protocol and r.dst == route.dst
+            ]
             await self.sock.ipr().route(
                 "del", dst=str(route.dst), family=family_of(route.dst), proto=self.protocol, table=self.table
             )
-            await self._send("add", route, index)
+            try:
+                await self._send("add", route, index)
+            except NetlinkError:
+                for previous in old:
+                    back = {v: k for k, v in names.items()}.get(previous.dev)
+                    if back is not None:
+                        with contextlib.suppress(NetlinkError):
+                            await self._send("add", previous, back)
+                            log.warning("%s failed; restored the previous route via %s", doing, previous.dev)
+                raise
 
     async def _send(self, verb: str, route: Route, index: int) -> None:
         extra: dict[str, Any] = {"gateway": str(route.via)} if route.via is not None else {}

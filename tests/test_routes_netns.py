@@ -126,3 +126,26 @@ async def test_another_table_is_separate(node: tuple[Lab, LabNode]) -> None:
         assert (await other.observe())[0] == {_route(f)}
         assert (await main.observe())[0] == frozenset()
     assert "table 100" in _kernel_routes(lab, n.ns, f, f.dst)[0]
+
+
+async def test_an_ipv6_move_the_kernel_refuses_keeps_our_old_route(node: tuple[Lab, LabNode]) -> None:
+    """Moving an IPv6 pod route onto an onlink gateway goes delete-then-add when the kernel refuses the
+    in-place replace. If the add is refused too (here: a foreign /48 on eth0 covers the gateway, so the
+    gateway's device mismatches), our previous route is put back: the destination never loses it."""
+    lab, n = node
+    dst = ipaddress.ip_network("2001:db8:19:2::/64")
+    gw = ipaddress.ip_address("2001:db8:19:2::")
+    lab.ip(n.ns, "link", "add", "alt0", "type", "veth", "peer", "name", "alt1")
+    lab.ip(n.ns, "link", "set", "alt0", "up")
+    routes = NetlinkRouteTable(netns=n.ns)
+    try:
+        await routes.observe()
+        await routes.replace(Route(dst=dst, dev="pod0"))
+        lab.ip(n.ns, "-6", "route", "add", "2001:db8:19::/48", "dev", "eth0", "proto", "static")
+        with pytest.raises(PermanentError):
+            await routes.replace(Route(dst=dst, dev="alt0", via=gw, onlink=True))
+        out = lab.ip(n.ns, "-6", "route", "show", "exact", str(dst)).stdout
+        (line,) = [x for x in out.splitlines() if x.strip()]
+        assert "dev pod0" in line and f"proto {RTPROT_MESHD}" in line
+    finally:
+        await routes.close()

@@ -163,6 +163,7 @@ class Reconciler:
             observed_generation=self.applied_generation,
         )
         if local is None:
+            self.health.last_pass_ok = False
             self.health.detail = "waiting for our own node record (underlay address and pod CIDRs)"
             log.info("%s", self.health.detail)
             return False

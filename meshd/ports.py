@@ -49,10 +49,6 @@ class WireGuardDevice(Protocol):
     async def observe_device(self) -> WireGuardReading | None:
         """Key, port and peers in one read (one UAPI get or genl dump); None when there is no device."""
 
-    async def public_key(self) -> PublicKey | None: ...
-
-    async def listen_port(self) -> int: ...
-
     async def observe_peers(self) -> tuple[ObservedPeer, ...]: ...
 
     async def create(self, spec: WireGuardDeviceSpec) -> None:

@@ -178,12 +178,6 @@ class KernelWireGuard:
     async def exists(self) -> bool:
         return await self.observe_device() is not None
 
-    async def public_key(self) -> PublicKey | None:
-        return (await self._get()).public_key
-
-    async def listen_port(self) -> int:
-        return (await self._get()).listen_port
-
     async def observe_peers(self) -> tuple[ObservedPeer, ...]:
         return (await self._get()).peers
 

@@ -194,7 +194,7 @@ async def test_wireguard_go_survives_the_death_of_the_agent_that_started_it(tmp_
         assert running(pid)
         dev = WireGuardGo(node.wg_name, key, node.ns, run_dir=tmp_path)
         assert await dev.exists()
-        assert await dev.public_key() == key.public_key()
+        assert (await dev.observe_device()).public_key == key.public_key()  # type: ignore[union-attr]
         await dev.add_peer(peer_of(nodes[1], PrivateKey.generate()))
         assert len(await dev.observe_peers()) == 1
 

@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from meshd.core.model import Node
 from meshd.datastore.file import FileDatastore
 from meshd.demo.agents import Mesh
-from meshd.model import Node
-from meshd.netlab import Lab, build_cluster
+from meshd.demo.netlab import Lab, build_cluster
 
 
 async def delivery_latency(store: Path, *, samples: int = 7) -> float:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from keys.values import PrivateKey
-from meshd.netlab import Lab, LabNode
+from meshd.demo.netlab import Lab, LabNode
 
 
 def wireguard_pair(lab: Lab, a: LabNode, b: LabNode, workdir: Path, *, port: int = 51820) -> None:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from meshd.netlab import Lab
+from meshd.demo.netlab import Lab
 
 
 def main(argv: list[str] | None = None) -> int:

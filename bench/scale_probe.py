@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from keys.values import PrivateKey
-from meshd.codec import encode_node
-from meshd.model import Endpoint, Node, Transport
+from meshd.core.codec import encode_node
+from meshd.core.model import Endpoint, Node, Transport
 
 Obj = dict[str, Any]
 UNDERLAY, PODS = ipaddress.IPv4Address("198.18.0.0"), ipaddress.IPv4Address("198.19.0.0")

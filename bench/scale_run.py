@@ -46,7 +46,7 @@ def count_lines(*cmd: str) -> int:
 
 
 IMPORTS = (
-    "import meshd.agent, meshd.datastore.kubernetes, meshd.datastore.k8s_api, overlay.userspace\n"
+    "import meshd.agent.wiring, meshd.datastore.kubernetes, meshd.datastore.k8s_api, overlay.userspace\n"
     "from kubernetes.aio import client\nclient.CoreV1Api, client.CustomObjectsApi  # imported lazily"
 )
 

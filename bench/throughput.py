@@ -16,8 +16,8 @@ from pathlib import Path
 
 from bench.handbuilt import vxlan_pair, wireguard_pair
 from meshd.demo.agents import Mesh
+from meshd.demo.netlab import Lab, build_cluster
 from meshd.demo.traffic import iperf3
-from meshd.netlab import Lab, build_cluster
 
 
 def main(argv: list[str] | None = None) -> int:

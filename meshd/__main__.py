@@ -1,6 +1,6 @@
 """`python -m meshd`: the same as the `meshd` console script."""
 
-from meshd.cli import main
+from meshd.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

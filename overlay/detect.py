@@ -19,8 +19,8 @@ from pyroute2 import AsyncWireGuard
 from pyroute2.netlink.exceptions import NetlinkError
 
 from keys.values import PrivateKey
+from meshd.core.ports import WireGuardDevice
 from meshd.errors import ConfigError, UnsupportedError
-from meshd.ports import WireGuardDevice
 from overlay import netns as ns
 from overlay.kernel import KernelWireGuard
 from overlay.userspace import DEFAULT_RUN_DIR, WireGuardGo

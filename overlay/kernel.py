@@ -24,10 +24,10 @@ from pyroute2 import AsyncWireGuard
 from pyroute2.netlink.exceptions import NetlinkError
 
 from keys.values import PrivateKey, PublicKey
-from meshd.actions import AddPeer, PeerAction, RemovePeer, UpdatePeer
+from meshd.core.actions import AddPeer, PeerAction, RemovePeer, UpdatePeer
+from meshd.core.model import Endpoint, IPNetwork
+from meshd.core.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
 from meshd.errors import MeshdError, PermanentError, TransientError, UnsupportedError
-from meshd.model import Endpoint, IPNetwork
-from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
 from overlay import netns as ns
 from overlay import uapi
 

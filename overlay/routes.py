@@ -17,9 +17,9 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from meshd.core.model import IPNetwork
+from meshd.core.state import RTPROT_MESHD, Route
 from meshd.errors import PermanentError
-from meshd.model import IPNetwork
-from meshd.state import RTPROT_MESHD, Route
 from vxlan.nlsock import RTNH_F_ONLINK, NetlinkSocket, family_of, translate
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from keys.values import KEY_LEN, PrivateKey, PublicKey
-from meshd.actions import AddPeer, RemovePeer, UpdatePeer
+from meshd.core.actions import AddPeer, RemovePeer, UpdatePeer
+from meshd.core.model import Endpoint, IPNetwork
+from meshd.core.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
 from meshd.errors import PermanentError
-from meshd.model import Endpoint, IPNetwork
-from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
 
 GET_REQUEST = "get=1\n\n"
 MAX_PORT = 65535

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from keys.values import PrivateKey, PublicKey
-from meshd.actions import AddPeer, PeerAction, UpdatePeer
+from meshd.core.actions import AddPeer, PeerAction, UpdatePeer
+from meshd.core.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
 from meshd.errors import PermanentError, TransientError, UnsupportedError
-from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
 from overlay import uapi
 from overlay.netns import link_delete, link_up, ns_argv
 

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from keys.values import PublicKey
-from meshd.model import Endpoint, IPAddress, LocalNode, MeshConfig, Node, NodeRecord, Snapshot, Transport
-from meshd.planner import plan
-from meshd.state import DesiredState
+from meshd.core.model import Endpoint, IPAddress, LocalNode, MeshConfig, Node, NodeRecord, Snapshot, Transport
+from meshd.core.planner import plan
+from meshd.core.state import DesiredState
 
 WG, VX, IPIP, NONE = Transport.WIREGUARD, Transport.VXLAN, Transport.IPIP, Transport.NONE
 ALL = frozenset({WG, VX})

@@ -17,7 +17,7 @@ from typing import TypeVar
 from hypothesis import strategies as st
 
 from keys.values import PublicKey
-from meshd.model import (
+from meshd.core.model import (
     EncryptionMode,
     Endpoint,
     Fallback,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from meshd.demo.agents import Mesh
+from meshd.demo.netlab import Lab, build_cluster
 from meshd.demo.traffic import PingRun
-from meshd.netlab import Lab, build_cluster
 from tests.support.observe import metric, owned_routes, wg_peers
 
 pytestmark = pytest.mark.netns

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from meshd.demo.agents import Agent, Mesh
+from meshd.demo.netlab import Lab, LabNode, build_cluster
 from meshd.demo.stores import KubeStore, node_object
 from meshd.demo.traffic import PingRun
-from meshd.netlab import Lab, LabNode, build_cluster
 from tests.support.observe import eventually, log_records, metric, owned_routes, samples, wg_peers, wg_show
 
 pytestmark = pytest.mark.netns

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from meshd import cli, cmd_keys
+from meshd.cli import keys as cmd_keys
+from meshd.cli import main as cli
 from tests.test_keys_store import GARBAGE, NEAR_VALID, assert_no_secret, wg_pubkey
 
 REPO = Path(__file__).resolve().parent.parent

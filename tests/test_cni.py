@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from meshd.cni import cni_conflist, write_cni_config
-from meshd.model import IPNetwork
+from meshd.agent.cni import cni_conflist, write_cni_config
+from meshd.core.model import IPNetwork
 from tests.support.netns import Lab
 
 V4 = ipaddress.ip_network("198.19.1.0/24")
@@ -133,7 +133,7 @@ def test_write_logs_change_at_info_and_noop_at_debug(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     conf = cni_conflist(pod_cidrs=[V4], mtu=1420)
-    with caplog.at_level(logging.DEBUG, logger="meshd.cni"):
+    with caplog.at_level(logging.DEBUG, logger="meshd.agent.cni"):
         write_cni_config(tmp_path, conf)
         write_cni_config(tmp_path, conf)
     levels = [(r.levelno, "wrote" in r.getMessage()) for r in caplog.records]

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshd.codec import decode_meshconfig, encode_meshconfig
-from meshd.errors import ConfigError
-from meshd.model import (
+from meshd.core.codec import decode_meshconfig, encode_meshconfig
+from meshd.core.model import (
     EncryptionMode,
     Fallback,
     LabelRequirement,
@@ -20,6 +19,7 @@ from meshd.model import (
     VxlanSettings,
     WireGuardSettings,
 )
+from meshd.errors import ConfigError
 from tests.strategies import json_values, mesh_configs
 
 HEAD = {"apiVersion": "meshd.io/v1alpha1", "kind": "MeshConfig", "metadata": {"name": "default"}}

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from keys.values import PrivateKey
-from meshd import codec_node
-from meshd.codec import (
+from meshd.core.codec import (
     CAPABILITIES,
     ENDPOINT,
     INVALID_REASONS,
@@ -24,7 +23,8 @@ from meshd.codec import (
     encode_annotations,
     encode_node,
 )
-from meshd.model import Endpoint, InvalidNode, Node, Transport
+from meshd.core.codec import node as codec_node
+from meshd.core.model import Endpoint, InvalidNode, Node, Transport
 
 KEY = PrivateKey.from_base64("YEz6zJ3K8iGXYyMCmHfm8Sc4Ti1ERZXGE1l/xHeNaE8=").public_key()
 V4, V6 = ipaddress.ip_network("198.19.1.0/24"), ipaddress.ip_network("2001:db8:19:1::/64")
@@ -265,7 +265,7 @@ def test_encode_node_is_kubernetes_shaped() -> None:
 
 def test_codec_imports_no_io_libraries() -> None:
     code = (
-        "import sys, meshd.codec\n"
+        "import sys, meshd.core.codec\n"
         "bad = {'pyroute2', 'wgnlpy', 'kubernetes', 'prometheus_client'} & {m.split('.')[0] for m in sys.modules}\n"
         "print(sorted(bad))"
     )

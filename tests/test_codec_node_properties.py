@@ -8,8 +8,8 @@ import copy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshd.codec import decode_node, encode_node
-from meshd.model import InvalidNode, Node
+from meshd.core.codec import decode_node, encode_node
+from meshd.core.model import InvalidNode, Node
 from tests.strategies import fuzzed_annotations, json_values, nodes, valid_clusters
 from tests.test_codec_node import assert_good_detail
 

@@ -13,10 +13,19 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from meshd.codec import decode_node, encode_node
-from meshd.conflicts import cluster_view
-from meshd.model import Endpoint, InvalidNode, IPNetwork, LocalNode, MeshConfig, Node, Snapshot, Transport
-from meshd.planner import plan
+from meshd.core.codec import decode_node, encode_node
+from meshd.core.conflicts import cluster_view
+from meshd.core.model import (
+    Endpoint,
+    InvalidNode,
+    IPNetwork,
+    LocalNode,
+    MeshConfig,
+    Node,
+    Snapshot,
+    Transport,
+)
+from meshd.core.planner import plan
 from tests.planner_cases import clash
 from tests.strategies import fuzzed_annotations, json_values, mesh_configs, nodes, valid_clusters
 

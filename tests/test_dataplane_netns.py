@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from keys.values import PublicKey
-from meshd.actions import Action, ReplaceRoute
+from meshd.core.actions import Action, ReplaceRoute
+from meshd.core.model import EncryptionMode, IPNetwork, LabelSelector, MeshConfig
+from meshd.core.state import ObservedPeer, Route
+from meshd.demo.netlab import Lab
 from meshd.demo.traffic import iperf3
-from meshd.model import EncryptionMode, IPNetwork, LabelSelector, MeshConfig
-from meshd.netlab import Lab
-from meshd.state import ObservedPeer, Route
 from tests.support.dataplane import (
     VX,
     Cluster,

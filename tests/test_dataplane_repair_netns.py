@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from keys.values import PrivateKey
-from meshd.actions import AddFdb, AddNeighbor, AddPeer, ReplaceRoute
-from meshd.codec_node import decode_node
+from meshd.core.actions import AddFdb, AddNeighbor, AddPeer, ReplaceRoute
+from meshd.core.codec.node import decode_node
+from meshd.core.model import Endpoint, LabelSelector, MeshConfig, Node
+from meshd.core.state import FdbEntry, NeighborEntry, PeerSpec, Route
+from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from meshd.demo.traffic import PingRun
-from meshd.model import Endpoint, LabelSelector, MeshConfig, Node
-from meshd.netlab import Lab, LabNode, lab_cluster
-from meshd.state import FdbEntry, NeighborEntry, PeerSpec, Route
 from tests.support.dataplane import (
     VX,
     Cluster,

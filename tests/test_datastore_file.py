@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from meshd.core.model import EncryptionMode, InvalidNode, Node
 from meshd.datastore.file import FileDatastore
-from meshd.model import EncryptionMode, InvalidNode, Node
 
 
 def _me(name: str = "a", i: int = 1) -> Node:

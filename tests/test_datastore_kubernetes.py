@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from meshd.core.model import EncryptionMode, InvalidNode, MeshConfig, Node, Snapshot
 from meshd.datastore.k8s_api import TransientApiError
 from meshd.datastore.k8s_watch import Backoff, Reflector, with_retries
 from meshd.datastore.kubernetes import KubernetesDatastore
 from meshd.errors import PermanentError, TransientError
-from meshd.model import EncryptionMode, InvalidNode, MeshConfig, Node, Snapshot
 from tests.fakekube import FakeKube
 
 LIMIT = 30.0  # generous bound on every wait; never an assertion about time

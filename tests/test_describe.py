@@ -6,9 +6,9 @@ import ipaddress
 import typing
 
 from keys.values import PrivateKey
-from meshd import actions as a
-from meshd.dataplane import describe
-from meshd.state import FdbEntry, NeighborEntry, PeerSpec, Route, VxlanDeviceSpec, WireGuardDeviceSpec
+from meshd.agent.dataplane import describe
+from meshd.core import actions as a
+from meshd.core.state import FdbEntry, NeighborEntry, PeerSpec, Route, VxlanDeviceSpec, WireGuardDeviceSpec
 
 KEY = PrivateKey.generate()
 PUB = KEY.public_key()

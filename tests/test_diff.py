@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from meshd import actions as a
-from meshd.diff import diff
-from meshd.model import (
+from meshd.core import actions as a
+from meshd.core.diff import diff
+from meshd.core.model import (
     EncryptionMode,
     Endpoint,
     LabelSelector,
@@ -19,8 +19,8 @@ from meshd.model import (
     Snapshot,
     WireGuardSettings,
 )
-from meshd.planner import plan
-from meshd.state import ActualState, DesiredState, PeerSpec
+from meshd.core.planner import plan
+from meshd.core.state import ActualState, DesiredState, PeerSpec
 from tests.fakes import FakeDataplane
 from tests.test_planner import key, node
 

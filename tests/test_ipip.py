@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from meshd.core.state import IpipDeviceSpec
+from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from meshd.errors import PermanentError, UnsupportedError
-from meshd.netlab import Lab, LabNode, lab_cluster
-from meshd.state import IpipDeviceSpec
 from vxlan.ipip import PROBE_NAME
 from vxlan.links import NetlinkLinks, ipip_supported
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from meshd.core.state import FdbEntry, NeighborEntry, VxlanDeviceSpec
+from meshd.demo.netlab import Lab, LabNode, lab_cluster, run
 from meshd.errors import PermanentError
-from meshd.netlab import Lab, LabNode, lab_cluster, run
-from meshd.state import FdbEntry, NeighborEntry, VxlanDeviceSpec
 from vxlan.links import NetlinkLinks
 
 pytestmark = pytest.mark.netns

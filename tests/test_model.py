@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keys.values import InvalidKeyError, PrivateKey, PublicKey
-from meshd.model import Endpoint, LabelRequirement, LabelSelector, SelectorOperator
+from meshd.core.model import Endpoint, LabelRequirement, LabelSelector, SelectorOperator
 
 
 @pytest.mark.parametrize(

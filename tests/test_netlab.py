@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from meshd.netlab import Lab, run
+from meshd.demo.netlab import Lab, run
 
 pytestmark = pytest.mark.netns
 

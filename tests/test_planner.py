@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from meshd.model import (
+from meshd.core.model import (
     EncryptionMode,
     Endpoint,
     Fallback,
@@ -22,8 +22,8 @@ from meshd.model import (
     VxlanSettings,
     WireGuardSettings,
 )
-from meshd.planner import plan
-from meshd.state import NeighborEntry, Route
+from meshd.core.planner import plan
+from meshd.core.state import NeighborEntry, Route
 from tests.planner_cases import IPIP, NONE, VX, WG, Case, check, desired_for, key, local_of, node, reason
 
 REQUIRED = MeshConfig(mode=EncryptionMode.REQUIRED)

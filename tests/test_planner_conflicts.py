@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from meshd.conflicts import cluster_view
-from meshd.model import Endpoint, InvalidNode, Node
-from meshd.overlaps import COVER, OVERLAP
+from meshd.core.conflicts import cluster_view
+from meshd.core.model import Endpoint, InvalidNode, Node
+from meshd.core.overlaps import COVER, OVERLAP
 from tests.planner_cases import NONE, VX, WG, Case, check, node, reason
 
 UNUSABLE = "local-node-unusable"

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keys.values import PublicKey
-from meshd.actions import DeleteDevice
-from meshd.conflicts import cluster_view
-from meshd.diff import diff
-from meshd.model import (
+from meshd.core.actions import DeleteDevice
+from meshd.core.conflicts import cluster_view
+from meshd.core.diff import diff
+from meshd.core.model import (
     EncryptionMode,
     Endpoint,
     Fallback,
@@ -31,8 +31,8 @@ from meshd.model import (
     Transport,
     WireGuardSettings,
 )
-from meshd.planner import plan
-from meshd.state import DesiredState
+from meshd.core.planner import plan
+from meshd.core.state import DesiredState
 from tests.fakes import FakeDataplane
 from tests.fakes.dataplane import actual_of
 from tests.planner_cases import clash, outer

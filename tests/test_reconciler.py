@@ -14,14 +14,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from keys.values import PrivateKey
-from meshd import actions as a
-from meshd.dataplane import Dataplane
-from meshd.httpserver import Health
-from meshd.local import Identity
-from meshd.metrics import Metrics
-from meshd.model import EncryptionMode, Endpoint, MeshConfig, Node, NodeRecord, Snapshot, Transport
-from meshd.reconciler import PassError, Reconciler
-from meshd.state import ActualState, DeviceNames
+from meshd.agent.dataplane import Dataplane
+from meshd.agent.http import Health
+from meshd.agent.metrics import Metrics
+from meshd.agent.reconciler import PassError, Reconciler
+from meshd.core import actions as a
+from meshd.core.local import Identity
+from meshd.core.model import EncryptionMode, Endpoint, MeshConfig, Node, NodeRecord, Snapshot, Transport
+from meshd.core.state import ActualState, DeviceNames
 from tests.fakes import FakeDataplane
 
 ME = "node-a"

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from meshd.core.state import RTPROT_MESHD, Route
+from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from meshd.errors import PermanentError
-from meshd.netlab import Lab, LabNode, lab_cluster
-from meshd.state import RTPROT_MESHD, Route
 from overlay.routes import NetlinkRouteTable
 
 pytestmark = pytest.mark.netns

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshd.status import render_table
+from meshd.core.status import render_table
 
 NOW = 1_800_000_000.0
 DOC = {

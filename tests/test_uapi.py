@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keys.values import PrivateKey, PublicKey
-from meshd.actions import AddPeer, RemovePeer, UpdatePeer
-from meshd.model import Endpoint
-from meshd.state import PeerSpec
+from meshd.core.actions import AddPeer, RemovePeer, UpdatePeer
+from meshd.core.model import Endpoint
+from meshd.core.state import PeerSpec
 from overlay import uapi
 
 K1 = PublicKey(bytes(range(32)))

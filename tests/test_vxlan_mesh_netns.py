@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from meshd.core.state import FdbEntry, NeighborEntry, Route, VxlanDeviceSpec
+from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from meshd.demo.traffic import iperf3
-from meshd.netlab import Lab, LabNode, lab_cluster
-from meshd.state import FdbEntry, NeighborEntry, Route, VxlanDeviceSpec
 from overlay.routes import NetlinkRouteTable
 from vxlan.links import NetlinkLinks
 

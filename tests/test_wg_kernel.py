@@ -15,10 +15,10 @@ from pyroute2 import AsyncWireGuard
 from pyroute2.netlink.generic.wireguard import wgmsg
 
 from keys.values import PrivateKey, PublicKey
-from meshd.actions import UpdatePeer
+from meshd.core.actions import UpdatePeer
+from meshd.core.model import Endpoint
+from meshd.core.state import PeerSpec, WireGuardDeviceSpec
 from meshd.errors import UnsupportedError
-from meshd.model import Endpoint
-from meshd.state import PeerSpec, WireGuardDeviceSpec
 from overlay.detect import probe_kernel_wireguard
 from overlay.kernel import KernelWireGuard, PyrouteWireGuardNetlink, decode_device
 from tests.fakes.wg_genl import FakeWireGuardNetlink

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from keys.values import PrivateKey, PublicKey
-from meshd.actions import AddPeer, RemovePeer, UpdatePeer
+from meshd.core.actions import AddPeer, RemovePeer, UpdatePeer
+from meshd.core.model import Endpoint
+from meshd.core.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
 from meshd.errors import PermanentError, TransientError
-from meshd.model import Endpoint
-from meshd.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
 from overlay.uapi import UapiError
 from overlay.userspace import UapiClient, WireGuardGo
 from tests.support.netns import Lab, LabNode, lab_cluster
@@ -155,7 +155,7 @@ CHILD = """
 import asyncio, sys
 from pathlib import Path
 from keys.values import PrivateKey
-from meshd.state import WireGuardDeviceSpec
+from meshd.core.state import WireGuardDeviceSpec
 from overlay.uapi import UapiError
 from overlay.userspace import UapiClient, WireGuardGo
 name, ns, run_dir = sys.argv[1:4]

@@ -14,8 +14,8 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from meshd.core.state import IPInterface, IpipDeviceSpec, ObservedIpip
 from meshd.errors import PermanentError, UnsupportedError
-from meshd.state import IPInterface, IpipDeviceSpec, ObservedIpip
 from vxlan.nlsock import NetlinkSocket, describe_errno, translate
 
 log = logging.getLogger(__name__)

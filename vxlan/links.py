@@ -13,9 +13,8 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from meshd.errors import PermanentError
-from meshd.model import IPAddress
-from meshd.state import (
+from meshd.core.model import IPAddress
+from meshd.core.state import (
     FdbEntry,
     IPInterface,
     IpipDeviceSpec,
@@ -24,6 +23,7 @@ from meshd.state import (
     ObservedVxlan,
     VxlanDeviceSpec,
 )
+from meshd.errors import PermanentError
 from vxlan import ipip, neighbors
 from vxlan.ipip import ipip_supported
 from vxlan.nlsock import IFA_F_NODAD, NetlinkSocket, family_of, netlink_errors, translate

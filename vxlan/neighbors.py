@@ -15,7 +15,7 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from meshd.state import FdbEntry, NeighborEntry
+from meshd.core.state import FdbEntry, NeighborEntry
 from vxlan.nlsock import (
     NTF_SELF,
     NUD_NOARP,

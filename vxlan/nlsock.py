@@ -17,8 +17,8 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from meshd.core.model import IPAddress
 from meshd.errors import PermanentError, TransientError
-from meshd.model import IPAddress
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The file datastore (`--datastore file:DIR`), the embedded default. Layout in CONTRACTS.md:
+"""The file datastore (`--datastore file:DIR`), the embedded default. Layout in the README:
 `DIR/nodes/NAME.json` (Kubernetes-Node-shaped) and `DIR/meshconfig.yaml` (or `.json`).
 
 Changes are found by polling file signatures (mtime, size, inode) a few times a second, in a thread;
@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from meshd.codec import decode_meshconfig, decode_node, encode_node
+from meshd.core.codec import decode_meshconfig, decode_node, encode_node
+from meshd.core.model import InvalidNode, MeshConfig, Node, NodeRecord, Snapshot
 from meshd.errors import ConfigError
 from meshd.fsutil import write_atomic
-from meshd.model import InvalidNode, MeshConfig, Node, NodeRecord, Snapshot
 
 log = logging.getLogger(__name__)
 Signature = tuple[int, int, int]

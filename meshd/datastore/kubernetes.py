@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from meshd.codec import decode_meshconfig, decode_node
+from meshd.core.codec import decode_meshconfig, decode_node
+from meshd.core.model import InvalidNode, IPAddress, MeshConfig, NodeRecord, Snapshot
 from meshd.datastore.k8s_api import MESHCONFIG_NAME, MESHCONFIGS, NODES, KubeApi, Obj, PermanentApiError
 from meshd.datastore.k8s_watch import Backoff, Reflector, error_kind, with_retries
 from meshd.errors import ConfigError, PermanentError, TransientError
-from meshd.model import InvalidNode, IPAddress, MeshConfig, NodeRecord, Snapshot
 
 log = logging.getLogger(__name__)
 PREFIX = "meshd.io/"

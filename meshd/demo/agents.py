@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meshd.demo.netlab import Lab, LabNode
 from meshd.demo.stores import FileStore, Store, http_in_ns
-from meshd.netlab import Lab, LabNode
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from meshd.core.status import render_table
 from meshd.demo.agents import Mesh
-from meshd.status import render_table
 
 
 @dataclass

@@ -13,10 +13,10 @@ from pathlib import Path
 from types import FrameType
 
 from meshd.demo.agents import Mesh
+from meshd.demo.netlab import Lab, build_cluster
 from meshd.demo.report import Figures, render_matrix, render_peers, render_summary
 from meshd.demo.traffic import PingRun, iperf3
 from meshd.errors import ConfigError
-from meshd.netlab import Lab, build_cluster
 
 TOOLS = ("ip", "wireguard-go", "iperf3", "ping")
 

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import yaml
 
+from meshd.demo.netlab import Lab, LabNode
 from meshd.fsutil import write_atomic
-from meshd.netlab import Lab, LabNode
 
 Obj = dict[str, Any]
 NODES = "/api/v1/nodes"

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from meshd.netlab import Lab, LabNode
+from meshd.demo.netlab import Lab, LabNode
 
 
 def iperf3(lab: Lab, src: LabNode, dst: LabNode, *, seconds: float = 3, family: int = 4) -> float:

@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from keys.values import PublicKey
-from meshd import actions as a
-from meshd.model import Endpoint, IPAddress, IPNetwork
-from meshd.state import (
+from meshd.core import actions as a
+from meshd.core.model import Endpoint, IPAddress, IPNetwork
+from meshd.core.state import (
     ActualState,
     DesiredState,
     DeviceNames,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from pyroute2.netlink.exceptions import NetlinkError
 
 from keys.values import KEY_LEN, PrivateKey, PublicKey
-from meshd.model import Endpoint, IPNetwork
-from meshd.state import ObservedPeer
+from meshd.core.model import Endpoint, IPNetwork
+from meshd.core.state import ObservedPeer
 from overlay.kernel import (
     WGPEER_F_REMOVE_ME,
     WGPEER_F_REPLACE_ALLOWEDIPS,

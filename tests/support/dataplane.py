@@ -1,6 +1,6 @@
 """The real per-node product path with no datastore, for netns tests.
 
-Each lab node gets a `meshd.dataplane.Dataplane` over the real adapters (wireguard-go, NetlinkLinks,
+Each lab node gets a `meshd.agent.dataplane.Dataplane` over the real adapters (wireguard-go, NetlinkLinks,
 NetlinkRouteTable) acting in its namespace. The test owns the cluster's records (what each node has
 published) and the MeshConfig, and runs for one node what one reconciler pass does: snapshot →
 observe → `local_node` → `plan` → `diff` → `Dataplane.apply`, then records what the node publishes.
@@ -18,14 +18,14 @@ from typing import Any
 from pyroute2.netlink.nlsocket import NetlinkRequest
 
 from keys.values import PrivateKey, PublicKey
-from meshd.actions import Action
-from meshd.dataplane import Dataplane, describe
-from meshd.diff import diff
-from meshd.local import Identity, local_node, published
-from meshd.model import Labels, MeshConfig, Node, Snapshot
-from meshd.netlab import Lab, LabNode, lab_cluster
-from meshd.planner import plan
-from meshd.state import ActualState, DesiredState, DeviceNames, ObservedPeer
+from meshd.agent.dataplane import Dataplane, describe
+from meshd.core.actions import Action
+from meshd.core.diff import diff
+from meshd.core.local import Identity, local_node, published
+from meshd.core.model import Labels, MeshConfig, Node, Snapshot
+from meshd.core.planner import plan
+from meshd.core.state import ActualState, DesiredState, DeviceNames, ObservedPeer
+from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from overlay.routes import NetlinkRouteTable
 from overlay.userspace import UapiClient, WireGuardGo
 from vxlan.links import NetlinkLinks

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from keys.values import PrivateKey
-from meshd.codec_node import decode_node, encode_node
-from meshd.model import Node
-from meshd.netlab import LabNode
+from meshd.core.codec.node import decode_node, encode_node
+from meshd.core.model import Node
+from meshd.demo.netlab import LabNode
 from tests.support.dataplane import Cluster, member
 
 

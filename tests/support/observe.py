@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from meshd.netlab import Lab, LabNode
+from meshd.demo.netlab import Lab, LabNode
 
 
 def wg_peers(lab: Lab, node: LabNode) -> set[str]:

@@ -1,0 +1,1 @@
+"""The `meshd` command line: `main` parses and dispatches, one module per subcommand."""

@@ -1,0 +1,205 @@
+"""The `MeshConfig` custom resource: whole objects (apiVersion/kind/metadata/spec) <-> `MeshConfig` values.
+
+Pure. Strict: unknown fields, wrong types (a boolean is not an integer) and out-of-range values raise
+`ConfigError` with a one-line message that starts with the field path, e.g.
+`spec.wireguard.listenprot: unknown field`. `null` on an object-valued field means "absent".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from meshd.core.codec.text import json_type, one_line, show
+from meshd.core.model import (
+    EncryptionMode,
+    Fallback,
+    LabelRequirement,
+    LabelSelector,
+    MeshConfig,
+    SelectorOperator,
+    VxlanSettings,
+    WireGuardSettings,
+)
+from meshd.errors import ConfigError
+
+API_VERSION = "meshd.io/v1alpha1"
+KIND = "MeshConfig"
+DEFAULT_NAME = "default"
+OPERATORS = tuple(op.value for op in SelectorOperator)
+_WITH_VALUES = frozenset({SelectorOperator.IN, SelectorOperator.NOT_IN})
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_./-]{1,63}")
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _fail(path: str, problem: str) -> ConfigError:
+    return ConfigError(one_line(f"{path}: {problem}", 300))
+
+
+def _join(path: str, key: object) -> str:
+    name = key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else f"[{show(key)}]"
+    return f"{path}.{name}" if path else name
+
+
+def _object(value: object, path: str, fields: Sequence[str] | None) -> Mapping[Any, Any]:
+    """An object (null = empty); with `fields`, any other key is an error."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(path, f"expected an object, got {json_type(value)}")
+    if fields is not None:
+        for key in value:
+            if key not in fields:
+                raise _fail(_join(path, key), "unknown field")
+    return value
+
+
+def _string(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(path, f"expected a string, got {json_type(value)}")
+    return value
+
+
+def _choice(value: object, path: str, enum: type[_E]) -> _E:
+    text = _string(value, path)
+    for member in enum:
+        if member.value == text:
+            return member
+    names = ", ".join(m.value for m in enum)
+    raise _fail(path, f"expected one of {names}, got {show(text)}")
+
+
+def _int(value: object, path: str, lo: int, hi: int, *, zero_ok: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(path, f"expected an integer, got {json_type(value)}")
+    if not (lo <= value <= hi or (zero_ok and value == 0)):
+        expected = f"0 or an integer in {lo}..{hi}" if zero_ok else f"an integer in {lo}..{hi}"
+        raise _fail(path, f"expected {expected}, got {show(value)}")
+    return value
+
+
+def decode_meshconfig(obj: Mapping[str, Any] | None) -> MeshConfig:
+    """The MeshConfig an object describes; None (no object) gives the defaults. Raises ConfigError."""
+    if obj is None:
+        return MeshConfig()
+    root = _object(obj, "MeshConfig", None)
+    for key in root:
+        if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
+            raise _fail(_join("", key), "unknown field")
+    for key, want in (("apiVersion", API_VERSION), ("kind", KIND)):
+        if key in root and _string(root[key], key) != want:
+            raise _fail(key, f"expected {want!r}, got {show(root[key])}")
+    meta = _object(root.get("metadata"), "metadata", None)
+    generation = _int(meta.get("generation", 0), "metadata.generation", 0, 2**63 - 1)
+    spec = _object(root.get("spec"), "spec", ("encryption", "fallback", "wireguard", "vxlan"))
+    encryption = _object(spec.get("encryption"), "spec.encryption", ("mode", "nodeSelector"))
+    mode = EncryptionMode.ENABLED
+    if "mode" in encryption:
+        mode = _choice(encryption["mode"], "spec.encryption.mode", EncryptionMode)
+    fallback = Fallback.VXLAN
+    if "fallback" in spec:
+        fallback = _choice(spec["fallback"], "spec.fallback", Fallback)
+    return MeshConfig(
+        mode=mode,
+        node_selector=_selector(encryption.get("nodeSelector"), "spec.encryption.nodeSelector"),
+        fallback=fallback,
+        wireguard=_wireguard(spec.get("wireguard"), "spec.wireguard"),
+        vxlan=_vxlan(spec.get("vxlan"), "spec.vxlan"),
+        generation=generation,
+    )
+
+
+def _wireguard(value: object, path: str) -> WireGuardSettings:
+    wg = _object(value, path, ("listenPort", "mtu", "persistentKeepalive"))
+    d = WireGuardSettings()
+    return WireGuardSettings(
+        listen_port=_int(wg.get("listenPort", d.listen_port), f"{path}.listenPort", 1, 65535),
+        mtu=_int(wg.get("mtu", d.mtu), f"{path}.mtu", 1280, 9000, zero_ok=True),
+        persistent_keepalive=_int(
+            wg.get("persistentKeepalive", d.persistent_keepalive), f"{path}.persistentKeepalive", 0, 65535
+        ),
+    )
+
+
+def _vxlan(value: object, path: str) -> VxlanSettings:
+    vx = _object(value, path, ("vni", "port", "mtu"))
+    d = VxlanSettings()
+    return VxlanSettings(
+        vni=_int(vx.get("vni", d.vni), f"{path}.vni", 1, 2**24 - 1),
+        port=_int(vx.get("port", d.port), f"{path}.port", 1, 65535),
+        mtu=_int(vx.get("mtu", d.mtu), f"{path}.mtu", 1280, 9000, zero_ok=True),
+    )
+
+
+def _selector(value: object, path: str) -> LabelSelector:
+    sel = _object(value, path, ("matchLabels", "matchExpressions"))
+    labels = _object(sel.get("matchLabels"), f"{path}.matchLabels", None)
+    for k, v in labels.items():
+        if not isinstance(k, str):
+            raise _fail(_join(f"{path}.matchLabels", k), f"expected a string key, got {json_type(k)}")
+        _string(v, _join(f"{path}.matchLabels", k))
+    match_labels = tuple(sorted(labels.items()))
+    exprs = sel.get("matchExpressions")
+    if exprs is None:
+        exprs = []
+    if not isinstance(exprs, list | tuple):
+        raise _fail(f"{path}.matchExpressions", f"expected a list, got {json_type(exprs)}")
+    requirements = tuple(_requirement(e, f"{path}.matchExpressions[{i}]") for i, e in enumerate(exprs))
+    return LabelSelector(match_labels=match_labels, match_expressions=requirements)
+
+
+def _requirement(value: object, path: str) -> LabelRequirement:
+    expr = _object(value, path, ("key", "operator", "values"))
+    if "key" not in expr or "operator" not in expr:
+        raise _fail(f"{path}.{'key' if 'key' not in expr else 'operator'}", "required field is missing")
+    key = _string(expr["key"], f"{path}.key")
+    if not key:
+        raise _fail(f"{path}.key", "must not be empty")
+    operator = _choice(expr["operator"], f"{path}.operator", SelectorOperator)
+    raw = expr.get("values")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list | tuple):
+        raise _fail(f"{path}.values", f"expected a list, got {json_type(raw)}")
+    values = frozenset(_string(v, f"{path}.values[{i}]") for i, v in enumerate(raw))
+    if operator in _WITH_VALUES and not values:
+        raise _fail(f"{path}.values", f"must not be empty for operator {operator}")
+    if operator not in _WITH_VALUES and values:
+        raise _fail(f"{path}.values", f"must be empty for operator {operator}")
+    return LabelRequirement(key=key, operator=operator, values=values)
+
+
+def encode_meshconfig(config: MeshConfig) -> dict[str, Any]:
+    """The full MeshConfig object (every field explicit) that `decode_meshconfig` reads back as `config`."""
+    selector: dict[str, Any] = {}
+    if config.node_selector.match_labels:
+        selector["matchLabels"] = dict(config.node_selector.match_labels)
+    if config.node_selector.match_expressions:
+        selector["matchExpressions"] = [
+            _encode_requirement(r) for r in config.node_selector.match_expressions
+        ]
+    wg, vx = config.wireguard, config.vxlan
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": DEFAULT_NAME, "generation": config.generation},
+        "spec": {
+            "encryption": {"mode": config.mode.value, "nodeSelector": selector},
+            "fallback": config.fallback.value,
+            "wireguard": {
+                "listenPort": wg.listen_port,
+                "mtu": wg.mtu,
+                "persistentKeepalive": wg.persistent_keepalive,
+            },
+            "vxlan": {"vni": vx.vni, "port": vx.port, "mtu": vx.mtu},
+        },
+    }
+
+
+def _encode_requirement(req: LabelRequirement) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": req.key, "operator": req.operator.value}
+    if req.values:
+        out["values"] = sorted(req.values)
+    return out

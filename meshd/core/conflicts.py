@@ -1,0 +1,125 @@
+"""Cluster-wide conflicts, resolved deterministically: invalid records, duplicate node names, duplicate
+public keys and MACs, pod CIDRs that cover an underlay address, and overlapping pod CIDRs. Pure.
+
+Every verdict is computed over the whole cluster (all valid records plus the local node), never from one
+node's point of view, so that every agent reaches the same verdict about every pair: node A's decision
+about (A, B) equals node B's decision about (B, A), and every node agrees on which nodes are left out.
+The local node is judged as its peers judge it: through the record it publishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from keys.values import PublicKey
+from meshd.core.codec.node import decode_node, encode_node
+from meshd.core.model import InvalidNode, Node, NodeRecord
+from meshd.core.overlaps import COVER, LOOP, resolve_clashes, self_covers
+from meshd.core.state import Problem
+
+_NOBODY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """The cluster as the local node sees it, with its conflicts resolved."""
+
+    remotes: tuple[Node, ...]  # valid remote nodes, sorted by name (excluded ones included)
+    duplicate_keys: frozenset[PublicKey] = frozenset()  # keys published by more than one node name
+    duplicate_macs: frozenset[str] = frozenset()  # VXLAN MACs published by more than one node name
+    excluded: Mapping[str, str] = field(default_factory=lambda: _NOBODY)  # node name -> why it is out
+    problems: tuple[Problem, ...] = ()
+
+    def pair_excluded(self, local: str, peer: str) -> str | None:
+        """Why the pair (local, peer) is out of the mesh, or None. Symmetric in its two names."""
+        return self.excluded.get(local) or self.excluded.get(peer)
+
+
+def cluster_view(local: Node, records: Iterable[NodeRecord]) -> ClusterView:
+    """Sort the records out: drop our own, report invalid and ambiguous ones, find global conflicts."""
+    by_name: dict[str, set[NodeRecord]] = {}
+    for rec in records:
+        if rec.name != local.name:
+            by_name.setdefault(rec.name, set()).add(rec)
+    remotes: list[Node] = []
+    problems: list[Problem] = []
+    for name in sorted(by_name):
+        recs = by_name[name]
+        if len(recs) > 1:
+            detail = f"{len(recs)} different records are named {name}: none of them is used"
+            problems.append(Problem("duplicate-node-name", (name,), detail))
+            continue
+        (rec,) = recs
+        if isinstance(rec, InvalidNode):
+            problems.append(Problem("invalid-node", (name,), f"node {name or '?'}: {rec.detail}"))
+        else:
+            remotes.append(rec)
+    excluded: dict[str, str] = {}
+    own = decode_node(encode_node(local))  # what every peer makes of the record we publish
+    if isinstance(own, InvalidNode):
+        # Peers drop our record as invalid, so we are in nobody's mesh; and we judge the rest of the
+        # cluster without ourselves, exactly as they do.
+        detail = f"this node's own record is not usable by peers: {own.detail}"
+        excluded[local.name] = detail
+        problems.append(Problem("local-node-unusable", (local.name,), detail))
+        everyone: tuple[Node, ...] = tuple(remotes)
+    else:
+        everyone = (local, *remotes)
+    dup_keys, key_problems = _duplicate_keys(everyone)
+    dup_macs, mac_problems = _duplicate_macs(everyone)
+    self_covering, cover_problems = _self_covers(everyone)
+    excluded.update(self_covering)
+    clashing, clash_problems = resolve_clashes([n for n in everyone if n.name not in excluded])
+    excluded.update(clashing)
+    return ClusterView(
+        remotes=tuple(remotes),
+        duplicate_keys=dup_keys,
+        duplicate_macs=dup_macs,
+        excluded=MappingProxyType(excluded),
+        problems=(*problems, *key_problems, *mac_problems, *cover_problems, *clash_problems),
+    )
+
+
+def _duplicate_keys(nodes: Sequence[Node]) -> tuple[frozenset[PublicKey], list[Problem]]:
+    owners: dict[PublicKey, set[str]] = {}
+    for node in nodes:
+        if node.public_key is not None:
+            owners.setdefault(node.public_key, set()).add(node.name)
+    problems = []
+    for key, names in sorted(owners.items()):
+        if len(names) > 1:
+            listed = ", ".join(sorted(names))
+            detail = f"nodes {listed} publish the same public key {key.short}...: none of them uses WireGuard"
+            problems.append(Problem("duplicate-public-key", tuple(sorted(names)), detail))
+    return frozenset(k for k, names in owners.items() if len(names) > 1), problems
+
+
+def _duplicate_macs(nodes: Sequence[Node]) -> tuple[frozenset[str], list[Problem]]:
+    """A unicast MAC has one FDB destination: nodes sharing a VXLAN MAC (cloned machines) cannot use VXLAN."""
+    owners: dict[str, set[str]] = {}
+    for node in nodes:
+        if node.vxlan_mac is not None:
+            owners.setdefault(node.vxlan_mac.lower(), set()).add(node.name)
+    problems = []
+    for mac, names in sorted(owners.items()):
+        if len(names) > 1:
+            listed = ", ".join(sorted(names))
+            detail = f"nodes {listed} publish the same VXLAN MAC {mac}: none of them uses VXLAN"
+            problems.append(Problem("duplicate-vxlan-mac", tuple(sorted(names)), detail))
+    return frozenset(m for m, names in owners.items() if len(names) > 1), problems
+
+
+def _self_covers(nodes: Sequence[Node]) -> tuple[dict[str, str], list[Problem]]:
+    """Nodes with a pod CIDR that holds their own underlay address or endpoint: out, whoever else is there."""
+    excluded: dict[str, str] = {}
+    problems = []
+    for node in sorted(nodes, key=lambda n: n.name):
+        covers = self_covers(node)
+        if covers:
+            cidr, addr, label = covers[0]
+            detail = f"pod CIDR {cidr} of {node.name} covers its own {label} {addr}: {node.name} is left out of the mesh {LOOP}"
+            excluded[node.name] = detail
+            problems.append(Problem(COVER, (node.name,), detail))
+    return excluded, problems

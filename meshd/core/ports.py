@@ -1,0 +1,148 @@
+"""The narrow boundaries between the agent and the world. One real adapter and one behavioural fake each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+from keys.values import PublicKey
+from meshd.core.actions import PeerAction, UpdatePeer
+from meshd.core.model import IPNetwork, Snapshot
+from meshd.core.state import (
+    FdbEntry,
+    IPInterface,
+    IpipDeviceSpec,
+    NeighborEntry,
+    ObservedIpip,
+    ObservedPeer,
+    ObservedVxlan,
+    PeerSpec,
+    Route,
+    VxlanDeviceSpec,
+    WireGuardDeviceSpec,
+)
+
+
+class WireGuardReading(Protocol):
+    """One read of a WireGuard device: our key as it holds it, its listen port and its peers."""
+
+    @property
+    def public_key(self) -> PublicKey | None: ...
+
+    @property
+    def listen_port(self) -> int: ...
+
+    @property
+    def peers(self) -> tuple[ObservedPeer, ...]: ...
+
+
+class WireGuardDevice(Protocol):
+    """The WireGuard half of the WireGuard link: key, listen port and peers (kernel genl or wireguard-go).
+
+    Link-level properties (MTU, addresses, deletion) go through `Links` like any other link.
+    """
+
+    name: str
+
+    async def exists(self) -> bool: ...
+
+    async def observe_device(self) -> WireGuardReading | None:
+        """Key, port and peers in one read (one UAPI get or genl dump); None when there is no device."""
+
+    async def observe_peers(self) -> tuple[ObservedPeer, ...]: ...
+
+    async def create(self, spec: WireGuardDeviceSpec) -> None:
+        """Create the link (kernel) or start/adopt wireguard-go (userspace) and configure it."""
+
+    async def configure(self, spec: WireGuardDeviceSpec) -> None:
+        """Set our private key and the listen port. Existing peers are kept."""
+
+    async def add_peer(self, peer: PeerSpec) -> None: ...
+
+    async def update_peer(self, change: UpdatePeer) -> None: ...
+
+    async def remove_peer(self, public_key: PublicKey) -> None: ...
+
+    async def apply_peers(self, changes: Sequence[PeerAction]) -> None:
+        """Several per-peer changes, in order, in as few writes as the backend allows."""
+
+    async def delete(self) -> None:
+        """Remove the link; wireguard-go exits with it."""
+
+
+class Links(Protocol):
+    """Links, addresses, neighbours and FDB entries through netlink, in one network namespace."""
+
+    async def link_exists(self, name: str) -> bool: ...
+
+    async def link_mtu(self, name: str) -> int | None: ...
+
+    async def link_addresses(self, name: str) -> frozenset[IPInterface]: ...
+
+    async def observe_vxlan(self, name: str) -> ObservedVxlan | None: ...
+
+    async def observe_ipip(self, name: str) -> ObservedIpip | None: ...
+
+    async def create_vxlan(self, spec: VxlanDeviceSpec) -> None: ...
+
+    async def create_ipip(self, spec: IpipDeviceSpec) -> None:
+        """Raises UnsupportedError when the kernel has no ipip module."""
+
+    async def set_mtu(self, name: str, mtu: int) -> None: ...
+
+    async def add_address(self, name: str, address: IPInterface) -> None: ...
+
+    async def remove_address(self, name: str, address: IPInterface) -> None: ...
+
+    async def delete_link(self, name: str) -> None: ...
+
+    async def observe_neighbors(self, dev: str) -> frozenset[NeighborEntry]:
+        """Permanent neighbour entries on `dev` (ours are permanent; learned ones are ignored)."""
+
+    async def observe_fdb(self, dev: str) -> frozenset[FdbEntry]:
+        """Static FDB entries with a remote destination on `dev`."""
+
+    async def add_neighbor(self, entry: NeighborEntry) -> None: ...
+
+    async def remove_neighbor(self, entry: NeighborEntry) -> None: ...
+
+    async def add_fdb(self, dev: str, entry: FdbEntry) -> None: ...
+
+    async def remove_fdb(self, dev: str, entry: FdbEntry) -> None: ...
+
+
+class RouteTable(Protocol):
+    """Routes marked with our protocol number in one table. Only those are ever changed or removed."""
+
+    def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
+        """Peers' pod CIDRs: foreign routes inside them are reported by `observe` (never touched)."""
+
+    async def observe(self) -> tuple[frozenset[Route], frozenset[Route]]:
+        """(ours, foreign routes whose destination overlaps one of ours or a peer's pod CIDR)."""
+
+    async def replace(self, route: Route) -> None: ...
+
+    async def remove(self, route: Route) -> None: ...
+
+
+class Datastore(Protocol):
+    """Where nodes and the MeshConfig live (Kubernetes API, or a directory). Watches only mark "changed";
+    the reconciler reads a whole immutable `snapshot()` each pass."""
+
+    async def start(self) -> None:
+        """Begin listing and watching in background tasks. Returns at once."""
+
+    def snapshot(self) -> Snapshot:
+        """All node records (decoded, invalid ones included) and the MeshConfig in force."""
+
+    @property
+    def failure(self) -> str | None:
+        """Why the datastore stopped following changes for good (e.g. RBAC forbids a watch), or None."""
+
+    async def wait_changed(self) -> None:
+        """Return when something changed since the last call (many changes collapse into one wake-up)."""
+
+    async def publish(self, node_name: str, annotations: Mapping[str, str | None]) -> None:
+        """Patch our own node's `meshd.io/*` annotations in one write (None removes one); no write if equal."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,174 @@
+"""Desired and observed kernel state: what the planner wants and what the backends see. Pure values."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from keys.values import PublicKey
+from meshd.core.model import Endpoint, IPAddress, IPNetwork, Transport
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+RTPROT_MESHD = 109
+"""Route protocol number marking the routes meshd owns (`ip route ... proto 109`). Only these are removed."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceNames:
+    wireguard: str = "meshd0"
+    vxlan: str = "meshd-vxlan"
+    ipip: str = "meshd-ipip"
+
+
+@dataclass(frozen=True, slots=True)
+class WireGuardDeviceSpec:
+    """The WireGuard link. The private key stays with the backend; `public_key` detects a foreign key."""
+
+    name: str
+    public_key: PublicKey
+    listen_port: int
+    mtu: int
+    addresses: frozenset[IPInterface] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSpec:
+    """One WireGuard peer as we want it. `endpoint` None: let the kernel learn it (we do not pin it)."""
+
+    public_key: PublicKey
+    endpoint: Endpoint | None
+    allowed_ips: frozenset[IPNetwork]
+    persistent_keepalive: int = 0
+    node: str = ""  # the node name, for logs and status only; never compared with the kernel
+
+
+@dataclass(frozen=True, slots=True)
+class VxlanDeviceSpec:
+    name: str
+    vni: int
+    port: int
+    local: IPAddress
+    mtu: int
+    addresses: frozenset[IPInterface] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class IpipDeviceSpec:
+    name: str
+    local: IPAddress
+    mtu: int
+    addresses: frozenset[IPInterface] = frozenset()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FdbEntry:
+    """A VXLAN forwarding entry on the VXLAN device: frames for `mac` go to the underlay address `dst`."""
+
+    mac: str
+    dst: IPAddress
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class NeighborEntry:
+    """A permanent neighbour entry on `dev`: the peer's overlay gateway address `ip` has `mac`."""
+
+    dev: str
+    ip: IPAddress
+    mac: str
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A route to a peer's pod CIDR. Routes are keyed by `dst`: one transport per destination."""
+
+    dst: IPNetwork
+    dev: str
+    via: IPAddress | None = None
+    onlink: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PairDecision:
+    """How traffic to one peer node travels, and why. What `meshd status` and the metrics show."""
+
+    node: str
+    transport: Transport
+    reason: str
+    pod_cidrs: tuple[IPNetwork, ...] = ()  # the peer's pod CIDRs (routed over `transport` unless NONE)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A conflict the planner resolved deterministically (duplicate key, overlapping CIDRs, ...)."""
+
+    kind: str
+    nodes: tuple[str, ...]
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    wireguard: WireGuardDeviceSpec | None = None
+    peers: tuple[PeerSpec, ...] = ()  # sorted by public key
+    vxlan: VxlanDeviceSpec | None = None
+    fdb: frozenset[FdbEntry] = frozenset()
+    neighbors: frozenset[NeighborEntry] = frozenset()
+    ipip: IpipDeviceSpec | None = None
+    routes: frozenset[Route] = frozenset()
+    pairs: tuple[PairDecision, ...] = ()  # sorted by node name
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedPeer:
+    public_key: PublicKey
+    endpoint: Endpoint | None
+    allowed_ips: frozenset[IPNetwork]
+    persistent_keepalive: int = 0
+    last_handshake: float | None = None  # unix seconds; None = never
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedWireGuard:
+    name: str
+    public_key: PublicKey | None  # None when the device has no private key yet
+    listen_port: int
+    mtu: int
+    addresses: frozenset[IPInterface] = frozenset()
+    peers: tuple[ObservedPeer, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedVxlan:
+    name: str
+    vni: int
+    port: int
+    local: IPAddress | None
+    mtu: int
+    mac: str
+    addresses: frozenset[IPInterface] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedIpip:
+    name: str
+    local: IPAddress | None
+    mtu: int
+    addresses: frozenset[IPInterface] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ActualState:
+    """What the kernel holds of ours. `routes` are only routes with our protocol number; `foreign_routes`
+    are routes of others whose destination overlaps a pod CIDR we route (left alone, reported)."""
+
+    wireguard: ObservedWireGuard | None = None
+    vxlan: ObservedVxlan | None = None
+    fdb: frozenset[FdbEntry] = frozenset()
+    neighbors: frozenset[NeighborEntry] = frozenset()
+    ipip: ObservedIpip | None = None
+    routes: frozenset[Route] = frozenset()
+    foreign_routes: frozenset[Route] = frozenset()

@@ -20,7 +20,7 @@ import yaml
 Doc = dict[str, Any]
 ROOT = Path(__file__).resolve().parent.parent
 BASE, MONITORING, E2E = ROOT / "manifests", ROOT / "manifests" / "monitoring", ROOT / "e2e"
-K8S_VERSIONS = ["1.27", "1.37"]  # oldest we support, newest kubernetes-validate knows
+K8S_VERSIONS = ["1.30", "1.37"]  # oldest we support (ValidatingAdmissionPolicy v1), newest kubernetes-validate knows
 
 
 def kubectl_kustomize(path: Path) -> list[Doc]:
@@ -81,6 +81,8 @@ def test_base_builds_into_the_expected_objects(base: list[Doc]) -> None:
         ("DaemonSet", "meshd"),
         ("MeshConfig", "default"),
         ("ServiceAccount", "meshd"),
+        ("ValidatingAdmissionPolicy", "meshd-node-ownership"),
+        ("ValidatingAdmissionPolicyBinding", "meshd-node-ownership"),
     ]
 
 

@@ -1,4 +1,7 @@
-"""WireGuard key values, the on-disk key store and rotation."""
+"""WireGuard key values and the on-disk key store.
+
+A node's key is created once and meshd never replaces it: there is no key rotation.
+"""
 
 from keys.store import KeyFileError, load, load_or_create
 from keys.values import InvalidKeyError, PrivateKey, PublicKey

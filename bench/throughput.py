@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     print(f"{'transport':<10} {'baseline Gbit/s':>16} {'meshd Gbit/s':>13} {'ratio':>6}")
     for transport, runs in results.items():
-        base, ours = statistics.median(runs["baseline"]), statistics.median(runs["meshd"])
-        ratio = ours / base if base else 0.0
+        base_bps, ours_bps = statistics.median(runs["baseline"]), statistics.median(runs["meshd"])
+        ratio = ours_bps / base_bps if base_bps else 0.0
         report[f"{transport}_ratio"] = round(ratio, 3)
-        print(f"{transport:<10} {base / 1e9:>16.2f} {ours / 1e9:>13.2f} {ratio:>6.2f}")
+        print(f"{transport:<10} {base_bps / 1e9:>16.2f} {ours_bps / 1e9:>13.2f} {ratio:>6.2f}")
     print(json.dumps({"bench": "throughput", "rounds": args.rounds, "seconds": args.seconds, **report}))
     return 0
 

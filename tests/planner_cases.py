@@ -92,6 +92,6 @@ def outer(n: Node) -> set[IPAddress]:
 
 def clash(x: Node, y: Node) -> bool:
     """Pod CIDRs overlap, or a pod CIDR of one holds an outer address of the other (checked naively)."""
-    if any(a.version == b.version and a.overlaps(b) for a in x.pod_cidrs for b in y.pod_cidrs):  # type: ignore[arg-type]
+    if any(a.version == b.version and a.overlaps(b) for a in x.pod_cidrs for b in y.pod_cidrs):
         return True
     return any(addr in c for p, q in ((x, y), (y, x)) for c in p.pod_cidrs for addr in outer(q))

@@ -21,7 +21,8 @@ V6 = ipaddress.ip_network("2001:db8:1::/64")
 
 
 def plugin(conf: dict[str, Any], kind: str) -> dict[str, Any]:
-    (found,) = [p for p in conf["plugins"] if p["type"] == kind]
+    plugins: list[dict[str, Any]] = conf["plugins"]
+    (found,) = [p for p in plugins if p["type"] == kind]
     return found
 
 

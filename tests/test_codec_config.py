@@ -16,6 +16,7 @@ from meshd.core.model import (
     LabelRequirement,
     LabelSelector,
     MeshConfig,
+    SelectorOperator,
     VxlanSettings,
     WireGuardSettings,
 )
@@ -57,8 +58,8 @@ FULL = MeshConfig(
     node_selector=LabelSelector(
         match_labels=(("pool", "secure"),),
         match_expressions=(
-            LabelRequirement("zone", "In", frozenset({"a", "b"})),
-            LabelRequirement("legacy", "DoesNotExist"),
+            LabelRequirement("zone", SelectorOperator.IN, frozenset({"a", "b"})),
+            LabelRequirement("legacy", SelectorOperator.DOES_NOT_EXIST),
         ),
     ),
     fallback=Fallback.NONE,
@@ -78,7 +79,7 @@ GOOD = [
     ("empty-selector", cfg({"encryption": {"nodeSelector": {}}}), MeshConfig()),
     ("null-selector", cfg({"encryption": {"nodeSelector": None}}), MeshConfig()),
     ("exists-with-empty-values", cfg({"encryption": {"nodeSelector": {"matchExpressions": [{"key": "k", "operator": "Exists", "values": []}]}}}),
-     MeshConfig(node_selector=LabelSelector(match_expressions=(LabelRequirement("k", "Exists"),)))),
+     MeshConfig(node_selector=LabelSelector(match_expressions=(LabelRequirement("k", SelectorOperator.EXISTS),)))),
     ("generation", cfg(metadata={"name": "default", "generation": 12}), MeshConfig(generation=12)),
     ("mtu-zero", cfg({"wireguard": {"mtu": 0}, "vxlan": {"mtu": 0}}), MeshConfig()),
     ("bounds", cfg({"wireguard": {"listenPort": 65535, "mtu": 1280, "persistentKeepalive": 65535}, "vxlan": {"vni": 16777215, "port": 1}}),

@@ -348,11 +348,12 @@ async def test_a_malformed_watch_event_relists_instead_of_killing_the_watch(garb
 
     api = ScriptedApi([[garbage]])
     listed: list[list[str]] = []
+    events: list[tuple[str, str]] = []
     reflector = Reflector(
         api,  # type: ignore[arg-type]
         "nodes",
         on_list=lambda items: listed.append([i["metadata"]["name"] for i in items]),
-        on_event=lambda kind, obj: (obj["metadata"]["name"], kind),
+        on_event=lambda kind, obj: events.append((obj["metadata"]["name"], kind)),
         on_error=lambda kind: None,
         backoff=Backoff(initial=0.01, maximum=0.05, jitter=0),
         watch_timeout=60,

@@ -22,7 +22,7 @@ from meshd.core.model import (
 from meshd.core.planner import plan
 from meshd.core.state import ActualState, DesiredState, PeerSpec
 from tests.fakes import FakeDataplane
-from tests.test_planner import key, node
+from tests.planner_cases import key, node
 
 POOL_X = LabelSelector(match_labels=(("pool", "x"),))
 X = {"pool": "x"}

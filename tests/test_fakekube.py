@@ -44,12 +44,24 @@ def _node(name: str, **labels: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
 
 
+def _core(api: client.ApiClient) -> Any:
+    """CoreV1Api, as Any: these tests send raw JSON dicts (as meshd does) where the client's annotations
+    ask for V1Node models, and read model fields the annotations mark Optional."""
+    return client.CoreV1Api(api)
+
+
+def _custom(api: client.ApiClient) -> Any:
+    """CustomObjectsApi, as Any: custom objects come back as plain dicts, annotated `object`."""
+    return client.CustomObjectsApi(api)
+
+
 def _status(exc: pytest.ExceptionInfo[ApiException]) -> tuple[int, str]:
+    assert exc.value.body is not None, "the API error carries no Status body"
     return exc.value.status, json.loads(exc.value.body)["reason"]
 
 
 def test_create_get_list_with_resource_versions(api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+    core = _core(api)
     a = core.create_node(_node("a", pool="x"))
     core.create_node(_node("b", pool="y"))
     assert core.read_node("a").metadata.resource_version == a.metadata.resource_version
@@ -68,7 +80,7 @@ def test_create_get_list_with_resource_versions(api: client.ApiClient) -> None:
 
 
 def test_update_with_stale_resource_version_conflicts(api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+    core = _core(api)
     first = core.create_node(_node("a")).to_dict()
     core.patch_node("a", {"metadata": {"labels": {"moved": "on"}}})
     stale = {"metadata": {"name": "a", "resourceVersion": first["metadata"]["resource_version"]}}
@@ -81,7 +93,7 @@ def test_update_with_stale_resource_version_conflicts(api: client.ApiClient) -> 
 
 
 def test_meshconfig_generation_moves_with_spec_only(api: client.ApiClient) -> None:
-    custom = client.CustomObjectsApi(api)
+    custom = _custom(api)
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MeshConfig", "metadata": {"name": "default"}}
     made = custom.create_cluster_custom_object(
         GROUP, VERSION, PLURAL, {**body, "spec": {"fallback": "VXLAN"}}
@@ -115,7 +127,7 @@ def test_meshconfig_generation_moves_with_spec_only(api: client.ApiClient) -> No
     ids=["merge", "strategic", "json-patch"],
 )
 def test_patch_flavours(api: client.ApiClient, content_type: str, body: Any) -> None:
-    core = client.CoreV1Api(api)
+    core = _core(api)
     core.create_node({**_node("a"), "metadata": {"name": "a", "annotations": {"gone": "x", "kept": "y"}}})
     patched = core.patch_node("a", body, _content_type=content_type)
     assert patched.metadata.annotations == {"k": "v", "kept": "y"}
@@ -131,7 +143,7 @@ def test_patch_flavours(api: client.ApiClient, content_type: str, body: Any) -> 
     ids=["failed-test-op", "missing-path", "stale-precondition"],
 )
 def test_patch_failures(api: client.ApiClient, content_type: str, body: Any, expected: int) -> None:
-    core = client.CoreV1Api(api)
+    core = _core(api)
     before = core.create_node(_node("a"))
     with pytest.raises(ApiException) as exc:
         core.patch_node("a", body, _content_type=content_type)
@@ -140,7 +152,7 @@ def test_patch_failures(api: client.ApiClient, content_type: str, body: Any, exp
 
 
 def test_watch_replays_from_resource_version_then_goes_live(kube: FakeKube, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+    core = _core(api)
     start = core.create_node(_node("a")).metadata.resource_version
     core.create_node(_node("b"))
     core.patch_node("a", {"metadata": {"labels": {"x": "y"}}})
@@ -157,9 +169,9 @@ def test_watch_replays_from_resource_version_then_goes_live(kube: FakeKube, api:
 
 
 def test_watch_bookmarks_carry_current_resource_version_and_timeout_ends(api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+    core = _core(api)
     node_rv = core.create_node(_node("a")).metadata.resource_version
-    custom = client.CustomObjectsApi(api)
+    custom = _custom(api)
     custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, {"metadata": {"name": "other"}, "spec": {}})
     w = watch.Watch()
     events = list(
@@ -167,13 +179,14 @@ def test_watch_bookmarks_carry_current_resource_version_and_timeout_ends(api: cl
     )
     assert events, "the stream ended without any bookmark"
     assert {e["type"] for e in events} == {"BOOKMARK"}
+    assert w.resource_version is not None, "the watch saw no resourceVersion"
     assert int(w.resource_version) > int(node_rv), "bookmarks must carry the store's current resourceVersion"
 
 
 def test_compaction_makes_old_watch_410_but_not_a_bookmark_resume(
     kube: FakeKube, api: client.ApiClient
 ) -> None:
-    core = client.CoreV1Api(api)
+    core = _core(api)
     old = core.create_node(_node("a")).metadata.resource_version
     core.create_node(_node("b"))
     compacted = kube.compact()
@@ -185,12 +198,13 @@ def test_compaction_makes_old_watch_410_but_not_a_bookmark_resume(
 
 
 def test_fail_next_injects_errors_with_retry_after(kube: FakeKube, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+    core = _core(api)
     kube.fail_next(1, 429, retry_after=2, verb="list")
     kube.fail_next(1, 500, verb="list")
     with pytest.raises(ApiException) as exc:
         core.list_node()
     assert exc.value.status == 429
+    assert exc.value.headers is not None
     assert exc.value.headers["Retry-After"] == "2"
     with pytest.raises(ApiException) as exc:
         core.list_node()
@@ -199,7 +213,7 @@ def test_fail_next_injects_errors_with_retry_after(kube: FakeKube, api: client.A
 
 
 def test_pause_refuses_then_resume_serves(kube: FakeKube, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+    core = _core(api)
     kube.pause()
     with pytest.raises((urllib3.exceptions.HTTPError, ConnectionError)):
         core.list_node(_request_timeout=5)
@@ -208,7 +222,7 @@ def test_pause_refuses_then_resume_serves(kube: FakeKube, api: client.ApiClient)
 
 
 def test_counts_and_http_control_endpoints(kube: FakeKube, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+    core = _core(api)
     core.create_node(_node("a"))
     core.patch_node("a", {"metadata": {"labels": {"x": "y"}}})
     core.read_node("a")
@@ -253,7 +267,7 @@ def test_runs_standalone_with_a_kubeconfig(tmp_path: Path) -> None:
         cfg = client.Configuration()
         config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
         with client.ApiClient(cfg) as api_client:
-            client.CoreV1Api(api_client).create_node(_node("a"))
+            _core(api_client).create_node(_node("a"))
         req = urllib.request.Request(f"{url}/_control/count?verb=create", data=b"{}")
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert json.loads(resp.read()) == {"count": 1}

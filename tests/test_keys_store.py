@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from keys import store
 from keys.store import KeyFileError, load, load_or_create
 from keys.values import InvalidKeyError, PrivateKey, PublicKey
 from meshd.errors import ConfigError
@@ -168,7 +167,7 @@ def test_failed_write_leaves_no_files(tmp_path: Path, monkeypatch: pytest.Monkey
     def broken_fsync(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(store.os, "fsync", broken_fsync)
+    monkeypatch.setattr(os, "fsync", broken_fsync)
 
     with pytest.raises(KeyFileError, match="Input/output error"):
         load_or_create(tmp_path / "private.key")
@@ -189,7 +188,7 @@ def test_a_key_created_concurrently_is_never_replaced(
         os.chmod(path, 0o600)
         return real_generate()
 
-    monkeypatch.setattr(store.PrivateKey, "generate", staticmethod(racing_generate))
+    monkeypatch.setattr(PrivateKey, "generate", staticmethod(racing_generate))
 
     key, created = load_or_create(path)
 

@@ -170,7 +170,8 @@ def test_binding_ties_the_role_to_the_daemonsets_service_account(base: list[Doc]
 
 
 def agent(daemonset: Doc) -> Doc:
-    (c,) = [c for c in daemonset["spec"]["template"]["spec"]["containers"] if c["name"] == "meshd"]
+    containers: list[Doc] = daemonset["spec"]["template"]["spec"]["containers"]
+    (c,) = [c for c in containers if c["name"] == "meshd"]
     return c
 
 

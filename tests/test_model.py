@@ -43,7 +43,7 @@ def test_endpoint_rejects(text: str) -> None:
 def test_selector_semantics() -> None:
     sel = LabelSelector(
         match_labels=(("pool", "a"),),
-        match_expressions=(LabelRequirement("tier", "NotIn", frozenset({"x"})),),
+        match_expressions=(LabelRequirement("tier", SelectorOperator.NOT_IN, frozenset({"x"})),),
     )
     assert sel.matches({"pool": "a"})
     assert not sel.matches({"pool": "a", "tier": "x"})

@@ -27,6 +27,7 @@ from meshd.core.model import (
     MeshConfig,
     Node,
     NodeRecord,
+    SelectorOperator,
     Snapshot,
     Transport,
     WireGuardSettings,
@@ -93,7 +94,7 @@ def pod_cidrs(index: int) -> st.SearchStrategy[tuple[IPNetwork, ...]]:
 SELECTORS = [
     LabelSelector(),
     LabelSelector(match_labels=(("pool", "x"),)),
-    LabelSelector(match_expressions=(LabelRequirement("pool", "NotIn", frozenset({"y"})),)),
+    LabelSelector(match_expressions=(LabelRequirement("pool", SelectorOperator.NOT_IN, frozenset({"y"})),)),
 ]
 
 

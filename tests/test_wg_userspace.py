@@ -271,7 +271,7 @@ async def test_a_batch_of_peer_changes_is_one_set_and_matches_the_single_calls(t
                 k, Endpoint(ipaddress.ip_address("198.18.1.1") + i, PORT), frozenset({net}), node=f"n{i}"
             )
             for i, (k, net) in enumerate(
-                zip(keys, ipaddress.ip_network("198.19.0.0/16").subnets(new_prefix=26), strict=False)
+                zip(keys, ipaddress.IPv4Network("198.19.0.0/16").subnets(new_prefix=26), strict=False)
             )
         ]
         sets: list[str] = []

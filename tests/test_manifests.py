@@ -20,7 +20,8 @@ import yaml
 Doc = dict[str, Any]
 ROOT = Path(__file__).resolve().parent.parent
 BASE, MONITORING, E2E = ROOT / "manifests", ROOT / "manifests" / "monitoring", ROOT / "e2e"
-K8S_VERSIONS = ["1.30", "1.37"]  # oldest we support (ValidatingAdmissionPolicy v1), newest kubernetes-validate knows
+# The oldest version we support (ValidatingAdmissionPolicy v1) and the newest kubernetes-validate knows.
+K8S_VERSIONS = ["1.30", "1.37"]
 
 
 def kubectl_kustomize(path: Path) -> list[Doc]:

@@ -22,7 +22,7 @@ def _modules(package: Path) -> list[str]:
     return names
 
 
-PURE = [*_modules(CORE), "keys.values"]
+PURE = [*_modules(CORE), "keys.values", "keys.proof"]
 FORBIDDEN = ["pyroute2", "wgnlpy", "kubernetes", "prometheus_client", "aiohttp"]
 
 

@@ -82,13 +82,14 @@ async def run_agent(settings: Settings) -> int:
     key, created = load_or_create(settings.key_file)
     if created:
         log.info("generated a new WireGuard key in %s", settings.key_file)
-    wireguard = await make_wireguard(settings, key)
+    wireguard = await make_wireguard(settings, key.private)
     ipip = await ipip_supported()
     links, routes = NetlinkLinks(), NetlinkRouteTable()
     datastore = make_datastore(settings, on_error=metrics.count_datastore_error)
     identity = Identity(
         name=settings.node_name,
         public_key=key.public_key() if wireguard is not None else None,
+        key_proof=key.proof(settings.node_name) if wireguard is not None else None,
         underlay_ip=settings.underlay_ip,
         pod_cidrs=settings.pod_cidrs,
         labels=settings.labels,

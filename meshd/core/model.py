@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from keys.proof import KeyProof
 from keys.values import PublicKey
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -142,6 +143,7 @@ class Node:
     vxlan_mac: str | None = None  # lower-case aa:bb:cc:dd:ee:ff
     capabilities: frozenset[Transport] = frozenset()
     observed_generation: int | None = None
+    key_proof: KeyProof | None = None  # as published: conflicts.py checks it when the key is disputed
 
     def can(self, transport: Transport) -> bool:
         """True when the node advertises the transport and published what peers need to use it."""

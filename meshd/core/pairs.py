@@ -74,6 +74,11 @@ def wireguard_blocker(local: LocalNode, peer: Node, view: ClusterView) -> str | 
         (Transport.WIREGUARD not in peer.capabilities, f"{peer.name} does not run WireGuard"),
         (peer.public_key is None, f"{peer.name} publishes no WireGuard key"),
         (peer.endpoint is None, f"{peer.name} publishes no WireGuard endpoint"),
+        (me.name in view.key_copiers, "this node publishes a public key that another node proves it holds"),
+        (
+            peer.name in view.key_copiers,
+            f"{peer.name} publishes a public key that another node proves it holds",
+        ),
         (me.public_key in view.duplicate_keys, "this node's public key is also published by another node"),
         (
             peer.public_key in view.duplicate_keys,

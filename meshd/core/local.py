@@ -16,11 +16,11 @@ class Identity:
 
     name: str
     public_key: PublicKey | None  # None: no WireGuard backend on this node
-    key_proof: KeyProof | None = None  # made once at start-up from the identity seed (keys.proof)
     underlay_ip: IPAddress | None = None
     pod_cidrs: tuple[IPNetwork, ...] = ()
     labels: Labels = ()
     ipip_available: bool = False
+    key_proof: KeyProof | None = None  # made once at start-up from the identity seed (keys.proof)
 
 
 def local_node(

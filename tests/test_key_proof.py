@@ -82,7 +82,7 @@ def test_the_seed_never_shows() -> None:
     with pytest.raises(TypeError):
         pickle.dumps(SEED)
     with pytest.raises(AttributeError):
-        SEED._raw = bytes(32)  # type: ignore[misc]
+        SEED._raw = bytes(32)
 
 
 def _errors() -> list[Exception]:

@@ -97,6 +97,8 @@ def test_a_copied_key_leaves_the_copier_out_and_the_victim_untouched(
     assert transports[a.name][v.name] == transports[v.name][a.name] == "wireguard", transports
     assert wg_peers(lab, a) == {v_key} and wg_peers(lab, v) == {a_key}
     assert wg_show(lab, a, "endpoints") == f"{v_key}\t{v.underlay}:51820"
+    for g in mesh.agents[:2]:  # and the logs say who is left out, and why
+        assert f"{x.name} publishes the public key" in g.log_path.read_text(), g.log_tail()
     # no private key or seed anywhere a user or a peer can read
     metrics = "".join(g.http_get(lab, "/metrics")[1] for g in mesh.agents[:2])
     visible = "".join(

@@ -131,19 +131,21 @@ def test_unwanted_devices_stay_until_prune_and_take_their_entries_along() -> Non
 
 def test_move_between_transports_is_make_before_break() -> None:
     """Required mode keeps no unencrypted standby: a pair leaving the selector gets its VXLAN entries
-    before its route moves, keeps its WireGuard peer on standby, and comes back route-first."""
+    before its route moves, keeps its WireGuard peer on standby, and comes back route-first. Its Required
+    guard goes only after the fallback route is in place, and comes back before anything else."""
     cfg = MeshConfig(mode=EncryptionMode.REQUIRED, node_selector=POOL_X)
     encrypted = planned(node(2, labels=X), config=cfg)
+    assert encrypted.guards == frozenset(node(2).pod_cidrs)
     fake = converged(encrypted)
     clear = planned(node(2, labels={"pool": "y"}), config=cfg)
     out = diff(clear, fake.observe(), prune=True)
-    assert kinds(out) == ["AddNeighbor", "AddFdb", "ReplaceRoute"]
-    assert out[-1] == a.ReplaceRoute(next(iter(clear.routes)))
+    assert kinds(out) == ["AddNeighbor", "AddFdb", "ReplaceRoute", "RemoveGuard"]
+    assert out[-2] == a.ReplaceRoute(next(iter(clear.routes)))
     fake.apply(out)
     assert diff(clear, fake.observe(), prune=True) == ()
     assert [p.public_key for p in fake.observe().wireguard.peers] == [key(2)]  # type: ignore[union-attr]
     back = diff(encrypted, fake.observe(), prune=True)
-    assert kinds(back) == ["ReplaceRoute", "RemoveFdb", "RemoveNeighbor"]
+    assert kinds(back) == ["AddGuard", "ReplaceRoute", "RemoveFdb", "RemoveNeighbor"]
     fake.apply(back)
     assert diff(encrypted, fake.observe(), prune=True) == ()
 

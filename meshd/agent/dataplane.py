@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from meshd.core import actions as a
+from meshd.core.guard import AddGuard, GuardTable, RemoveGuard
+from meshd.core.model import IPNetwork
 from meshd.core.ports import Links, RouteTable, WireGuardDevice
 from meshd.core.state import ActualState, DeviceNames, ObservedWireGuard
 
@@ -21,6 +23,7 @@ class Dataplane:
     routes: RouteTable
     wireguard: WireGuardDevice | None = None  # None: no WireGuard backend on this node
     ipip: bool = False  # the kernel has ipip: observe that link too
+    guards: GuardTable | None = None  # Required guards (meshd.core.guard); None: none observed or made
 
     async def observe(self) -> ActualState:
         ours, foreign = await self.routes.observe()
@@ -33,6 +36,7 @@ class Dataplane:
             ipip=await self.links.observe_ipip(self.names.ipip) if self.ipip else None,
             routes=ours,
             foreign_routes=foreign,
+            guards=await self.guards.observe() if self.guards is not None else frozenset(),
         )
 
     async def _observe_wireguard(self) -> ObservedWireGuard | None:
@@ -103,6 +107,13 @@ class Dataplane:
                 await routes.replace(route)
             case a.RemoveRoute(route):
                 await routes.remove(route)
+            case AddGuard(dst) | RemoveGuard(dst):
+                await self._guard(action, dst)
+
+    async def _guard(self, action: a.Action, dst: IPNetwork) -> None:
+        if self.guards is None:
+            raise RuntimeError("a guard was planned on a dataplane without a guard table")
+        await (self.guards.add(dst) if isinstance(action, AddGuard) else self.guards.remove(dst))
 
 
 def describe(action: a.Action) -> str:
@@ -148,6 +159,10 @@ def describe(action: a.Action) -> str:
             return f"routing {r.dst} dev {r.dev}{via}"
         case a.RemoveRoute(r):
             return f"removing route {r.dst} dev {r.dev}"
+        case AddGuard(dst):
+            return f"guarding {dst} (Required: unreachable unless its tunnel route is there)"
+        case RemoveGuard(dst):
+            return f"removing the guard of {dst} (not Required any more)"
     return f"{type(action).__name__}: " + ", ".join(f"{k}={v}" for k, v in _fields(action))
 
 

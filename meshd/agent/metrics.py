@@ -69,6 +69,16 @@ class Metrics:
             "Peers that get no pod route because encryption is Required and the pair cannot be encrypted",
             registry=registry,
         )
+        self.required_guards = Gauge(
+            "meshd_required_guards",
+            "Pod CIDRs guarded by an unreachable route because encryption is Required",
+            registry=registry,
+        )
+        self.required_violations = Gauge(
+            "meshd_required_violations",
+            "Routes that are not meshd's and may send a Required pod CIDR's traffic in clear",
+            registry=registry,
+        )
 
     def count_datastore_error(self, kind: str) -> None:
         self.datastore_errors.labels(kind=kind).inc()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshd.agent.dataplane import Dataplane
+from meshd.agent.guards import report_guards
 from meshd.agent.http import Health
 from meshd.agent.metrics import Metrics
 from meshd.core import actions as a
@@ -55,6 +56,7 @@ class Reconciler:
     _config: MeshConfig = field(default_factory=MeshConfig)
     _failures: int = 0
     _warned: set[tuple[str, str]] = field(default_factory=set)
+    _violations: set[str] = field(default_factory=set)  # Required violations reported (meshd.core.guard)
     _last: tuple[DesiredState, ActualState] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
 
@@ -212,6 +214,7 @@ class Reconciler:
         for problem in desired.problems:
             if problem.kind != "invalid-node":
                 self._warn_once(problem.kind, problem.detail)
+        report_guards(self.metrics, desired, actual, self._violations)
         for route in actual.foreign_routes:
             self._warn_once(
                 "foreign-route", f"route {route.dst} dev {route.dev} is not ours and overlaps a pod CIDR"

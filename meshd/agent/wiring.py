@@ -16,6 +16,7 @@ from keys.store import load_or_create
 from keys.values import PrivateKey
 from meshd.agent.cni import cni_conflist, write_cni_config
 from meshd.agent.dataplane import Dataplane
+from meshd.agent.guards import SavedGuards, guard_file
 from meshd.agent.http import Health, serve
 from meshd.agent.metrics import Metrics
 from meshd.agent.reconciler import Reconciler
@@ -27,6 +28,7 @@ from meshd.core.ports import Datastore, WireGuardDevice
 from meshd.core.state import DesiredState
 from meshd.errors import UnsupportedError
 from overlay.detect import select_backend
+from overlay.guards import NetlinkGuards
 from overlay.routes import NetlinkRouteTable
 from vxlan.links import NetlinkLinks, ipip_supported
 
@@ -84,7 +86,9 @@ async def run_agent(settings: Settings) -> int:
         log.info("generated a new WireGuard key in %s", settings.key_file)
     wireguard = await make_wireguard(settings, key.private)
     ipip = await ipip_supported()
-    links, routes = NetlinkLinks(), NetlinkRouteTable()
+    links, routes, kernel_guards = NetlinkLinks(), NetlinkRouteTable(), NetlinkGuards()
+    guards = SavedGuards(kernel_guards, guard_file(settings.key_file))
+    await guards.install_saved()  # Required guards of the last run, before anything else (fail closed)
     datastore = make_datastore(settings, on_error=metrics.count_datastore_error)
     identity = Identity(
         name=settings.node_name,
@@ -97,7 +101,7 @@ async def run_agent(settings: Settings) -> int:
     )
     loop = Reconciler(
         datastore=datastore,
-        dataplane=Dataplane(settings.names, links, routes, wireguard, ipip),
+        dataplane=Dataplane(settings.names, links, routes, wireguard, ipip, guards),
         identity=identity,
         metrics=metrics,
         health=health,
@@ -115,7 +119,7 @@ async def run_agent(settings: Settings) -> int:
     finally:
         log.info("stopping; the dataplane stays in place")
         await datastore.close()
-        for closer in (links, routes):
+        for closer in (links, routes, kernel_guards):
             with contextlib.suppress(Exception):
                 await closer.close()
         server.shutdown()

@@ -10,6 +10,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 
 from meshd.core.conflicts import cluster_view
+from meshd.core.guard import plan_guards
 from meshd.core.model import EncryptionMode, Fallback, IPNetwork, LocalNode, Snapshot, Transport
 from meshd.core.pairs import PairPlan, decide_pair
 from meshd.core.state import (
@@ -85,6 +86,7 @@ def plan(
         routes=routes,
         pairs=tuple(p.decision for p in pairs),
         problems=(*view.problems, *_pair_problems(pairs), *route_problems),
+        guards=plan_guards(config, me, view),
     )
 
 

@@ -118,6 +118,7 @@ class DesiredState:
     routes: frozenset[Route] = frozenset()
     pairs: tuple[PairDecision, ...] = ()  # sorted by node name
     problems: tuple[Problem, ...] = ()
+    guards: frozenset[IPNetwork] = frozenset()  # pod CIDRs never sent in clear (meshd.core.guard)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +173,4 @@ class ActualState:
     ipip: ObservedIpip | None = None
     routes: frozenset[Route] = frozenset()
     foreign_routes: frozenset[Route] = frozenset()
+    guards: frozenset[IPNetwork] = frozenset()  # destinations of our guard routes (meshd.core.guard)

@@ -8,6 +8,7 @@ their transport goes):
   6. route replaces                 7. route removes           8. FDB removes
   9. neighbour removes             10. peer removes           11. address removes
  12. device deletes
+Guards (meshd.core.guard) go around all of it: added before step 1, removed after step 12.
 Within each group the order is sorted, so the result is deterministic. With `prune=False` (before the
 datastore's first full sync) nothing that is not desired is removed; adds and updates still happen.
 What a deleted link holds (addresses, peers, FDB, neighbours) goes with it and is not removed one by one.
@@ -26,6 +27,7 @@ from meshd.core.diff.links import (
     network_key,
 )
 from meshd.core.diff.wireguard import diff_peers
+from meshd.core.guard import diff_guards
 from meshd.core.model import IPAddress
 from meshd.core.state import ActualState, DesiredState, FdbEntry, NeighborEntry, Route
 
@@ -49,7 +51,9 @@ def diff(desired: DesiredState, actual: ActualState, *, prune: bool) -> tuple[a.
     fdb_adds, fdb_removes = _diff_fdb(desired, actual, gone=vanished | deleted, prune=prune)
     neigh_adds, neigh_removes = _diff_neighbors(desired, actual, gone=vanished | deleted, prune=prune)
     route_replaces, route_removes = _diff_routes(desired, actual, vanished=vanished, prune=prune)
+    guard_adds, guard_removes = diff_guards(desired.guards, actual.guards, prune=prune)
     return (
+        *guard_adds,
         *(x for d in devices for x in d.recreate),
         *(x for d in devices for x in d.setup),
         *peer_changes,
@@ -62,6 +66,7 @@ def diff(desired: DesiredState, actual: ActualState, *, prune: bool) -> tuple[a.
         *peer_removes,
         *(x for d in devices for x in d.address_removes),
         *(x for d in devices for x in d.delete),
+        *guard_removes,
     )
 
 

@@ -66,7 +66,11 @@ class FileDatastore:
         if self._register is not None:
             await asyncio.to_thread(self._write_registration, self._register)
         await asyncio.to_thread(self._scan)
-        self._synced = True
+        # A MeshConfig that is there but cannot be used is no view at all: the defaults could mean clear
+        # text where Required is meant. The first sync waits until it is readable and valid (or removed).
+        self._synced = self.config_error is None
+        if not self._synced:
+            log.error("no first sync until the MeshConfig is fixed: %s", self.config_error)
         self._changed.set()
         self._task = asyncio.create_task(self._poll(), name="file-datastore-poll")
 
@@ -136,6 +140,8 @@ class FileDatastore:
             except OSError as exc:
                 log.warning("file datastore scan failed: %s", exc)
                 continue
+            if not self._synced and self.config_error is None:
+                self._synced = changed = True
             if changed:
                 self._changed.set()
 

@@ -10,7 +10,17 @@ import pytest
 
 from meshd.agent.guards import SavedGuards, load_saved
 from meshd.core.guard import diff_guards, guard_violations
-from meshd.core.model import EncryptionMode, LabelSelector, LocalNode, MeshConfig, Snapshot, Transport
+from meshd.core.model import (
+    EncryptionMode,
+    IPNetwork,
+    LabelSelector,
+    LocalNode,
+    MeshConfig,
+    Node,
+    NodeRecord,
+    Snapshot,
+    Transport,
+)
 from meshd.core.planner import plan
 from meshd.core.state import Route
 from tests.planner_cases import node
@@ -20,12 +30,14 @@ ME = node(1, labels=X)
 REQUIRED = MeshConfig(mode=EncryptionMode.REQUIRED)
 
 
-def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def net(text: str) -> IPNetwork:
     return ipaddress.ip_network(text)
 
 
-def guards(*remotes: object, config: MeshConfig = REQUIRED, me: object = ME, **kw: object) -> set[str]:
-    desired = plan(Snapshot.of(remotes, config), LocalNode(me, **kw))  # type: ignore[arg-type]
+def guards(
+    *remotes: NodeRecord, config: MeshConfig = REQUIRED, me: Node = ME, wireguard_available: bool = True
+) -> set[str]:
+    desired = plan(Snapshot.of(remotes, config), LocalNode(me, wireguard_available=wireguard_available))
     return {str(g) for g in desired.guards}
 
 
@@ -81,16 +93,18 @@ class Table:
     """A guard table that records, at each kernel change, what the file held."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.held, self.log = path, set[object](), list[tuple[str, frozenset[object]]]()
+        self.path = path
+        self.held: set[IPNetwork] = set()
+        self.log: list[tuple[str, frozenset[IPNetwork]]] = []
 
-    async def observe(self) -> frozenset[object]:
+    async def observe(self) -> frozenset[IPNetwork]:
         return frozenset(self.held)
 
-    async def add(self, dst: object) -> None:
-        self.log.append(("add", load_saved(self.path)))  # type: ignore[arg-type]
+    async def add(self, dst: IPNetwork) -> None:
+        self.log.append(("add", load_saved(self.path)))
         self.held.add(dst)
 
-    async def remove(self, dst: object) -> None:
+    async def remove(self, dst: IPNetwork) -> None:
         self.held.discard(dst)
         self.log.append(("remove", frozenset()))
 
@@ -101,11 +115,11 @@ def test_saved_before_added_and_restored_at_start(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         table = Table(path)
-        saved = SavedGuards(table, path)  # type: ignore[arg-type]
+        saved = SavedGuards(table, path)
         await saved.add(g)
         assert table.log == [("add", frozenset({g}))]  # on disk before it is in the kernel
         rebooted = Table(path)  # the kernel forgot everything
-        assert await SavedGuards(rebooted, path).install_saved() == 1  # type: ignore[arg-type]
+        assert await SavedGuards(rebooted, path).install_saved() == 1
         assert rebooted.held == {g}
         await saved.remove(g)
         assert not path.exists()

@@ -69,16 +69,7 @@ class Metrics:
             "Peers that get no pod route because encryption is Required and the pair cannot be encrypted",
             registry=registry,
         )
-        self.required_guards = Gauge(
-            "meshd_required_guards",
-            "Pod CIDRs guarded by an unreachable route because encryption is Required",
-            registry=registry,
-        )
-        self.required_violations = Gauge(
-            "meshd_required_violations",
-            "Routes that are not meshd's and may send a Required pod CIDR's traffic in clear",
-            registry=registry,
-        )
+        self.required_guards, self.required_violations = _required_gauges(registry)
 
     def count_datastore_error(self, kind: str) -> None:
         self.datastore_errors.labels(kind=kind).inc()
@@ -108,3 +99,18 @@ class Metrics:
             self.last_handshake.labels(peer=label).set(p.last_handshake or 0)
             self.rx.labels(peer=label).set(p.rx_bytes)
             self.tx.labels(peer=label).set(p.tx_bytes)
+
+
+def _required_gauges(registry: CollectorRegistry) -> tuple[Gauge, Gauge]:
+    """Fail closed under Required: guards in place, and foreign routes past them (meshd.core.guard)."""
+    guards = Gauge(
+        "meshd_required_guards",
+        "Pod CIDRs guarded by an unreachable route because encryption is Required",
+        registry=registry,
+    )
+    violations = Gauge(
+        "meshd_required_violations",
+        "Routes that are not meshd's and may send a Required pod CIDR's traffic in clear",
+        registry=registry,
+    )
+    return guards, violations

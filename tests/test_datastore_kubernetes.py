@@ -378,3 +378,19 @@ async def test_peers_published_underlay_wins_but_never_our_own_stale_copy(
     snap = await _until_changed(ds, lambda s: len(s.nodes) == 2)
     found = {n.name: str(n.underlay_ip) for n in snap.nodes if isinstance(n, Node)}
     assert found == {"me": "198.18.0.1", "peer": "198.18.9.2"}
+
+
+async def test_no_first_sync_while_the_meshconfig_does_not_decode(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
+) -> None:
+    """Defaults in place of a MeshConfig that does not decode could mean clear text where Required is meant."""
+    kube.put("meshconfigs", _config("Bogus"))
+    kube.put("nodes", _node("a", 1))
+    ds = make_ds()
+    await ds.start()
+    await _until(lambda: ds.config_error is not None)  # the MeshConfig list is in
+    snap = await _until_changed(ds, lambda s: _names(s) == ["a"])  # and the node list
+    assert not snap.synced
+    kube.put("meshconfigs", _config("Required"))
+    snap = await _until_changed(ds, lambda s: s.synced)
+    assert snap.config.mode is EncryptionMode.REQUIRED

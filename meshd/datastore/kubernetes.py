@@ -75,6 +75,7 @@ class KubernetesDatastore:
         self._records: dict[str, tuple[str, NodeRecord]] = {}  # name -> (resourceVersion, decoded)
         self._config = MeshConfig()
         self._config_key: str | None = None  # resourceVersion of the MeshConfig last decoded, "" if none
+        self._config_good = False  # a MeshConfig (or its absence) decoded: else no first sync (fail closed)
         self.config_error: str | None = None
         self._listed: set[str] = set()
         self._reflectors: list[Reflector] = []
@@ -114,7 +115,8 @@ class KubernetesDatastore:
         records = tuple(self._record(name, obj) for name, obj in sorted(self._nodes.items()))
         for gone in self._records.keys() - self._nodes.keys():
             del self._records[gone]
-        return Snapshot(records, self._config, synced=self._listed >= {NODES, MESHCONFIGS})
+        synced = self._listed >= {NODES, MESHCONFIGS} and self._config_good
+        return Snapshot(records, self._config, synced=synced)
 
     async def wait_changed(self) -> None:
         await self._changed.wait()
@@ -256,7 +258,7 @@ class KubernetesDatastore:
             self.config_error = f"MeshConfig {MESHCONFIG_NAME} (resourceVersion {key}): {exc}"
             log.error("rejected %s; the previous configuration stays in force", self.config_error)
             return True
-        self.config_error = None
+        self.config_error, self._config_good = None, True
         if obj is None:
             log.info("no MeshConfig %s: defaults apply", MESHCONFIG_NAME)
         else:

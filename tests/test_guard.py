@@ -131,3 +131,15 @@ def test_a_damaged_file_restores_nothing(tmp_path: Path) -> None:
     path = tmp_path / "g.json"
     path.write_text("{not json")
     assert load_saved(path) == frozenset()
+
+
+def test_a_file_that_cannot_be_written_never_keeps_a_guard_out(tmp_path: Path) -> None:
+    path = tmp_path / "missing-dir" / "g.json"
+    g = net("198.19.2.0/24")
+
+    async def scenario() -> None:
+        table = Table(path)
+        await SavedGuards(table, path).add(g)
+        assert table.held == {g}
+
+    asyncio.run(scenario())

@@ -75,12 +75,16 @@ class SavedGuards:
         return len(missing)
 
     async def _save(self, guards: frozenset[IPNetwork]) -> None:
+        """A file that cannot be written is reported, never a reason to leave a guard out of the kernel."""
         self._saved = guards
-        if not guards:
-            await asyncio.to_thread(self.path.unlink, missing_ok=True)
-            return
         data = json.dumps({"guards": sorted(map(str, guards))}, indent=1) + "\n"
-        await asyncio.to_thread(write_atomic, self.path, data.encode())
+        try:
+            if guards:
+                await asyncio.to_thread(write_atomic, self.path, data.encode())
+            else:
+                await asyncio.to_thread(self.path.unlink, missing_ok=True)
+        except OSError as exc:
+            log.error("cannot save the Required guards in %s (%s): a reboot would lose them", self.path, exc)
 
 
 def report_guards(metrics: Metrics, desired: DesiredState, actual: ActualState, seen: set[str]) -> None:

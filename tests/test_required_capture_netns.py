@@ -210,14 +210,16 @@ def _foreign_route(lab: Lab, mesh: Mesh, sniff: Sniffer) -> None:
 
 
 def _no_private_key_anywhere(lab: Lab, mesh: Mesh, workdir: Path) -> None:
-    """No private key (base64 or hex) in any log, metric, annotation, status document or error."""
+    """No private key or identity seed (base64 or hex) in any log, metric, annotation, status or error."""
     from keys.store import load_or_create
 
     secrets = []
     for key_file in (workdir / "keys").glob("*.key"):
         key, _ = load_or_create(key_file)
-        secrets += [key.base64, key.hex]
-    assert len(secrets) == 6
+        for secret in (key.private, key.seed):
+            assert secret is not None
+            secrets += [secret.base64, secret.hex]
+    assert len(secrets) == 12
     texts = [p.read_text(errors="replace") for p in (workdir / "logs").glob("*")]
     texts += [p.read_text(errors="replace") for p in (workdir / "run").glob("*.log")]
     texts += [p.read_text() for p in (workdir / "store" / "nodes").glob("*.json")]

@@ -87,6 +87,8 @@ def test_foreign_drop_routes_are_left_alone_and_saved_guards_come_back(
     lab, n = node
     lab.ip(n.ns, "route", "add", "unreachable", "198.19.50.0/24", "metric", str(GUARD_METRIC))  # not ours
     lab.ip(n.ns, "route", "add", "blackhole", "198.19.50.128/25", "proto", "static")
+    hops = ("nexthop", "via", "198.18.0.50", "dev", "eth0", "nexthop", "via", "198.18.0.51", "dev", "eth0")
+    lab.ip(n.ns, "route", "add", "198.19.50.64/26", *hops)  # a multipath route: it does send somewhere
 
     async def scenario() -> None:
         kernel = NetlinkGuards(netns=n.ns)
@@ -101,6 +103,7 @@ def test_foreign_drop_routes_are_left_alone_and_saved_guards_come_back(
             assert {(str(r.dst), r.dev) for r in foreign} == {
                 ("198.19.50.0/24", ""),
                 ("198.19.50.128/25", ""),
+                ("198.19.50.64/26", "eth0"),
             }
             await kernel.remove(NETS[0])  # never matches the foreign one
             assert any(line.startswith("unreachable") for line in _show(lab, n, NETS[0]))

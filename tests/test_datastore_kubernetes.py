@@ -16,6 +16,7 @@ from meshd.core.model import EncryptionMode, InvalidNode, MeshConfig, Node, Snap
 from meshd.datastore.k8s_api import TransientApiError
 from meshd.datastore.k8s_watch import Backoff, Reflector, with_retries
 from meshd.datastore.kubernetes import KubernetesDatastore
+from meshd.datastore.settings import WatchSettings
 from meshd.errors import PermanentError, TransientError
 from tests.fakekube import FakeKube
 
@@ -62,8 +63,7 @@ async def make_ds(
         ds = KubernetesDatastore(
             node_name="me",
             kubeconfig=kubeconfig,
-            backoff=Backoff(initial=0.05, maximum=0.3, jitter=0.05),
-            watch_timeout=5,
+            watch=WatchSettings(watch_timeout=5, backoff=Backoff(initial=0.05, maximum=0.3, jitter=0.05)),
             on_error=errors.append,
         )
         made.append(ds)

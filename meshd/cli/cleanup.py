@@ -7,7 +7,8 @@ import argparse
 import asyncio
 import logging
 
-from meshd.agent.settings import Settings, add_agent_flags, settings_from
+from meshd.agent.settings import Settings
+from meshd.cli.flags import add_agent_flags, settings_from
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ async def cleanup(settings: Settings, *, annotations: bool) -> int:
     wireguard = await make_wireguard(settings, PrivateKey.generate())
     links, routes = NetlinkLinks(), NetlinkRouteTable()
     try:
-        dataplane = Dataplane(settings.names, links, routes, wireguard, await ipip_supported())
+        dataplane = Dataplane(settings.backends.names, links, routes, wireguard, await ipip_supported())
         changes = await teardown_dataplane(dataplane)
     finally:
         await links.close()
@@ -49,8 +50,8 @@ async def cleanup(settings: Settings, *, annotations: bool) -> int:
         datastore = make_datastore(settings, register=False)
         await datastore.start()
         try:
-            await remove_annotations(datastore, settings.node_name)
+            await remove_annotations(datastore, settings.agent.node_name)
         finally:
             await datastore.close()
-        print(f"removed the meshd.io/* annotations of node {settings.node_name}")
+        print(f"removed the meshd.io/* annotations of node {settings.agent.node_name}")
     return 0

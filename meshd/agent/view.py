@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from meshd.core.local import Identity
 from meshd.core.model import MeshConfig
-from meshd.core.ports import WireGuardDevice
+from meshd.core.ports import WireGuardReading
 from meshd.core.state import ActualState, DesiredState, ObservedPeer
 from meshd.core.status import status_document
 
 log = logging.getLogger(__name__)
 
 
+class DeviceReader(Protocol):
+    async def observe_device(self) -> WireGuardReading | None: ...
+
+
 @dataclass
 class MeshView:
     identity: Identity
-    wireguard: WireGuardDevice | None = None
+    wireguard: DeviceReader | None = None
     config: MeshConfig = field(default_factory=MeshConfig)
     last: tuple[DesiredState, ActualState] | None = None
     """The last complete pass: what it planned and the kernel it observed."""

@@ -251,3 +251,16 @@ async def test_a_node_without_wireguard_runs_the_fallback_and_does_not_advertise
     assert first["meshd.io/capabilities"] == "vxlan"
     assert first["meshd.io/public-key"] is None and first["meshd.io/endpoint"] is None
     assert count(metrics, "meshd_peers", transport="vxlan") == 2
+
+
+async def test_a_rejected_meshconfig_is_reported_while_the_previous_one_stays_in_force() -> None:
+    store = MemoryStore(nodes=[MINE, remote(2)])
+    loop, metrics, health = make(store, FakePlane())
+    await loop.reconcile_once()
+    store.config_error = "meshconfig.yaml: spec.mode: 'Sometimes' is not one of Disabled, Enabled, Required"
+    await loop.reconcile_once()
+    assert health.readyz() == (200, f"ok; MeshConfig rejected: {store.config_error}")
+    assert count(metrics, "meshd_meshconfig_rejected") == 1
+    store.config_error = None
+    await loop.reconcile_once()
+    assert health.readyz() == (200, "ok") and count(metrics, "meshd_meshconfig_rejected") == 0

@@ -158,6 +158,11 @@ async def test_meshconfig_lifecycle(kube: FakeKube, make_ds: Callable[[], Kubern
     await _until_changed(ds, lambda s: s.config == MeshConfig())
 
 
+def _resume_point(ds: KubernetesDatastore, resource: str) -> str | None:
+    """The resourceVersion the next watch of `resource` resumes from (None: a list comes first)."""
+    return next(r.resource_version for r in ds._reflectors if r.resource == resource)
+
+
 async def test_bookmarks_let_a_resumed_watch_survive_compaction(
     kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
 ) -> None:
@@ -166,7 +171,7 @@ async def test_bookmarks_let_a_resumed_watch_survive_compaction(
     for i in range(5):  # writes the node watch never sees: only bookmarks move its resume point
         kube.put("meshconfigs", _config("Enabled", name=f"other-{i}"))
     target = kube.store.rv
-    await _until(lambda: int(ds.resume_points["nodes"] or 0) >= target)
+    await _until(lambda: int(_resume_point(ds, "nodes") or 0) >= target)
     lists = kube.count("list", "nodes")
     kube.compact()
     kube.pause()  # drops the watch streams: the adapter must resume from its bookmark

@@ -83,11 +83,6 @@ class KubernetesDatastore:
         failed = [f"{r.resource}: {r.failure}" for r in self._reflectors if r.failure is not None]
         return "; ".join(failed) or None
 
-    @property
-    def resume_points(self) -> dict[str, str | None]:
-        """Per collection, the resourceVersion the next watch resumes from (None: a list comes first)."""
-        return {r.resource: r.resource_version for r in self._reflectors}
-
     async def start(self) -> None:
         self._api = await KubeApi.connect(self._kubeconfig, request_timeout=self._watch.request_timeout)
         for resource in (NODES, MESHCONFIGS):

@@ -16,6 +16,7 @@ from meshd.core.model import EncryptionMode, InvalidNode, MeshConfig, Node, Snap
 from meshd.datastore.k8s_api import TransientApiError
 from meshd.datastore.k8s_watch import Backoff, Reflector, with_retries
 from meshd.datastore.kubernetes import KubernetesDatastore
+from meshd.datastore.settings import WatchSettings
 from meshd.errors import PermanentError, TransientError
 from tests.fakekube import FakeKube
 
@@ -62,8 +63,7 @@ async def make_ds(
         ds = KubernetesDatastore(
             node_name="me",
             kubeconfig=kubeconfig,
-            backoff=Backoff(initial=0.05, maximum=0.3, jitter=0.05),
-            watch_timeout=5,
+            watch=WatchSettings(watch_timeout=5, backoff=Backoff(initial=0.05, maximum=0.3, jitter=0.05)),
             on_error=errors.append,
         )
         made.append(ds)
@@ -158,6 +158,11 @@ async def test_meshconfig_lifecycle(kube: FakeKube, make_ds: Callable[[], Kubern
     await _until_changed(ds, lambda s: s.config == MeshConfig())
 
 
+def _resume_point(ds: KubernetesDatastore, resource: str) -> str | None:
+    """The resourceVersion the next watch of `resource` resumes from (None: a list comes first)."""
+    return next(r.resource_version for r in ds._reflectors if r.resource == resource)
+
+
 async def test_bookmarks_let_a_resumed_watch_survive_compaction(
     kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
 ) -> None:
@@ -166,7 +171,7 @@ async def test_bookmarks_let_a_resumed_watch_survive_compaction(
     for i in range(5):  # writes the node watch never sees: only bookmarks move its resume point
         kube.put("meshconfigs", _config("Enabled", name=f"other-{i}"))
     target = kube.store.rv
-    await _until(lambda: int(ds.resume_points["nodes"] or 0) >= target)
+    await _until(lambda: int(_resume_point(ds, "nodes") or 0) >= target)
     lists = kube.count("list", "nodes")
     kube.compact()
     kube.pause()  # drops the watch streams: the adapter must resume from its bookmark

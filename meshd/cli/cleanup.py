@@ -7,7 +7,8 @@ import argparse
 import asyncio
 import logging
 
-from meshd.agent.settings import Settings, add_agent_flags, settings_from
+from meshd.agent.settings import Settings
+from meshd.cli.flags import add_agent_flags, settings_from
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,11 @@ async def cleanup(settings: Settings, *, annotations: bool) -> int:
     # A throwaway key: the device object is only observed and deleted, never configured with it.
     wireguard = await make_wireguard(settings, PrivateKey.generate())
     links, routes, kernel_guards = NetlinkLinks(), NetlinkRouteTable(), NetlinkGuards()
-    guards = SavedGuards(kernel_guards, guard_file(settings.key_file))  # emptied: the file goes too
+    guards = SavedGuards(kernel_guards, guard_file(settings.agent.key_file))  # emptied: the file goes too
     try:
-        dataplane = Dataplane(settings.names, links, routes, wireguard, await ipip_supported(), guards)
+        dataplane = Dataplane(
+            settings.backends.names, links, routes, wireguard, await ipip_supported(), guards
+        )
         changes = await teardown_dataplane(dataplane)
     finally:
         await links.close()
@@ -53,8 +56,8 @@ async def cleanup(settings: Settings, *, annotations: bool) -> int:
         datastore = make_datastore(settings, register=False)
         await datastore.start()
         try:
-            await remove_annotations(datastore, settings.node_name)
+            await remove_annotations(datastore, settings.agent.node_name)
         finally:
             await datastore.close()
-        print(f"removed the meshd.io/* annotations of node {settings.node_name}")
+        print(f"removed the meshd.io/* annotations of node {settings.agent.node_name}")
     return 0

@@ -15,7 +15,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -33,7 +32,6 @@ CONFIG_NAMES = ("meshconfig.yaml", "meshconfig.yml", "meshconfig.json")
 class _Entry:
     signature: Signature
     record: NodeRecord
-    raw: dict[str, Any] | None
 
 
 def _signature(path: Path) -> Signature | None:
@@ -54,6 +52,7 @@ class FileDatastore:
         self._config = MeshConfig()
         self._config_sig: tuple[str, Signature] | None = None
         self.config_error: str | None = None
+        """Why the latest MeshConfig file was rejected (the previous one stays in force), or None."""
         self._synced = False
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -158,8 +157,7 @@ class FileDatastore:
                 old = self._entries.get(name)
                 if sig is None or (old is not None and old.signature == sig):
                     continue
-                raw = _read_json(Path(de.path))
-                self._entries[name] = _Entry(sig, _decode(name, raw), raw if isinstance(raw, dict) else None)
+                self._entries[name] = _Entry(sig, _decode(name, _read_json(Path(de.path))))
                 changed = True
         for gone in set(self._entries) - seen:
             del self._entries[gone]

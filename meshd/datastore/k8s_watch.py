@@ -14,11 +14,9 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_never
-from tenacity.wait import wait_exponential_jitter
 
 from meshd.datastore.k8s_api import (
     MESHCONFIGS,
@@ -30,20 +28,12 @@ from meshd.datastore.k8s_api import (
     api_error,
 )
 from meshd.errors import TransientError
+from meshd.retry import Backoff
 
+__all__ = ["Backoff", "Reflector", "error_kind", "retrying", "with_retries"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 OnError = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Retry timing for transient API errors (seconds)."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    jitter: float = 0.5
-    max_retry_after: float = 120.0  # a Retry-After above this is capped
 
 
 def error_kind(exc: BaseException) -> str:
@@ -58,7 +48,7 @@ def error_kind(exc: BaseException) -> str:
 
 def retrying(backoff: Backoff, *, what: str, on_error: OnError, attempts: int | None = None) -> AsyncRetrying:
     """Retry only TransientError (connection, 429, 5xx); honour Retry-After; log and count each failure."""
-    expo = wait_exponential_jitter(multiplier=backoff.initial, max=backoff.maximum, jitter=backoff.jitter)
+    expo = backoff.wait()
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None

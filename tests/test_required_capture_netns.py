@@ -145,7 +145,7 @@ def _steady(lab: Lab, mesh: Mesh, sniff: Sniffer) -> None:
 
 def _wireguard_go_killed(lab: Lab, mesh: Mesh, sniff: Sniffer, workdir: Path) -> None:
     a, b, _ = mesh.nodes
-    pid = int((workdir / "run" / f"{a.wg_name}.pid").read_text())
+    pid = int((workdir / "run" / a.name / f"{a.wg_name}.pid").read_text())  # per-agent run dir
     sniff.take()
     pings = PingRun.start(lab, a, b, seconds=3)
     time.sleep(0.5)
@@ -221,7 +221,7 @@ def _no_private_key_anywhere(lab: Lab, mesh: Mesh, workdir: Path) -> None:
             secrets += [secret.base64, secret.hex]
     assert len(secrets) == 12
     texts = [p.read_text(errors="replace") for p in (workdir / "logs").glob("*")]
-    texts += [p.read_text(errors="replace") for p in (workdir / "run").glob("*.log")]
+    texts += [p.read_text(errors="replace") for p in (workdir / "run").rglob("*.log")]
     texts += [p.read_text() for p in (workdir / "store" / "nodes").glob("*.json")]
     for agent in mesh.agents:
         texts += [_metrics(lab, agent), str(agent.status(lab))]

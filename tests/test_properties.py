@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keys.values import PublicKey
-from meshd.core.actions import DeleteDevice
 from meshd.core.conflicts import cluster_view
 from meshd.core.diff import diff
 from meshd.core.model import (
@@ -203,12 +202,11 @@ def test_plan_is_independent_of_record_order(cluster: Cluster, rnd: object) -> N
 def test_diff_of_described_state_is_empty(cluster: Cluster) -> None:
     for n in cluster.nodes[:3]:
         d = cluster.plan_for(n)
-        assert diff(d, actual_of(d), prune=True) == ()
-        assert diff(d, actual_of(d), prune=False) == ()
+        assert diff(d, actual_of(d)) == ()
 
 
 def _pass(fake: FakeDataplane, desired: DesiredState) -> None:
-    fake.apply(diff(desired, fake.observe(), prune=True))
+    fake.apply(diff(desired, fake.observe()))
 
 
 @SETTINGS
@@ -218,7 +216,7 @@ def test_converges_in_one_pass_from_empty(cluster: Cluster) -> None:
     desired = cluster.plan_for(n)
     fake = FakeDataplane()
     _pass(fake, desired)
-    assert diff(desired, fake.observe(), prune=True) == ()
+    assert diff(desired, fake.observe()) == ()
     fake.writes = 0
     _pass(fake, desired)
     assert fake.writes == 0
@@ -232,22 +230,10 @@ def test_converges_in_one_pass_from_an_earlier_state(earlier: Cluster, later: Cl
     _pass(fake, earlier.plan_for(earlier.nodes[0]))
     desired = later.plan_for(later.nodes[0])
     _pass(fake, desired)
-    assert diff(desired, fake.observe(), prune=True) == ()
+    assert diff(desired, fake.observe()) == ()
     fake.writes = 0
     _pass(fake, desired)
     assert fake.writes == 0
-
-
-@SETTINGS
-@given(clusters(), clusters())
-def test_without_prune_nothing_is_removed(earlier: Cluster, later: Cluster) -> None:
-    fake = FakeDataplane()
-    _pass(fake, earlier.plan_for(earlier.nodes[0]))
-    actions = diff(later.plan_for(later.nodes[0]), fake.observe(), prune=False)
-    removals = [x for x in actions if type(x).__name__.startswith("Remove")]
-    assert removals == []
-    assert all(x.reason.startswith("recreating") for x in actions if isinstance(x, DeleteDevice))
-    fake.apply(actions)  # still applies cleanly
 
 
 def _selected(cluster: Cluster, n: Node) -> bool:
@@ -289,7 +275,7 @@ def test_guards_come_first_and_go_last(earlier: Cluster, later: Cluster) -> None
     after every route change (so a fallback route is in place before its destination's guard goes)."""
     fake = FakeDataplane()
     _pass(fake, earlier.plan_for(earlier.nodes[0]))
-    actions = [type(x).__name__ for x in diff(later.plan_for(later.nodes[0]), fake.observe(), prune=True)]
+    actions = [type(x).__name__ for x in diff(later.plan_for(later.nodes[0]), fake.observe())]
     routes = [i for i, k in enumerate(actions) if k in {"ReplaceRoute", "RemoveRoute"}]
     adds = [i for i, k in enumerate(actions) if k == "AddGuard"]
     removes = [i for i, k in enumerate(actions) if k == "RemoveGuard"]

@@ -61,9 +61,6 @@ class NetlinkLinks:
 
     # --- links -------------------------------------------------------------------------------------
 
-    async def link_exists(self, name: str) -> bool:
-        return await self.sock.index_of(name) is not None
-
     async def link_mtu(self, name: str) -> int | None:
         msg = await self.sock.get_link(name)
         return int(msg.get("IFLA_MTU")) if msg is not None else None

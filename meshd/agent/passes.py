@@ -107,7 +107,7 @@ class ReconcilePass:
             return False
         try:
             desired = plan(snapshot, local, names=self.dataplane.names)
-            actions = diff(desired, actual, prune=True)  # synced: what is not desired may go
+            actions = diff(desired, actual)
         except Exception as exc:
             raise PassError("plan", exc) from exc
         encryption = snapshot.config.mode != EncryptionMode.DISABLED

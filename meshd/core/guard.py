@@ -90,11 +90,11 @@ def _overlaps_any(cidr: IPNetwork, nets: Iterable[IPNetwork]) -> bool:
 
 
 def diff_guards(
-    want: frozenset[IPNetwork], have: frozenset[IPNetwork], *, prune: bool
+    want: frozenset[IPNetwork], have: frozenset[IPNetwork]
 ) -> tuple[tuple[AddGuard, ...], tuple[RemoveGuard, ...]]:
-    """(adds, removes), sorted. Before the first sync (`prune=False`) guards are only ever added."""
+    """(adds, removes), sorted."""
     adds = tuple(AddGuard(d) for d in _sorted(want - have))
-    removes = tuple(RemoveGuard(d) for d in _sorted(have - want)) if prune else ()
+    removes = tuple(RemoveGuard(d) for d in _sorted(have - want))
     return adds, removes
 
 

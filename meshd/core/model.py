@@ -90,11 +90,6 @@ def address_problem(addr: IPAddress) -> str | None:
     return None
 
 
-def labels_of(mapping: Mapping[str, str]) -> Labels:
-    """Labels as a sorted tuple of pairs, so that values holding them stay hashable and comparable."""
-    return tuple(sorted(mapping.items()))
-
-
 @dataclass(frozen=True, slots=True, order=True)
 class Endpoint:
     """Where a peer's WireGuard listens: `IP:PORT`, or `[v6]:PORT`."""
@@ -144,16 +139,6 @@ class Node:
     capabilities: frozenset[Transport] = frozenset()
     observed_generation: int | None = None
     key_proof: KeyProof | None = None  # as published: conflicts.py checks it when the key is disputed
-
-    def can(self, transport: Transport) -> bool:
-        """True when the node advertises the transport and published what peers need to use it."""
-        if transport not in self.capabilities:
-            return False
-        if transport is Transport.WIREGUARD:
-            return self.public_key is not None and self.endpoint is not None
-        if transport is Transport.VXLAN:
-            return self.vxlan_mac is not None
-        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,7 @@ class Cluster:
         assert local is not None
         desired = plan(snapshot, local, names=m.dataplane.names)
         self.records[m.name] = published(local, None)
-        return Step(desired, actual, diff(desired, actual, prune=snapshot.synced))
+        return Step(desired, actual, diff(desired, actual))
 
     async def run_pass(self, m: Member) -> tuple[Action, ...]:
         """One full pass for `m`: the actions it applied."""

@@ -9,8 +9,8 @@ their transport goes):
   9. neighbour removes             10. peer removes           11. address removes
  12. device deletes
 Guards (meshd.core.guard) go around all of it: added before step 1, removed after step 12.
-Within each group the order is sorted, so the result is deterministic. With `prune=False` (before the
-datastore's first full sync) nothing that is not desired is removed; adds and updates still happen.
+Within each group the order is sorted, so the result is deterministic.
+The reconciler diffs only once the datastore completed its first full sync, so what is not desired goes.
 What a deleted link holds (addresses, peers, FDB, neighbours) goes with it and is not removed one by one.
 """
 
@@ -32,11 +32,11 @@ from meshd.core.model import IPAddress
 from meshd.core.state import ActualState, DesiredState, FdbEntry, NeighborEntry, Route
 
 
-def diff(desired: DesiredState, actual: ActualState, *, prune: bool) -> tuple[a.Action, ...]:
+def diff(desired: DesiredState, actual: ActualState) -> tuple[a.Action, ...]:
     """The actions, in order, that make the kernel hold `desired`."""
-    wg = diff_wireguard_device(desired.wireguard, actual.wireguard, prune=prune)
-    vx = diff_vxlan_device(desired.vxlan, actual.vxlan, prune=prune)
-    ipip = diff_ipip_device(desired.ipip, actual.ipip, prune=prune)
+    wg = diff_wireguard_device(desired.wireguard, actual.wireguard)
+    vx = diff_vxlan_device(desired.vxlan, actual.vxlan)
+    ipip = diff_ipip_device(desired.ipip, actual.ipip)
     devices = (wg, vx, ipip)
     vanished = {d.vanished for d in devices if d.vanished is not None}
     deleted = {d.deleted for d in devices if d.deleted is not None}
@@ -46,12 +46,12 @@ def diff(desired: DesiredState, actual: ActualState, *, prune: bool) -> tuple[a.
     if desired.wireguard is not None:
         fresh = actual.wireguard is None or wg.vanished is not None
         seen = () if fresh or actual.wireguard is None else actual.wireguard.peers
-        peer_changes, peer_removes = diff_peers(desired.peers, seen, prune=prune)
+        peer_changes, peer_removes = diff_peers(desired.peers, seen)
 
-    fdb_adds, fdb_removes = _diff_fdb(desired, actual, gone=vanished | deleted, prune=prune)
-    neigh_adds, neigh_removes = _diff_neighbors(desired, actual, gone=vanished | deleted, prune=prune)
-    route_replaces, route_removes = _diff_routes(desired, actual, vanished=vanished, prune=prune)
-    guard_adds, guard_removes = diff_guards(desired.guards, actual.guards, prune=prune)
+    fdb_adds, fdb_removes = _diff_fdb(desired, actual, gone=vanished | deleted)
+    neigh_adds, neigh_removes = _diff_neighbors(desired, actual, gone=vanished | deleted)
+    route_replaces, route_removes = _diff_routes(desired, actual, vanished=vanished)
+    guard_adds, guard_removes = diff_guards(desired.guards, actual.guards)
     return (
         *guard_adds,
         *(x for d in devices for x in d.recreate),
@@ -79,7 +79,7 @@ def _neighbor_key(entry: NeighborEntry) -> tuple[str, tuple[int, int]]:
 
 
 def _diff_fdb(
-    desired: DesiredState, actual: ActualState, *, gone: set[str], prune: bool
+    desired: DesiredState, actual: ActualState, *, gone: set[str]
 ) -> tuple[Sequence[a.Action], Sequence[a.Action]]:
     """FDB entries are keyed by MAC like the kernel's unicast entries (one destination each, installed
     with replace): a changed destination is one AddFdb, and only MACs no longer wanted are removed."""
@@ -90,7 +90,7 @@ def _diff_fdb(
         dev = desired.vxlan.name
         adds = [a.AddFdb(dev, e) for e in sorted(desired.fdb - have, key=_fdb_key)]
     removes: Sequence[a.Action] = []
-    if prune and actual.vxlan is not None:
+    if actual.vxlan is not None:
         dev = actual.vxlan.name
         stale = (e for e in have - desired.fdb if e.mac not in want or want[e.mac] in have)
         removes = [a.RemoveFdb(dev, e) for e in sorted(stale, key=_fdb_key)]
@@ -98,18 +98,18 @@ def _diff_fdb(
 
 
 def _diff_neighbors(
-    desired: DesiredState, actual: ActualState, *, gone: set[str], prune: bool
+    desired: DesiredState, actual: ActualState, *, gone: set[str]
 ) -> tuple[Sequence[a.Action], Sequence[a.Action]]:
     """Neighbour entries are keyed by (device, address) like the kernel's: a changed MAC is replaced."""
     want: dict[tuple[str, IPAddress], NeighborEntry] = {(n.dev, n.ip): n for n in desired.neighbors}
     have = {(n.dev, n.ip): n for n in actual.neighbors if n.dev not in gone}
     added = sorted((n for k, n in want.items() if have.get(k) != n), key=_neighbor_key)
-    removed = sorted((n for k, n in have.items() if k not in want), key=_neighbor_key) if prune else []
+    removed = sorted((n for k, n in have.items() if k not in want), key=_neighbor_key)
     return [a.AddNeighbor(n) for n in added], [a.RemoveNeighbor(n) for n in removed]
 
 
 def _diff_routes(
-    desired: DesiredState, actual: ActualState, *, vanished: set[str], prune: bool
+    desired: DesiredState, actual: ActualState, *, vanished: set[str]
 ) -> tuple[Sequence[a.Action], Sequence[a.Action]]:
     """Routes are keyed by destination: a route that moves between transports is replaced atomically.
     A destination that a foreign route already holds in our table is left to it (the reconciler reports
@@ -118,14 +118,12 @@ def _diff_routes(
     wanted_dsts = {r.dst for r in desired.routes}
     taken = {r.dst for r in actual.foreign_routes} - {r.dst for r in have}  # ours there too: ours to move
     replaces = [a.ReplaceRoute(r) for r in _sorted_routes(desired.routes - have) if r.dst not in taken]
-    removes: Sequence[a.Action] = []
-    if prune:
-        covered = {r.dst for r in desired.routes & have}  # a desired route already in place
-        removes = [
-            a.RemoveRoute(r)
-            for r in _sorted_routes(have - desired.routes)
-            if r.dst not in wanted_dsts or r.dst in covered
-        ]
+    covered = {r.dst for r in desired.routes & have}  # a desired route already in place
+    removes = [
+        a.RemoveRoute(r)
+        for r in _sorted_routes(have - desired.routes)
+        if r.dst not in wanted_dsts or r.dst in covered
+    ]
     return replaces, removes
 
 

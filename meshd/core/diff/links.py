@@ -26,7 +26,7 @@ class DeviceChanges:
     recreate: tuple[a.Action, ...] = ()  # DeleteDevice that must run before anything else
     setup: tuple[a.Action, ...] = ()  # create / configure / MTU / address adds
     address_removes: tuple[a.Action, ...] = ()
-    delete: tuple[a.Action, ...] = ()  # DeleteDevice of a link no longer wanted (prune only)
+    delete: tuple[a.Action, ...] = ()  # DeleteDevice of a link no longer wanted
     vanished: str | None = None  # an existing link deleted first: what it held is gone before we start
     deleted: str | None = None  # an existing link deleted last: what it holds goes with it
 
@@ -44,10 +44,10 @@ def network_key(net: IPNetwork) -> tuple[int, int, int]:
 
 
 def diff_wireguard_device(
-    desired: WireGuardDeviceSpec | None, actual: ObservedWireGuard | None, *, prune: bool
+    desired: WireGuardDeviceSpec | None, actual: ObservedWireGuard | None
 ) -> DeviceChanges:
     if desired is None:
-        return _unwanted(actual.name if actual else None, prune=prune)
+        return _unwanted(actual.name if actual else None)
     # A new WireGuard link comes up at the backend's default MTU (1420): set ours right after creating it.
     create = (a.CreateWireGuardDevice(desired), a.SetLinkMtu(desired.name, desired.mtu))
     if actual is None:
@@ -65,15 +65,12 @@ def diff_wireguard_device(
         actual_mtu=actual.mtu,
         desired=desired.addresses,
         actual=actual.addresses,
-        prune=prune,
     )
 
 
-def diff_vxlan_device(
-    desired: VxlanDeviceSpec | None, actual: ObservedVxlan | None, *, prune: bool
-) -> DeviceChanges:
+def diff_vxlan_device(desired: VxlanDeviceSpec | None, actual: ObservedVxlan | None) -> DeviceChanges:
     if desired is None:
-        return _unwanted(actual.name if actual else None, prune=prune)
+        return _unwanted(actual.name if actual else None)
     if actual is None:
         return _created((a.CreateVxlanDevice(desired),), desired.name, desired.addresses)
     was = (actual.name, actual.vni, actual.port, actual.local)
@@ -88,15 +85,12 @@ def diff_vxlan_device(
         actual_mtu=actual.mtu,
         desired=desired.addresses,
         actual=actual.addresses,
-        prune=prune,
     )
 
 
-def diff_ipip_device(
-    desired: IpipDeviceSpec | None, actual: ObservedIpip | None, *, prune: bool
-) -> DeviceChanges:
+def diff_ipip_device(desired: IpipDeviceSpec | None, actual: ObservedIpip | None) -> DeviceChanges:
     if desired is None:
-        return _unwanted(actual.name if actual else None, prune=prune)
+        return _unwanted(actual.name if actual else None)
     if actual is None:
         return _created((a.CreateIpipDevice(desired),), desired.name, desired.addresses)
     if (actual.name, actual.local) != (desired.name, desired.local):
@@ -109,7 +103,6 @@ def diff_ipip_device(
         actual_mtu=actual.mtu,
         desired=desired.addresses,
         actual=actual.addresses,
-        prune=prune,
     )
 
 
@@ -117,8 +110,8 @@ def _show(values: tuple[object, ...]) -> str:
     return "/".join(map(str, values))
 
 
-def _unwanted(name: str | None, *, prune: bool) -> DeviceChanges:
-    if name is None or not prune:
+def _unwanted(name: str | None) -> DeviceChanges:
+    if name is None:
         return DeviceChanges()
     return DeviceChanges(delete=(a.DeleteDevice(name, "no longer wanted"),), deleted=name)
 
@@ -145,12 +138,11 @@ def _kept(
     actual_mtu: int,
     desired: frozenset[IPInterface],
     actual: frozenset[IPInterface],
-    prune: bool,
 ) -> DeviceChanges:
     if mtu != actual_mtu:
         setup.append(a.SetLinkMtu(name, mtu))
     setup.extend(_adds(name, desired - actual))
-    removes = tuple(a.RemoveAddress(name, x) for x in _sorted(actual - desired)) if prune else ()
+    removes = tuple(a.RemoveAddress(name, x) for x in _sorted(actual - desired))
     return DeviceChanges(setup=tuple(setup), address_removes=removes)
 
 

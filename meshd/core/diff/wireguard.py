@@ -14,7 +14,7 @@ from meshd.core.state import ObservedPeer, PeerSpec
 
 
 def diff_peers(
-    desired: Iterable[PeerSpec], actual: Iterable[ObservedPeer], *, prune: bool
+    desired: Iterable[PeerSpec], actual: Iterable[ObservedPeer]
 ) -> tuple[tuple[a.Action, ...], tuple[a.Action, ...]]:
     """(adds and updates, removals), each sorted by public key."""
     want = {p.public_key: p for p in desired}
@@ -29,9 +29,7 @@ def diff_peers(
         update = peer_update(spec, seen)
         if update is not None:
             changes.append(update)
-    removes: tuple[a.Action, ...] = ()
-    if prune:
-        removes = tuple(a.RemovePeer(key) for key in sorted(have) if key not in want)
+    removes = tuple(a.RemovePeer(key) for key in sorted(have) if key not in want)
     return tuple(changes), removes
 
 

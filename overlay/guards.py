@@ -10,19 +10,20 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import socket
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from meshd.core.guard import GUARD_METRIC
 from meshd.core.model import IPNetwork
 from meshd.core.state import RTPROT_MESHD
-from vxlan.nlsock import NetlinkSocket, family_of, translate
+from meshd.netlink import NetlinkSocket, family_of, translate
 
 log = logging.getLogger(__name__)
 
 RTN_UNREACHABLE = 7
 _GONE = frozenset({errno.ESRCH, errno.ENOENT})
-_ANY = {2: "0.0.0.0/0", 10: "::/0"}
+_ANY = {socket.AF_INET: "0.0.0.0/0", socket.AF_INET6: "::/0"}
 
 
 class NetlinkGuards:

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,12 +22,12 @@ from pyroute2.netlink.exceptions import NetlinkError
 from meshd.core.model import IPNetwork
 from meshd.core.state import RTPROT_MESHD, Route
 from meshd.errors import PermanentError
-from vxlan.nlsock import RTNH_F_ONLINK, NetlinkSocket, family_of, translate
+from meshd.netlink import RTNH_F_ONLINK, NetlinkSocket, family_of, translate
 
 log = logging.getLogger(__name__)
 
 _GONE = frozenset({errno.ESRCH, errno.ENOENT, errno.ENODEV})
-_FAMILY_ANY = {2: "0.0.0.0/0", 10: "::/0"}
+_FAMILY_ANY = {socket.AF_INET: "0.0.0.0/0", socket.AF_INET6: "::/0"}
 RTN_UNICAST = 1
 
 

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from keys.values import PrivateKey, PublicKey
+from keys.values import PrivateKey
 from meshd.agent.health import Health
 from meshd.agent.http import serve_metrics, serve_status
 from meshd.agent.metrics import Metrics, PeerCollector
@@ -24,16 +24,9 @@ from meshd.agent.settings import status_socket
 from meshd.agent.view import MeshView
 from meshd.cli.main import main
 from meshd.core.local import Identity
-from meshd.core.state import ObservedPeer
+from meshd.core.state import ObservedPeer, WireGuardReading
 
 PEER = PrivateKey.generate().public_key()
-
-
-@dataclass
-class Reading:
-    public_key: PublicKey | None
-    listen_port: int
-    peers: tuple[ObservedPeer, ...]
 
 
 @dataclass
@@ -43,13 +36,13 @@ class Device:
     rx: int = 0
     reads: int = 0
 
-    async def observe_device(self) -> Reading:
+    async def observe_device(self) -> WireGuardReading:
         self.reads += 1
         self.rx += 1000
         peer = ObservedPeer(
             PEER, None, frozenset(), last_handshake=1_800_000_000.0, rx_bytes=self.rx, tx_bytes=7
         )
-        return Reading(None, 51820, (peer,))
+        return WireGuardReading(None, 51820, (peer,))
 
 
 @dataclass

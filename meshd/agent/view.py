@@ -9,8 +9,7 @@ from typing import Any, Protocol
 
 from meshd.core.local import Identity
 from meshd.core.model import MeshConfig
-from meshd.core.ports import WireGuardReading
-from meshd.core.state import ActualState, DesiredState, ObservedPeer
+from meshd.core.state import ActualState, DesiredState, ObservedPeer, WireGuardReading
 from meshd.core.status import status_document
 
 log = logging.getLogger(__name__)

@@ -133,6 +133,16 @@ class ObservedPeer:
 
 
 @dataclass(frozen=True, slots=True)
+class WireGuardReading:
+    """One read of a WireGuard device (one UAPI get or genl dump): our key as it holds it (None: no private
+    key set), its listen port and its peers. The private key itself is reduced to its public half."""
+
+    public_key: PublicKey | None
+    listen_port: int
+    peers: tuple[ObservedPeer, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ObservedWireGuard:
     name: str
     public_key: PublicKey | None  # None when the device has no private key yet

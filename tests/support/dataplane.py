@@ -28,6 +28,7 @@ from meshd.core.state import ActualState, DesiredState, DeviceNames, ObservedPee
 from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from overlay.routes import NetlinkRouteTable
 from overlay.userspace import UapiClient, WireGuardGo
+from tests.support.wg import peers_of
 from vxlan.links import NetlinkLinks
 
 VX = "meshd-vxlan"
@@ -151,7 +152,7 @@ class Cluster:
 
 
 async def peers_by_key(m: Member) -> dict[PublicKey, ObservedPeer]:
-    return {p.public_key: p for p in await m.wg.observe_peers()}
+    return {p.public_key: p for p in await peers_of(m.wg)}
 
 
 def pod_pairs(nodes: Sequence[LabNode]) -> list[tuple[LabNode, LabNode]]:

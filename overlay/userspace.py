@@ -180,6 +180,8 @@ class WireGuardGo:
             pid = await asyncio.to_thread(_spawn, argv, self.log_file)
         except FileNotFoundError as exc:
             raise UnsupportedError(f"cannot start {argv[0]}: not found on PATH") from exc
+        except OSError as exc:
+            raise PermanentError(f"starting wireguard-go for {self.name}: {exc.strerror}") from exc
         self.pid_file.write_text(f"{pid}\n")
         log.info("started wireguard-go for %s (pid %s, log %s)", self.name, pid, self.log_file)
         loop = asyncio.get_running_loop()

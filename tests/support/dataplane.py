@@ -19,7 +19,7 @@ from pyroute2.netlink.nlsocket import NetlinkRequest
 
 from keys.values import PrivateKey, PublicKey
 from meshd.agent.dataplane import Dataplane, describe
-from meshd.core.actions import Action
+from meshd.core.actions import Action, CreateVxlanDevice
 from meshd.core.diff import diff
 from meshd.core.local import Identity, local_node, published
 from meshd.core.model import Labels, MeshConfig, Node, Snapshot
@@ -129,7 +129,12 @@ class Cluster:
         """One full pass for `m`: the actions it applied."""
         step = await self.step(m)
         if step.actions:
-            await m.dataplane.apply(step.actions)
+            applied = await m.dataplane.apply(step.actions)
+            if any(isinstance(x, CreateVxlanDevice) for x in step.actions):  # it reports the MAC it made
+                vxlan = (await m.dataplane.observe()).vxlan
+                assert vxlan is not None and applied.vxlan_mac == vxlan.mac
+            else:
+                assert applied.vxlan_mac is None
         return step.actions
 
     async def converge(

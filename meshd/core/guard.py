@@ -54,14 +54,18 @@ class GuardTable(Protocol):
     async def remove(self, dst: IPNetwork) -> None: ...
 
 
-def plan_guards(config: MeshConfig, me: Node, view: ClusterView) -> frozenset[IPNetwork]:
+def plan_guards(
+    config: MeshConfig, me: Node, view: ClusterView, routed: Iterable[IPNetwork]
+) -> frozenset[IPNetwork]:
     """The pod CIDRs this node must never send in clear: under Required, those of every selected peer,
-    whatever the pair's state (tunnel up, tunnel missing, not encryptable, left out by a conflict)."""
+    whatever the pair's state (tunnel up, tunnel missing, not encryptable, left out by a conflict).
+    `routed`: the destinations of the pod routes this node installs (a left-out record's guard must not
+    shadow one of them; a peer in the mesh that gets no route has nothing to shadow)."""
     selector = config.node_selector
     if config.mode is not EncryptionMode.REQUIRED or not selector.matches(me.labels):
         return frozenset()
     keep_out = _addresses((me, *view.remotes))
-    kept = [c for p in view.remotes if view.pair_excluded(me.name, p.name) is None for c in p.pod_cidrs]
+    kept = tuple(routed)
     guards: set[IPNetwork] = set()
     for peer in view.remotes:
         if not selector.matches(peer.labels):
@@ -71,7 +75,7 @@ def plan_guards(config: MeshConfig, me: Node, view: ClusterView) -> frozenset[IP
             if _overlaps_any(cidr, me.pod_cidrs) or any(addr in cidr for addr in keep_out):
                 continue  # would cut our own pods or the tunnels themselves
             if out and _overlaps_any(cidr, kept):
-                continue  # a record left out must not shadow a peer that is in the mesh
+                continue  # a record left out must not shadow a route to a peer that is in the mesh
             guards.add(cidr)
     return frozenset(guards)
 

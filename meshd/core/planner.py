@@ -31,7 +31,7 @@ def plan(snapshot: Snapshot, local: LocalNode, *, names: DeviceNames = DEFAULT_N
         state = encapsulation.plan(state, pairs, ctx)
     routes, route_problems = plan_routes(pairs, names)
     problems = (*view.problems, *_pair_problems(pairs), *route_problems)
-    guards = plan_guards(snapshot.config, local.node, view)
+    guards = plan_guards(snapshot.config, local.node, view, (r.dst for r in routes))
     return replace(state, routes=routes, problems=problems, guards=guards)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,12 +23,14 @@ from meshd.core.model import (
     EncryptionMode,
     Endpoint,
     IPAddress,
+    IPNetwork,
     MeshConfig,
     Node,
     NodeRecord,
     Snapshot,
     Transport,
 )
+from meshd.core.ports import Applied
 from meshd.core.state import ActualState, DeviceNames
 from meshd.retry import Backoff
 from tests.fakes import FakeDataplane
@@ -100,11 +102,17 @@ class FakePlane:
         self.observes += 1
         return self.kernel.observe()
 
-    async def apply(self, actions: Sequence[a.Action]) -> None:
+    def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
+        self.routes.watch_networks(nets)
+
+    async def apply(self, actions: Sequence[a.Action]) -> Applied:
         for action in actions:
             if self.fail_on is not None and isinstance(action, self.fail_on):
                 raise OSError(f"the kernel refused {type(action).__name__}")
             self.kernel.apply([action])
+        created = any(isinstance(x, a.CreateVxlanDevice) for x in actions)
+        vxlan = self.kernel.observe().vxlan if created else None
+        return Applied(vxlan_mac=vxlan.mac if vxlan else None)  # like Dataplane: the MAC it learned
 
 
 def make(

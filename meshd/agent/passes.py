@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from meshd.agent.kernel_view import KernelView
 from meshd.agent.report import Report
 from meshd.agent.view import MeshView
-from meshd.core import actions as a
 from meshd.core.diff import diff
 from meshd.core.local import Identity, annotations_to_publish, local_node
 from meshd.core.model import EncryptionMode, IPNetwork, LocalNode, Node, Snapshot
 from meshd.core.planner import plan
-from meshd.core.ports import Datastore
-from meshd.core.state import ActualState, DesiredState, DeviceNames
+from meshd.core.ports import Applied, Dataplane, Datastore
+from meshd.core.state import ActualState, DesiredState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,41 +35,16 @@ class PassError(Exception):
         self.cause = cause
 
 
-class Applied(Protocol):
-    """The facts the dataplane learned while applying (e.g. the MAC of a VXLAN device it created)."""
-
-    @property
-    def vxlan_mac(self) -> str | None: ...
-
-
 class PassDatastore(Datastore, Protocol):
     @property
     def config_error(self) -> str | None:
         """Why the latest MeshConfig was rejected (the previous one stays in force), or None."""
 
 
-class NetworkWatch(Protocol):
-    def watch_networks(self, nets: Iterable[IPNetwork]) -> None: ...
-
-
-class PassDataplane(Protocol):
-    """The part of the dataplane a pass uses."""
-
-    @property
-    def names(self) -> DeviceNames: ...
-
-    @property
-    def routes(self) -> NetworkWatch: ...
-
-    async def observe(self) -> ActualState: ...
-
-    async def apply(self, actions: Sequence[a.Action]) -> Applied | None: ...
-
-
 @dataclass
 class ReconcilePass:
     datastore: PassDatastore
-    dataplane: PassDataplane
+    dataplane: Dataplane
     identity: Identity
     kernel: KernelView
     report: Report
@@ -99,7 +73,7 @@ class ReconcilePass:
             synced=snapshot.synced, failure=store.failure, config_error=store.config_error
         ):
             return False
-        self.dataplane.routes.watch_networks(_peer_networks(snapshot, self.identity.name))
+        self.dataplane.watch_networks(_peer_networks(snapshot, self.identity.name))
         actual = await _phase("observe", self.kernel.actual(full=full))
         local = await self._local(snapshot, actual)
         if local is None:
@@ -112,9 +86,9 @@ class ReconcilePass:
             raise PassError("plan", exc) from exc
         encryption = snapshot.config.mode != EncryptionMode.DISABLED
         self.report.planned(snapshot.nodes, desired, actual, encryption=encryption)
-        applied = await _phase("apply", self.dataplane.apply(actions)) if actions else None
+        applied = await _phase("apply", self.dataplane.apply(actions)) if actions else Applied()
         self.report.applied(actions)
-        await self._finish(snapshot, local, desired, _record_is_current(local, applied, actions))
+        await self._finish(snapshot, local, desired, _record_is_current(local, applied))
         self.view.last = (desired, actual)
         self.kernel.settle(actual, local.underlay_mtu, quiet=not actions)
         self.report.passed(failure=store.failure, seconds=time.perf_counter() - started)
@@ -144,11 +118,9 @@ class ReconcilePass:
             await _phase("publish", self.datastore.publish(self.identity.name, annotations))
 
 
-def _record_is_current(local: LocalNode, applied: Applied | None, actions: Sequence[a.Action]) -> bool:
+def _record_is_current(local: LocalNode, applied: Applied) -> bool:
     """False when the apply learned a VXLAN MAC our record does not carry yet: the next (verifying) pass
     publishes it with everything else in one write."""
-    if applied is None:  # compatibility: a dataplane that does not return what it learned
-        return not any(isinstance(x, a.CreateVxlanDevice) for x in actions)
     return applied.vxlan_mac in (None, local.node.vxlan_mac)
 
 

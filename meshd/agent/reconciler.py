@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from meshd.agent.health import Health
 from meshd.agent.kernel_view import KernelView
 from meshd.agent.metrics import Metrics
-from meshd.agent.passes import AfterPass, PassDataplane, PassDatastore, PassError, ReconcilePass
+from meshd.agent.passes import AfterPass, PassDatastore, PassError, ReconcilePass
 from meshd.agent.report import Report
 from meshd.agent.scheduler import Scheduler
 from meshd.agent.view import MeshView
 from meshd.core.local import Identity
 from meshd.core.model import IPAddress
+from meshd.core.ports import Dataplane
 from meshd.retry import Backoff
 
 __all__ = ["PassError", "Reconciler"]
@@ -25,7 +26,7 @@ __all__ = ["PassError", "Reconciler"]
 @dataclass
 class Reconciler:
     datastore: PassDatastore
-    dataplane: PassDataplane
+    dataplane: Dataplane
     identity: Identity
     metrics: Metrics
     health: Health

@@ -272,3 +272,17 @@ async def test_a_rejected_meshconfig_is_reported_while_the_previous_one_stays_in
     store.config_error = None
     await loop.reconcile_once()
     assert health.readyz() == (200, "ok") and count(metrics, "meshd_meshconfig_rejected") == 0
+
+
+async def test_peer_encrypted_says_per_peer_whether_pod_traffic_goes_over_wireguard() -> None:
+    """`meshd_peer_encrypted{peer}`: 1 for a WireGuard pair, 0 once the pair moves to the fallback."""
+    store = MemoryStore(nodes=[MINE, remote(2), remote(3)])
+    loop, metrics, _ = make(store, FakePlane())
+    await loop.reconcile_once()
+    assert [count(metrics, "meshd_peer_encrypted", peer=p) for p in ("node-b", "node-c")] == [1, 1]
+    store.config = MeshConfig(mode=EncryptionMode.DISABLED)
+    await loop.reconcile_once()
+    assert [count(metrics, "meshd_peer_encrypted", peer=p) for p in ("node-b", "node-c")] == [0, 0]
+    store.nodes = [MINE, remote(2)]
+    await loop.reconcile_once()
+    assert metrics.registry.get_sample_value("meshd_peer_encrypted", {"peer": "node-c"}) is None

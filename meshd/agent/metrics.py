@@ -63,6 +63,12 @@ class Metrics:
             registry=registry,
         )
         self.required_guards, self.required_violations = _required_gauges(registry)
+        self.encrypted = Gauge(
+            "meshd_peer_encrypted",
+            "1 when pod traffic to the peer node goes over WireGuard, 0 when it does not (fallback or no route)",
+            ["peer"],
+            registry=registry,
+        )
 
     def count_datastore_error(self, kind: str) -> None:
         self.datastore_errors.labels(kind=kind).inc()
@@ -74,6 +80,9 @@ class Metrics:
         for transport, n in counts.items():
             self.peers.labels(transport=transport.value).set(n)
         self.unencrypted_blocked.set(counts[Transport.NONE])
+        self.encrypted.clear()
+        for pair in desired.pairs:
+            self.encrypted.labels(peer=pair.node).set(1 if pair.transport is Transport.WIREGUARD else 0)
         reasons: dict[str, int] = {}
         for rec in records:
             if isinstance(rec, InvalidNode):

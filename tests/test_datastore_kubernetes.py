@@ -334,7 +334,10 @@ class ScriptedApi:
         self.lists += 1
         return [_node(f"n{self.lists}", self.lists)], str(self.lists * 100)
 
-    async def watch(self, resource: str, resource_version: str, *, server_timeout: int) -> AsyncIterator[Any]:
+    async def watch(
+        self, resource: str, resource_version: str, *, server_timeout: int, on_open: Callable[[], None]
+    ) -> AsyncIterator[Any]:
+        on_open()
         for event in self.streams.pop(0) if self.streams else []:
             yield event
         if not self.streams:

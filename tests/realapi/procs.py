@@ -73,7 +73,7 @@ class State:
 
     def running(self, name: str) -> bool:
         pid, started = self.pids.get(name, [0, ""])
-        return bool(pid) and start_time(int(pid)) == started and not _zombie(int(pid))
+        return alive(int(pid), str(started))
 
     def stop(self, name: str, *, timeout: float = 15) -> None:
         """SIGTERM our process (only if the PID is still the one we started), SIGKILL after `timeout`."""
@@ -96,6 +96,11 @@ class State:
         _reap(pid)
         del self.pids[name]
         self.save()
+
+
+def alive(pid: int, started: str) -> bool:
+    """True while the process we started as `pid` (at `started`) runs; a zombie has ended."""
+    return bool(pid) and start_time(pid) == started and not _zombie(pid)
 
 
 def _zombie(pid: int) -> bool:

@@ -88,6 +88,27 @@ def test_agent_identity_is_a_pod_bound_token_limited_to_the_clusterrole(
         assert not can("get", "secrets", "-n", "kube-system") and not can(
             "update", "nodes", "--subresource=status"
         )
+        _admission_policy_holds(real_api, store)
     finally:
         real_api.kubectl("delete", "pod", "-n", "kube-system", "meshd-idnode", "--force", "--grace-period=0")
-        real_api.kubectl("delete", "node", "idnode")
+        real_api.kubectl("delete", "node", "idnode", "othernode", "--ignore-not-found")
+
+
+def _admission_policy_holds(real_api: RealApi, store: RealStore) -> None:
+    """The manifests' ValidatingAdmissionPolicy: the agent may change only meshd.io/* annotations of the
+    Node its token is bound to (RBAC alone lets it patch every node)."""
+    store.put_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "othernode"}})
+    kubeconfig = store.kubeconfig("idnode")
+
+    def as_agent(*args: str) -> tuple[int, str]:
+        res = real_api.kubectl(*args, kubeconfig=kubeconfig, check=False)
+        return res.returncode, res.stderr
+
+    assert as_agent("annotate", "node", "idnode", "meshd.io/public-key=x")[0] == 0
+    code, err = as_agent("annotate", "node", "othernode", "meshd.io/public-key=x")
+    assert code != 0 and "may not change nodes othernode, only its own" in err, err
+    code, err = as_agent("label", "node", "idnode", "example.com/role=x")
+    assert code != 0 and "may change only meshd.io/* annotations" in err, err
+    code, err = as_agent("annotate", "node", "idnode", "example.com/note=x")
+    assert code != 0 and "may change only meshd.io/* annotations" in err, err
+    assert real_api.get("node", "idnode")["metadata"]["annotations"] == {"meshd.io/public-key": "x"}

@@ -61,7 +61,7 @@ class RealCluster:
     def started(self) -> tuple[RealCluster, Lab, list[LabNode], Mesh]:
         """Start the first three agents and wait for their WireGuard mesh."""
         self.mesh.start()
-        converge(self.mesh)
+        converge(self.mesh, timeout=180)  # a wait bound only: a loaded 2-core machine is slow
         return self, self.lab, self.nodes, self.mesh
 
     def annotations(self, node: LabNode) -> dict[str, str]:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -61,14 +62,14 @@ class State:
     def spawn(self, name: str, argv: list[str]) -> int:
         """Start `argv` in the namespace, in its own session, output to DIR/logs/NAME.log; record its PID."""
         log = Path(self.dir) / "logs" / f"{name}.log"
-        with log.open("ab") as out:
+        with log.open("ab") as out, deferred_signals():  # never a child whose PID we did not record
             proc = subprocess.Popen(
                 ["ip", "netns", "exec", self.netns, *argv],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-        self.pids[name] = [proc.pid, start_time(proc.pid) or ""]
-        self.argv[name] = argv
-        self.save()
+            self.pids[name] = [proc.pid, start_time(proc.pid) or ""]
+            self.argv[name] = argv
+            self.save()
         return proc.pid
 
     def running(self, name: str) -> bool:
@@ -96,6 +97,23 @@ class State:
         _reap(pid)
         del self.pids[name]
         self.save()
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP until the block is done, then raise KeyboardInterrupt for the first."""
+    got: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.getsignal(s) for s in sigs}
+    for s in sigs:
+        signal.signal(s, lambda n, _f: got.append(n))
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if got:
+            raise KeyboardInterrupt(signal.Signals(got[0]).name)
 
 
 def alive(pid: int, started: str) -> bool:

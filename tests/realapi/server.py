@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from tests.realapi import build, pki
-from tests.realapi.procs import State, ns_run, probe
+from tests.realapi.procs import State, probe
 
 PORT = 6443
 ETCD_URL = "http://127.0.0.1:2379"
@@ -163,7 +163,11 @@ def down(directory: Path) -> None:
         with contextlib.suppress(UpError):
             _ip("-n", state.netns, "addr", "del", *state.added_address.split())
     if state.created_netns:
-        leftover = ns_run(state.netns, "true").returncode == 0 and _pids(state.netns)
+        leftover = _pids(state.netns)
+        deadline = time.monotonic() + 5  # a probe killed on interrupt may still be exiting
+        while leftover and time.monotonic() < deadline:
+            time.sleep(0.1)
+            leftover = _pids(state.netns)
         if leftover:
             raise UpError(f"namespace {state.netns} still holds processes {leftover}: not removing it")
         with contextlib.suppress(UpError):

@@ -302,17 +302,19 @@ async def test_publish_refuses_other_nodes_and_foreign_keys(
         await ds.publish("me", {"example.com/x": "1"})
 
 
-async def test_forbidden_list_stops_the_watch_with_a_clear_failure(
+async def test_forbidden_list_is_a_clear_failure_retried_until_it_passes(
     kube: FakeKube, make_ds: Callable[[], KubernetesDatastore], errors: list[str]
 ) -> None:
-    kube.fail_next(1, 403, verb="list", resource="nodes")
+    kube.fail_next(2, 403, verb="list", resource="nodes")
     ds = make_ds()
     await ds.start()
     await _until(lambda: ds.failure is not None)
     assert "nodes: 403" in (ds.failure or "")
     assert not ds.snapshot().synced, "without the node list nothing may be garbage-collected"
-    assert kube.count("list", "nodes") == 1, "a 403 is never retried"
     assert "forbidden" in errors
+    await _until(lambda: ds.snapshot().synced)  # RBAC fixed (or the API server's caches synced)
+    assert ds.failure is None
+    assert kube.count("list", "nodes") == 3, "two refusals, then the list that passed"
 
 
 async def test_publish_for_a_missing_node_says_so(make_ds: Callable[[], KubernetesDatastore]) -> None:
@@ -332,7 +334,10 @@ class ScriptedApi:
         self.lists += 1
         return [_node(f"n{self.lists}", self.lists)], str(self.lists * 100)
 
-    async def watch(self, resource: str, resource_version: str, *, server_timeout: int) -> AsyncIterator[Any]:
+    async def watch(
+        self, resource: str, resource_version: str, *, server_timeout: int, on_open: Callable[[], None]
+    ) -> AsyncIterator[Any]:
+        on_open()
         for event in self.streams.pop(0) if self.streams else []:
             yield event
         if not self.streams:

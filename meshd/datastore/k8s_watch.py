@@ -4,8 +4,10 @@
   and a compaction does not force a relist as long as bookmarks keep the resume point fresh.
 - 410 Gone (on the stream or as an answer) means the resume point was compacted away: relist.
 - Connection errors, 429 (after Retry-After) and 5xx are retried with tenacity: capped exponential backoff
-  with jitter. Any other 4xx is never retried: it is logged, counted, and the reflector stops (except a 404
-  on the MeshConfig collection: no CRD installed yet means defaults, looked at again every `resync`).
+  with jitter. 401 and 403 are reported as the reflector's failure and retried (backing off up to `maximum`)
+  until a request succeeds (RBAC gets fixed; an API server that just restarted refuses until its authorizer's
+  caches sync). Any other 4xx is never retried: it is logged, counted, and the reflector stops (except a
+  404 on the MeshConfig collection: no CRD installed yet means defaults, looked at again every `resync`).
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class Reflector:
         self.resource_version: str | None = None  # where the next watch resumes; None: list first
         self._listed_at = 0.0
         self.failure: ApiError | None = None
+        self._refusals = 0
 
     async def run(self) -> None:
         while True:
@@ -132,16 +135,34 @@ class Reflector:
                     self._on_list([])
                     await asyncio.sleep(self._resync or 60.0)
                     continue
+                if exc.status in (401, 403):
+                    await self._refused(exc)
+                    continue
                 log.error("stopped watching %s: %s (not retried)", self.resource, exc)
                 self.failure = exc
                 raise
+
+    async def _refused(self, exc: ApiError) -> None:
+        """401/403: report it (readiness fails with the reason) and keep trying, ever more slowly, up to
+        every `maximum` seconds. RBAC can be fixed without restarting us, and a restarting API server refuses
+        requests until its authorizer's caches have synced. The resume point is kept; the next list or
+        accepted watch clears the failure."""
+        if self.failure is None:
+            log.error("watching %s refused: %s (retrying)", self.resource, exc)
+            self._refusals = 0
+        self.failure = exc
+        await asyncio.sleep(min(self._backoff.maximum, self._backoff.initial * 2**self._refusals))
+        self._refusals = min(self._refusals + 1, 16)
+
+    def _accepted(self) -> None:
+        self.failure = None
 
     async def _step(self) -> None:
         """(Re)list when needed, then follow one watch stream until the server ends it."""
         loop = asyncio.get_running_loop()
         if self.resource_version is None or (self._resync and loop.time() - self._listed_at >= self._resync):
             items, self.resource_version = await self.api.list(self.resource)
-            self._listed_at = loop.time()
+            self._listed_at, self.failure = loop.time(), None
             log.debug("listed %d %s at resourceVersion %s", len(items), self.resource, self.resource_version)
             self._on_list(items)
         try:
@@ -160,7 +181,10 @@ class Reflector:
         timeout = max(1, int(self._watch_timeout * random.uniform(0.8, 1.0)))  # spread reconnects
         seen = False
         try:
-            async for event in self.api.watch(self.resource, resource_version, server_timeout=timeout):
+            stream = self.api.watch(
+                self.resource, resource_version, server_timeout=timeout, on_open=self._accepted
+            )
+            async for event in stream:
                 seen = True
                 try:
                     self._handle(event)

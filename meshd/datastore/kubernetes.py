@@ -80,7 +80,7 @@ class KubernetesDatastore:
 
     @property
     def failure(self) -> str | None:
-        """Why a watch stopped for good (a 4xx such as 403: fix RBAC and restart), or None."""
+        """Why a watch is not working (a 401/403, retried slowly; any other 4xx stops it for good), or None."""
         failed = [f"{r.resource}: {r.failure}" for r in self._reflectors if r.failure is not None]
         return "; ".join(failed) or None
 

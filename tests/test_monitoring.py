@@ -23,12 +23,15 @@ RULE_TESTS = ROOT / "tests" / "monitoring" / "rules.test.yaml"
 PENDING_METRICS = {"meshd_required_violations", "meshd_meshconfig_rejected", "meshd_peer_encrypted"}
 # Series not from meshd: Prometheus's own scrape health, and kube-state-metrics for the DaemonSet.
 FOREIGN_METRICS = {"up", "kube_daemonset_status_number_unavailable"}
-PROMQL_WORDS = set(
-    "sum min max avg count stddev stdvar topk bottomk quantile count_values group rate irate increase delta "
-    "idelta deriv time vector scalar histogram_quantile abs absent clamp_min clamp_max label_replace "
-    "label_join sort sort_desc round ceil floor timestamp and or unless bool offset by without on ignoring "
-    "group_left group_right".split()
-)
+# fmt: off
+PROMQL_WORDS = {
+    "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values",
+    "group", "rate", "irate", "increase", "delta", "idelta", "deriv", "time", "vector", "scalar",
+    "histogram_quantile", "abs", "absent", "clamp_min", "clamp_max", "label_replace", "label_join", "sort",
+    "sort_desc", "round", "ceil", "floor", "timestamp", "and", "or", "unless", "bool", "offset", "by",
+    "without", "on", "ignoring", "group_left", "group_right",
+}
+# fmt: on
 
 
 def readme_metrics() -> set[str]:

@@ -28,10 +28,15 @@ ON = "monitoring.enabled=true"
 MONITORING_KINDS = {"Service", "ServiceMonitor", "PrometheusRule", "ConfigMap"}
 
 
+# No user's Helm configuration, repositories or plugins: the chart is local and needs none.
+HELM_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/nonexistent", "HELM_NO_PLUGINS": "1"}
+
+
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
     exe = str(gotools.tool("helm"))
-    env = {"HOME": "/nonexistent", "HELM_CACHE_HOME": "/tmp/meshd-helm-none", "PATH": "/usr/bin:/bin"}
-    return subprocess.run([exe, *args], capture_output=True, text=True, check=False, timeout=120, env=env)
+    return subprocess.run(
+        [exe, *args], capture_output=True, text=True, check=False, timeout=120, env=HELM_ENV
+    )
 
 
 def template(*sets: str, crds: bool = True, namespace: str = NAMESPACE) -> list[Doc]:

@@ -4,6 +4,7 @@ A scratch module requires `helm.sh/helm/v3` and `github.com/prometheus/prometheu
 built together (one dependency graph, one compile cache). Everything lives outside the repository under
 $MESHD_TEST_CACHE (default /var/cache/meshd-test): `go/` holds the module and build caches shared with the
 other Go-built test tools, `gotools-helm-vX-promtool-vY/bin/` holds the binaries (the versions are the key).
+promtool is built without Prometheus's service-discovery plugins (build tag `remove_all_sd`).
 
     python -m tests.support.gotools build [--force]   prints the bin directory
     python -m tests.support.gotools path helm         prints one binary's path (building it first if needed)
@@ -27,6 +28,9 @@ CACHE = Path(os.environ.get("MESHD_TEST_CACHE", "/var/cache/meshd-test"))
 HELM_MODULE = "helm.sh/helm/v3"
 PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
 MAINS = {"helm": f"{HELM_MODULE}/cmd/helm", "promtool": f"{PROMETHEUS_MODULE}/cmd/promtool"}
+# Prometheus's own build tag: leave out every service-discovery plugin (AWS, Azure, GCE, ... SDKs, most of
+# the compile time). `promtool check/test rules` need none; `promtool check config` would reject SD configs.
+TAGS = "remove_all_sd"
 
 
 class BuildError(RuntimeError):
@@ -50,17 +54,35 @@ def go_env() -> dict[str, str]:
     }
 
 
-def _go(args: list[str], cwd: Path, log: Path) -> None:
+def _go(args: list[str], cwd: Path, log: Path) -> str:
     go = shutil.which("go") or "/usr/local/go/bin/go"
     if not Path(go).exists():
         raise BuildError("no Go toolchain (looked for `go` on PATH and /usr/local/go/bin/go)")
-    with log.open("ab") as out:
-        out.write(f"$ go {' '.join(args)}\n".encode())
-        out.flush()
-        res = subprocess.run([go, *args], check=False, cwd=cwd, env=go_env(), stdout=out, stderr=out)
+    with log.open("ab") as err:
+        err.write(f"$ go {' '.join(args)}\n".encode())
+        err.flush()
+        res = subprocess.run(
+            [go, *args], check=False, cwd=cwd, env=go_env(), stdout=subprocess.PIPE, stderr=err
+        )
     if res.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
         raise BuildError(f"go {args[0]} failed ({res.returncode}), see {log}: {tail[0]}")
+    return res.stdout.decode()
+
+
+def ldflags(work: Path, log: Path) -> str:
+    """What the upstream Makefiles stamp in: the versions, and the Kubernetes version helm assumes when it
+    renders offline (`.Capabilities.KubeVersion`; else v1.20, below the chart's kubeVersion), from the
+    k8s.io/client-go this build links, as helm's Makefile derives it."""
+    client_go = _go(["list", "-m", "-f", "{{.Version}}", "k8s.io/client-go"], work, log).strip()
+    major, minor = client_go.removeprefix("v").split(".")[:2]
+    stamps = {
+        "helm.sh/helm/v3/internal/version.version": HELM_VERSION,
+        "github.com/prometheus/common/version.Version": PROMETHEUS_VERSION,
+    }
+    for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        stamps |= {f"{pkg}.k8sVersionMajor": str(int(major) + 1), f"{pkg}.k8sVersionMinor": minor}
+    return " ".join(["-s", "-w", *(f"-X {k}={v}" for k, v in stamps.items())])
 
 
 def scratch_gomod() -> str:
@@ -111,7 +133,12 @@ def build(*, force: bool = False) -> Path:
         print(f"building helm {HELM_VERSION} and promtool {PROMETHEUS_VERSION} (first time: minutes) ...",
               file=sys.stderr)  # fmt: skip
         _go(["mod", "download", HELM_MODULE, PROMETHEUS_MODULE], work, log)
-        _go(["build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp) + "/", *MAINS.values()], work, log)
+        flags = ldflags(work, log)
+        _go(
+            ["build", "-trimpath", f"-tags={TAGS}", f"-ldflags={flags}", "-o", f"{tmp}/", *MAINS.values()],
+            work,
+            log,
+        )
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         print(f"built in {time.monotonic() - t0:.0f}s into {out}", file=sys.stderr)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import apply_manifests
-from tests.support.realapi import RealApi, RealStore, jwt_claims
+from tests.support.realapi import RealApi, RealStore, jwt_claims, token_kubeconfig
 
 pytestmark = [pytest.mark.netns, pytest.mark.realapi]
 
@@ -111,4 +111,37 @@ def _admission_policy_holds(real_api: RealApi, store: RealStore) -> None:
     assert code != 0 and "may change only meshd.io/* annotations" in err, err
     code, err = as_agent("annotate", "node", "idnode", "example.com/note=x")
     assert code != 0 and "may change only meshd.io/* annotations" in err, err
-    assert real_api.get("node", "idnode")["metadata"]["annotations"] == {"meshd.io/public-key": "x"}
+    code, err = as_agent("taint", "node", "idnode", "example.com/t=x:NoSchedule")
+    assert code != 0 and "not labels, spec, taints" in err, err
+    code, err = as_agent("patch", "node", "idnode", "-p", '{"spec":{"unschedulable":true}}')
+    assert code != 0 and "not labels, spec, taints" in err, err
+    real_api.kubectl("annotate", "node", "idnode", "example.com/owner=admin")  # the admin's own note
+    code, err = as_agent("annotate", "node", "idnode", "example.com/owner-")
+    assert code != 0 and "may change only meshd.io/* annotations" in err, err
+    _unbound_token_may_change_nothing(real_api, store)
+    annotations = real_api.get("node", "idnode")["metadata"]["annotations"]
+    assert annotations == {"meshd.io/public-key": "x", "example.com/owner": "admin"}
+    taints = real_api.get("node", "idnode")["spec"].get("taints", [])
+    # the API server's own taint (no kubelet here), nothing the agent wrote
+    assert [t["key"] for t in taints] == ["node.kubernetes.io/not-ready"]
+
+
+def _unbound_token_may_change_nothing(real_api: RealApi, store: RealStore) -> None:
+    """A token of the same ServiceAccount that is not bound to a Pod carries no node claim: denied."""
+    token = real_api.kubectl(
+        "create", "token", "meshd", "-n", "kube-system", "--duration", "1h"
+    ).stdout.strip()
+    assert "node" not in jwt_claims(token)["kubernetes.io"]
+    kubeconfig = token_kubeconfig(
+        store.workdir / "kubeconfigs" / "unbound.kubeconfig", real_api.server, Path(real_api.env["CA"]), token
+    )
+    res = real_api.kubectl(
+        "annotate",
+        "--overwrite",
+        "node",
+        "idnode",
+        "meshd.io/public-key=y",
+        kubeconfig=kubeconfig,
+        check=False,
+    )
+    assert res.returncode != 0 and "carries no node claim" in res.stderr, res.stderr

@@ -13,13 +13,12 @@ import pytest
 
 from meshd.demo.agents import Mesh
 from meshd.demo.netlab import Lab, build_cluster
-from tests.support.kernel import kernel, slow
+from tests.support.kernel import BACKEND, kernel, slow
 from tests.support.observe import log_records, metric, owned_routes, wg_peers
 from tests.support.pinging import PingWatch
 
 pytestmark = pytest.mark.netns
 
-BACKEND = [pytest.param("userspace"), pytest.param("kernel", marks=kernel)]
 WIREGUARD = {"userspace": ("--wireguard", "userspace"), "kernel": ()}  # kernel: `auto` must choose it
 
 

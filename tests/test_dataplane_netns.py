@@ -30,7 +30,7 @@ from tests.support.dataplane import (
     pod_pairs,
     unreachable,
 )
-from tests.support.kernel import kernel
+from tests.support.kernel import BACKEND
 
 pytestmark = pytest.mark.netns
 
@@ -38,7 +38,6 @@ ENCRYPT = (("meshd.io/encrypt", "yes"),)
 PLAIN = (("meshd.io/encrypt", "no"),)
 SELECTIVE = MeshConfig(node_selector=LabelSelector(match_labels=ENCRYPT))
 RTM_NEWROUTE = 24
-BACKEND = [pytest.param("userspace"), pytest.param("kernel", marks=kernel)]
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,9 @@ from meshd.model import MeshConfig
 from meshd.netlab import Lab
 from meshd.state import ObservedPeer, Route
 from tests.support.dataplane import Member, lab_mesh, peers_by_key, pod_pairs, unreachable
-from tests.support.kernel import kernel
+from tests.support.kernel import BACKEND, kernel
 
 pytestmark = pytest.mark.netns
-
-BACKEND = [pytest.param("userspace"), pytest.param("kernel", marks=kernel)]
 
 
 def link_kind(lab: Lab, m: Member) -> str:

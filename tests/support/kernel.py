@@ -13,6 +13,8 @@ from overlay.detect import probe_kernel_wireguard
 from vxlan.links import ipip_supported
 
 kernel = pytest.mark.kernel
+BACKEND = [pytest.param("userspace"), pytest.param("kernel", marks=kernel)]
+"""Parametrize a scenario over wireguard-go and (marked `kernel`) kernel WireGuard."""
 
 SLOW = float(os.environ.get("MESHD_TEST_SLOW", "1"))
 """How much slower this machine starts processes than a normal host (scripts/vm-guest sets it for the

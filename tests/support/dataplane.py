@@ -31,6 +31,7 @@ from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from overlay.kernel import KernelWireGuard
 from overlay.routes import NetlinkRouteTable
 from overlay.userspace import UapiClient, WireGuardGo
+from tests.support.kernel import slow
 from vxlan.links import NetlinkLinks
 
 VX = "meshd-vxlan"
@@ -80,7 +81,7 @@ async def member(
     if backend == "kernel":
         wg = KernelWireGuard(node.wg_name, key, ns)
     else:
-        wg = WireGuardGo(node.wg_name, key, ns, run_dir=run_dir)
+        wg = WireGuardGo(node.wg_name, key, ns, run_dir=run_dir, timeout=slow(5))
     try:
         async with NetlinkLinks(netns=ns) as links, NetlinkRouteTable(netns=ns) as routes:
             names = DeviceNames(wireguard=node.wg_name, vxlan=VX)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from keys.values import PublicKey
-from meshd.actions import AddPeer, ReplaceRoute
-from meshd.model import MeshConfig
-from meshd.netlab import Lab
-from meshd.state import ObservedPeer, Route
+from meshd.core.actions import AddPeer, ReplaceRoute
+from meshd.core.model import MeshConfig
+from meshd.core.state import ObservedPeer, Route
+from meshd.demo.netlab import Lab
 from tests.support.dataplane import Member, lab_mesh, peers_by_key, pod_pairs, unreachable
 from tests.support.kernel import BACKEND, kernel
 

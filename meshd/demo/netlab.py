@@ -18,7 +18,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 SLOW = float(os.environ.get("MESHD_LAB_SLOW", "1"))
 """Scales every command timeout: a slow machine (the test VM, emulated) starts processes far slower."""
 

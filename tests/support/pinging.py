@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshd.netlab import Lab, LabNode
+from meshd.demo.netlab import Lab, LabNode
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
@@ -78,29 +78,18 @@ class PublicKey:
         return f"PublicKey({self.base64!r})"
 
 
-class PrivateKey:
-    """A WireGuard private key. Its value leaves only through `base64`/`hex`, for the key file and UAPI."""
+class _Secret:
+    """32 secret bytes. The value leaves only through `base64`/`hex` (for its file and the backend), never
+    through repr, str, format, comparison errors or pickling."""
 
     __slots__ = ("_raw",)
     _raw: bytes
+    _what: ClassVar[str] = "secret"
 
     def __init__(self, raw: bytes) -> None:
         if not isinstance(raw, bytes) or len(raw) != KEY_LEN:
-            raise InvalidKeyError(f"private key must be {KEY_LEN} bytes")
+            raise InvalidKeyError(f"{self._what} must be {KEY_LEN} bytes")
         object.__setattr__(self, "_raw", raw)
-
-    @classmethod
-    def generate(cls) -> PrivateKey:
-        raw = X25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        return cls(raw)
-
-    @classmethod
-    def from_base64(cls, text: str) -> PrivateKey:
-        """A key file as `wg` reads it: canonical base64 at the start, then nothing but whitespace (the
-        newline `wg genkey` writes, a CRLF, a trailing blank line). Anything else is refused."""
-        if isinstance(text, str):
-            text = text.rstrip(" \t\r\n\v\f")
-        return cls(_decode_b64_key(text, "private key"))
 
     @property
     def base64(self) -> str:
@@ -110,21 +99,17 @@ class PrivateKey:
     def hex(self) -> str:
         return self._raw.hex()
 
-    def public_key(self) -> PublicKey:
-        priv = X25519PrivateKey.from_private_bytes(self._raw)
-        return PublicKey(priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
-
     def __setattr__(self, name: str, value: object) -> NoReturn:
-        raise AttributeError("PrivateKey is immutable")
+        raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, PrivateKey) and other._raw == self._raw
+        return type(other) is type(self) and isinstance(other, _Secret) and other._raw == self._raw
 
     def __hash__(self) -> int:
-        return hash(("PrivateKey", self._raw))
+        return hash((type(self).__name__, self._raw))
 
     def __repr__(self) -> str:
-        return "PrivateKey(<redacted>)"
+        return f"{type(self).__name__}(<redacted>)"
 
     __str__ = __repr__
 
@@ -132,4 +117,31 @@ class PrivateKey:
         return repr(self)
 
     def __reduce__(self) -> NoReturn:
-        raise TypeError("PrivateKey cannot be pickled")
+        raise TypeError(f"{type(self).__name__} cannot be pickled")
+
+
+def _strip_file_text(text: str) -> str:
+    """A key file as `wg` reads it: canonical base64 at the start, then nothing but whitespace (the
+    newline `wg genkey` writes, a CRLF, a trailing blank line). Anything else is refused."""
+    return text.rstrip(" \t\r\n\v\f") if isinstance(text, str) else text
+
+
+class PrivateKey(_Secret):
+    """A WireGuard private key. Its value leaves only through `base64`/`hex`, for the key file and UAPI."""
+
+    __slots__ = ()
+    _what = "private key"
+
+    @classmethod
+    def generate(cls) -> PrivateKey:
+        raw = X25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return cls(raw)
+
+    @classmethod
+    def from_base64(cls, text: str) -> PrivateKey:
+        """A key file's text (see `_strip_file_text`)."""
+        return cls(_decode_b64_key(_strip_file_text(text), cls._what))
+
+    def public_key(self) -> PublicKey:
+        priv = X25519PrivateKey.from_private_bytes(self._raw)
+        return PublicKey(priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))

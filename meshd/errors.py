@@ -19,3 +19,8 @@ class ConfigError(PermanentError):
 
 class UnsupportedError(PermanentError):
     """The kernel or the machine lacks a feature (WireGuard module, ipip, wireguard-go binary)."""
+
+
+class InvalidValueError(PermanentError, ValueError):
+    """A value meshd was asked to write is malformed (a port out of range, a non-network allowed IP). Also a
+    ValueError: it is one, found before anything was sent."""

@@ -15,20 +15,19 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyroute2 import AsyncWireGuard
 from pyroute2.netlink.exceptions import NetlinkError
 
 from keys.values import PrivateKey
 from meshd.core.ports import WireGuardDevice
-from meshd.errors import ConfigError, UnsupportedError
-from overlay import netns as ns
+from meshd.errors import ConfigError, MeshdError, UnsupportedError
+from meshd.netlink import NetlinkSocket, translate, wireguard_socket
 from overlay.kernel import KernelWireGuard
 from overlay.userspace import DEFAULT_RUN_DIR, WireGuardGo
 
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "kernel", "userspace")
-ABSENT = (errno.ENOENT, errno.EOPNOTSUPP)
+ABSENT = (errno.ENOENT, errno.EOPNOTSUPP)  # no genl family / no wireguard link kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +37,13 @@ class Probe:
 
 
 async def _genl_family(netns: str | None) -> bool:
-    sock = AsyncWireGuard(netns=netns, flags=0) if netns else AsyncWireGuard()
-    sock.module_err_level = "debug"  # absence is reported by us, not logged as an error
     try:
-        await sock.setup_endpoint()
+        sock = await wireguard_socket(netns)
     except NetlinkError as exc:
         if exc.code in ABSENT:
             return False
-        raise
-    finally:
-        sock.close()
+        raise translate(exc, "probing the wireguard generic-netlink family") from exc
+    sock.close()
     return True
 
 
@@ -57,14 +53,13 @@ async def probe_kernel_wireguard(netns: str | None = None) -> Probe:
     if await _genl_family(netns):
         return Probe(True, "the kernel has the wireguard generic-netlink family")
     probe = f"meshdprobe{secrets.token_hex(2)}"
-    try:
-        await ns.link_add(netns, probe, "wireguard")
-    except NetlinkError as exc:
-        if exc.code in ABSENT:
+    async with NetlinkSocket(netns=netns) as sock:
+        try:
+            await sock.add_link(probe, "wireguard", lacking="wireguard")
+        except UnsupportedError:
             return Probe(False, "kernel lacks wireguard (no genl family; link add: operation not supported)")
-        raise
-    with contextlib.suppress(NetlinkError):
-        await ns.link_delete(netns, probe)
+        with contextlib.suppress(MeshdError):
+            await sock.delete_link(probe)
     return Probe(True, "the kernel can create wireguard links")
 
 

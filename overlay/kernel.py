@@ -15,25 +15,23 @@ import base64
 import errno
 import ipaddress
 import logging
-import os
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from pyroute2 import AsyncWireGuard
 from pyroute2.netlink.exceptions import NetlinkError
 
 from keys.values import PrivateKey, PublicKey
 from meshd.core.actions import AddPeer, PeerAction, RemovePeer, UpdatePeer
 from meshd.core.model import Endpoint, IPNetwork
-from meshd.core.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
-from meshd.errors import MeshdError, PermanentError, TransientError, UnsupportedError
-from overlay import netns as ns
-from overlay import uapi
+from meshd.core.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec, WireGuardReading
+from meshd.errors import MeshdError, PermanentError
+from meshd.netlink import NetlinkSocket, translate, wireguard_socket
+from overlay import wireguard
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.ENOBUFS, errno.EINTR})
+ABSENT = frozenset({errno.EOPNOTSUPP, errno.ENOENT})  # no wireguard link kind, no genl family
 # uapi/linux/wireguard.h peer flags
 WGPEER_F_REMOVE_ME = 0x1
 WGPEER_F_REPLACE_ALLOWEDIPS = 0x2
@@ -51,16 +49,6 @@ class GenlPeer:
     allowed_ips: tuple[IPNetwork, ...] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class GenlDevice:
-    """A get-device reply. `public_key` is None when no private key is set."""
-
-    public_key: PublicKey | None
-    listen_port: int
-    fwmark: int
-    peers: tuple[ObservedPeer, ...]
-
-
 class WireGuardNetlink(Protocol):
     """Link and `wireguard` genl operations on one namespace. Errors are pyroute2 `NetlinkError`s."""
 
@@ -70,7 +58,7 @@ class WireGuardNetlink(Protocol):
 
     async def link_delete(self, name: str) -> bool: ...
 
-    async def get_device(self, name: str) -> GenlDevice: ...
+    async def get_device(self, name: str) -> WireGuardReading: ...
 
     async def set_device(self, name: str, *, private_key: bytes | None, listen_port: int | None) -> None: ...
 
@@ -80,30 +68,28 @@ class WireGuardNetlink(Protocol):
 
 
 class PyrouteWireGuardNetlink:
-    """The real seam: AsyncIPRoute for the link, one long-lived AsyncWireGuard socket for genl."""
+    """The real seam: one long-lived rtnetlink socket for the link, one `wireguard` genl socket."""
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
+        self._links = NetlinkSocket(netns=netns)
         self._sock: Any = None
 
     async def _wg(self) -> Any:
         if self._sock is None:
-            sock = AsyncWireGuard(netns=self.netns, flags=0) if self.netns else AsyncWireGuard()
-            sock.module_err_level = "debug"  # absence is reported by us, not logged as an error
-            await sock.setup_endpoint()  # binds the family: NetlinkError ENOENT when it is absent
-            self._sock = sock
+            self._sock = await wireguard_socket(self.netns)  # NetlinkError ENOENT: the family is absent
         return self._sock
 
     async def link_add(self, name: str) -> None:
-        await ns.link_add(self.netns, name, "wireguard")
+        await self._links.ipr().link("add", ifname=name, kind="wireguard")
 
     async def link_up(self, name: str) -> bool:
-        return await ns.link_up(self.netns, name)
+        return await self._links.set_up(name)
 
     async def link_delete(self, name: str) -> bool:
-        return await ns.link_delete(self.netns, name)
+        return await self._links.delete_link(name)
 
-    async def get_device(self, name: str) -> GenlDevice:
+    async def get_device(self, name: str) -> WireGuardReading:
         wg = await self._wg()
         reply = await wg.info(name)
         messages = [m async for m in reply] if hasattr(reply, "__aiter__") else list(reply)
@@ -129,19 +115,14 @@ class PyrouteWireGuardNetlink:
         await wg.set(name, peer=req)
 
     async def close(self) -> None:
+        self._links.close()
         if self._sock is not None:
             sock, self._sock = self._sock, None
             sock.close()
 
 
 def _error(exc: NetlinkError, operation: str) -> MeshdError:
-    code = int(exc.code or 0)
-    text = f"{operation}: netlink error {code} ({os.strerror(code)})"
-    if code in TRANSIENT_ERRNOS:
-        return TransientError(text)
-    if code in (errno.EOPNOTSUPP, errno.ENOENT):
-        return UnsupportedError(f"{text}: the kernel lacks WireGuard")
-    return PermanentError(text)
+    return translate(exc, operation, lacking="WireGuard", absent=ABSENT)
 
 
 class KernelWireGuard:
@@ -161,13 +142,13 @@ class KernelWireGuard:
         self._public = private_key.public_key()
         self.client: WireGuardNetlink = client if client is not None else PyrouteWireGuardNetlink(netns)
 
-    async def _get(self) -> GenlDevice:
-        try:
-            return await self.client.get_device(self.name)
-        except NetlinkError as exc:
-            raise _error(exc, f"reading WireGuard device {self.name}") from exc
+    async def _get(self) -> WireGuardReading:
+        device = await self.observe_device()
+        if device is None:
+            raise PermanentError(f"reading WireGuard device {self.name}: no such device")
+        return device
 
-    async def observe_device(self) -> GenlDevice | None:
+    async def observe_device(self) -> WireGuardReading | None:
         try:
             return await self.client.get_device(self.name)
         except NetlinkError as exc:
@@ -175,15 +156,9 @@ class KernelWireGuard:
                 return None
             raise _error(exc, f"reading WireGuard device {self.name}") from exc
 
-    async def exists(self) -> bool:
-        return await self.observe_device() is not None
-
-    async def observe_peers(self) -> tuple[ObservedPeer, ...]:
-        return (await self._get()).peers
-
     async def create(self, spec: WireGuardDeviceSpec) -> None:
-        uapi.check_spec(spec, name=self.name, public_key=self._public)
-        if await self.exists():
+        wireguard.check_spec(spec, name=self.name, public_key=self._public)
+        if await self.observe_device() is not None:
             log.info("adopting the existing WireGuard link %s", self.name)
         else:
             log.info("creating WireGuard link %s", self.name)
@@ -197,9 +172,9 @@ class KernelWireGuard:
         await self.configure(spec)
 
     async def configure(self, spec: WireGuardDeviceSpec) -> None:
-        uapi.check_spec(spec, name=self.name, public_key=self._public)
+        wireguard.check_spec(spec, name=self.name, public_key=self._public)
         dev = await self._get()
-        set_key, port = uapi.device_changes(spec, key=dev.public_key, port=dev.listen_port)
+        set_key, port = wireguard.device_changes(spec, key=dev.public_key, port=dev.listen_port)
         key = self._key if set_key else None
         if key is None and port is None:
             log.debug("WireGuard device %s already has our key and port %s", self.name, dev.listen_port)
@@ -209,22 +184,22 @@ class KernelWireGuard:
         call = self.client.set_device(self.name, private_key=raw, listen_port=port)
         await self._call(f"configuring WireGuard device {self.name}", call)
 
-    async def add_peer(self, peer: PeerSpec) -> None:
-        nets = uapi.check_peer(peer)
+    async def _add_peer(self, peer: PeerSpec) -> None:
+        nets = wireguard.check_peer(peer)
         msg = GenlPeer(
             peer.public_key.raw, WGPEER_F_REPLACE_ALLOWEDIPS, peer.endpoint, peer.persistent_keepalive
         )
         await self._set_peer("adding", peer.node, replace(msg, allowed_ips=tuple(nets)))
 
-    async def update_peer(self, change: UpdatePeer) -> None:
-        nets = uapi.check_update(change)
+    async def _update_peer(self, change: UpdatePeer) -> None:
+        nets = wireguard.check_update(change)
         flags = WGPEER_F_UPDATE_ONLY | (WGPEER_F_REPLACE_ALLOWEDIPS if nets is not None else 0)
         msg = GenlPeer(change.public_key.raw, flags, change.endpoint, change.persistent_keepalive)
         await self._set_peer(
             "updating", change.node, replace(msg, allowed_ips=None if nets is None else tuple(nets))
         )
 
-    async def remove_peer(self, public_key: PublicKey) -> None:
+    async def _remove_peer(self, public_key: PublicKey) -> None:
         await self._set_peer("removing", "", GenlPeer(public_key.raw, WGPEER_F_REMOVE_ME))
 
     async def apply_peers(self, changes: Sequence[PeerAction]) -> None:
@@ -232,11 +207,11 @@ class KernelWireGuard:
         for change in changes:
             match change:
                 case AddPeer(peer):
-                    await self.add_peer(peer)
+                    await self._add_peer(peer)
                 case UpdatePeer():
-                    await self.update_peer(change)
+                    await self._update_peer(change)
                 case RemovePeer(key):
-                    await self.remove_peer(key)
+                    await self._remove_peer(key)
 
     async def _set_peer(self, verb: str, node: str, msg: GenlPeer) -> None:
         short = PublicKey(msg.public_key).short
@@ -257,8 +232,8 @@ class KernelWireGuard:
         await self.client.close()
 
 
-def decode_device(messages: Iterable[Any]) -> GenlDevice:
-    """A pyroute2 `wgmsg` dump as a GenlDevice. Big devices span several messages, and one peer's
+def decode_device(messages: Iterable[Any]) -> WireGuardReading:
+    """A pyroute2 `wgmsg` dump as a WireGuardReading. Big devices span several messages, and one peer's
     allowed IPs may continue in the next message (same public key): those are merged."""
     msgs = list(messages)
     if not msgs:
@@ -273,10 +248,9 @@ def decode_device(messages: Iterable[Any]) -> GenlDevice:
                 last = peers.pop()
                 peer = replace(last, allowed_ips=last.allowed_ips | peer.allowed_ips)
             peers.append(peer)
-    return GenlDevice(
+    return WireGuardReading(
         public_key=PublicKey(base64.b64decode(pub)) if pub else None,
         listen_port=int(first.get_attr("WGDEVICE_A_LISTEN_PORT") or 0),
-        fwmark=int(first.get_attr("WGDEVICE_A_FWMARK") or 0),
         peers=tuple(peers),
     )
 

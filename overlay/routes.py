@@ -3,7 +3,8 @@
 Only routes carrying `protocol` in `table` are ever replaced or removed. Routes of others are left alone
 and reported when they would capture traffic for a destination we route or watch: a route whose
 destination equals or lies inside one of those networks. Broader routes (the default route, an underlay
-/16) are not reported: the longest prefix wins, so ours still apply.
+/16) are not reported: the longest prefix wins, so ours still apply. A route that drops (unreachable,
+blackhole, prohibit) is reported without a device. Our own guards are not routes here (overlay.guards).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,12 +22,13 @@ from pyroute2.netlink.exceptions import NetlinkError
 from meshd.core.model import IPNetwork
 from meshd.core.state import RTPROT_MESHD, Route
 from meshd.errors import PermanentError
-from vxlan.nlsock import RTNH_F_ONLINK, NetlinkSocket, family_of, translate
+from meshd.netlink import RTNH_F_ONLINK, NetlinkSocket, family_of, translate
 
 log = logging.getLogger(__name__)
 
 _GONE = frozenset({errno.ESRCH, errno.ENOENT, errno.ENODEV})
-_FAMILY_ANY = {2: "0.0.0.0/0", 10: "::/0"}
+_FAMILY_ANY = {socket.AF_INET: "0.0.0.0/0", socket.AF_INET6: "::/0"}
+RTN_UNICAST = 1
 
 
 def _inside(dst: IPNetwork, nets: Iterable[IPNetwork]) -> bool:
@@ -67,14 +70,23 @@ class NetlinkRouteTable:
         found: list[tuple[int, Route]] = []
         for family in _FAMILY_ANY:
             async for msg in self.sock.dump("route", family=family, table=self.table):
-                if msg.get("RTA_TABLE", msg["table"]) == self.table:
-                    found.append((int(msg["proto"]), self._route(msg, names)))
+                proto = int(msg["proto"])
+                if msg.get("RTA_TABLE", msg["table"]) != self.table:
+                    continue
+                if proto == self.protocol and msg["type"] != RTN_UNICAST:
+                    continue  # our guards (overlay.guards), not routes to a transport
+                found.append((proto, self._route(msg, names)))
         return found
 
     def _route(self, msg: Any, names: dict[int, str]) -> Route:
         dst = msg.get("RTA_DST")
         net = ipaddress.ip_network(f"{dst}/{msg['dst_len']}" if dst else _FAMILY_ANY[msg["family"]])
         oif, gateway = msg.get("RTA_OIF"), msg.get("RTA_GATEWAY")
+        hops = msg.get("RTA_MULTIPATH") or ()
+        if oif is None and hops:  # a multipath route: named by its first hop's device
+            oif, gateway = hops[0]["oif"], hops[0].get("RTA_GATEWAY")
+        if msg["type"] != RTN_UNICAST:  # unreachable, blackhole, prohibit: sends nothing anywhere
+            oif = gateway = None
         return Route(
             dst=net,
             dev=names.get(int(oif), "") if oif is not None else "",

@@ -13,15 +13,14 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from keys.values import KEY_LEN, PrivateKey, PublicKey
+from keys.values import PrivateKey, PublicKey
 from meshd.core.actions import AddPeer, RemovePeer, UpdatePeer
 from meshd.core.model import Endpoint, IPNetwork
-from meshd.core.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
-from meshd.errors import PermanentError
+from meshd.core.state import ObservedPeer, PeerSpec, WireGuardReading
+from meshd.errors import InvalidValueError, PermanentError
+from overlay.wireguard import check_listen_port, check_peer, check_public_key, check_update
 
 GET_REQUEST = "get=1\n\n"
-MAX_PORT = 65535
-MAX_KEEPALIVE = 65535
 
 
 class UapiError(PermanentError):
@@ -39,95 +38,6 @@ class UapiProtocolError(PermanentError):
     """A reply that does not follow the UAPI protocol."""
 
 
-@dataclass(frozen=True, slots=True)
-class UapiDevice:
-    """What `get=1` says about the device. The private key itself is reduced to its public half."""
-
-    public_key: PublicKey | None
-    listen_port: int
-    fwmark: int
-    peers: tuple[ObservedPeer, ...]
-
-
-# --- validation -------------------------------------------------------------------------------------
-
-
-def _check_port(port: int, what: str, *, allow_zero: bool) -> None:
-    low = 0 if allow_zero else 1
-    if isinstance(port, bool) or not isinstance(port, int) or not low <= port <= MAX_PORT:
-        raise ValueError(f"{what} {port!r} out of range {low}-{MAX_PORT}")
-
-
-def _check_keepalive(seconds: int) -> None:
-    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= MAX_KEEPALIVE:
-        raise ValueError(f"persistent keepalive {seconds!r} out of range 0-{MAX_KEEPALIVE}")
-
-
-def _check_public_key(key: PublicKey) -> None:
-    if not isinstance(key, PublicKey) or len(key.raw) != KEY_LEN:
-        raise ValueError(f"peer public key must be a {KEY_LEN}-byte PublicKey")
-
-
-def _check_endpoint(endpoint: Endpoint) -> None:
-    if not isinstance(endpoint, Endpoint) or not isinstance(
-        endpoint.host, ipaddress.IPv4Address | ipaddress.IPv6Address
-    ):
-        raise ValueError(f"endpoint {endpoint!r} is not an IP endpoint")
-    _check_port(endpoint.port, "endpoint port", allow_zero=False)
-
-
-def _check_networks(nets: Iterable[IPNetwork]) -> list[IPNetwork]:
-    checked = []
-    for net in nets:
-        if not isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network):
-            raise ValueError(f"allowed IP {net!r} is not an IP network")
-        checked.append(net)
-    return sorted(checked, key=lambda n: (n.version, n))
-
-
-def check_listen_port(port: int) -> None:
-    _check_port(port, "listen port", allow_zero=True)
-
-
-def check_peer(peer: PeerSpec) -> list[IPNetwork]:
-    """Validate a whole peer; returns its allowed IPs in a stable order."""
-    _check_public_key(peer.public_key)
-    if peer.endpoint is not None:
-        _check_endpoint(peer.endpoint)
-    _check_keepalive(peer.persistent_keepalive)
-    return _check_networks(peer.allowed_ips)
-
-
-def check_update(change: UpdatePeer) -> list[IPNetwork] | None:
-    """Validate the given fields of a peer change; returns its allowed IPs (None: not changed)."""
-    _check_public_key(change.public_key)
-    if change.endpoint is not None:
-        _check_endpoint(change.endpoint)
-    if change.persistent_keepalive is not None:
-        _check_keepalive(change.persistent_keepalive)
-    return _check_networks(change.allowed_ips) if change.allowed_ips is not None else None
-
-
-def check_spec(spec: WireGuardDeviceSpec, *, name: str, public_key: PublicKey) -> None:
-    """The spec is for this device and wants the public half of the backend's own private key."""
-    if spec.name != name:
-        raise PermanentError(f"spec for device {spec.name} given to the backend of {name}")
-    if spec.public_key != public_key:
-        raise PermanentError(
-            f"device {name}: wanted public key {spec.public_key.short}... is not the one of our "
-            f"private key ({public_key.short}...)"
-        )
-    check_listen_port(spec.listen_port)
-
-
-def device_changes(spec: WireGuardDeviceSpec, *, key: PublicKey | None, port: int) -> tuple[bool, int | None]:
-    """(set the private key?, listen port to set or None) to bring a device with public `key` and
-    `port` to `spec`. A wanted port 0 means "any": an already bound port is kept."""
-    set_key = key != spec.public_key
-    wanted = spec.listen_port != 0 or port == 0
-    return set_key, spec.listen_port if wanted and port != spec.listen_port else None
-
-
 # --- encoding ---------------------------------------------------------------------------------------
 
 
@@ -139,9 +49,9 @@ def _check_line(line: str) -> None:
     shown = "(not shown)" if key == "private_key" else repr(value[:80])
     bad = next((c for c in line if ord(c) < 0x20 or ord(c) == 0x7F), None)
     if bad is not None:
-        raise ValueError(f"UAPI value for {key!r} contains control character {bad!r}: {shown}")
+        raise InvalidValueError(f"UAPI value for {key!r} contains control character {bad!r}: {shown}")
     if "%" in value:
-        raise ValueError(f"UAPI value for {key!r} has a '%' zone ID, which peers cannot use: {shown}")
+        raise InvalidValueError(f"UAPI value for {key!r} has a '%' zone ID, which peers cannot use: {shown}")
 
 
 def _request(lines: Iterable[str]) -> str:
@@ -156,7 +66,7 @@ def encode_device(*, private_key: PrivateKey | None = None, listen_port: int | N
     lines = []
     if private_key is not None:
         if not isinstance(private_key, PrivateKey):
-            raise ValueError("private key must be a PrivateKey")
+            raise InvalidValueError("private key must be a PrivateKey")
         lines.append(f"private_key={private_key.hex}")
     if listen_port is not None:
         check_listen_port(listen_port)
@@ -189,7 +99,7 @@ def _update_peer_lines(change: UpdatePeer) -> list[str]:
 
 
 def _remove_peer_lines(public_key: PublicKey) -> list[str]:
-    _check_public_key(public_key)
+    check_public_key(public_key)
     return [f"public_key={public_key.hex}", "remove=true"]
 
 
@@ -311,11 +221,11 @@ def _apply_peer_field(peer: _PeerFields, key: str, value: str) -> None:
             pass  # preshared_key, protocol_version: not ours to compare
 
 
-def parse_get(reply: str) -> UapiDevice:
+def parse_get(reply: str) -> WireGuardReading:
     """Parse a `get=1` reply (raises UapiError for a non-zero errno)."""
     check_reply(reply, "reading the device")
     public_key: PublicKey | None = None
-    listen_port = fwmark = 0
+    listen_port = 0
     peers: list[_PeerFields] = []
     for key, value in _pairs(reply):
         try:
@@ -330,9 +240,7 @@ def parse_get(reply: str) -> UapiDevice:
                 _apply_peer_field(peers[-1], key, value)
             elif key == "listen_port":
                 listen_port = int(value)
-            elif key == "fwmark":
-                fwmark = int(value)
         except ValueError:
             # The value may be the private key: name only the field.
             raise UapiProtocolError(f"UAPI reply has a malformed {key!r} value") from None
-    return UapiDevice(public_key, listen_port, fwmark, tuple(p.observed() for p in peers))
+    return WireGuardReading(public_key, listen_port, tuple(p.observed() for p in peers))

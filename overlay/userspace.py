@@ -18,10 +18,10 @@ from pathlib import Path
 
 from keys.values import PrivateKey, PublicKey
 from meshd.core.actions import AddPeer, PeerAction, UpdatePeer
-from meshd.core.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec
+from meshd.core.state import WireGuardDeviceSpec, WireGuardReading
 from meshd.errors import PermanentError, TransientError, UnsupportedError
-from overlay import uapi
-from overlay.netns import link_delete, link_up, ns_argv
+from meshd.netlink import NetlinkSocket
+from overlay import uapi, wireguard
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class UapiClient:
             raise PermanentError(f"{operation}: cannot use {self.path}: {exc.strerror}") from exc
         return reply.decode("ascii", errors="replace")
 
-    async def get(self, operation: str) -> uapi.UapiDevice:
+    async def get(self, operation: str) -> WireGuardReading:
         return uapi.parse_get(await self._exchange(uapi.GET_REQUEST, operation))
 
     async def set(self, request: str, operation: str) -> None:
@@ -98,10 +98,10 @@ class WireGuardGo:
 
     # --- observe --------------------------------------------------------------------------------
 
-    async def _get(self) -> uapi.UapiDevice:
+    async def _get(self) -> WireGuardReading:
         return await self._uapi.get(f"reading WireGuard device {self.name}")
 
-    async def observe_device(self) -> uapi.UapiDevice | None:
+    async def observe_device(self) -> WireGuardReading | None:
         """One `get=1`. None when no wireguard-go serves the socket (missing, or refusing: it died); a
         socket that exists but does not answer is an error, not absence, so no second instance starts."""
         try:
@@ -114,12 +114,6 @@ class WireGuardGo:
                 _alive(pid)  # reaps our child if it died, so no zombie stays behind
             return None
 
-    async def exists(self) -> bool:
-        return await self.observe_device() is not None
-
-    async def observe_peers(self) -> tuple[ObservedPeer, ...]:
-        return (await self._get()).peers
-
     def pid(self) -> int | None:
         """The wireguard-go PID recorded when it was started (by this agent or an earlier one)."""
         try:
@@ -130,18 +124,19 @@ class WireGuardGo:
     # --- device ---------------------------------------------------------------------------------
 
     async def create(self, spec: WireGuardDeviceSpec) -> None:
-        uapi.check_spec(spec, name=self.name, public_key=self._public)
-        if await self.exists():
+        wireguard.check_spec(spec, name=self.name, public_key=self._public)
+        if await self.observe_device() is not None:
             log.info("adopting the running wireguard-go for %s (pid %s)", self.name, self.pid())
         else:
             await self._start()
-        await link_up(self.netns, self.name)
+        async with NetlinkSocket(netns=self.netns) as sock:
+            await sock.set_up(self.name)
         await self.configure(spec)
 
     async def configure(self, spec: WireGuardDeviceSpec) -> None:
-        uapi.check_spec(spec, name=self.name, public_key=self._public)
+        wireguard.check_spec(spec, name=self.name, public_key=self._public)
         dev = await self._get()
-        set_key, port = uapi.device_changes(spec, key=dev.public_key, port=dev.listen_port)
+        set_key, port = wireguard.device_changes(spec, key=dev.public_key, port=dev.listen_port)
         key = self._key if set_key else None
         if key is None and port is None:
             log.debug("WireGuard device %s already has our key and port %s", self.name, dev.listen_port)
@@ -153,7 +148,9 @@ class WireGuardGo:
 
     async def delete(self) -> None:
         pid = self.pid()
-        if await link_delete(self.netns, self.name):
+        async with NetlinkSocket(netns=self.netns) as sock:
+            deleted = await sock.delete_link(self.name)
+        if deleted:
             log.info("deleted link %s; its wireguard-go exits with it", self.name)
         if not await self._wait_gone(pid) and pid is not None and _is_wireguard_go(pid, self.name):
             log.warning("wireguard-go %s (pid %s) still running after link delete: SIGTERM", self.name, pid)
@@ -183,6 +180,8 @@ class WireGuardGo:
             pid = await asyncio.to_thread(_spawn, argv, self.log_file)
         except FileNotFoundError as exc:
             raise UnsupportedError(f"cannot start {argv[0]}: not found on PATH") from exc
+        except OSError as exc:
+            raise PermanentError(f"starting wireguard-go for {self.name}: {exc.strerror}") from exc
         self.pid_file.write_text(f"{pid}\n")
         log.info("started wireguard-go for %s (pid %s, log %s)", self.name, pid, self.log_file)
         loop = asyncio.get_running_loop()
@@ -194,7 +193,7 @@ class WireGuardGo:
                     f"wireguard-go for {self.name} exited before creating {self.socket_path}; "
                     f"last log lines:\n{self._log_tail()}"
                 )
-            if await self.exists():
+            if await self.observe_device() is not None:
                 return
             await asyncio.sleep(POLL)
         with contextlib.suppress(ProcessLookupError):
@@ -212,18 +211,6 @@ class WireGuardGo:
         return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
     # --- peers ----------------------------------------------------------------------------------
-
-    async def add_peer(self, peer: PeerSpec) -> None:
-        request = uapi.encode_add_peer(peer)
-        await self._uapi.set(request, self._peer_op("adding", peer.public_key, peer.node))
-
-    async def update_peer(self, change: UpdatePeer) -> None:
-        request = uapi.encode_update_peer(change)
-        await self._uapi.set(request, self._peer_op("updating", change.public_key, change.node))
-
-    async def remove_peer(self, public_key: PublicKey) -> None:
-        request = uapi.encode_remove_peer(public_key)
-        await self._uapi.set(request, self._peer_op("removing", public_key, ""))
 
     async def apply_peers(self, changes: Sequence[PeerAction]) -> None:
         """One UAPI set per PEER_BATCH changes: 1000 new peers cost one socket round trip, not 1000."""
@@ -244,6 +231,11 @@ class WireGuardGo:
     def _peer_op(self, verb: str, key: PublicKey, node: str) -> str:
         who = f"{node} ({key.short}...)" if node else f"{key.short}..."
         return f"{verb} peer {who} on {self.name}"
+
+
+def ns_argv(netns: str | None, argv: Sequence[str]) -> list[str]:
+    """`argv` as run inside `netns` (through `ip netns exec`), or unchanged for the current namespace."""
+    return ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
 
 
 def _spawn(argv: list[str], log_file: Path) -> int:

@@ -61,8 +61,10 @@ def test_init_creates_the_key_and_prints_what_wg_derives(meshd: Run, tmp_path: P
     assert res.stdout == wg_pubkey(path)
     assert mode(path) == 0o600
     assert mode(path.parent) == 0o700 and mode(path.parent.parent) == 0o700
-    assert os.listdir(path.parent) == ["private.key"]
-    assert_no_secret(res.stdout + res.stderr, path.read_text().strip())
+    assert sorted(os.listdir(path.parent)) == ["private.key", "private.key.ed25519"]
+    assert mode(path.parent / "private.key.ed25519") == 0o600
+    for secret in (path.read_text().strip(), (path.parent / "private.key.ed25519").read_text().strip()):
+        assert_no_secret(res.stdout + res.stderr, secret)
 
 
 def test_init_twice_prints_the_same_key_and_keeps_the_file(meshd: Run, tmp_path: Path) -> None:
@@ -107,8 +109,9 @@ def test_init_tightens_loose_permissions_and_logs_it(meshd: Run, tmp_path: Path)
     assert (res.returncode, res.stdout) == (0, wg_pubkey(path))
     assert mode(path) == 0o600
     records = [json.loads(line) for line in res.stderr.splitlines()]
-    warnings = [r for r in records if r["level"] == "WARNING"]
+    warnings = [r for r in records if r["level"] == "WARNING" and "mode" in r["msg"]]
     assert len(warnings) == 1 and str(path) in warnings[0]["msg"] and "0644" in warnings[0]["msg"]
+    assert any("no identity seed" in r["msg"] for r in records), "a legacy key file says it has no proof"
     assert {"ts", "level", "logger", "msg"} <= warnings[0].keys()
     assert_no_secret(res.stdout + res.stderr, secret)
 
@@ -230,7 +233,7 @@ def test_concurrent_inits_agree_on_one_key(tmp_path: Path) -> None:
 
     assert {code for _, code in results} == {0}
     assert {out for (out, _), _ in results} == {wg_pubkey(path)}
-    assert os.listdir(path.parent) == ["private.key"]
+    assert sorted(os.listdir(path.parent)) == ["private.key", "private.key.ed25519"]
 
 
 @pytest.mark.parametrize(

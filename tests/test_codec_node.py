@@ -15,6 +15,7 @@ from meshd.core.codec import (
     CAPABILITIES,
     ENDPOINT,
     INVALID_REASONS,
+    KEY_PROOF,
     OBSERVED_GENERATION,
     PUBLIC_KEY,
     UNDERLAY_IP,
@@ -23,7 +24,7 @@ from meshd.core.codec import (
     encode_annotations,
     encode_node,
 )
-from meshd.core.codec import node as codec_node
+from meshd.core.codec import annotations as codec_annotations
 from meshd.core.model import Endpoint, InvalidNode, Node, Transport
 
 KEY = PrivateKey.from_base64("YEz6zJ3K8iGXYyMCmHfm8Sc4Ti1ERZXGE1l/xHeNaE8=").public_key()
@@ -217,6 +218,7 @@ def test_encode_annotations_of_a_bare_node_removes_everything_but_its_address() 
         CAPABILITIES: None,
         OBSERVED_GENERATION: None,
         UNDERLAY_IP: str(node.underlay_ip),
+        KEY_PROOF: None,
     }
 
 
@@ -249,6 +251,7 @@ def test_encode_annotations_of_a_full_node() -> None:
         CAPABILITIES: "ipip,vxlan,wireguard",
         OBSERVED_GENERATION: "3",
         UNDERLAY_IP: str(node.underlay_ip),
+        KEY_PROOF: None,
     }
 
 
@@ -275,4 +278,4 @@ def test_codec_imports_no_io_libraries() -> None:
 
 def test_capability_tokens_are_read_only() -> None:
     with pytest.raises(TypeError):
-        codec_node._TOKENS["quic"] = Transport.NONE  # type: ignore[index]
+        codec_annotations.TOKENS["quic"] = Transport.NONE  # type: ignore[index]

@@ -37,6 +37,7 @@ from tests.support.dataplane import (
     unreachable,
 )
 from tests.support.dataplane_agent import request
+from tests.support.wg import peers_of
 
 pytestmark = pytest.mark.netns
 
@@ -105,7 +106,7 @@ async def state_of(m: Member) -> dict[str, frozenset[object]]:
     ours, foreign = await m.dataplane.routes.observe()
     links = m.dataplane.links
     return {
-        "peers": frozenset((p.public_key, p.endpoint, p.allowed_ips) for p in await m.wg.observe_peers()),
+        "peers": frozenset((p.public_key, p.endpoint, p.allowed_ips) for p in await peers_of(m.wg)),
         "routes": frozenset(ours),
         "foreign": frozenset(foreign),
         "fdb": frozenset(await links.observe_fdb(VX)),

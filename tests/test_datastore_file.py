@@ -106,3 +106,22 @@ async def test_meshconfig_and_bad_config_keeps_previous(tmp_path: Path, suffix: 
         assert ds.snapshot().config.mode is EncryptionMode.ENABLED
     finally:
         await ds.close()
+
+
+async def test_no_first_sync_while_the_meshconfig_cannot_be_read(tmp_path: Path) -> None:
+    """Defaults in place of an unreadable MeshConfig could mean clear text where Required is meant."""
+    (tmp_path / "meshconfig.yaml").write_text("spec: [unclosed\n")
+    ds = FileDatastore(tmp_path, register=_me(), poll_interval=0.05)
+    await ds.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert not ds.snapshot().synced and ds.config_error
+        (tmp_path / "meshconfig.yaml").write_text("spec: {encryption: {mode: Required}}\n")
+        for _ in range(100):
+            if ds.snapshot().synced:
+                break
+            await _wait(ds)
+        snap = ds.snapshot()
+        assert snap.synced and snap.config.mode is EncryptionMode.REQUIRED
+    finally:
+        await ds.close()

@@ -16,6 +16,7 @@ from meshd.core.model import EncryptionMode, InvalidNode, MeshConfig, Node, Snap
 from meshd.datastore.k8s_api import TransientApiError
 from meshd.datastore.k8s_watch import Backoff, Reflector, with_retries
 from meshd.datastore.kubernetes import KubernetesDatastore
+from meshd.datastore.settings import WatchSettings
 from meshd.errors import PermanentError, TransientError
 from tests.fakekube import FakeKube
 
@@ -62,8 +63,7 @@ async def make_ds(
         ds = KubernetesDatastore(
             node_name="me",
             kubeconfig=kubeconfig,
-            backoff=Backoff(initial=0.05, maximum=0.3, jitter=0.05),
-            watch_timeout=5,
+            watch=WatchSettings(watch_timeout=5, backoff=Backoff(initial=0.05, maximum=0.3, jitter=0.05)),
             on_error=errors.append,
         )
         made.append(ds)
@@ -158,6 +158,11 @@ async def test_meshconfig_lifecycle(kube: FakeKube, make_ds: Callable[[], Kubern
     await _until_changed(ds, lambda s: s.config == MeshConfig())
 
 
+def _resume_point(ds: KubernetesDatastore, resource: str) -> str | None:
+    """The resourceVersion the next watch of `resource` resumes from (None: a list comes first)."""
+    return next(r.resource_version for r in ds._reflectors if r.resource == resource)
+
+
 async def test_bookmarks_let_a_resumed_watch_survive_compaction(
     kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
 ) -> None:
@@ -166,7 +171,7 @@ async def test_bookmarks_let_a_resumed_watch_survive_compaction(
     for i in range(5):  # writes the node watch never sees: only bookmarks move its resume point
         kube.put("meshconfigs", _config("Enabled", name=f"other-{i}"))
     target = kube.store.rv
-    await _until(lambda: int(ds.resume_points["nodes"] or 0) >= target)
+    await _until(lambda: int(_resume_point(ds, "nodes") or 0) >= target)
     lists = kube.count("list", "nodes")
     kube.compact()
     kube.pause()  # drops the watch streams: the adapter must resume from its bookmark
@@ -297,17 +302,19 @@ async def test_publish_refuses_other_nodes_and_foreign_keys(
         await ds.publish("me", {"example.com/x": "1"})
 
 
-async def test_forbidden_list_stops_the_watch_with_a_clear_failure(
+async def test_forbidden_list_is_a_clear_failure_retried_until_it_passes(
     kube: FakeKube, make_ds: Callable[[], KubernetesDatastore], errors: list[str]
 ) -> None:
-    kube.fail_next(1, 403, verb="list", resource="nodes")
+    kube.fail_next(2, 403, verb="list", resource="nodes")
     ds = make_ds()
     await ds.start()
     await _until(lambda: ds.failure is not None)
     assert "nodes: 403" in (ds.failure or "")
     assert not ds.snapshot().synced, "without the node list nothing may be garbage-collected"
-    assert kube.count("list", "nodes") == 1, "a 403 is never retried"
     assert "forbidden" in errors
+    await _until(lambda: ds.snapshot().synced)  # RBAC fixed (or the API server's caches synced)
+    assert ds.failure is None
+    assert kube.count("list", "nodes") == 3, "two refusals, then the list that passed"
 
 
 async def test_publish_for_a_missing_node_says_so(make_ds: Callable[[], KubernetesDatastore]) -> None:
@@ -327,7 +334,10 @@ class ScriptedApi:
         self.lists += 1
         return [_node(f"n{self.lists}", self.lists)], str(self.lists * 100)
 
-    async def watch(self, resource: str, resource_version: str, *, server_timeout: int) -> AsyncIterator[Any]:
+    async def watch(
+        self, resource: str, resource_version: str, *, server_timeout: int, on_open: Callable[[], None]
+    ) -> AsyncIterator[Any]:
+        on_open()
         for event in self.streams.pop(0) if self.streams else []:
             yield event
         if not self.streams:
@@ -378,3 +388,19 @@ async def test_peers_published_underlay_wins_but_never_our_own_stale_copy(
     snap = await _until_changed(ds, lambda s: len(s.nodes) == 2)
     found = {n.name: str(n.underlay_ip) for n in snap.nodes if isinstance(n, Node)}
     assert found == {"me": "198.18.0.1", "peer": "198.18.9.2"}
+
+
+async def test_no_first_sync_while_the_meshconfig_does_not_decode(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
+) -> None:
+    """Defaults in place of a MeshConfig that does not decode could mean clear text where Required is meant."""
+    kube.put("meshconfigs", _config("Bogus"))
+    kube.put("nodes", _node("a", 1))
+    ds = make_ds()
+    await ds.start()
+    await _until(lambda: ds.config_error is not None)  # the MeshConfig list is in
+    snap = await _until_changed(ds, lambda s: _names(s) == ["a"])  # and the node list
+    assert not snap.synced
+    kube.put("meshconfigs", _config("Required"))
+    snap = await _until_changed(ds, lambda s: s.synced)
+    assert snap.config.mode is EncryptionMode.REQUIRED

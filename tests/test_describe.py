@@ -8,6 +8,7 @@ import typing
 from keys.values import PrivateKey
 from meshd.agent.dataplane import describe
 from meshd.core import actions as a
+from meshd.core.guard import AddGuard, RemoveGuard
 from meshd.core.state import FdbEntry, NeighborEntry, PeerSpec, Route, VxlanDeviceSpec, WireGuardDeviceSpec
 
 KEY = PrivateKey.generate()
@@ -36,6 +37,8 @@ EXAMPLES: list[a.Action] = [
     a.RemoveFdb("meshd-vxlan", FDB),
     a.ReplaceRoute(Route(NET, "meshd-vxlan", ipaddress.ip_address("198.19.2.0"), onlink=True)),
     a.RemoveRoute(Route(NET, "meshd0")),
+    AddGuard(NET),
+    RemoveGuard(NET),
 ]
 
 

@@ -39,8 +39,8 @@ def planned(*remotes: Node, config: MeshConfig | None = None) -> DesiredState:
 
 def converged(desired: DesiredState) -> FakeDataplane:
     fake = FakeDataplane()
-    fake.apply(diff(desired, fake.observe(), prune=True))
-    assert diff(desired, fake.observe(), prune=True) == ()
+    fake.apply(diff(desired, fake.observe()))
+    assert diff(desired, fake.observe()) == ()
     return fake
 
 
@@ -73,13 +73,13 @@ def test_minimal_per_peer_update(change: dict[str, object], update: dict[str, ob
     fake = converged(before)
     b = peer_of(before, "node-b")
     after = replace(before, peers=tuple(replace(p, **change) if p is b else p for p in before.peers))  # type: ignore[arg-type]
-    actions = diff(after, fake.observe(), prune=True)
+    actions = diff(after, fake.observe())
     if update is None:
         assert actions == ()
         return
     assert actions == (a.UpdatePeer(key(2), node=change.get("node", "node-b"), **update),)  # type: ignore[arg-type]
     fake.apply(actions)
-    assert diff(after, fake.observe(), prune=True) == ()
+    assert diff(after, fake.observe()) == ()
 
 
 def test_roamed_endpoint_is_drift_only_when_pinned() -> None:
@@ -87,22 +87,14 @@ def test_roamed_endpoint_is_drift_only_when_pinned() -> None:
     fake = converged(pinned)
     fake.learn_endpoint(key(2), Endpoint(ipaddress.ip_address("198.18.7.7"), 40000))
     unpinned = replace(pinned, peers=tuple(replace(p, endpoint=None) for p in pinned.peers))
-    assert diff(unpinned, fake.observe(), prune=True) == ()
-    assert diff(pinned, fake.observe(), prune=True) == (
-        a.UpdatePeer(key(2), endpoint=node(2).endpoint, node="node-b"),
-    )
+    assert diff(unpinned, fake.observe()) == ()
+    assert diff(pinned, fake.observe()) == (a.UpdatePeer(key(2), endpoint=node(2).endpoint, node="node-b"),)
 
 
-def test_prune_false_only_adds() -> None:
+def test_fewer_peers_removes_only_what_is_no_longer_wanted() -> None:
     fake = converged(planned(node(2), node(3, with_key=False)))
     fewer = planned(node(4))
-    assert kinds(diff(fewer, fake.observe(), prune=False)) == [
-        "AddPeer",
-        "AddNeighbor",
-        "AddFdb",
-        "ReplaceRoute",
-    ]
-    pruned = diff(fewer, fake.observe(), prune=True)
+    pruned = diff(fewer, fake.observe())
     assert kinds(pruned) == [
         "AddPeer",
         "AddNeighbor",
@@ -117,13 +109,12 @@ def test_prune_false_only_adds() -> None:
         "RemovePeer",
     ]
     fake.apply(pruned)
-    assert diff(fewer, fake.observe(), prune=True) == ()
+    assert diff(fewer, fake.observe()) == ()
 
 
-def test_unwanted_devices_stay_until_prune_and_take_their_entries_along() -> None:
+def test_unwanted_devices_go_and_take_their_entries_along() -> None:
     fake = converged(planned(node(2), node(3)))
-    assert diff(DesiredState(), fake.observe(), prune=False) == ()
-    teardown = diff(DesiredState(), fake.observe(), prune=True)
+    teardown = diff(DesiredState(), fake.observe())
     assert kinds(teardown) == ["RemoveRoute", "RemoveRoute", "DeleteDevice", "DeleteDevice"]
     fake.apply(teardown)
     assert fake.observe() == ActualState()
@@ -131,38 +122,40 @@ def test_unwanted_devices_stay_until_prune_and_take_their_entries_along() -> Non
 
 def test_move_between_transports_is_make_before_break() -> None:
     """Required mode keeps no unencrypted standby: a pair leaving the selector gets its VXLAN entries
-    before its route moves, keeps its WireGuard peer on standby, and comes back route-first."""
+    before its route moves, keeps its WireGuard peer on standby, and comes back route-first. Its Required
+    guard goes only after the fallback route is in place, and comes back before anything else."""
     cfg = MeshConfig(mode=EncryptionMode.REQUIRED, node_selector=POOL_X)
     encrypted = planned(node(2, labels=X), config=cfg)
+    assert encrypted.guards == frozenset(node(2).pod_cidrs)
     fake = converged(encrypted)
     clear = planned(node(2, labels={"pool": "y"}), config=cfg)
-    out = diff(clear, fake.observe(), prune=True)
-    assert kinds(out) == ["AddNeighbor", "AddFdb", "ReplaceRoute"]
-    assert out[-1] == a.ReplaceRoute(next(iter(clear.routes)))
+    out = diff(clear, fake.observe())
+    assert kinds(out) == ["AddNeighbor", "AddFdb", "ReplaceRoute", "RemoveGuard"]
+    assert out[-2] == a.ReplaceRoute(next(iter(clear.routes)))
     fake.apply(out)
-    assert diff(clear, fake.observe(), prune=True) == ()
+    assert diff(clear, fake.observe()) == ()
     assert [p.public_key for p in fake.observe().wireguard.peers] == [key(2)]  # type: ignore[union-attr]
-    back = diff(encrypted, fake.observe(), prune=True)
-    assert kinds(back) == ["ReplaceRoute", "RemoveFdb", "RemoveNeighbor"]
+    back = diff(encrypted, fake.observe())
+    assert kinds(back) == ["AddGuard", "ReplaceRoute", "RemoveFdb", "RemoveNeighbor"]
     fake.apply(back)
-    assert diff(encrypted, fake.observe(), prune=True) == ()
+    assert diff(encrypted, fake.observe()) == ()
 
 
 def test_toggle_enabled_to_disabled_moves_only_routes() -> None:
     enabled = planned(node(2), node(3))
     fake = converged(enabled)
     disabled = planned(node(2), node(3), config=MeshConfig(mode=EncryptionMode.DISABLED))
-    assert kinds(diff(disabled, fake.observe(), prune=True)) == ["ReplaceRoute", "ReplaceRoute"]
+    assert kinds(diff(disabled, fake.observe())) == ["ReplaceRoute", "ReplaceRoute"]
 
 
 def test_vxlan_entries_added_neighbor_fdb_route_and_removed_in_reverse() -> None:
     cfg = MeshConfig(mode=EncryptionMode.REQUIRED, node_selector=POOL_X)
     fake = converged(planned(config=cfg))
     with_c = planned(node(3, with_key=False), config=cfg)
-    add = diff(with_c, fake.observe(), prune=True)
+    add = diff(with_c, fake.observe())
     assert kinds(add) == ["AddNeighbor", "AddFdb", "ReplaceRoute"]
     fake.apply(add)
-    assert kinds(diff(planned(config=cfg), fake.observe(), prune=True)) == [
+    assert kinds(diff(planned(config=cfg), fake.observe())) == [
         "RemoveRoute",
         "RemoveFdb",
         "RemoveNeighbor",
@@ -174,7 +167,7 @@ def test_vni_change_recreates_the_device_and_restores_its_entries() -> None:
     fake = converged(before)
     assert before.vxlan is not None
     after = replace(before, vxlan=replace(before.vxlan, vni=4097))
-    actions = diff(after, fake.observe(), prune=True)
+    actions = diff(after, fake.observe())
     assert actions[0] == a.DeleteDevice("meshd-vxlan", actions[0].reason)  # type: ignore[union-attr]
     assert kinds(actions) == [
         "DeleteDevice",
@@ -189,25 +182,25 @@ def test_vni_change_recreates_the_device_and_restores_its_entries() -> None:
     ]
     fake.apply(actions)
     assert fake.observe().vxlan.vni == 4097  # type: ignore[union-attr]
-    assert diff(after, fake.observe(), prune=True) == ()
+    assert diff(after, fake.observe()) == ()
 
 
 def test_changed_mac_replaces_the_neighbour_in_place() -> None:
     fake = converged(planned(node(2, with_key=False)))
     moved = planned(replace(node(2, with_key=False), vxlan_mac="02:00:00:00:00:99"))
-    actions = diff(moved, fake.observe(), prune=True)
+    actions = diff(moved, fake.observe())
     assert kinds(actions) == ["AddNeighbor", "AddFdb", "RemoveFdb"]
     fake.apply(actions)
-    assert diff(moved, fake.observe(), prune=True) == ()
+    assert diff(moved, fake.observe()) == ()
 
 
 def test_moved_underlay_replaces_the_fdb_entry_in_place() -> None:
     fake = converged(planned(node(2, with_key=False)))
     moved = planned(node(2, with_key=False, underlay="198.18.9.2"))
-    actions = diff(moved, fake.observe(), prune=True)
+    actions = diff(moved, fake.observe())
     assert kinds(actions) == ["AddFdb"]
     fake.apply(actions)
-    assert diff(moved, fake.observe(), prune=True) == ()
+    assert diff(moved, fake.observe()) == ()
 
 
 def test_wireguard_device_reconfigured_in_place() -> None:
@@ -223,10 +216,10 @@ def test_wireguard_device_reconfigured_in_place() -> None:
             addresses=frozenset({ipaddress.ip_interface("2001:db8:1::/128")}),
         ),
     )
-    actions = diff(after, fake.observe(), prune=True)
+    actions = diff(after, fake.observe())
     assert kinds(actions) == ["ConfigureWireGuardDevice", "SetLinkMtu", "AddAddress", "RemoveAddress"]
     fake.apply(actions)
-    assert diff(after, fake.observe(), prune=True) == ()
+    assert diff(after, fake.observe()) == ()
     assert [p.public_key for p in fake.observe().wireguard.peers] == [key(2)]  # type: ignore[union-attr]
 
 
@@ -251,7 +244,7 @@ def test_a_foreign_route_on_a_peer_cidr_is_never_replaced_and_blocks_nothing_els
     blocked = sorted(desired.routes, key=lambda r: str(r.dst))[0]
     foreign = replace(blocked, dev="eth9", via=None)
     actual = replace(FakeDataplane().observe(), foreign_routes=frozenset({foreign}))
-    actions = diff(desired, actual, prune=True)
+    actions = diff(desired, actual)
     routed = {x.route.dst for x in actions if isinstance(x, a.ReplaceRoute)}
     assert blocked.dst not in routed
     assert routed == {r.dst for r in desired.routes} - {blocked.dst}
@@ -275,5 +268,5 @@ def test_our_route_next_to_a_foreign_one_still_moves() -> None:
     (ours,) = fake.observe().routes
     foreign = replace(ours, dev="eth9", via=None)
     actual = replace(fake.observe(), foreign_routes=frozenset({foreign}))
-    moves = [x for x in diff(enabled, actual, prune=True) if isinstance(x, a.ReplaceRoute)]
+    moves = [x for x in diff(enabled, actual) if isinstance(x, a.ReplaceRoute)]
     assert [m.route for m in moves] == sorted(enabled.routes, key=str)

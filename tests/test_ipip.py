@@ -12,8 +12,8 @@ from meshd.core.state import IpipDeviceSpec
 from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from meshd.errors import PermanentError, UnsupportedError
 from tests.support.kernel import kernel, require_kernel
-from vxlan.ipip import PROBE_NAME
-from vxlan.links import NetlinkLinks, ipip_supported
+from vxlan.ipip import IPIP
+from vxlan.links import PROBE_NAME, NetlinkLinks, ipip_supported
 
 pytestmark = pytest.mark.netns
 
@@ -48,13 +48,13 @@ async def test_ipip_link_on_a_kernel_with_ipip(node: tuple[Lab, LabNode]) -> Non
     lab, n = node
     await require_kernel(n.ns)
     async with NetlinkLinks(netns=n.ns) as links:
-        await links.create_ipip(_spec(n))
-        await links.create_ipip(_spec(n))  # idempotent
-        seen = await links.observe_ipip(NAME)
+        await links.create_link(_spec(n), IPIP)
+        await links.create_link(_spec(n), IPIP)  # idempotent
+        seen = await links.observe_link(NAME, IPIP)
         assert seen is not None
         assert (seen.local, seen.mtu, seen.addresses) == (n.underlay, 1480, _spec(n).addresses)
         await links.delete_link(NAME)
-        assert await links.observe_ipip(NAME) is None
+        assert await links.observe_link(NAME, IPIP) is None
     assert NAME not in _links(lab, n.ns)
 
 
@@ -64,8 +64,8 @@ async def test_create_ipip_without_the_module_is_unsupported(node: tuple[Lab, La
         pytest.skip("this kernel has ipip")
     async with NetlinkLinks(netns=n.ns) as links:
         with pytest.raises(UnsupportedError, match=rf"kernel lacks ipip: creating IPIP link {NAME}"):
-            await links.create_ipip(_spec(n))
-        assert await links.observe_ipip(NAME) is None
+            await links.create_link(_spec(n), IPIP)
+        assert await links.observe_link(NAME, IPIP) is None
     assert NAME not in _links(lab, n.ns)
 
 
@@ -74,7 +74,7 @@ async def test_a_foreign_link_with_the_ipip_name_is_left_alone(node: tuple[Lab, 
     lab.ip(n.ns, "link", "add", NAME, "type", "bridge")
     async with NetlinkLinks(netns=n.ns) as links:
         with pytest.raises(PermanentError, match=rf"link {NAME} exists and is not ours \(kind bridge\)"):
-            await links.observe_ipip(NAME)
+            await links.observe_link(NAME, IPIP)
         with pytest.raises(PermanentError, match="not ours"):
-            await links.create_ipip(_spec(n))
+            await links.create_link(_spec(n), IPIP)
     assert "bridge" in lab.ip(n.ns, "-d", "link", "show", NAME).stdout

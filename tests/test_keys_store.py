@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from keys.store import KeyFileError, load, load_or_create
+from keys.proof import KeySeed
+from keys.store import KeyFileError, load, load_or_create, seed_file
 from keys.values import InvalidKeyError, PrivateKey, PublicKey
 from meshd.errors import ConfigError
 
@@ -59,12 +60,13 @@ def test_creates_key_file_that_wg_reads(tmp_path: Path, caplog: pytest.LogCaptur
 
     assert created
     text = path.read_text()
-    assert text == key.base64 + "\n"
+    assert text == key.private.base64 + "\n"
     assert wg_pubkey(path) == key.public_key().base64 + "\n"
     assert mode(path) == 0o600
     assert (mode(tmp_path / "a"), mode(tmp_path / "a" / "b")) == (0o700, 0o700)
-    assert os.listdir(path.parent) == ["private.key"]
+    assert sorted(os.listdir(path.parent)) == ["private.key", "private.key.ed25519"]
     assert_no_secret(caplog.text, text.strip())
+    assert_no_secret(caplog.text, seed_file(path).read_text().strip())
 
 
 def test_existing_key_is_loaded_and_not_rewritten(tmp_path: Path) -> None:
@@ -90,9 +92,11 @@ def test_looser_permissions_are_tightened_with_a_warning(
 
     loaded, created = load_or_create(path)
 
-    assert (loaded, created) == (key, False)
+    assert (loaded.private, loaded.seed, created) == (key, None, False)
     assert mode(path) == 0o600
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "mode" in r.getMessage()
+    ]
     assert len(warnings) == 1
     assert str(path) in warnings[0] and f"{loose:04o}" in warnings[0]
     assert_no_secret(caplog.text, key.base64)
@@ -106,7 +110,7 @@ def test_load_warns_about_loose_permissions_but_changes_nothing(
     path.write_text(key.base64 + "\n")
     os.chmod(path, 0o644)
 
-    assert load(path) == key
+    assert load(path).private == key
     assert mode(path) == 0o644
     assert any(str(path) in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
@@ -181,20 +185,20 @@ def test_a_key_created_concurrently_is_never_replaced(
     """Another process creates the file between our check and our write: its key wins, ours is dropped."""
     path = tmp_path / "private.key"
     theirs = PrivateKey.generate()
-    real_generate = PrivateKey.generate
+    real_generate = KeySeed.generate
 
-    def racing_generate() -> PrivateKey:
+    def racing_generate() -> KeySeed:
         path.write_text(theirs.base64 + "\n")
         os.chmod(path, 0o600)
         return real_generate()
 
-    monkeypatch.setattr(PrivateKey, "generate", staticmethod(racing_generate))
+    monkeypatch.setattr(KeySeed, "generate", staticmethod(racing_generate))
 
-    key, created = load_or_create(path)
+    with pytest.raises(KeyFileError, match="not the key derived from its identity seed"):
+        load_or_create(path)  # our seed went in first: their key is not its derivation, so we refuse
 
-    assert (key, created) == (theirs, False)
     assert path.read_text() == theirs.base64 + "\n"
-    assert os.listdir(tmp_path) == ["private.key"]
+    assert sorted(os.listdir(tmp_path)) == ["private.key", "private.key.ed25519"]
 
 
 @pytest.mark.parametrize(
@@ -208,7 +212,7 @@ def test_key_file_is_the_key_then_only_whitespace_like_wg_reads_it(tmp_path: Pat
     path.write_text(text)
     os.chmod(path, 0o600)
 
-    assert load(path) == PrivateKey(bytes(range(1, 33)))
+    assert load(path).private == PrivateKey(bytes(range(1, 33)))
 
 
 PUBLIC = PrivateKey(bytes(range(1, 33))).public_key().base64

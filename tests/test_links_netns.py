@@ -12,6 +12,7 @@ from meshd.core.state import FdbEntry, NeighborEntry, VxlanDeviceSpec
 from meshd.demo.netlab import Lab, LabNode, lab_cluster, run
 from meshd.errors import PermanentError
 from vxlan.links import NetlinkLinks
+from vxlan.vxlan import VXLAN
 
 pytestmark = pytest.mark.netns
 
@@ -51,10 +52,10 @@ async def test_create_and_observe_vxlan(node: tuple[Lab, LabNode]) -> None:
     lab, n = node
     spec = _spec(n)
     async with NetlinkLinks(netns=n.ns) as links:
-        assert await links.observe_vxlan(VX) is None
-        await links.create_vxlan(spec)
-        await links.create_vxlan(spec)  # idempotent
-        seen = await links.observe_vxlan(VX)
+        assert await links.observe_link(VX, VXLAN) is None
+        await links.create_link(spec, VXLAN)
+        await links.create_link(spec, VXLAN)  # idempotent
+        seen = await links.observe_link(VX, VXLAN)
 
     shown = _link_json(lab, n.ns, VX)
     info = shown["linkinfo"]["info_data"]  # type: ignore[index]
@@ -71,7 +72,7 @@ async def test_mtu_and_addresses(node: tuple[Lab, LabNode]) -> None:
     lab, n = node
     extra = ipaddress.ip_interface("2001:db8:77::1/128")
     async with NetlinkLinks(netns=n.ns) as links:
-        await links.create_vxlan(_spec(n))
+        await links.create_link(_spec(n), VXLAN)
         await links.set_mtu(VX, 1400)
         await links.add_address(VX, extra)
         await links.add_address(VX, extra)
@@ -82,10 +83,10 @@ async def test_mtu_and_addresses(node: tuple[Lab, LabNode]) -> None:
         await links.remove_address(VX, extra)  # already gone: no-op
         assert await links.link_addresses(VX) == _spec(n).addresses
         assert await links.link_mtu("nothere0") is None
-        assert await links.link_exists(VX)
+        assert await links.link_mtu(VX) is not None
         await links.delete_link(VX)
         await links.delete_link(VX)  # already gone: no-op
-        assert not await links.link_exists(VX)
+        assert await links.link_mtu(VX) is None
     assert lab.ip(n.ns, "link", "show", VX, check=False).returncode != 0
 
 
@@ -94,7 +95,7 @@ async def test_neighbors_are_idempotent_and_learned_ones_ignored(node: tuple[Lab
     gw = n.pod_cidrs[0].network_address + 256 * 256  # another node's gateway, somewhere else
     entry = NeighborEntry(dev=VX, ip=gw, mac=MAC_A)
     async with NetlinkLinks(netns=n.ns) as links:
-        await links.create_vxlan(_spec(n))
+        await links.create_link(_spec(n), VXLAN)
         await links.add_neighbor(entry)
         await links.add_neighbor(entry)
         learned = gw + 1
@@ -117,7 +118,7 @@ async def test_fdb_entries(node: tuple[Lab, LabNode]) -> None:
     a = FdbEntry(mac=MAC_A, dst=_peer_underlay(n, 1))
     b = FdbEntry(mac=MAC_B, dst=_peer_underlay(n, 2))
     async with NetlinkLinks(netns=n.ns) as links:
-        await links.create_vxlan(_spec(n))
+        await links.create_link(_spec(n), VXLAN)
         for entry in (a, a, b):
             await links.add_fdb(VX, entry)
         assert await links.observe_fdb(VX) == {a, b}
@@ -138,9 +139,9 @@ async def test_foreign_link_with_our_name_is_left_alone(node: tuple[Lab, LabNode
     lab.ip(n.ns, "link", "add", VX, "type", "bridge")
     async with NetlinkLinks(netns=n.ns) as links:
         with pytest.raises(PermanentError, match=rf"link {VX} exists and is not ours \(kind bridge\)"):
-            await links.observe_vxlan(VX)
+            await links.observe_link(VX, VXLAN)
         with pytest.raises(PermanentError, match="not ours"):
-            await links.create_vxlan(_spec(n))
+            await links.create_link(_spec(n), VXLAN)
     assert _link_json(lab, n.ns, VX)["linkinfo"]["info_kind"] == "bridge"  # type: ignore[index]
 
 
@@ -150,7 +151,7 @@ async def test_errors_say_what_was_being_done(node: tuple[Lab, LabNode]) -> None
     async with NetlinkLinks(netns=n.ns) as links:
         with pytest.raises(PermanentError, match=f"link {VX} does not exist"):
             await links.add_fdb(VX, FdbEntry(mac=MAC_A, dst=_peer_underlay(n, 1)))
-        await links.create_vxlan(_spec(n))
+        await links.create_link(_spec(n), VXLAN)
         with pytest.raises(
             PermanentError, match=rf"adding FDB entry {MAC_A} → {wrong_family} on {VX}"
         ) as err:
@@ -163,5 +164,5 @@ async def test_missing_namespace_is_an_error_not_created() -> None:
     name = "mt-no-such-ns-0"
     async with NetlinkLinks(netns=name) as links:
         with pytest.raises(PermanentError, match=f"network namespace {name} does not exist"):
-            await links.link_exists("lo")
+            await links.link_mtu("lo")
     assert name not in run(["ip", "netns", "list"]).stdout

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keys.values import PublicKey
-from meshd.core.actions import DeleteDevice
 from meshd.core.conflicts import cluster_view
 from meshd.core.diff import diff
 from meshd.core.model import (
@@ -203,12 +202,11 @@ def test_plan_is_independent_of_record_order(cluster: Cluster, rnd: object) -> N
 def test_diff_of_described_state_is_empty(cluster: Cluster) -> None:
     for n in cluster.nodes[:3]:
         d = cluster.plan_for(n)
-        assert diff(d, actual_of(d), prune=True) == ()
-        assert diff(d, actual_of(d), prune=False) == ()
+        assert diff(d, actual_of(d)) == ()
 
 
 def _pass(fake: FakeDataplane, desired: DesiredState) -> None:
-    fake.apply(diff(desired, fake.observe(), prune=True))
+    fake.apply(diff(desired, fake.observe()))
 
 
 @SETTINGS
@@ -218,7 +216,7 @@ def test_converges_in_one_pass_from_empty(cluster: Cluster) -> None:
     desired = cluster.plan_for(n)
     fake = FakeDataplane()
     _pass(fake, desired)
-    assert diff(desired, fake.observe(), prune=True) == ()
+    assert diff(desired, fake.observe()) == ()
     fake.writes = 0
     _pass(fake, desired)
     assert fake.writes == 0
@@ -232,19 +230,54 @@ def test_converges_in_one_pass_from_an_earlier_state(earlier: Cluster, later: Cl
     _pass(fake, earlier.plan_for(earlier.nodes[0]))
     desired = later.plan_for(later.nodes[0])
     _pass(fake, desired)
-    assert diff(desired, fake.observe(), prune=True) == ()
+    assert diff(desired, fake.observe()) == ()
     fake.writes = 0
     _pass(fake, desired)
     assert fake.writes == 0
 
 
+def _selected(cluster: Cluster, n: Node) -> bool:
+    return cluster.config.node_selector.matches(n.labels)
+
+
+@SETTINGS
+@given(clusters())
+def test_required_guards_every_selected_peer_and_never_blocks_a_path(cluster: Cluster) -> None:
+    """Under Required every selected peer's pod CIDR is guarded, unless the guard would cut our own pods,
+    a tunnel, or a peer in the mesh; under Enabled and Disabled there are no guards at all. A guard never
+    shadows a route we install, and a guarded destination is never routed other than over WireGuard."""
+    addresses = {a for n in cluster.nodes for a in outer(n)}
+    for n in cluster.nodes[:4]:
+        d = cluster.plan_for(n)
+        if cluster.config.mode is not EncryptionMode.REQUIRED or not _selected(cluster, n):
+            assert d.guards == frozenset()
+            continue
+        routed = [r.dst for r in d.routes]
+        for peer in cluster.nodes:
+            if peer is n or not _selected(cluster, peer):
+                continue
+            for cidr in peer.pod_cidrs:
+                cuts = any(cidr.version == c.version and cidr.overlaps(c) for c in (*n.pod_cidrs, *routed))
+                if cidr not in routed and not cuts and not any(a in cidr for a in addresses):
+                    assert cidr in d.guards, (n.name, peer.name, cidr)
+        for guard in d.guards:
+            assert not any(g.version == guard.version and guard.overlaps(g) for g in n.pod_cidrs)
+            assert not any(a in guard for a in addresses)
+            inside = [r for r in routed if guard.version == r.version and guard != r]
+            assert not any(guard.subnet_of(r) for r in inside)  # type: ignore[arg-type]
+        assert all(r.dev == "meshd0" for r in d.routes if r.dst in d.guards)
+
+
 @SETTINGS
 @given(clusters(), clusters())
-def test_without_prune_nothing_is_removed(earlier: Cluster, later: Cluster) -> None:
+def test_guards_come_first_and_go_last(earlier: Cluster, later: Cluster) -> None:
+    """Make-before-break around guards: every guard is added before any route changes, and removed only
+    after every route change (so a fallback route is in place before its destination's guard goes)."""
     fake = FakeDataplane()
     _pass(fake, earlier.plan_for(earlier.nodes[0]))
-    actions = diff(later.plan_for(later.nodes[0]), fake.observe(), prune=False)
-    removals = [x for x in actions if type(x).__name__.startswith("Remove")]
-    assert removals == []
-    assert all(x.reason.startswith("recreating") for x in actions if isinstance(x, DeleteDevice))
-    fake.apply(actions)  # still applies cleanly
+    actions = [type(x).__name__ for x in diff(later.plan_for(later.nodes[0]), fake.observe())]
+    routes = [i for i, k in enumerate(actions) if k in {"ReplaceRoute", "RemoveRoute"}]
+    adds = [i for i, k in enumerate(actions) if k == "AddGuard"]
+    removes = [i for i, k in enumerate(actions) if k == "RemoveGuard"]
+    assert all(i < j for i in adds for j in routes)
+    assert all(i > j for i in removes for j in routes)

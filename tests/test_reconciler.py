@@ -6,22 +6,33 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from keys.values import PrivateKey
-from meshd.agent.dataplane import Dataplane
-from meshd.agent.http import Health
+from meshd.agent.health import Health
 from meshd.agent.metrics import Metrics
 from meshd.agent.reconciler import PassError, Reconciler
 from meshd.core import actions as a
 from meshd.core.local import Identity
-from meshd.core.model import EncryptionMode, Endpoint, MeshConfig, Node, NodeRecord, Snapshot, Transport
+from meshd.core.model import (
+    EncryptionMode,
+    Endpoint,
+    IPAddress,
+    IPNetwork,
+    MeshConfig,
+    Node,
+    NodeRecord,
+    Snapshot,
+    Transport,
+)
+from meshd.core.ports import Applied
 from meshd.core.state import ActualState, DeviceNames
+from meshd.retry import Backoff
 from tests.fakes import FakeDataplane
 
 ME = "node-a"
@@ -52,6 +63,7 @@ class MemoryStore:
     config: MeshConfig = field(default_factory=MeshConfig)
     synced: bool = True
     failure: str | None = None
+    config_error: str | None = None
     published: list[dict[str, str | None]] = field(default_factory=list)
     broken: bool = False
 
@@ -90,25 +102,31 @@ class FakePlane:
         self.observes += 1
         return self.kernel.observe()
 
-    async def apply(self, actions: tuple[a.Action, ...]) -> None:
+    def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
+        self.routes.watch_networks(nets)
+
+    async def apply(self, actions: Sequence[a.Action]) -> Applied:
         for action in actions:
             if self.fail_on is not None and isinstance(action, self.fail_on):
                 raise OSError(f"the kernel refused {type(action).__name__}")
             self.kernel.apply([action])
+        created = any(isinstance(x, a.CreateVxlanDevice) for x in actions)
+        vxlan = self.kernel.observe().vxlan if created else None
+        return Applied(vxlan_mac=vxlan.mac if vxlan else None)  # like Dataplane: the MAC it learned
 
 
 def make(
-    store: MemoryStore, plane: FakePlane, *, wireguard: bool = True
+    store: MemoryStore, plane: FakePlane, *, wireguard: bool = True, underlay_ip: IPAddress | None = None
 ) -> tuple[Reconciler, Metrics, Health]:
     metrics, health = Metrics(CollectorRegistry()), Health()
-    identity = Identity(name=ME, public_key=MY_KEY if wireguard else None)
+    identity = Identity(name=ME, public_key=MY_KEY if wireguard else None, underlay_ip=underlay_ip)
     loop = Reconciler(
         datastore=store,
-        dataplane=cast(Dataplane, plane),
+        dataplane=plane,
         identity=identity,
         metrics=metrics,
         health=health,
-        backoff_cap=0.01,
+        retry=Backoff(initial=0.001, maximum=0.01, jitter=0),
     )
     return loop, metrics, health
 
@@ -220,8 +238,7 @@ async def test_the_first_publish_carries_every_annotation_in_one_write() -> None
 
 async def test_an_underlay_flag_is_published_so_peers_use_it() -> None:
     store = MemoryStore(nodes=[MINE, remote(2)])
-    loop, _, _ = make(store, FakePlane())
-    loop.identity = replace(loop.identity, underlay_ip=ipaddress.ip_address("198.18.9.1"))
+    loop, _, _ = make(store, FakePlane(), underlay_ip=ipaddress.ip_address("198.18.9.1"))
     await loop.reconcile_once()
     await loop.reconcile_once()
     assert store.published[-1]["meshd.io/underlay-ip"] == "198.18.9.1"
@@ -242,3 +259,30 @@ async def test_a_node_without_wireguard_runs_the_fallback_and_does_not_advertise
     assert first["meshd.io/capabilities"] == "vxlan"
     assert first["meshd.io/public-key"] is None and first["meshd.io/endpoint"] is None
     assert count(metrics, "meshd_peers", transport="vxlan") == 2
+
+
+async def test_a_rejected_meshconfig_is_reported_while_the_previous_one_stays_in_force() -> None:
+    store = MemoryStore(nodes=[MINE, remote(2)])
+    loop, metrics, health = make(store, FakePlane())
+    await loop.reconcile_once()
+    store.config_error = "meshconfig.yaml: spec.mode: 'Sometimes' is not one of Disabled, Enabled, Required"
+    await loop.reconcile_once()
+    assert health.readyz() == (200, f"ok; MeshConfig rejected: {store.config_error}")
+    assert count(metrics, "meshd_meshconfig_rejected") == 1
+    store.config_error = None
+    await loop.reconcile_once()
+    assert health.readyz() == (200, "ok") and count(metrics, "meshd_meshconfig_rejected") == 0
+
+
+async def test_peer_encrypted_says_per_peer_whether_pod_traffic_goes_over_wireguard() -> None:
+    """`meshd_peer_encrypted{peer}`: 1 for a WireGuard pair, 0 once the pair moves to the fallback."""
+    store = MemoryStore(nodes=[MINE, remote(2), remote(3)])
+    loop, metrics, _ = make(store, FakePlane())
+    await loop.reconcile_once()
+    assert [count(metrics, "meshd_peer_encrypted", peer=p) for p in ("node-b", "node-c")] == [1, 1]
+    store.config = MeshConfig(mode=EncryptionMode.DISABLED)
+    await loop.reconcile_once()
+    assert [count(metrics, "meshd_peer_encrypted", peer=p) for p in ("node-b", "node-c")] == [0, 0]
+    store.nodes = [MINE, remote(2)]
+    await loop.reconcile_once()
+    assert metrics.registry.get_sample_value("meshd_peer_encrypted", {"peer": "node-c"}) is None

@@ -178,7 +178,7 @@ def test_parse_get_reply() -> None:
         "persistent_keepalive_interval=0\nerrno=0\n\n"
     )
     dev = uapi.parse_get(reply)
-    assert (dev.public_key, dev.listen_port, dev.fwmark) == (key.public_key(), 51820, 7)
+    assert (dev.public_key, dev.listen_port) == (key.public_key(), 51820)
     first, second = dev.peers
     assert first.public_key == K1 and first.endpoint == EP4
     assert first.allowed_ips == {N1, N6}

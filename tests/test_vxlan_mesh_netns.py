@@ -19,6 +19,7 @@ from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from meshd.demo.traffic import iperf3
 from overlay.routes import NetlinkRouteTable
 from vxlan.links import NetlinkLinks
+from vxlan.vxlan import VXLAN
 
 pytestmark = pytest.mark.netns
 
@@ -107,8 +108,8 @@ async def mesh(cluster: tuple[Lab, list[LabNode]]) -> AsyncIterator[list[Node]]:
             spec = VxlanDeviceSpec(
                 VX, vni=4096, port=4789, local=n.underlay, mtu=1500 - overhead, addresses=gateways
             )
-            await node.links.create_vxlan(spec)
-            seen = await node.links.observe_vxlan(VX)
+            await node.links.create_link(spec, VXLAN)
+            seen = await node.links.observe_link(VX, VXLAN)
             assert seen is not None
             node.mac = seen.mac
         for node in nodes:

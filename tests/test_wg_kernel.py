@@ -23,6 +23,7 @@ from overlay.kernel import KernelWireGuard, PyrouteWireGuardNetlink, decode_devi
 from tests.fakes.wg_genl import FakeWireGuardNetlink
 from tests.support.kernel import kernel, require_kernel_sync
 from tests.support.netns import Lab
+from tests.support.wg import add_peer, exists, peers_of, remove_peer, update_peer
 
 NAME = "meshd0"
 net = ipaddress.ip_network
@@ -54,9 +55,9 @@ async def device(fake: FakeWireGuardNetlink) -> KernelWireGuard:
 async def test_create_makes_an_up_link_with_our_key_and_port(fake: FakeWireGuardNetlink) -> None:
     key = PrivateKey.generate()
     dev = KernelWireGuard(NAME, key, client=fake)
-    assert not await dev.exists()
+    assert not await exists(dev)
     await dev.create(spec_for(key))
-    assert await dev.exists()
+    assert await exists(dev)
     assert fake.devices[NAME].up
     assert (await dev.observe_device()).public_key == key.public_key()  # type: ignore[union-attr]
     assert (await dev.observe_device()).listen_port == 51820  # type: ignore[union-attr]
@@ -66,12 +67,12 @@ async def test_create_adopts_an_existing_device_and_keeps_its_peers(
     fake: FakeWireGuardNetlink, device: KernelWireGuard
 ) -> None:
     p = peer(1, "198.19.1.0/24")
-    await device.add_peer(p)
+    await add_peer(device, p)
     fake.traffic(NAME, p.public_key, at=1000.5, rx=10, tx=20)
-    before = await device.observe_peers()
+    before = await peers_of(device)
     again = KernelWireGuard(NAME, device._key, client=fake)  # an agent restart
     await again.create(spec_for(device._key))
-    assert await again.observe_peers() == before
+    assert await peers_of(again) == before
     assert [c[0] for c in fake.calls].count("link_add") == 1
 
 
@@ -98,8 +99,8 @@ async def test_without_the_module_create_is_unsupported() -> None:
 
 async def test_add_peer_is_observed(device: KernelWireGuard) -> None:
     p = peer(1, "198.19.1.0/24", "2001:db8:19:1::/64", keepalive=25)
-    await device.add_peer(p)
-    (seen,) = await device.observe_peers()
+    await add_peer(device, p)
+    (seen,) = await peers_of(device)
     assert (seen.public_key, seen.endpoint, seen.allowed_ips, seen.persistent_keepalive) == (
         p.public_key,
         p.endpoint,
@@ -113,11 +114,11 @@ async def test_reapplying_a_peer_keeps_its_handshake_and_counters(
     fake: FakeWireGuardNetlink, device: KernelWireGuard
 ) -> None:
     p = peer(1, "198.19.1.0/24")
-    await device.add_peer(p)
+    await add_peer(device, p)
     fake.traffic(NAME, p.public_key, at=1000.0, rx=100, tx=200)
-    before = await device.observe_peers()
-    await device.add_peer(p)
-    assert await device.observe_peers() == before
+    before = await peers_of(device)
+    await add_peer(device, p)
+    assert await peers_of(device) == before
 
 
 async def test_updating_one_peer_leaves_the_others_alone(
@@ -125,12 +126,12 @@ async def test_updating_one_peer_leaves_the_others_alone(
 ) -> None:
     a, b = peer(1, "198.19.1.0/24"), peer(2, "198.19.2.0/24")
     for p in (a, b):
-        await device.add_peer(p)
+        await add_peer(device, p)
         fake.traffic(NAME, p.public_key, at=1000.0, rx=100, tx=200)
-    other_before = {p.public_key: p for p in await device.observe_peers()}[b.public_key]
-    await device.update_peer(UpdatePeer(a.public_key, allowed_ips=frozenset({net("198.19.9.0/24")})))
-    await device.update_peer(UpdatePeer(a.public_key, persistent_keepalive=5))
-    after = {p.public_key: p for p in await device.observe_peers()}
+    other_before = {p.public_key: p for p in await peers_of(device)}[b.public_key]
+    await update_peer(device, UpdatePeer(a.public_key, allowed_ips=frozenset({net("198.19.9.0/24")})))
+    await update_peer(device, UpdatePeer(a.public_key, persistent_keepalive=5))
+    after = {p.public_key: p for p in await peers_of(device)}
     assert after[b.public_key] == other_before
     assert after[a.public_key].allowed_ips == {net("198.19.9.0/24")}
     assert after[a.public_key].persistent_keepalive == 5
@@ -139,12 +140,12 @@ async def test_updating_one_peer_leaves_the_others_alone(
 
 async def test_update_leaves_unnamed_fields_and_never_creates_a_peer(device: KernelWireGuard) -> None:
     a = peer(1, "198.19.1.0/24", keepalive=25)
-    await device.add_peer(a)
-    await device.update_peer(
-        UpdatePeer(a.public_key, endpoint=Endpoint(ipaddress.ip_address("198.18.0.9"), 1))
+    await add_peer(device, a)
+    await update_peer(
+        device, UpdatePeer(a.public_key, endpoint=Endpoint(ipaddress.ip_address("198.18.0.9"), 1))
     )
-    await device.update_peer(UpdatePeer(peer(7).public_key, persistent_keepalive=5))
-    (seen,) = await device.observe_peers()
+    await update_peer(device, UpdatePeer(peer(7).public_key, persistent_keepalive=5))
+    (seen,) = await peers_of(device)
     assert (seen.allowed_ips, seen.persistent_keepalive, str(seen.endpoint)) == (
         a.allowed_ips,
         25,
@@ -154,10 +155,10 @@ async def test_update_leaves_unnamed_fields_and_never_creates_a_peer(device: Ker
 
 async def test_remove_peer_removes_exactly_that_peer(device: KernelWireGuard) -> None:
     a, b = peer(1, "198.19.1.0/24"), peer(2, "198.19.2.0/24")
-    await device.add_peer(a)
-    await device.add_peer(b)
-    await device.remove_peer(a.public_key)
-    assert [p.public_key for p in await device.observe_peers()] == [b.public_key]
+    await add_peer(device, a)
+    await add_peer(device, b)
+    await remove_peer(device, a.public_key)
+    assert [p.public_key for p in await peers_of(device)] == [b.public_key]
 
 
 async def test_invalid_values_fail_before_anything_is_sent(
@@ -165,16 +166,16 @@ async def test_invalid_values_fail_before_anything_is_sent(
 ) -> None:
     sent = len(fake.calls)
     with pytest.raises(ValueError, match="keepalive"):
-        await device.add_peer(peer(1, "198.19.1.0/24", keepalive=70000))
+        await add_peer(device, peer(1, "198.19.1.0/24", keepalive=70000))
     with pytest.raises(ValueError, match="not an IP network"):
-        await device.update_peer(UpdatePeer(peer(1).public_key, allowed_ips=frozenset({"x"})))  # type: ignore[arg-type]
+        await update_peer(device, UpdatePeer(peer(1).public_key, allowed_ips=frozenset({"x"})))  # type: ignore[arg-type]
     assert len(fake.calls) == sent
-    assert await device.observe_peers() == ()
+    assert await peers_of(device) == ()
 
 
 async def test_delete_removes_the_link(fake: FakeWireGuardNetlink, device: KernelWireGuard) -> None:
     await device.delete()
-    assert not await device.exists()
+    assert not await exists(device)
     await device.delete()  # already gone: no error
 
 
@@ -278,11 +279,11 @@ def test_real_kernel_device_round_trip(kernel_ns: str) -> None:
         dev = KernelWireGuard(NAME, key, kernel_ns)
         await dev.create(spec_for(key))
         a, b = peer(1, "198.19.1.0/24"), peer(2, "2001:db8:19:2::/64")
-        await dev.add_peer(a)
-        await dev.add_peer(b)
-        await dev.update_peer(UpdatePeer(a.public_key, persistent_keepalive=5))
-        await dev.remove_peer(b.public_key)
-        (seen,) = await dev.observe_peers()
+        await add_peer(dev, a)
+        await add_peer(dev, b)
+        await update_peer(dev, UpdatePeer(a.public_key, persistent_keepalive=5))
+        await remove_peer(dev, b.public_key)
+        (seen,) = await peers_of(dev)
         assert (seen.public_key, seen.allowed_ips, seen.persistent_keepalive) == (
             a.public_key,
             a.allowed_ips,
@@ -290,7 +291,7 @@ def test_real_kernel_device_round_trip(kernel_ns: str) -> None:
         )
         assert (await dev.observe_device()).public_key == key.public_key()  # type: ignore[union-attr]
         await dev.delete()
-        assert not await dev.exists()
+        assert not await exists(dev)
         await dev.close()
 
     asyncio.run(scenario())
@@ -327,12 +328,12 @@ async def test_the_pyroute2_seam_encodes_per_peer_flags_and_never_touches_other_
     key = PrivateKey.generate()
     dev = KernelWireGuard(NAME, key, client=seam)
     try:
-        await dev.add_peer(peer(2, "198.19.2.0/24"))
-        await dev.update_peer(UpdatePeer(PublicKey(bytes([2]) * 32), persistent_keepalive=25))
-        await dev.update_peer(
-            UpdatePeer(PublicKey(bytes([2]) * 32), allowed_ips=frozenset({net("198.19.9.0/24")}))
+        await add_peer(dev, peer(2, "198.19.2.0/24"))
+        await update_peer(dev, UpdatePeer(PublicKey(bytes([2]) * 32), persistent_keepalive=25))
+        await update_peer(
+            dev, UpdatePeer(PublicKey(bytes([2]) * 32), allowed_ips=frozenset({net("198.19.9.0/24")}))
         )
-        await dev.remove_peer(PublicKey(bytes([2]) * 32))
+        await remove_peer(dev, PublicKey(bytes([2]) * 32))
     finally:
         await seam.close()
     decoded = []

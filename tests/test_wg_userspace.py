@@ -22,6 +22,7 @@ from meshd.errors import PermanentError, TransientError
 from overlay.uapi import UapiError
 from overlay.userspace import UapiClient, WireGuardGo
 from tests.support.netns import Lab, LabNode, lab_cluster
+from tests.support.wg import add_peer, exists, peers_of, remove_peer, update_peer
 
 pytestmark = pytest.mark.netns
 PORT = 51820
@@ -60,7 +61,7 @@ async def mesh(lab: Lab, nodes: Sequence[LabNode], devices: Sequence[tuple[WireG
         for other, (_, other_key) in zip(nodes, devices, strict=True):
             if other is node:
                 continue
-            await dev.add_peer(peer_of(other, other_key))
+            await add_peer(dev, peer_of(other, other_key))
             for cidr in other.pod_cidrs:
                 lab.ip(node.ns, f"-{cidr.version}", "route", "add", str(cidr), "dev", node.wg_name)
 
@@ -91,7 +92,7 @@ async def test_pods_reach_each_other_through_the_tunnel(
         await mesh(lab, nodes, devices)
         for dst in nodes[1].pod_ips:
             assert lab.wait_ping(nodes[0].pod_ns, str(dst)), f"pod0 cannot reach {dst}"
-        (seen,) = await devices[0][0].observe_peers()
+        (seen,) = await peers_of(devices[0][0])
         assert seen.public_key == devices[1][1].public_key()
         assert seen.endpoint == Endpoint(nodes[1].underlay, PORT)
         assert seen.last_handshake is not None
@@ -106,21 +107,21 @@ async def test_changing_one_peer_leaves_the_others_sessions_alone(tmp_path: Path
             assert lab.wait_ping(nodes[0].pod_ns, str(other.pod_ips[0]))
         dev = devices[0][0]
         k1, k2 = devices[1][1].public_key(), devices[2][1].public_key()
-        before = by_key(await dev.observe_peers())
+        before = by_key(await peers_of(dev))
 
         new_ips = frozenset({*nodes[2].pod_cidrs, ipaddress.ip_network("198.19.250.0/24")})
-        await dev.update_peer(UpdatePeer(k2, allowed_ips=new_ips))
-        await dev.update_peer(UpdatePeer(k2, persistent_keepalive=30))
-        after = by_key(await dev.observe_peers())
+        await update_peer(dev, UpdatePeer(k2, allowed_ips=new_ips))
+        await update_peer(dev, UpdatePeer(k2, persistent_keepalive=30))
+        after = by_key(await peers_of(dev))
         assert after[k1] == before[k1]
         assert after[k2].allowed_ips == new_ips and after[k2].persistent_keepalive == 30
         assert after[k2].last_handshake == before[k2].last_handshake
 
-        await dev.add_peer(peer_of(nodes[1], devices[1][1]))  # re-applying the same peer
-        assert by_key(await dev.observe_peers())[k1] == before[k1]
+        await add_peer(dev, peer_of(nodes[1], devices[1][1]))  # re-applying the same peer
+        assert by_key(await peers_of(dev))[k1] == before[k1]
 
-        await dev.remove_peer(k2)
-        assert list(by_key(await dev.observe_peers())) == [k1]
+        await remove_peer(dev, k2)
+        assert list(by_key(await peers_of(dev))) == [k1]
         assert lab.ping(nodes[0].pod_ns, str(nodes[1].pod_ips[0]))
 
 
@@ -130,8 +131,8 @@ async def test_invalid_values_send_nothing(tmp_path: Path) -> None:
         dev = devices[0][0]
         bad = PeerSpec(devices[1][1].public_key(), None, frozenset(), persistent_keepalive=70000)
         with pytest.raises(ValueError, match="keepalive"):
-            await dev.add_peer(bad)
-        assert await dev.observe_peers() == ()
+            await add_peer(dev, bad)
+        assert await peers_of(dev) == ()
 
 
 async def test_an_agent_restart_adopts_the_running_wireguard_go(tmp_path: Path) -> None:
@@ -140,12 +141,12 @@ async def test_an_agent_restart_adopts_the_running_wireguard_go(tmp_path: Path) 
         await mesh(lab, nodes, devices)
         assert lab.wait_ping(nodes[0].pod_ns, str(nodes[1].pod_ips[0]))
         dev, key = devices[0]
-        pid, before = dev.pid(), await dev.observe_peers()
+        pid, before = dev.pid(), await peers_of(dev)
 
         again = WireGuardGo(nodes[0].wg_name, key, nodes[0].ns, run_dir=tmp_path)
         await again.create(WireGuardDeviceSpec(nodes[0].wg_name, key.public_key(), PORT, 1420))
         assert again.pid() == pid and running(pid)
-        after = await again.observe_peers()
+        after = await peers_of(again)
         assert [(p.public_key, p.allowed_ips, p.last_handshake) for p in after] == [
             (p.public_key, p.allowed_ips, p.last_handshake) for p in before
         ]
@@ -193,10 +194,10 @@ async def test_wireguard_go_survives_the_death_of_the_agent_that_started_it(tmp_
 
         assert running(pid)
         dev = WireGuardGo(node.wg_name, key, node.ns, run_dir=tmp_path)
-        assert await dev.exists()
+        assert await exists(dev)
         assert (await dev.observe_device()).public_key == key.public_key()  # type: ignore[union-attr]
-        await dev.add_peer(peer_of(nodes[1], PrivateKey.generate()))
-        assert len(await dev.observe_peers()) == 1
+        await add_peer(dev, peer_of(nodes[1], PrivateKey.generate()))
+        assert len(await peers_of(dev)) == 1
 
 
 async def test_delete_removes_link_socket_and_process(tmp_path: Path) -> None:
@@ -208,7 +209,7 @@ async def test_delete_removes_link_socket_and_process(tmp_path: Path) -> None:
         assert not running(pid)
         assert not dev.socket_path.exists()
         assert nodes[0].wg_name not in lab.ip(nodes[0].ns, "-o", "link").stdout
-        assert not await dev.exists()
+        assert not await exists(dev)
 
 
 async def test_a_wireguard_go_that_exits_at_once_is_reported_with_its_log(tmp_path: Path) -> None:
@@ -246,7 +247,7 @@ async def test_a_dead_socket_is_absence_but_a_silent_one_is_an_error(tmp_path: P
     stale.close()  # the file stays, nobody listens: connection refused
     dead = WireGuardGo("dead0", key, run_dir=tmp_path, socket_dir=tmp_path, timeout=1)
     assert await dead.observe_device() is None
-    assert not await dead.exists()
+    assert not await exists(dead)
 
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(30)
@@ -284,11 +285,11 @@ async def test_a_batch_of_peer_changes_is_one_set_and_matches_the_single_calls(t
         dev._uapi.set = counting_set  # type: ignore[method-assign]
         await dev.apply_peers([AddPeer(s) for s in specs[:600]])
         assert len(sets) == 2
-        assert {p.public_key for p in await dev.observe_peers()} == set(keys[:600])
+        assert {p.public_key for p in await peers_of(dev)} == set(keys[:600])
         await dev.apply_peers(
             [UpdatePeer(keys[0], persistent_keepalive=25), RemovePeer(keys[1]), AddPeer(specs[600])]
         )
         assert len(sets) == 3
-        seen = by_key(await dev.observe_peers())
+        seen = by_key(await peers_of(dev))
         assert keys[1] not in seen and keys[600] in seen and seen[keys[0]].persistent_keepalive == 25
         assert seen[keys[2]].allowed_ips == specs[2].allowed_ips

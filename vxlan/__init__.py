@@ -1,1 +1,2 @@
-"""The unencrypted fallback: VXLAN (and IPIP) links, FDB and neighbour entries, through netlink."""
+"""The unencrypted fallbacks, one module per transport (vxlan.py, ipip.py), and their links, FDB and
+neighbour entries through netlink (links.py, neighbors.py)."""

@@ -1,76 +1,102 @@
-"""The IPIP link (IPv4-in-IPv4, no remote: routes pick the peer with `via PEER_UNDERLAY onlink`).
+"""The IPIP transport (IPv4-in-IPv4, unencrypted fallback): what a pair needs, the device (no remote:
+routes pick the peer with `via PEER_UNDERLAY onlink`), IPv4-only routes, the device diff, and the netlink
+link adapter. IPIP has no per-peer entries.
 
-Kernels without the ipip module refuse `link add kind=ipip` with EOPNOTSUPP: that is UnsupportedError,
-and `ipip_supported()` tells the agent beforehand, so it does not advertise the capability.
+Pure at import (no pyroute2). Kernels without the ipip module refuse `link add kind=ipip` with
+EOPNOTSUPP: `vxlan.links.NetlinkLinks` turns that into UnsupportedError, and `vxlan.links.ipip_supported`
+tells the agent beforehand, so it does not advertise the capability.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import ipaddress
-import logging
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
+from meshd.core import actions as a
+from meshd.core.conflicts import ClusterView
+from meshd.core.devices import DeviceChanges, Link, diff_link
+from meshd.core.model import IPNetwork, LocalNode, Node, Transport
+from meshd.core.state import (
+    ActualState,
+    DesiredState,
+    DeviceNames,
+    IPInterface,
+    IpipDeviceSpec,
+    ObservedIpip,
+    Problem,
+    Route,
+)
+from meshd.core.transport import Named, PairPlan, PlanContext, first_blocker
+from meshd.errors import PermanentError
 
-from meshd.core.state import IPInterface, IpipDeviceSpec, ObservedIpip
-from meshd.errors import PermanentError, UnsupportedError
-from vxlan.nlsock import NetlinkSocket, describe_errno, translate
-
-log = logging.getLogger(__name__)
-
-PROBE_NAME = "meshd-ipprobe"
-_NOT_SUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EAFNOSUPPORT})
-
-
-def observed(name: str, msg: Any, *, addresses: frozenset[IPInterface], where: str = "") -> ObservedIpip:
-    """An existing link named `name` as ObservedIpip; one of another kind is not ours to touch."""
-    kind = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
-    if kind != "ipip":
-        raise PermanentError(f"link {name} exists and is not ours (kind {kind}){where}")
-    data = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
-    local = data.get("IFLA_IPIP_LOCAL") if data is not None else None
-    return ObservedIpip(
-        name=name,
-        local=ipaddress.ip_address(local) if local and local != "0.0.0.0" else None,
-        mtu=int(msg.get("IFLA_MTU")),
-        addresses=addresses,
-    )
+OVERHEAD = 20  # the outer IPv4 header
 
 
-async def create(sock: NetlinkSocket, spec: IpipDeviceSpec, *, lower: int, doing: str) -> None:
-    if spec.local.version != 4:
-        raise PermanentError(f"{doing}: IPIP needs an IPv4 underlay address")
-    try:
-        await sock.ipr().link(
-            "add", ifname=spec.name, kind="ipip", ipip_local=str(spec.local), ipip_link=lower, mtu=spec.mtu
+class Ipip(Named):
+    """The `Encapsulation` of IPIP pairs, and the `LinkAdapter` of its link."""
+
+    def blocker(self, local: LocalNode, peer: Node, view: ClusterView) -> str | None:
+        me = local.node
+        return first_blocker(
+            (
+                (not local.ipip_available, "this node has no IPIP support"),
+                (Transport.IPIP not in me.capabilities, "this node does not advertise IPIP"),
+                (Transport.IPIP not in peer.capabilities, f"{peer.name} cannot run IPIP"),
+                (me.underlay_ip.version != 4, "IPIP needs an IPv4 underlay and this node's is IPv6"),
+                (peer.underlay_ip.version != 4, f"IPIP needs an IPv4 underlay and {peer.name}'s is IPv6"),
+            )
         )
-    except NetlinkError as exc:
-        if exc.code in _NOT_SUPPORTED:
-            raise UnsupportedError(
-                f"kernel lacks ipip: {doing} failed with {describe_errno(exc.code)}"
-            ) from exc
-        raise translate(exc, doing) from exc
+
+    def plan(self, state: DesiredState, pairs: Sequence[PairPlan], ctx: PlanContext) -> DesiredState:
+        local = ctx.local
+        device = None
+        if ctx.is_fallback(self.transport) and local.ipip_available:
+            device = IpipDeviceSpec(
+                name=ctx.names.ipip,
+                local=local.node.underlay_ip,
+                mtu=local.underlay_mtu - OVERHEAD,
+                addresses=ctx.addresses,
+            )
+        return replace(state, ipip=device)
+
+    def route(self, peer: Node, cidr: IPNetwork, names: DeviceNames) -> Route | Problem:
+        if cidr.version == 4:
+            return Route(cidr, names.ipip, via=peer.underlay_ip, onlink=True)
+        detail = f"IPIP carries only IPv4: no route to {cidr} of {peer.name}"
+        return Problem("ipip-ipv6-cidr", (peer.name,), detail)
+
+    def diff(self, desired: DesiredState, actual: ActualState) -> DeviceChanges:
+        want = desired.ipip
+        create = (a.CreateIpipDevice(want),) if want else ()
+        return diff_link(_link(want), _link(actual.ipip), create=create)
+
+    # --- the link adapter -------------------------------------------------------------------------
+
+    def observed(self, name: str, msg: Any, addresses: frozenset[IPInterface]) -> ObservedIpip:
+        data = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
+        local = data.get("IFLA_IPIP_LOCAL") if data is not None else None
+        return ObservedIpip(
+            name=name,
+            local=ipaddress.ip_address(local) if local and local != "0.0.0.0" else None,
+            mtu=int(msg.get("IFLA_MTU")),
+            addresses=addresses,
+        )
+
+    def add_attributes(self, spec: IpipDeviceSpec, lower: int) -> dict[str, object]:
+        if spec.local.version != 4:
+            raise PermanentError(f"creating IPIP link {spec.name}: IPIP needs an IPv4 underlay address")
+        return {"ipip_local": str(spec.local), "ipip_link": lower}
+
+    def mismatch(self, existing: ObservedIpip, spec: IpipDeviceSpec) -> str | None:
+        return None  # adopted as it is: a changed local address is a recreate, decided by the diff
 
 
-async def ipip_supported(*, netns: str | None = None) -> bool:
-    """Whether this kernel can create IPIP links.
+def _link(device: IpipDeviceSpec | ObservedIpip | None) -> Link | None:
+    if device is None:
+        return None
+    return Link(device.name, (device.name, device.local), device.mtu, device.addresses, label="name/local")
 
-    Probes by creating (and at once deleting) a link named `meshd-ipprobe` in `netns` (None: this
-    process's namespace), which also loads the module where it is available.
-    """
-    sock = NetlinkSocket(netns=netns)
-    try:
-        await sock.ipr().link("add", ifname=PROBE_NAME, kind="ipip")
-    except NetlinkError as exc:
-        if exc.code == errno.EEXIST:
-            return True
-        log.debug("ipip probe failed: %s", describe_errno(exc.code))
-        return False
-    else:
-        with contextlib.suppress(NetlinkError):
-            await sock.ipr().link("del", ifname=PROBE_NAME)
-        return True
-    finally:
-        sock.close()
+
+IPIP = Ipip(Transport.IPIP, kind="ipip", label="IPIP")

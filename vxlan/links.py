@@ -1,4 +1,5 @@
-"""`Links` through rtnetlink: the VXLAN (and IPIP) link, MTU, addresses, neighbour and FDB entries.
+"""`Links` through rtnetlink: a transport's own link (through its `LinkAdapter`: VXLAN, IPIP), MTU,
+addresses, neighbour and FDB entries.
 
 A link with one of our names that is not of the kind we expect is never changed or deleted: observing
 it raises PermanentError. Adds are idempotent; removing what is not there is a no-op (logged at DEBUG).
@@ -6,31 +7,28 @@ it raises PermanentError. Adds are idempotent; removing what is not there is a n
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from meshd.core.model import IPAddress
-from meshd.core.state import (
-    FdbEntry,
-    IPInterface,
-    IpipDeviceSpec,
-    NeighborEntry,
-    ObservedIpip,
-    ObservedVxlan,
-    VxlanDeviceSpec,
-)
-from meshd.errors import PermanentError
-from vxlan import ipip, neighbors
-from vxlan.ipip import ipip_supported
-from vxlan.nlsock import IFA_F_NODAD, NetlinkSocket, family_of, netlink_errors, translate
+from meshd.core.state import FdbEntry, IPInterface, NeighborEntry
+from meshd.core.transport import LinkAdapter, LinkSpec
+from meshd.errors import MeshdError, PermanentError, TransientError
+from meshd.netlink import IFA_F_NODAD, NetlinkSocket, family_of, netlink_errors, translate
+from vxlan import neighbors
 
 __all__ = ["NetlinkLinks", "ipip_supported", "link_kind"]
 
 log = logging.getLogger(__name__)
+
+SpecT = TypeVar("SpecT", bound=LinkSpec)
+ObservedT = TypeVar("ObservedT")
+PROBE_NAME = "meshd-ipprobe"
 
 _MISSING_ADDRESS = frozenset({errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT})
 
@@ -38,10 +36,6 @@ _MISSING_ADDRESS = frozenset({errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT})
 def link_kind(msg: Any) -> str | None:
     kind = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
     return str(kind) if kind is not None else None
-
-
-def link_data(msg: Any) -> Any:
-    return msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
 
 
 class NetlinkLinks:
@@ -60,9 +54,6 @@ class NetlinkLinks:
         await self.close()
 
     # --- links -------------------------------------------------------------------------------------
-
-    async def link_exists(self, name: str) -> bool:
-        return await self.sock.index_of(name) is not None
 
     async def link_mtu(self, name: str) -> int | None:
         msg = await self.sock.get_link(name)
@@ -121,18 +112,8 @@ class NetlinkLinks:
         log.debug("removed address %s from %s", address, name)
 
     async def delete_link(self, name: str) -> None:
-        index = await self.sock.index_of(name)
-        if index is None:
-            log.debug("link %s already absent", name)
-            return
-        try:
-            await self.sock.ipr().link("del", index=index)
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                log.debug("link %s already absent", name)
-                return
-            raise translate(exc, f"deleting link {name}{self.sock.where}") from exc
-        log.info("deleted link %s", name)
+        if await self.sock.delete_link(name):
+            log.info("deleted link %s", name)
 
     async def _bring_up(self, name: str, mtu: int, addresses: frozenset[IPInterface]) -> None:
         for address in sorted(addresses, key=str):
@@ -148,67 +129,39 @@ class NetlinkLinks:
                 return int(msg["index"])
         raise PermanentError(f"{doing}: no link holds the underlay address {local}{self.sock.where}")
 
-    # --- VXLAN -------------------------------------------------------------------------------------
+    # --- a transport's own link ----------------------------------------------------------------------
 
-    async def observe_vxlan(self, name: str) -> ObservedVxlan | None:
+    async def observe_link(self, name: str, adapter: LinkAdapter[Any, ObservedT]) -> ObservedT | None:
+        """Link `name` as the transport observes it; one of another kind is not ours to touch."""
         msg = await self.sock.get_link(name)
         if msg is None:
             return None
         kind = link_kind(msg)
-        if kind != "vxlan":
+        if kind != adapter.kind:
             raise PermanentError(f"link {name} exists and is not ours (kind {kind}){self.sock.where}")
-        data = link_data(msg)
-        local = data.get("IFLA_VXLAN_LOCAL") or data.get("IFLA_VXLAN_LOCAL6")
-        return ObservedVxlan(
-            name=name,
-            vni=int(data.get("IFLA_VXLAN_ID")),
-            port=int(data.get("IFLA_VXLAN_PORT")),
-            local=ipaddress.ip_address(local) if local else None,
-            mtu=int(msg.get("IFLA_MTU")),
-            mac=str(msg.get("IFLA_ADDRESS")).lower(),
-            addresses=await self.link_addresses(name),
-        )
+        return adapter.observed(name, msg, await self.link_addresses(name))
 
-    async def create_vxlan(self, spec: VxlanDeviceSpec) -> None:
-        doing = f"creating VXLAN link {spec.name} (vni {spec.vni}, local {spec.local}){self.sock.where}"
-        existing = await self.observe_vxlan(spec.name)
+    async def create_link(self, spec: SpecT, adapter: LinkAdapter[SpecT, ObservedT]) -> ObservedT:
+        """Create (or adopt) the link, set its addresses and MTU, bring it up; returns it as observed."""
+        doing = f"creating {adapter.label} link {spec.name} (local {spec.local}){self.sock.where}"
+        existing = await self.observe_link(spec.name, adapter)
         if existing is not None:
-            if (existing.vni, existing.port, existing.local) != (spec.vni, spec.port, spec.local):
-                raise PermanentError(f"{doing}: a different VXLAN link {spec.name} exists: {existing}")
-            log.debug("VXLAN link %s already exists", spec.name)
+            problem = adapter.mismatch(existing, spec)
+            if problem is not None:
+                raise PermanentError(f"{doing}: {problem}")
+            log.debug("%s link %s already exists", adapter.label, spec.name)
         else:
-            lower = await self._underlay_index(spec.local, doing=doing)
-            local_attr = "vxlan_local" if spec.local.version == 4 else "vxlan_local6"
-            with netlink_errors(doing):
+            attributes = adapter.add_attributes(spec, await self._underlay_index(spec.local, doing=doing))
+            with netlink_errors(doing, lacking=adapter.kind):
                 await self.sock.ipr().link(
-                    "add",
-                    ifname=spec.name,
-                    kind="vxlan",
-                    vxlan_id=spec.vni,
-                    vxlan_port=spec.port,
-                    vxlan_link=lower,
-                    vxlan_learning=0,
-                    mtu=spec.mtu,
-                    **{local_attr: str(spec.local)},
+                    "add", ifname=spec.name, kind=adapter.kind, mtu=spec.mtu, **attributes
                 )
-            log.info("created VXLAN link %s (vni %d, port %d)", spec.name, spec.vni, spec.port)
+            log.info("created %s link %s (%s)", adapter.label, spec.name, doing)
         await self._bring_up(spec.name, spec.mtu, spec.addresses)
-
-    # --- IPIP --------------------------------------------------------------------------------------
-
-    async def observe_ipip(self, name: str) -> ObservedIpip | None:
-        msg = await self.sock.get_link(name)
-        if msg is None:
-            return None
-        return ipip.observed(name, msg, addresses=await self.link_addresses(name), where=self.sock.where)
-
-    async def create_ipip(self, spec: IpipDeviceSpec) -> None:
-        if await self.observe_ipip(spec.name) is None:
-            doing = f"creating IPIP link {spec.name} (local {spec.local}){self.sock.where}"
-            lower = await self._underlay_index(spec.local, doing=doing)
-            await ipip.create(self.sock, spec, lower=lower, doing=doing)
-            log.info("created IPIP link %s (local %s)", spec.name, spec.local)
-        await self._bring_up(spec.name, spec.mtu, spec.addresses)
+        created = await self.observe_link(spec.name, adapter)
+        if created is None:
+            raise TransientError(f"{doing}: the link vanished right after it was created")
+        return created
 
     # --- neighbours and FDB ------------------------------------------------------------------------
 
@@ -229,3 +182,22 @@ class NetlinkLinks:
 
     async def remove_fdb(self, dev: str, entry: FdbEntry) -> None:
         await neighbors.remove_fdb(self.sock, dev, entry)
+
+
+async def ipip_supported(*, netns: str | None = None) -> bool:
+    """Whether this kernel can create IPIP links.
+
+    Probes by creating (and at once deleting) a link named `meshd-ipprobe` in `netns` (None: this
+    process's namespace), which also loads the module where it is available.
+    """
+    async with NetlinkSocket(netns=netns) as sock:
+        try:
+            await sock.add_link(PROBE_NAME, "ipip")
+        except PermanentError as exc:
+            if isinstance(exc.__cause__, NetlinkError) and exc.__cause__.code == errno.EEXIST:
+                return True
+            log.debug("ipip probe failed: %s", exc)
+            return False
+        with contextlib.suppress(MeshdError):
+            await sock.delete_link(PROBE_NAME)
+        return True

@@ -10,13 +10,14 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import socket
 from dataclasses import replace
 from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from meshd.core.state import FdbEntry, NeighborEntry
-from vxlan.nlsock import (
+from meshd.netlink import (
     NTF_SELF,
     NUD_NOARP,
     NUD_PERMANENT,
@@ -29,7 +30,6 @@ from vxlan.nlsock import (
 log = logging.getLogger(__name__)
 
 _GONE = frozenset({errno.ENOENT, errno.ENODEV, errno.ESRCH})
-AF_BRIDGE = 7
 
 
 def _permanent(msg: Any) -> bool:
@@ -43,7 +43,7 @@ async def observe_neighbors(sock: NetlinkSocket, dev: str) -> frozenset[Neighbor
     found: set[NeighborEntry] = set()
     async for msg in sock.dump("neigh", ifindex=index):
         ip, mac = msg.get("NDA_DST"), msg.get("NDA_LLADDR")
-        if msg["family"] in (2, 10) and _permanent(msg) and ip and mac:
+        if msg["family"] in (socket.AF_INET, socket.AF_INET6) and _permanent(msg) and ip and mac:
             found.add(NeighborEntry(dev=dev, ip=ipaddress.ip_address(ip), mac=str(mac).lower()))
     return frozenset(found)
 
@@ -103,7 +103,7 @@ async def add_fdb(sock: NetlinkSocket, dev: str, entry: FdbEntry) -> None:
     with netlink_errors(f"adding FDB entry {entry.mac} → {entry.dst} on {dev}{sock.where}"):
         await sock.ipr().neigh(
             "replace",
-            family=AF_BRIDGE,
+            family=socket.AF_BRIDGE,
             ifindex=index,
             lladdr=entry.mac.lower(),
             dst=str(entry.dst),
@@ -122,7 +122,7 @@ async def remove_fdb(sock: NetlinkSocket, dev: str, entry: FdbEntry) -> None:
     try:
         await sock.ipr().neigh(
             "del",
-            family=AF_BRIDGE,
+            family=socket.AF_BRIDGE,
             ifindex=index,
             lladdr=entry.mac.lower(),
             dst=str(entry.dst),

@@ -1,15 +1,21 @@
-"""The node's dataplane: one WireGuard device, netlink links and the owned route table, observed as one
-ActualState and changed by applying diff actions in order. It decides nothing; it dispatches."""
+"""The node's dataplane (the `Dataplane` port): one WireGuard device, the fallback transports' links (through
+their adapters), netlink entries and the owned route table, observed as one ActualState and changed by
+applying diff actions in order. It decides nothing; it dispatches."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from meshd.core import actions as a
-from meshd.core.ports import Links, RouteTable, WireGuardDevice
-from meshd.core.state import ActualState, DeviceNames, ObservedWireGuard
+from meshd.core.guard import AddGuard, GuardTable, RemoveGuard
+from meshd.core.model import IPNetwork
+from meshd.core.ports import Applied, Links, RouteTable, WireGuardDevice
+from meshd.core.state import ActualState, DeviceNames, ObservedIpip, ObservedWireGuard
+from meshd.errors import PermanentError
+from vxlan.ipip import IPIP
+from vxlan.vxlan import VXLAN
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +27,26 @@ class Dataplane:
     routes: RouteTable
     wireguard: WireGuardDevice | None = None  # None: no WireGuard backend on this node
     ipip: bool = False  # the kernel has ipip: observe that link too
+    guards: GuardTable | None = None  # Required guards (meshd.core.guard); None: none observed or made
+
+    def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
+        self.routes.watch_networks(nets)
 
     async def observe(self) -> ActualState:
         ours, foreign = await self.routes.observe()
-        vx = await self.links.observe_vxlan(self.names.vxlan)
+        vx = await self.links.observe_link(self.names.vxlan, VXLAN)
+        ipip: ObservedIpip | None = None
+        if self.ipip:
+            ipip = await self.links.observe_link(self.names.ipip, IPIP)
         return ActualState(
             wireguard=await self._observe_wireguard(),
             vxlan=vx,
             fdb=await self.links.observe_fdb(self.names.vxlan) if vx else frozenset(),
             neighbors=await self.links.observe_neighbors(self.names.vxlan) if vx else frozenset(),
-            ipip=await self.links.observe_ipip(self.names.ipip) if self.ipip else None,
+            ipip=ipip,
             routes=ours,
             foreign_routes=foreign,
+            guards=await self.guards.observe() if self.guards is not None else frozenset(),
         )
 
     async def _observe_wireguard(self) -> ObservedWireGuard | None:
@@ -49,9 +63,10 @@ class Dataplane:
             peers=device.peers,
         )
 
-    async def apply(self, actions: Sequence[a.Action]) -> None:
+    async def apply(self, actions: Sequence[a.Action]) -> Applied:
         """In order. A run of consecutive peer changes goes to the device as one batch."""
         peers: list[a.PeerAction] = []
+        applied = Applied()
         for action in actions:
             log.info("%s", describe(action))
             if isinstance(action, a.AddPeer | a.UpdatePeer | a.RemovePeer):
@@ -60,13 +75,17 @@ class Dataplane:
             if peers:
                 await self._wg().apply_peers(peers)
                 peers = []
-            await self._apply_one(action)
+            if isinstance(action, a.CreateVxlanDevice):
+                applied = Applied(vxlan_mac=(await self.links.create_link(action.spec, VXLAN)).mac)
+            else:
+                await self._apply_one(action)
         if peers:
             await self._wg().apply_peers(peers)
+        return applied
 
     def _wg(self) -> WireGuardDevice:
         if self.wireguard is None:
-            raise RuntimeError("a WireGuard action was planned on a node without a WireGuard backend")
+            raise PermanentError("a WireGuard action was planned on a node without a WireGuard backend")
         return self.wireguard
 
     async def _apply_one(self, action: a.Action) -> None:
@@ -76,10 +95,8 @@ class Dataplane:
                 await self._wg().create(spec)
             case a.ConfigureWireGuardDevice(spec):
                 await self._wg().configure(spec)
-            case a.CreateVxlanDevice(spec):
-                await links.create_vxlan(spec)
             case a.CreateIpipDevice(spec):
-                await links.create_ipip(spec)
+                await links.create_link(spec, IPIP)
             case a.SetLinkMtu(dev, mtu):
                 await links.set_mtu(dev, mtu)
             case a.DeleteDevice(dev):
@@ -103,6 +120,13 @@ class Dataplane:
                 await routes.replace(route)
             case a.RemoveRoute(route):
                 await routes.remove(route)
+            case AddGuard(dst) | RemoveGuard(dst):
+                await self._guard(action, dst)
+
+    async def _guard(self, action: a.Action, dst: IPNetwork) -> None:
+        if self.guards is None:
+            raise PermanentError(f"guarding {dst}: a guard was planned on a dataplane without a guard table")
+        await (self.guards.add(dst) if isinstance(action, AddGuard) else self.guards.remove(dst))
 
 
 def describe(action: a.Action) -> str:
@@ -148,6 +172,10 @@ def describe(action: a.Action) -> str:
             return f"routing {r.dst} dev {r.dev}{via}"
         case a.RemoveRoute(r):
             return f"removing route {r.dst} dev {r.dev}"
+        case AddGuard(dst):
+            return f"guarding {dst} (Required: unreachable unless its tunnel route is there)"
+        case RemoveGuard(dst):
+            return f"removing the guard of {dst} (not Required any more)"
     return f"{type(action).__name__}: " + ", ".join(f"{k}={v}" for k, v in _fields(action))
 
 

@@ -1,40 +1,30 @@
-"""The agent's HTTP endpoint: /metrics, /healthz, /readyz and /status (JSON for `meshd status`).
+"""The agent's HTTP endpoints, served by aiohttp on the agent's own event loop (no thread, no lock):
 
-A stdlib threading server in a daemon thread: it reads only immutable values the loop publishes, so it
-never blocks the event loop and needs no lock.
+- on the metrics address: /metrics (per-peer figures read from the device at scrape time), /healthz, /readyz;
+- on a unix socket (mode 0600) under the run directory: /status, the whole topology as JSON, for
+  `meshd status` on this node only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import threading
+import os
+import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from functools import partial
+from pathlib import Path
 
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from meshd.agent.health import Health
+from meshd.agent.metrics import PeerCollector
+from meshd.agent.view import MeshView
 from meshd.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Health:
-    """What /healthz and /readyz report. The loop replaces fields; readers only read them."""
-
-    alive: bool = True
-    synced: bool = False
-    last_pass_ok: bool = False
-    detail: str = "starting"
-    status: Callable[[], dict[str, Any]] = field(default=lambda: {})
-    refresh: Callable[[], None] = field(default=lambda: None)  # update scrape-time gauges
-
-    @property
-    def ready(self) -> bool:
-        return self.alive and self.synced and self.last_pass_ok
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -46,45 +36,82 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def serve(addr: str, registry: CollectorRegistry, health: Health) -> ThreadingHTTPServer:
+async def serve_metrics(
+    addr: str, registry: CollectorRegistry, health: Health, collector: PeerCollector
+) -> web.AppRunner:
+    async def metrics(_: web.Request) -> web.Response:
+        await collector.refresh()
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return _text(200 if health.alive else 503, "ok" if health.alive else "dead")
+
+    async def readyz(_: web.Request) -> web.Response:
+        return _text(*health.readyz())
+
+    routes = [web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)]
     host, port = parse_addr(addr)
+    runner = await _start(routes, partial(web.TCPSite, host=host, port=port), where=addr)
+    log.info("serving /metrics, /healthz, /readyz on %s", ", ".join(map(str, runner.addresses)))
+    return runner
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                health.refresh()
-                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                self._text(200 if health.alive else 503, "ok" if health.alive else "dead")
-            elif path == "/readyz":
-                self._text(200 if health.ready else 503, "ok" if health.ready else health.detail)
-            elif path == "/status":
-                body = json.dumps(health.status(), indent=2, sort_keys=True).encode()
-                self._send(200, body, "application/json")
-            else:
-                self._text(404, "not found")
 
-        def _text(self, code: int, text: str) -> None:
-            self._send(code, (text + "\n").encode(), "text/plain; charset=utf-8")
+async def serve_status(path: Path, view: MeshView) -> web.AppRunner:
+    """/status on a unix socket only root (the agent's user) can connect to."""
 
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    async def status(_: web.Request) -> web.Response:
+        return web.json_response(await view.status(), dumps=partial(json.dumps, indent=2, sort_keys=True))
 
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("http: " + format, *args)
+    sock = _bind_private(path)
+    runner = await _start(
+        [web.get("/status", status)], partial(web.SockSite, sock=sock), where=str(path), on_close=path
+    )
+    log.info("serving /status on %s", path)
+    return runner
 
-    family_v6 = ":" in host
-    server_cls = type("Server", (ThreadingHTTPServer,), {"address_family": 10 if family_v6 else 2})
+
+def _bind_private(path: Path) -> socket.socket:
+    """Bind under a temporary name, make it 0600, then move it into place: never connectable wider."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        server: ThreadingHTTPServer = server_cls((host, port), Handler)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(tmp))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {addr}: {exc.strerror}") from exc
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="meshd-http", daemon=True).start()
-    log.info("serving /metrics, /healthz, /readyz, /status on %s:%d", host, server.server_address[1])
-    return server
+        raise ConfigError(f"cannot create the status socket {path}: {exc.strerror}") from exc
+    return sock
+
+
+async def _start(
+    routes: list[web.RouteDef],
+    site: Callable[[web.AppRunner], web.BaseSite],
+    *,
+    where: str,
+    on_close: Path | None = None,
+) -> web.AppRunner:
+    """Serve `routes` on `site`; `on_close`: a socket file to remove when the runner is cleaned up."""
+    app = web.Application()
+    app.add_routes(routes)
+    if on_close is not None:
+        app.on_cleanup.append(partial(_unlink, on_close))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await site(runner).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"cannot listen on {where}: {exc.strerror}") from exc
+    return runner
+
+
+async def _unlink(path: Path, _: web.Application) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _text(code: int, text: str) -> web.Response:
+    return web.Response(status=code, text=text + "\n", content_type="text/plain", charset="utf-8")

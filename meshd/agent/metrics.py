@@ -1,11 +1,17 @@
-"""Prometheus metrics documented in the README, on one registry passed in (no globals)."""
+"""Prometheus metrics documented in the README, on one registry passed in (no globals).
+
+`Metrics` holds what the loop counts and sets; `PeerCollector` reads per-peer figures from the WireGuard
+device at scrape time (as Calico Felix does), on the agent's loop, before the registry is rendered."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from meshd.agent.view import MeshView
 from meshd.core.model import InvalidNode, Transport
 from meshd.core.state import DesiredState, ObservedPeer
 
@@ -14,24 +20,6 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.peers = Gauge("meshd_peers", "Peer nodes by transport in use", ["transport"], registry=registry)
-        self.last_handshake = Gauge(
-            "meshd_peer_last_handshake_seconds",
-            "Unix time of the last WireGuard handshake with the peer (0 = never)",
-            ["peer"],
-            registry=registry,
-        )
-        self.rx = Gauge(
-            "meshd_peer_receive_bytes_total",
-            "Bytes received from the peer over WireGuard",
-            ["peer"],
-            registry=registry,
-        )
-        self.tx = Gauge(
-            "meshd_peer_transmit_bytes_total",
-            "Bytes sent to the peer over WireGuard",
-            ["peer"],
-            registry=registry,
-        )
         self.reconciles = Counter("meshd_reconciles", "Reconcile passes run", registry=registry)
         self.errors = Counter(
             "meshd_reconcile_errors", "Reconcile passes that failed, by phase", ["phase"], registry=registry
@@ -64,9 +52,21 @@ class Metrics:
         self.encryption = Gauge(
             "meshd_encryption_enabled", "1 when the MeshConfig mode is Enabled or Required", registry=registry
         )
+        self.config_rejected = Gauge(
+            "meshd_meshconfig_rejected",
+            "1 while the latest MeshConfig is rejected and the previous one stays in force",
+            registry=registry,
+        )
         self.unencrypted_blocked = Gauge(
             "meshd_required_unreachable_peers",
             "Peers that get no pod route because encryption is Required and the pair cannot be encrypted",
+            registry=registry,
+        )
+        self.required_guards, self.required_violations = _required_gauges(registry)
+        self.encrypted = Gauge(
+            "meshd_peer_encrypted",
+            "1 when pod traffic to the peer node goes over WireGuard, 0 when it does not (fallback or no route)",
+            ["peer"],
             registry=registry,
         )
 
@@ -80,6 +80,9 @@ class Metrics:
         for transport, n in counts.items():
             self.peers.labels(transport=transport.value).set(n)
         self.unencrypted_blocked.set(counts[Transport.NONE])
+        self.encrypted.clear()
+        for pair in desired.pairs:
+            self.encrypted.labels(peer=pair.node).set(1 if pair.transport is Transport.WIREGUARD else 0)
         reasons: dict[str, int] = {}
         for rec in records:
             if isinstance(rec, InvalidNode):
@@ -89,12 +92,49 @@ class Metrics:
             self.invalid.labels(reason=reason).set(n)
         self.encryption.set(1 if encryption else 0)
 
-    def observe_peers(self, peers: Iterable[ObservedPeer], names: dict[str, str]) -> None:
-        """Per-peer gauges, labelled by node name (or short key when unknown); stale peers are dropped."""
-        for g in (self.last_handshake, self.rx, self.tx):
-            g.clear()
-        for p in peers:
-            label = names.get(p.public_key.base64, p.public_key.short)
-            self.last_handshake.labels(peer=label).set(p.last_handshake or 0)
-            self.rx.labels(peer=label).set(p.rx_bytes)
-            self.tx.labels(peer=label).set(p.tx_bytes)
+
+class PeerCollector(Collector):
+    """`meshd_peer_*{peer}`: labelled by node name (or short key when unknown); gone peers disappear."""
+
+    def __init__(self, view: MeshView) -> None:
+        self._view = view
+        self._peers: tuple[ObservedPeer, ...] | None = None
+
+    async def refresh(self) -> None:
+        """Read the device now (the /metrics handler awaits this, then renders the registry)."""
+        self._peers = await self._view.live_peers()
+
+    def collect(self) -> Iterator[Metric]:
+        handshake = GaugeMetricFamily(
+            "meshd_peer_last_handshake_seconds",
+            "Unix time of the last WireGuard handshake with the peer (0 = never)",
+            labels=["peer"],
+        )
+        rx = CounterMetricFamily(
+            "meshd_peer_receive_bytes", "Bytes received from the peer over WireGuard", labels=["peer"]
+        )
+        tx = CounterMetricFamily(
+            "meshd_peer_transmit_bytes", "Bytes sent to the peer over WireGuard", labels=["peer"]
+        )
+        names = self._view.peer_names()
+        for p in self._peers if self._peers is not None else self._view.observed_peers():
+            label = [names.get(p.public_key.base64, p.public_key.short)]
+            handshake.add_metric(label, p.last_handshake or 0)
+            rx.add_metric(label, p.rx_bytes)
+            tx.add_metric(label, p.tx_bytes)
+        yield from (handshake, rx, tx)
+
+
+def _required_gauges(registry: CollectorRegistry) -> tuple[Gauge, Gauge]:
+    """Fail closed under Required: guards in place, and foreign routes past them (meshd.core.guard)."""
+    guards = Gauge(
+        "meshd_required_guards",
+        "Pod CIDRs guarded by an unreachable route because encryption is Required",
+        registry=registry,
+    )
+    violations = Gauge(
+        "meshd_required_violations",
+        "Routes that are not meshd's and may send a Required pod CIDR's traffic in clear",
+        registry=registry,
+    )
+    return guards, violations

@@ -17,7 +17,7 @@ async def teardown_dataplane(dataplane: Dataplane) -> int:
     """Remove our links, peers, routes, FDB and neighbour entries. Returns how many changes it made.
     Only objects we own are observed (our link names, our route protocol), so nothing else is touched."""
     actual = await dataplane.observe()
-    actions = diff(DesiredState(), actual, prune=True)
+    actions = diff(DesiredState(), actual)
     await dataplane.apply(actions)
     return len(actions)
 

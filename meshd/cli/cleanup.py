@@ -7,7 +7,8 @@ import argparse
 import asyncio
 import logging
 
-from meshd.agent.settings import Settings, add_agent_flags, settings_from
+from meshd.agent.settings import Settings
+from meshd.cli.flags import add_agent_flags, settings_from
 
 log = logging.getLogger(__name__)
 
@@ -30,27 +31,33 @@ def handle(args: argparse.Namespace) -> int:
 async def cleanup(settings: Settings, *, annotations: bool) -> int:
     from keys.values import PrivateKey
     from meshd.agent.dataplane import Dataplane
+    from meshd.agent.guards import SavedGuards, guard_file
     from meshd.agent.teardown import remove_annotations, teardown_dataplane
     from meshd.agent.wiring import make_datastore, make_wireguard
+    from overlay.guards import NetlinkGuards
     from overlay.routes import NetlinkRouteTable
     from vxlan.links import NetlinkLinks, ipip_supported
 
     # A throwaway key: the device object is only observed and deleted, never configured with it.
     wireguard = await make_wireguard(settings, PrivateKey.generate())
-    links, routes = NetlinkLinks(), NetlinkRouteTable()
+    links, routes, kernel_guards = NetlinkLinks(), NetlinkRouteTable(), NetlinkGuards()
+    guards = SavedGuards(kernel_guards, guard_file(settings.agent.key_file))  # emptied: the file goes too
     try:
-        dataplane = Dataplane(settings.names, links, routes, wireguard, await ipip_supported())
+        dataplane = Dataplane(
+            settings.backends.names, links, routes, wireguard, await ipip_supported(), guards
+        )
         changes = await teardown_dataplane(dataplane)
     finally:
         await links.close()
         await routes.close()
+        await kernel_guards.close()
     print(f"removed {changes} kernel object(s) owned by meshd")
     if annotations:
         datastore = make_datastore(settings, register=False)
         await datastore.start()
         try:
-            await remove_annotations(datastore, settings.node_name)
+            await remove_annotations(datastore, settings.agent.node_name)
         finally:
             await datastore.close()
-        print(f"removed the meshd.io/* annotations of node {settings.node_name}")
+        print(f"removed the meshd.io/* annotations of node {settings.agent.node_name}")
     return 0

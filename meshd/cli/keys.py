@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from keys.store import load, load_or_create
-from meshd.agent.settings import env
+from meshd.agent.settings import AgentSettings
+from meshd.cli.flags import env
 from meshd.errors import ConfigError
 
-DEFAULT_KEY_FILE = "/var/lib/meshd/private.key"
+DEFAULT_KEY_FILE = str(AgentSettings(node_name="").key_file)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,8 +11,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from meshd.agent.settings import env
 from meshd.cli import cleanup, demo, keys, run, status
+from meshd.cli.flags import env
 from meshd.cli.logs import FORMATS, setup_logging
 from meshd.errors import ConfigError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from meshd.agent.settings import add_agent_flags, settings_from
+from meshd.cli.flags import add_agent_flags, settings_from
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,15 +1,17 @@
-"""`meshd status [--json]`: the local mesh as the running agent sees it (from its /status endpoint)."""
+"""`meshd status [--json]`: the local mesh as the running agent sees it, from its /status endpoint, which
+the agent serves only on a unix socket under its run directory (mode 0600), never on the network."""
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import socket
 import time
-import urllib.error
-import urllib.request
+from pathlib import Path
 
-from meshd.agent.http import parse_addr
-from meshd.agent.settings import env
+from meshd.agent.settings import status_socket
+from meshd.cli.flags import add_run_dir_flag
 from meshd.core.status import render_table
 from meshd.errors import ConfigError
 
@@ -17,31 +19,45 @@ from meshd.errors import ConfigError
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("status", help="show the local mesh: peers, transport, handshakes, traffic")
     p.add_argument("--json", action="store_true", help="print the raw JSON document")
-    p.add_argument(
-        "--metrics-addr",
-        default=env("METRICS_ADDR", ":9473"),
-        help="the agent's metrics address [MESHD_METRICS_ADDR]",
-    )
+    add_run_dir_flag(p)
     p.set_defaults(func=handle)
 
 
-def fetch_status(addr: str, *, timeout: float = 5) -> dict[str, object]:
-    host, port = parse_addr(addr)
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/status"
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self._path))
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def fetch_status(run_dir: Path, *, timeout: float = 5) -> dict[str, object]:
+    path = status_socket(run_dir)
+    conn = _UnixConnection(path, timeout)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            doc: dict[str, object] = json.loads(resp.read())
-    except (urllib.error.URLError, OSError) as exc:
-        raise ConfigError(
-            f"no meshd agent answers on {host}:{port} ({exc}); is `meshd run` running?"
-        ) from exc
+        conn.request("GET", "/status")
+        resp = conn.getresponse()
+        body = resp.read()
+    except OSError as exc:
+        raise ConfigError(f"no meshd agent answers on {path} ({exc}); is `meshd run` running?") from exc
+    finally:
+        conn.close()
+    if resp.status != 200:
+        raise ConfigError(f"the agent on {path} answered {resp.status} {resp.reason}")
+    doc: dict[str, object] = json.loads(body)
     return doc
 
 
 def handle(args: argparse.Namespace) -> int:
-    doc = fetch_status(args.metrics_addr)
+    doc = fetch_status(Path(args.run_dir))
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keys.values import PublicKey
+from meshd.core.guard import GuardAction
 from meshd.core.model import Endpoint, IPNetwork
 from meshd.core.state import (
     FdbEntry,
@@ -125,4 +126,4 @@ WireGuardAction = CreateWireGuardDevice | ConfigureWireGuardDevice | PeerAction
 LinkAction = CreateVxlanDevice | CreateIpipDevice | SetLinkMtu | DeleteDevice | AddAddress | RemoveAddress
 NeighborAction = AddNeighbor | RemoveNeighbor | AddFdb | RemoveFdb
 RouteAction = ReplaceRoute | RemoveRoute
-Action = WireGuardAction | LinkAction | NeighborAction | RouteAction
+Action = WireGuardAction | LinkAction | NeighborAction | RouteAction | GuardAction

@@ -1,5 +1,5 @@
 """Cluster-wide conflicts, resolved deterministically: invalid records, duplicate node names, duplicate
-public keys and MACs, pod CIDRs that cover an underlay address, and overlapping pod CIDRs. Pure.
+(or copied: keys.proof tells the holder apart) public keys and MACs, pod CIDRs that cover an underlay address, and overlapping pod CIDRs. Pure.
 
 Every verdict is computed over the whole cluster (all valid records plus the local node), never from one
 node's point of view, so that every agent reaches the same verdict about every pair: node A's decision
@@ -27,7 +27,8 @@ class ClusterView:
     """The cluster as the local node sees it, with its conflicts resolved."""
 
     remotes: tuple[Node, ...]  # valid remote nodes, sorted by name (excluded ones included)
-    duplicate_keys: frozenset[PublicKey] = frozenset()  # keys published by more than one node name
+    duplicate_keys: frozenset[PublicKey] = frozenset()  # keys of more than one node, none of them proven
+    key_copiers: Mapping[str, str] = field(default_factory=lambda: _NOBODY)  # node name -> why: no WireGuard
     duplicate_macs: frozenset[str] = frozenset()  # VXLAN MACs published by more than one node name
     excluded: Mapping[str, str] = field(default_factory=lambda: _NOBODY)  # node name -> why it is out
     problems: tuple[Problem, ...] = ()
@@ -67,7 +68,7 @@ def cluster_view(local: Node, records: Iterable[NodeRecord]) -> ClusterView:
         everyone: tuple[Node, ...] = tuple(remotes)
     else:
         everyone = (local, *remotes)
-    dup_keys, key_problems = _duplicate_keys(everyone)
+    dup_keys, copiers, key_problems = _duplicate_keys(everyone)
     dup_macs, mac_problems = _duplicate_macs(everyone)
     self_covering, cover_problems = _self_covers(everyone)
     excluded.update(self_covering)
@@ -76,24 +77,47 @@ def cluster_view(local: Node, records: Iterable[NodeRecord]) -> ClusterView:
     return ClusterView(
         remotes=tuple(remotes),
         duplicate_keys=dup_keys,
+        key_copiers=MappingProxyType(copiers),
         duplicate_macs=dup_macs,
         excluded=MappingProxyType(excluded),
         problems=(*problems, *key_problems, *mac_problems, *cover_problems, *clash_problems),
     )
 
 
-def _duplicate_keys(nodes: Sequence[Node]) -> tuple[frozenset[PublicKey], list[Problem]]:
-    owners: dict[PublicKey, set[str]] = {}
+def _duplicate_keys(nodes: Sequence[Node]) -> tuple[frozenset[PublicKey], dict[str, str], list[Problem]]:
+    """Keys published by more than one node. When exactly one of them proves it holds the key, it keeps
+    it and the others (copiers) are left out of WireGuard; otherwise (no proof: legacy keys; or several:
+    a copied identity seed) nobody can be told apart and the key is unusable. Returns (unusable keys,
+    copier name -> why, problems)."""
+    owners: dict[PublicKey, list[Node]] = {}
     for node in nodes:
         if node.public_key is not None:
-            owners.setdefault(node.public_key, set()).add(node.name)
+            owners.setdefault(node.public_key, []).append(node)
+    unusable: set[PublicKey] = set()
+    copiers: dict[str, str] = {}
     problems = []
-    for key, names in sorted(owners.items()):
-        if len(names) > 1:
-            listed = ", ".join(sorted(names))
-            detail = f"nodes {listed} publish the same public key {key.short}...: none of them uses WireGuard"
-            problems.append(Problem("duplicate-public-key", tuple(sorted(names)), detail))
-    return frozenset(k for k, names in owners.items() if len(names) > 1), problems
+    for key, holders in sorted(owners.items()):
+        if len(holders) < 2:
+            continue
+        names = sorted(n.name for n in holders)
+        provers = sorted(
+            n.name for n in holders if n.key_proof is not None and n.key_proof.proves(n.name, key)
+        )
+        if len(provers) == 1:
+            out = tuple(n for n in names if n != provers[0])
+            detail = (
+                f"{', '.join(out)} publish{'es' if len(out) == 1 else ''} the public key {key.short}... of "
+                f"{provers[0]} without a valid proof of holding it: left out of WireGuard ({provers[0]} "
+                f"proves it and keeps it)"
+            )
+            copiers.update(dict.fromkeys(out, detail))
+            problems.append(Problem("copied-public-key", out, detail))
+            continue
+        unusable.add(key)
+        why = "none of them proves it holds it" if not provers else "each proves it (a copied identity seed)"
+        detail = f"nodes {', '.join(names)} publish the same public key {key.short}... and {why}: none of them uses WireGuard"
+        problems.append(Problem("duplicate-public-key", tuple(names), detail))
+    return frozenset(unusable), copiers, problems
 
 
 def _duplicate_macs(nodes: Sequence[Node]) -> tuple[frozenset[str], list[Problem]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from keys.proof import KeyProof
 from keys.values import PublicKey
 from meshd.core.codec import UNDERLAY_IP, encode_annotations
 from meshd.core.model import Endpoint, IPAddress, IPNetwork, Labels, LocalNode, Node, Snapshot, Transport
@@ -19,6 +20,7 @@ class Identity:
     pod_cidrs: tuple[IPNetwork, ...] = ()
     labels: Labels = ()
     ipip_available: bool = False
+    key_proof: KeyProof | None = None  # made once at start-up from the identity seed (keys.proof)
 
 
 def local_node(
@@ -50,6 +52,7 @@ def local_node(
         vxlan_mac=vxlan_mac,
         capabilities=frozenset(caps),
         observed_generation=observed_generation,
+        key_proof=identity.key_proof if identity.public_key else None,
     )
     return LocalNode(
         node=node,
@@ -67,7 +70,7 @@ def published(local: LocalNode, generation: int | None) -> Node:
 def annotations_to_publish(
     identity: Identity, local: LocalNode, generation: int | None
 ) -> dict[str, str | None]:
-    """Our `meshd.io/*` annotations. The underlay address is published only when a flag chose it: else
+    """Our `meshd.io/*` annotations, the key proof included (one patch). The underlay address is published only when a flag chose it: else
     status.addresses (kept current by the kubelet) is the truth, and a copy could only go stale."""
     annotations = encode_annotations(published(local, generation))
     if identity.underlay_ip is None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from keys.proof import KeyProof
 from keys.values import PublicKey
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -89,11 +90,6 @@ def address_problem(addr: IPAddress) -> str | None:
     return None
 
 
-def labels_of(mapping: Mapping[str, str]) -> Labels:
-    """Labels as a sorted tuple of pairs, so that values holding them stay hashable and comparable."""
-    return tuple(sorted(mapping.items()))
-
-
 @dataclass(frozen=True, slots=True, order=True)
 class Endpoint:
     """Where a peer's WireGuard listens: `IP:PORT`, or `[v6]:PORT`."""
@@ -142,16 +138,7 @@ class Node:
     vxlan_mac: str | None = None  # lower-case aa:bb:cc:dd:ee:ff
     capabilities: frozenset[Transport] = frozenset()
     observed_generation: int | None = None
-
-    def can(self, transport: Transport) -> bool:
-        """True when the node advertises the transport and published what peers need to use it."""
-        if transport not in self.capabilities:
-            return False
-        if transport is Transport.WIREGUARD:
-            return self.public_key is not None and self.endpoint is not None
-        if transport is Transport.VXLAN:
-            return self.vxlan_mac is not None
-        return True
+    key_proof: KeyProof | None = None  # as published: conflicts.py checks it when the key is disputed
 
 
 @dataclass(frozen=True, slots=True)

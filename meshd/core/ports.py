@@ -3,37 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
-from keys.values import PublicKey
-from meshd.core.actions import PeerAction, UpdatePeer
+from meshd.core.actions import Action, PeerAction
 from meshd.core.model import IPNetwork, Snapshot
 from meshd.core.state import (
+    ActualState,
+    DeviceNames,
     FdbEntry,
     IPInterface,
-    IpipDeviceSpec,
     NeighborEntry,
-    ObservedIpip,
-    ObservedPeer,
-    ObservedVxlan,
-    PeerSpec,
     Route,
-    VxlanDeviceSpec,
     WireGuardDeviceSpec,
+    WireGuardReading,
 )
+from meshd.core.transport import LinkAdapter, LinkSpec
 
-
-class WireGuardReading(Protocol):
-    """One read of a WireGuard device: our key as it holds it, its listen port and its peers."""
-
-    @property
-    def public_key(self) -> PublicKey | None: ...
-
-    @property
-    def listen_port(self) -> int: ...
-
-    @property
-    def peers(self) -> tuple[ObservedPeer, ...]: ...
+SpecT = TypeVar("SpecT", bound=LinkSpec)
+ObservedT = TypeVar("ObservedT")
 
 
 class WireGuardDevice(Protocol):
@@ -44,24 +32,14 @@ class WireGuardDevice(Protocol):
 
     name: str
 
-    async def exists(self) -> bool: ...
-
     async def observe_device(self) -> WireGuardReading | None:
         """Key, port and peers in one read (one UAPI get or genl dump); None when there is no device."""
-
-    async def observe_peers(self) -> tuple[ObservedPeer, ...]: ...
 
     async def create(self, spec: WireGuardDeviceSpec) -> None:
         """Create the link (kernel) or start/adopt wireguard-go (userspace) and configure it."""
 
     async def configure(self, spec: WireGuardDeviceSpec) -> None:
         """Set our private key and the listen port. Existing peers are kept."""
-
-    async def add_peer(self, peer: PeerSpec) -> None: ...
-
-    async def update_peer(self, change: UpdatePeer) -> None: ...
-
-    async def remove_peer(self, public_key: PublicKey) -> None: ...
 
     async def apply_peers(self, changes: Sequence[PeerAction]) -> None:
         """Several per-peer changes, in order, in as few writes as the backend allows."""
@@ -73,20 +51,16 @@ class WireGuardDevice(Protocol):
 class Links(Protocol):
     """Links, addresses, neighbours and FDB entries through netlink, in one network namespace."""
 
-    async def link_exists(self, name: str) -> bool: ...
-
     async def link_mtu(self, name: str) -> int | None: ...
 
     async def link_addresses(self, name: str) -> frozenset[IPInterface]: ...
 
-    async def observe_vxlan(self, name: str) -> ObservedVxlan | None: ...
+    async def observe_link(self, name: str, adapter: LinkAdapter[Any, ObservedT]) -> ObservedT | None:
+        """A transport's own link as it observes it; PermanentError when `name` is a link of another kind."""
 
-    async def observe_ipip(self, name: str) -> ObservedIpip | None: ...
-
-    async def create_vxlan(self, spec: VxlanDeviceSpec) -> None: ...
-
-    async def create_ipip(self, spec: IpipDeviceSpec) -> None:
-        """Raises UnsupportedError when the kernel has no ipip module."""
+    async def create_link(self, spec: SpecT, adapter: LinkAdapter[SpecT, ObservedT]) -> ObservedT:
+        """Create or adopt the link, with its addresses, MTU and up; returns it as observed. Raises
+        UnsupportedError when the kernel lacks the link kind (e.g. no ipip module)."""
 
     async def set_mtu(self, name: str, mtu: int) -> None: ...
 
@@ -146,3 +120,29 @@ class Datastore(Protocol):
         """Patch our own node's `meshd.io/*` annotations in one write (None removes one); no write if equal."""
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying actions taught the dataplane."""
+
+    vxlan_mac: str | None = None  # the MAC of a VXLAN device it created (None: it created none)
+
+
+class Dataplane(Protocol):
+    """The node's kernel dataplane as the reconcile loop uses it: observe everything we own, apply a diff."""
+
+    @property
+    def names(self) -> DeviceNames: ...
+
+    @property
+    def wireguard(self) -> WireGuardDevice | None:
+        """The WireGuard backend, None on a node without one."""
+
+    def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
+        """Peers' pod CIDRs: foreign routes inside them are reported by `observe` (never touched)."""
+
+    async def observe(self) -> ActualState: ...
+
+    async def apply(self, actions: Sequence[Action]) -> Applied:
+        """Apply in order; returns the facts learned on the way."""

@@ -118,6 +118,7 @@ class DesiredState:
     routes: frozenset[Route] = frozenset()
     pairs: tuple[PairDecision, ...] = ()  # sorted by node name
     problems: tuple[Problem, ...] = ()
+    guards: frozenset[IPNetwork] = frozenset()  # pod CIDRs never sent in clear (meshd.core.guard)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,16 @@ class ObservedPeer:
     last_handshake: float | None = None  # unix seconds; None = never
     rx_bytes: int = 0
     tx_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WireGuardReading:
+    """One read of a WireGuard device (one UAPI get or genl dump): our key as it holds it (None: no private
+    key set), its listen port and its peers. The private key itself is reduced to its public half."""
+
+    public_key: PublicKey | None
+    listen_port: int
+    peers: tuple[ObservedPeer, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +183,4 @@ class ActualState:
     ipip: ObservedIpip | None = None
     routes: frozenset[Route] = frozenset()
     foreign_routes: frozenset[Route] = frozenset()
+    guards: frozenset[IPNetwork] = frozenset()  # destinations of our guard routes (meshd.core.guard)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from meshd.core.guard import guard_violations
 from meshd.core.local import Identity
 from meshd.core.model import MeshConfig
 from meshd.core.state import ActualState, DesiredState, ObservedPeer
@@ -55,7 +56,9 @@ def status_document(
                 "txBytes": seen.tx_bytes if seen else 0,
             }
         )
-    doc["problems"] = [{"kind": p.kind, "nodes": list(p.nodes), "detail": p.detail} for p in desired.problems]
+    problems = (*desired.problems, *guard_violations(desired.guards, actual.foreign_routes))
+    doc["problems"] = [{"kind": p.kind, "nodes": list(p.nodes), "detail": p.detail} for p in problems]
+    doc["guards"] = sorted(map(str, desired.guards))
     return doc
 
 

@@ -15,7 +15,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -33,7 +32,6 @@ CONFIG_NAMES = ("meshconfig.yaml", "meshconfig.yml", "meshconfig.json")
 class _Entry:
     signature: Signature
     record: NodeRecord
-    raw: dict[str, Any] | None
 
 
 def _signature(path: Path) -> Signature | None:
@@ -54,6 +52,7 @@ class FileDatastore:
         self._config = MeshConfig()
         self._config_sig: tuple[str, Signature] | None = None
         self.config_error: str | None = None
+        """Why the latest MeshConfig file was rejected (the previous one stays in force), or None."""
         self._synced = False
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -66,7 +65,11 @@ class FileDatastore:
         if self._register is not None:
             await asyncio.to_thread(self._write_registration, self._register)
         await asyncio.to_thread(self._scan)
-        self._synced = True
+        # A MeshConfig that is there but cannot be used is no view at all: the defaults could mean clear
+        # text where Required is meant. The first sync waits until it is readable and valid (or removed).
+        self._synced = self.config_error is None
+        if not self._synced:
+            log.error("no first sync until the MeshConfig is fixed: %s", self.config_error)
         self._changed.set()
         self._task = asyncio.create_task(self._poll(), name="file-datastore-poll")
 
@@ -136,6 +139,8 @@ class FileDatastore:
             except OSError as exc:
                 log.warning("file datastore scan failed: %s", exc)
                 continue
+            if not self._synced and self.config_error is None:
+                self._synced = changed = True
             if changed:
                 self._changed.set()
 
@@ -152,8 +157,7 @@ class FileDatastore:
                 old = self._entries.get(name)
                 if sig is None or (old is not None and old.signature == sig):
                     continue
-                raw = _read_json(Path(de.path))
-                self._entries[name] = _Entry(sig, _decode(name, raw), raw if isinstance(raw, dict) else None)
+                self._entries[name] = _Entry(sig, _decode(name, _read_json(Path(de.path))))
                 changed = True
         for gone in set(self._entries) - seen:
             del self._entries[gone]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,10 @@ def api_error(status: int, body: Any, *, retry_after: float | None = None) -> Ap
     reason, message = str(obj.get("reason") or "Error"), str(obj.get("message") or "")[:300]
     cls = TransientApiError if status == 429 or status >= 500 else PermanentApiError
     return cls(status, reason, message, retry_after=retry_after)
+
+
+def _nothing() -> None:
+    """The default `on_open` of a watch."""
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -140,8 +144,16 @@ class KubeApi:
         items = [o for o in data.get("items") or () if isinstance(o, dict)]
         return items, str((data.get("metadata") or {}).get("resourceVersion") or "")
 
-    async def watch(self, resource: str, resource_version: str, *, server_timeout: int) -> AsyncIterator[Obj]:
-        """Events after `resource_version` (BOOKMARKs included) until the server ends the stream."""
+    async def watch(
+        self,
+        resource: str,
+        resource_version: str,
+        *,
+        server_timeout: int,
+        on_open: Callable[[], None] = _nothing,
+    ) -> AsyncIterator[Obj]:
+        """Events after `resource_version` (BOOKMARKs included) until the server ends the stream.
+        `on_open()` runs once the server has accepted the watch (a quiet stream yields nothing for minutes)."""
         call = self._collection_call(
             resource,
             watch=True,
@@ -151,6 +163,7 @@ class KubeApi:
             _request_timeout=float(server_timeout + self.request_timeout),
         )
         resp = await _checked(call)
+        on_open()
         try:
             while True:
                 try:

@@ -4,8 +4,10 @@
   and a compaction does not force a relist as long as bookmarks keep the resume point fresh.
 - 410 Gone (on the stream or as an answer) means the resume point was compacted away: relist.
 - Connection errors, 429 (after Retry-After) and 5xx are retried with tenacity: capped exponential backoff
-  with jitter. Any other 4xx is never retried: it is logged, counted, and the reflector stops (except a 404
-  on the MeshConfig collection: no CRD installed yet means defaults, looked at again every `resync`).
+  with jitter. 401 and 403 are reported as the reflector's failure and retried (backing off up to `maximum`)
+  until a request succeeds (RBAC gets fixed; an API server that just restarted refuses until its authorizer's
+  caches sync). Any other 4xx is never retried: it is logged, counted, and the reflector stops (except a
+  404 on the MeshConfig collection: no CRD installed yet means defaults, looked at again every `resync`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,9 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_never
-from tenacity.wait import wait_exponential_jitter
 
 from meshd.datastore.k8s_api import (
     MESHCONFIGS,
@@ -30,20 +30,12 @@ from meshd.datastore.k8s_api import (
     api_error,
 )
 from meshd.errors import TransientError
+from meshd.retry import Backoff
 
+__all__ = ["Backoff", "Reflector", "error_kind", "retrying", "with_retries"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 OnError = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Retry timing for transient API errors (seconds)."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    jitter: float = 0.5
-    max_retry_after: float = 120.0  # a Retry-After above this is capped
 
 
 def error_kind(exc: BaseException) -> str:
@@ -58,7 +50,7 @@ def error_kind(exc: BaseException) -> str:
 
 def retrying(backoff: Backoff, *, what: str, on_error: OnError, attempts: int | None = None) -> AsyncRetrying:
     """Retry only TransientError (connection, 429, 5xx); honour Retry-After; log and count each failure."""
-    expo = wait_exponential_jitter(multiplier=backoff.initial, max=backoff.maximum, jitter=backoff.jitter)
+    expo = backoff.wait()
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -126,6 +118,7 @@ class Reflector:
         self.resource_version: str | None = None  # where the next watch resumes; None: list first
         self._listed_at = 0.0
         self.failure: ApiError | None = None
+        self._refusals = 0
 
     async def run(self) -> None:
         while True:
@@ -142,16 +135,34 @@ class Reflector:
                     self._on_list([])
                     await asyncio.sleep(self._resync or 60.0)
                     continue
+                if exc.status in (401, 403):
+                    await self._refused(exc)
+                    continue
                 log.error("stopped watching %s: %s (not retried)", self.resource, exc)
                 self.failure = exc
                 raise
+
+    async def _refused(self, exc: ApiError) -> None:
+        """401/403: report it (readiness fails with the reason) and keep trying, ever more slowly, up to
+        every `maximum` seconds. RBAC can be fixed without restarting us, and a restarting API server refuses
+        requests until its authorizer's caches have synced. The resume point is kept; the next list or
+        accepted watch clears the failure."""
+        if self.failure is None:
+            log.error("watching %s refused: %s (retrying)", self.resource, exc)
+            self._refusals = 0
+        self.failure = exc
+        await asyncio.sleep(min(self._backoff.maximum, self._backoff.initial * 2**self._refusals))
+        self._refusals = min(self._refusals + 1, 16)
+
+    def _accepted(self) -> None:
+        self.failure = None
 
     async def _step(self) -> None:
         """(Re)list when needed, then follow one watch stream until the server ends it."""
         loop = asyncio.get_running_loop()
         if self.resource_version is None or (self._resync and loop.time() - self._listed_at >= self._resync):
             items, self.resource_version = await self.api.list(self.resource)
-            self._listed_at = loop.time()
+            self._listed_at, self.failure = loop.time(), None
             log.debug("listed %d %s at resourceVersion %s", len(items), self.resource, self.resource_version)
             self._on_list(items)
         try:
@@ -170,7 +181,10 @@ class Reflector:
         timeout = max(1, int(self._watch_timeout * random.uniform(0.8, 1.0)))  # spread reconnects
         seen = False
         try:
-            async for event in self.api.watch(self.resource, resource_version, server_timeout=timeout):
+            stream = self.api.watch(
+                self.resource, resource_version, server_timeout=timeout, on_open=self._accepted
+            )
+            async for event in stream:
                 seen = True
                 try:
                     self._handle(event)

@@ -18,7 +18,8 @@ from typing import Any
 from meshd.core.codec import decode_meshconfig, decode_node
 from meshd.core.model import InvalidNode, IPAddress, MeshConfig, NodeRecord, Snapshot
 from meshd.datastore.k8s_api import MESHCONFIG_NAME, MESHCONFIGS, NODES, KubeApi, Obj, PermanentApiError
-from meshd.datastore.k8s_watch import Backoff, Reflector, error_kind, with_retries
+from meshd.datastore.k8s_watch import Reflector, error_kind, with_retries
+from meshd.datastore.settings import WatchSettings
 from meshd.errors import ConfigError, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
@@ -53,29 +54,25 @@ class KubernetesDatastore:
         node_name: str,
         kubeconfig: Path | str | None = None,
         underlay_override: IPAddress | None = None,
-        backoff: Backoff | None = None,
-        watch_timeout: int = 300,
-        resync: float = 0.0,
-        request_timeout: float = 30.0,
-        publish_attempts: int = 5,
+        watch: WatchSettings | None = None,
         on_error: Callable[[str], None] = _ignore,
     ) -> None:
-        """`kubeconfig` None: in-cluster service account. `watch_timeout`: seconds the server keeps one
-        watch open (the watch then resumes from the last resourceVersion). `resync`: relist this often
-        (0: only when a resume point expires). `on_error(kind)` counts API errors for metrics."""
+        """`kubeconfig` None: in-cluster service account. `watch`: watch and retry timings.
+        `on_error(kind)` counts API errors for metrics."""
         self.node_name = node_name
         self._kubeconfig = Path(kubeconfig) if kubeconfig is not None else None
         self._underlay_override = underlay_override
-        self._backoff = backoff or Backoff()
-        self._watch_timeout, self._resync, self._request_timeout = watch_timeout, resync, request_timeout
-        self._publish_attempts = publish_attempts
+        self._watch = watch = watch or WatchSettings()
+        self._backoff = watch.backoff
         self._on_error = on_error
         self._api: KubeApi | None = None
         self._nodes: dict[str, Obj] = {}
         self._records: dict[str, tuple[str, NodeRecord]] = {}  # name -> (resourceVersion, decoded)
         self._config = MeshConfig()
         self._config_key: str | None = None  # resourceVersion of the MeshConfig last decoded, "" if none
+        self._config_good = False  # a MeshConfig (or its absence) decoded: else no first sync (fail closed)
         self.config_error: str | None = None
+        """Why the latest MeshConfig was rejected (the previous one stays in force), or None."""
         self._listed: set[str] = set()
         self._reflectors: list[Reflector] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -83,17 +80,12 @@ class KubernetesDatastore:
 
     @property
     def failure(self) -> str | None:
-        """Why a watch stopped for good (a 4xx such as 403: fix RBAC and restart), or None."""
+        """Why a watch is not working (a 401/403, retried slowly; any other 4xx stops it for good), or None."""
         failed = [f"{r.resource}: {r.failure}" for r in self._reflectors if r.failure is not None]
         return "; ".join(failed) or None
 
-    @property
-    def resume_points(self) -> dict[str, str | None]:
-        """Per collection, the resourceVersion the next watch resumes from (None: a list comes first)."""
-        return {r.resource: r.resource_version for r in self._reflectors}
-
     async def start(self) -> None:
-        self._api = await KubeApi.connect(self._kubeconfig, request_timeout=self._request_timeout)
+        self._api = await KubeApi.connect(self._kubeconfig, request_timeout=self._watch.request_timeout)
         for resource in (NODES, MESHCONFIGS):
             reflector = Reflector(
                 self._api,
@@ -102,8 +94,8 @@ class KubernetesDatastore:
                 on_event=lambda kind, obj, r=resource: self._on_event(r, kind, obj),  # type: ignore[misc]
                 on_error=self._on_error,
                 backoff=self._backoff,
-                watch_timeout=self._watch_timeout,
-                resync=self._resync,
+                watch_timeout=self._watch.watch_timeout,
+                resync=self._watch.relist,
             )
             task = asyncio.create_task(reflector.run(), name=f"k8s-watch-{resource}")
             task.add_done_callback(self._task_done)
@@ -114,7 +106,8 @@ class KubernetesDatastore:
         records = tuple(self._record(name, obj) for name, obj in sorted(self._nodes.items()))
         for gone in self._records.keys() - self._nodes.keys():
             del self._records[gone]
-        return Snapshot(records, self._config, synced=self._listed >= {NODES, MESHCONFIGS})
+        synced = self._listed >= {NODES, MESHCONFIGS} and self._config_good
+        return Snapshot(records, self._config, synced=synced)
 
     async def wait_changed(self) -> None:
         await self._changed.wait()
@@ -129,7 +122,7 @@ class KubernetesDatastore:
         api, what = self._require_api(), f"publishing annotations of node {node_name}"
         current: Mapping[str, Any] | None = self._nodes.get(node_name)
         try:
-            for _ in range(self._publish_attempts):
+            for _ in range(self._watch.publish_attempts):
                 if current is None:
                     try:
                         current = await with_retries(
@@ -174,7 +167,7 @@ class KubernetesDatastore:
                 return
         except TransientError as exc:
             raise TransientError(f"{what}: {exc}") from exc
-        raise TransientError(f"{what}: still conflicting after {self._publish_attempts} attempts")
+        raise TransientError(f"{what}: still conflicting after {self._watch.publish_attempts} attempts")
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -256,7 +249,7 @@ class KubernetesDatastore:
             self.config_error = f"MeshConfig {MESHCONFIG_NAME} (resourceVersion {key}): {exc}"
             log.error("rejected %s; the previous configuration stays in force", self.config_error)
             return True
-        self.config_error = None
+        self.config_error, self._config_good = None, True
         if obj is None:
             log.info("no MeshConfig %s: defaults apply", MESHCONFIG_NAME)
         else:

@@ -34,6 +34,11 @@ class Agent:
         return self.workdir / "logs" / f"{self.node.name}.log"
 
     @property
+    def run_dir(self) -> Path:
+        """wireguard-go files and the agent's /status socket (one per agent: the socket is a file)."""
+        return self.workdir / "run" / self.node.name
+
+    @property
     def cni_dir(self) -> Path:
         return self.workdir / "cni" / self.node.name
 
@@ -45,7 +50,7 @@ class Agent:
             "--key-file", str(self.workdir / "keys" / f"{n.name}.key"),
             "--interface", n.wg_name,
             "--metrics-addr", "127.0.0.1:9473",
-            "--run-dir", str(self.workdir / "run"),
+            "--run-dir", str(self.run_dir),
             "--resync", "5",
             "--cni-conf-dir", str(self.cni_dir),
         ]  # fmt: skip
@@ -75,7 +80,7 @@ class Agent:
 
     def status(self, lab: Lab) -> dict[str, Any] | None:
         res = lab.sh(self.node.ns, sys.executable, "-m", "meshd", "status", "--json",
-                     "--metrics-addr", "127.0.0.1:9473", check=False)  # fmt: skip
+                     "--run-dir", str(self.run_dir), check=False)  # fmt: skip
         if res.returncode != 0:
             return None
         doc: dict[str, Any] = json.loads(res.stdout)

@@ -3,7 +3,8 @@ neighbour entries, and our routes. It acts like the kernel, not like a stub:
 
 - creating an existing link fails (EEXIST); anything on a missing link fails (ENODEV);
 - removing a missing route, peer, FDB entry, neighbour or address fails (ENOENT-like);
-- deleting a link takes its addresses, routes, FDB and neighbour entries with it;
+- deleting a link takes its addresses, routes, FDB and neighbour entries with it, never a guard (an
+  unreachable route has no device); adding a guard that is there fails (EEXIST), as `ip route add` does;
 - ReplaceRoute, AddNeighbor (keyed by device and address) and AddFdb (keyed by MAC: one destination
   per unicast MAC, as `bridge fdb replace` leaves it) are upserts;
 - a WireGuard allowed IP belongs to one peer: giving it to a peer takes it from any other (like the kernel);
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from keys.values import PublicKey
 from meshd.core import actions as a
+from meshd.core.guard import AddGuard, GuardAction, RemoveGuard
 from meshd.core.model import Endpoint, IPAddress, IPNetwork
 from meshd.core.state import (
     ActualState,
@@ -78,6 +80,7 @@ class FakeDataplane:
         self.fdb: dict[str, dict[str, FdbEntry]] = {}  # per VXLAN link, keyed by MAC
         self.neighbors: dict[tuple[str, IPAddress], NeighborEntry] = {}
         self.routes: dict[IPNetwork, Route] = {}
+        self.guards: set[IPNetwork] = set()  # unreachable routes: no device, so no link takes them away
         self.writes = 0
 
     # -- what the agent sees ---------------------------------------------------------------------
@@ -92,6 +95,7 @@ class FakeDataplane:
             neighbors=frozenset(n for n in self.neighbors.values() if vx and n.dev == vx.name),
             ipip=ObservedIpip(ipip.name, ipip.local, ipip.mtu, frozenset(ipip.addresses)) if ipip else None,
             routes=frozenset(self.routes.values()),
+            guards=frozenset(self.guards),
         )
 
     @staticmethod
@@ -127,6 +131,8 @@ class FakeDataplane:
             self._apply_neighbor(action)
         elif isinstance(action, a.ReplaceRoute | a.RemoveRoute):
             self._apply_route(action)
+        elif isinstance(action, AddGuard | RemoveGuard):
+            self._apply_guard(action)
         else:
             self._apply_link(action)
 
@@ -204,6 +210,16 @@ class FakeDataplane:
                     raise kernel_error(errno.ESRCH, f"route {route.dst} dev {route.dev}")
                 del self.routes[route.dst]
 
+    def _apply_guard(self, action: GuardAction) -> None:
+        if isinstance(action, AddGuard):
+            if action.dst in self.guards:
+                raise kernel_error(errno.EEXIST, f"unreachable {action.dst}")
+            self.guards.add(action.dst)
+        elif action.dst not in self.guards:
+            raise kernel_error(errno.ESRCH, f"unreachable {action.dst}")
+        else:
+            self.guards.remove(action.dst)
+
     def _create(self, link: FakeLink) -> None:
         if link.name in self.links:
             raise kernel_error(errno.EEXIST, f"link {link.name}")
@@ -273,4 +289,5 @@ def actual_of(desired: DesiredState, *, mac: str = "02:00:00:00:00:ff") -> Actua
         neighbors=desired.neighbors,
         ipip=ObservedIpip(ipip.name, ipip.local, ipip.mtu, ipip.addresses) if ipip else None,
         routes=desired.routes,
+        guards=desired.guards,
     )

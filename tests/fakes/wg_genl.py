@@ -15,12 +15,11 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from keys.values import KEY_LEN, PrivateKey, PublicKey
 from meshd.core.model import Endpoint, IPNetwork
-from meshd.core.state import ObservedPeer
+from meshd.core.state import ObservedPeer, WireGuardReading
 from overlay.kernel import (
     WGPEER_F_REMOVE_ME,
     WGPEER_F_REPLACE_ALLOWEDIPS,
     WGPEER_F_UPDATE_ONLY,
-    GenlDevice,
     GenlPeer,
 )
 
@@ -89,7 +88,7 @@ class FakeWireGuardNetlink:
             raise _err(errno.ENODEV)
         return self.devices[name]
 
-    async def get_device(self, name: str) -> GenlDevice:
+    async def get_device(self, name: str) -> WireGuardReading:
         dev = self._dev(name)
         public = PrivateKey(dev.private_key).public_key() if dev.private_key else None
         peers = tuple(
@@ -104,7 +103,7 @@ class FakeWireGuardNetlink:
             )
             for p in dev.peers.values()
         )
-        return GenlDevice(public, dev.listen_port, 0, peers)
+        return WireGuardReading(public, dev.listen_port, peers)
 
     async def set_device(self, name: str, *, private_key: bytes | None, listen_port: int | None) -> None:
         dev = self._dev(name)

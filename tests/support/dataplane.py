@@ -20,7 +20,7 @@ from pyroute2.netlink.nlsocket import NetlinkRequest
 
 from keys.values import PrivateKey, PublicKey
 from meshd.agent.dataplane import Dataplane, describe
-from meshd.core.actions import Action
+from meshd.core.actions import Action, CreateVxlanDevice
 from meshd.core.diff import diff
 from meshd.core.local import Identity, local_node, published
 from meshd.core.model import Labels, MeshConfig, Node, Snapshot
@@ -32,6 +32,7 @@ from overlay.kernel import KernelWireGuard
 from overlay.routes import NetlinkRouteTable
 from overlay.userspace import UapiClient, WireGuardGo
 from tests.support.kernel import slow
+from tests.support.wg import peers_of
 from vxlan.links import NetlinkLinks
 
 VX = "meshd-vxlan"
@@ -141,13 +142,18 @@ class Cluster:
         assert local is not None
         desired = plan(snapshot, local, names=m.dataplane.names)
         self.records[m.name] = published(local, None)
-        return Step(desired, actual, diff(desired, actual, prune=snapshot.synced))
+        return Step(desired, actual, diff(desired, actual))
 
     async def run_pass(self, m: Member) -> tuple[Action, ...]:
         """One full pass for `m`: the actions it applied."""
         step = await self.step(m)
         if step.actions:
-            await m.dataplane.apply(step.actions)
+            applied = await m.dataplane.apply(step.actions)
+            if any(isinstance(x, CreateVxlanDevice) for x in step.actions):  # it reports the MAC it made
+                vxlan = (await m.dataplane.observe()).vxlan
+                assert vxlan is not None and applied.vxlan_mac == vxlan.mac
+            else:
+                assert applied.vxlan_mac is None
         return step.actions
 
     async def converge(
@@ -170,7 +176,7 @@ class Cluster:
 
 
 async def peers_by_key(m: Member) -> dict[PublicKey, ObservedPeer]:
-    return {p.public_key: p for p in await m.wg.observe_peers()}
+    return {p.public_key: p for p in await peers_of(m.wg)}
 
 
 def pod_pairs(nodes: Sequence[LabNode]) -> list[tuple[LabNode, LabNode]]:

@@ -1,0 +1,138 @@
+"""One reconcile pass: snapshot -> local node -> observe -> plan -> diff -> apply -> publish.
+Level-triggered: everything is recomputed from the whole snapshot each time. It wires; the planner and
+diff decide, the dataplane acts, the report says how it went."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
+
+from meshd.agent.kernel_view import KernelView
+from meshd.agent.report import Report
+from meshd.agent.view import MeshView
+from meshd.core.diff import diff
+from meshd.core.local import Identity, annotations_to_publish, local_node
+from meshd.core.model import EncryptionMode, IPNetwork, LocalNode, Node, Snapshot
+from meshd.core.planner import plan
+from meshd.core.ports import Applied, Dataplane, Datastore
+from meshd.core.state import ActualState, DesiredState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+AfterPass = Callable[[LocalNode, DesiredState], Awaitable[None]]
+"""Runs after a pass applied its changes, e.g. writes the CNI config."""
+
+
+class PassError(Exception):
+    """A pass failed; `phase` says where, `__cause__` is what failed."""
+
+    def __init__(self, phase: str, cause: BaseException) -> None:
+        super().__init__(f"{phase}: {cause}")
+        self.phase = phase
+        self.cause = cause
+
+
+class PassDatastore(Datastore, Protocol):
+    @property
+    def config_error(self) -> str | None:
+        """Why the latest MeshConfig was rejected (the previous one stays in force), or None."""
+
+
+@dataclass
+class ReconcilePass:
+    datastore: PassDatastore
+    dataplane: Dataplane
+    identity: Identity
+    kernel: KernelView
+    report: Report
+    view: MeshView
+    after_pass: AfterPass | None = None
+    applied_generation: int | None = None
+    """The MeshConfig generation the last complete pass applied (published as observedGeneration)."""
+
+    async def __call__(self, *, full: bool = True) -> bool:
+        """One pass. Returns True when it changed the kernel. Raises PassError naming the failed phase.
+        `full=False` may reuse the kernel view of the previous pass (KernelView)."""
+        try:
+            return await self._run(full=full)
+        except PassError:
+            raise
+        except Exception as exc:  # a bug must not end the loop: count it, back off, try again
+            log.exception("reconcile pass failed unexpectedly")
+            raise PassError("internal", exc) from exc
+
+    async def _run(self, *, full: bool) -> bool:
+        started = time.perf_counter()
+        self.report.started()
+        snapshot, store = self.datastore.snapshot(), self.datastore
+        self.view.config = snapshot.config
+        if not self.report.datastore(
+            synced=snapshot.synced, failure=store.failure, config_error=store.config_error
+        ):
+            return False
+        self.dataplane.watch_networks(_peer_networks(snapshot, self.identity.name))
+        actual = await _phase("observe", self.kernel.actual(full=full))
+        local = await self._local(snapshot, actual)
+        if local is None:
+            self.report.waiting_for_own_record()
+            return False
+        try:
+            desired = plan(snapshot, local, names=self.dataplane.names)
+            actions = diff(desired, actual)
+        except Exception as exc:
+            raise PassError("plan", exc) from exc
+        encryption = snapshot.config.mode != EncryptionMode.DISABLED
+        self.report.planned(snapshot.nodes, desired, actual, encryption=encryption)
+        applied = await _phase("apply", self.dataplane.apply(actions)) if actions else Applied()
+        self.report.applied(actions)
+        await self._finish(snapshot, local, desired, _record_is_current(local, applied))
+        self.view.last = (desired, actual)
+        self.kernel.settle(actual, local.underlay_mtu, quiet=not actions)
+        self.report.passed(failure=store.failure, seconds=time.perf_counter() - started)
+        return bool(actions)
+
+    async def _local(self, snapshot: Snapshot, actual: ActualState) -> LocalNode | None:
+        vxlan_mac = actual.vxlan.mac if actual.vxlan else None
+        local = local_node(
+            self.identity,
+            snapshot,
+            vxlan_mac=vxlan_mac,
+            underlay_mtu=0,  # measured next, once we know our underlay address
+            observed_generation=self.applied_generation,
+        )
+        if local is None:
+            return None
+        return replace(local, underlay_mtu=await _phase("observe", self.kernel.mtu(local.node.underlay_ip)))
+
+    async def _finish(
+        self, snapshot: Snapshot, local: LocalNode, desired: DesiredState, publish: bool
+    ) -> None:
+        if self.after_pass is not None:
+            await _phase("after-pass", self.after_pass(local, desired))
+        self.applied_generation = snapshot.config.generation
+        if publish:
+            annotations = annotations_to_publish(self.identity, local, self.applied_generation)
+            await _phase("publish", self.datastore.publish(self.identity.name, annotations))
+
+
+def _record_is_current(local: LocalNode, applied: Applied) -> bool:
+    """False when the apply learned a VXLAN MAC our record does not carry yet: the next (verifying) pass
+    publishes it with everything else in one write."""
+    return applied.vxlan_mac in (None, local.node.vxlan_mac)
+
+
+def _peer_networks(snapshot: Snapshot, me: str) -> Iterator[IPNetwork]:
+    """Peers' pod CIDRs: foreign routes inside them are reported."""
+    for r in snapshot.nodes:
+        if isinstance(r, Node) and r.name != me:
+            yield from r.pod_cidrs
+
+
+async def _phase(phase: str, aw: Awaitable[T]) -> T:
+    try:
+        return await aw
+    except Exception as exc:  # the loop must survive any one failure; the phase says where it happened
+        raise PassError(phase, exc) from exc

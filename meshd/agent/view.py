@@ -1,0 +1,52 @@
+"""What the last pass saw and planned, kept for readers on the agent's loop: `/status` and the per-peer
+metrics. Their peer figures are read from the WireGuard device when asked, on the loop."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from meshd.core.local import Identity
+from meshd.core.model import MeshConfig
+from meshd.core.state import ActualState, DesiredState, ObservedPeer, WireGuardReading
+from meshd.core.status import status_document
+
+log = logging.getLogger(__name__)
+
+
+class DeviceReader(Protocol):
+    async def observe_device(self) -> WireGuardReading | None: ...
+
+
+@dataclass
+class MeshView:
+    identity: Identity
+    wireguard: DeviceReader | None = None
+    config: MeshConfig = field(default_factory=MeshConfig)
+    last: tuple[DesiredState, ActualState] | None = None
+    """The last complete pass: what it planned and the kernel it observed."""
+
+    def peer_names(self) -> dict[str, str]:
+        """Public key (base64) to node name, from the last plan."""
+        return {p.public_key.base64: p.node for p in self.last[0].peers} if self.last else {}
+
+    def observed_peers(self) -> tuple[ObservedPeer, ...]:
+        """The peers as the last pass observed them."""
+        wg = self.last[1].wireguard if self.last else None
+        return wg.peers if wg else ()
+
+    async def live_peers(self) -> tuple[ObservedPeer, ...] | None:
+        """The peers read from the device now; None without a device or when the read fails."""
+        if self.wireguard is None:
+            return None
+        try:
+            reading = await self.wireguard.observe_device()
+        except Exception as exc:  # a scrape or a status request must not fail on a busy device
+            log.debug("live peer read failed: %s", exc)
+            return None
+        return reading.peers if reading is not None else ()
+
+    async def status(self) -> dict[str, Any]:
+        """The /status document, with peer counters read from the device now."""
+        return status_document(self.identity, self.last, self.config, live=await self.live_peers())

@@ -1,0 +1,136 @@
+"""The transport seam, after Kilo's `encapsulation.Encapsulator`: each transport (WireGuard, VXLAN, IPIP) is
+one module implementing `Encapsulation`, and the planner, the diff and the dataplane ask it instead of
+branching on the transport. Pure: no I/O, and no module behind this protocol imports pyroute2 at import.
+
+What stays generic (never a transport's business): route ownership by protocol number, the route diff, the
+make-before-break order of the diff's groups, and the symmetric cluster-wide conflict decisions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from meshd.core.conflicts import ClusterView
+from meshd.core.devices import DeviceChanges
+from meshd.core.model import IPAddress, IPNetwork, LocalNode, MeshConfig, Node, Transport
+from meshd.core.state import ActualState, DesiredState, DeviceNames, IPInterface, PairDecision, Problem, Route
+
+SpecT_contra = TypeVar("SpecT_contra", contravariant=True)
+ObservedT = TypeVar("ObservedT")
+
+
+@dataclass(frozen=True, slots=True)
+class PairPlan:
+    """The decision for one remote node, plus every transport the pair could use (standby paths)."""
+
+    peer: Node
+    transport: Transport
+    reason: str
+    usable: frozenset[Transport] = (
+        frozenset()
+    )  # transports with no blocker: their per-peer entries stay ready
+    excluded: bool = False  # left out of the mesh by a conflict: nothing at all for this pair
+    problem: str | None = None  # Problem kind when the pair gets no pod route for a non-conflict reason
+
+    @property
+    def decision(self) -> PairDecision:
+        return PairDecision(self.peer.name, self.transport, self.reason, self.peer.pod_cidrs)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """What every transport's plan reads besides the pairs."""
+
+    local: LocalNode
+    config: MeshConfig
+    names: DeviceNames
+    addresses: frozenset[IPInterface]  # every overlay device's addresses: our pod CIDRs' gateways
+
+    def is_fallback(self, transport: Transport) -> bool:
+        """`transport` is the configured fallback (its device exists whatever the pairs decide)."""
+        return self.config.fallback.transport is transport
+
+
+@dataclass(frozen=True)
+class Named:
+    """A transport's names: its value, its netlink link kind, and how messages call it."""
+
+    transport: Transport
+    kind: str
+    label: str
+
+
+class Encapsulation(Protocol):
+    """One transport: what it needs of a pair, its device, its per-peer entries and routes, its diff."""
+
+    @property
+    def transport(self) -> Transport: ...
+
+    def blocker(self, local: LocalNode, peer: Node, view: ClusterView) -> str | None:
+        """Why the pair cannot use this transport (capabilities, published values, conflicts), or None.
+        Only symmetric facts may decide, so that both ends of a pair agree."""
+
+    def plan(self, state: DesiredState, pairs: Sequence[PairPlan], ctx: PlanContext) -> DesiredState:
+        """`state` with this transport's device and per-peer entries (standby ones included) filled in."""
+
+    def route(self, peer: Node, cidr: IPNetwork, names: DeviceNames) -> Route | Problem:
+        """The route to one pod CIDR of a pair that uses this transport, or why there is none."""
+
+    def diff(self, desired: DesiredState, actual: ActualState) -> DeviceChanges:
+        """This transport's device and per-peer entry changes (the route diff is generic)."""
+
+
+class LinkSpec(Protocol):
+    """What every link a fallback transport creates has."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def local(self) -> IPAddress: ...
+
+    @property
+    def mtu(self) -> int: ...
+
+    @property
+    def addresses(self) -> frozenset[IPInterface]: ...
+
+
+class LinkAdapter(Protocol[SpecT_contra, ObservedT]):
+    """The netlink half of a transport with its own link: reads and builds messages, sends none (the
+    `Links` adapter owns the socket), so the transport module stays importable without pyroute2."""
+
+    @property
+    def kind(self) -> str:
+        """The netlink link kind (IFLA_INFO_KIND)."""
+
+    @property
+    def label(self) -> str:
+        """The transport's name in messages, e.g. "VXLAN"."""
+
+    def observed(self, name: str, msg: Any, addresses: frozenset[IPInterface]) -> ObservedT:
+        """Our observed value from the link's RTM_NEWLINK message (its kind already checked)."""
+
+    def add_attributes(self, spec: SpecT_contra, lower: int) -> dict[str, object]:
+        """The `link add` attributes besides name, kind and MTU; `lower` is the underlay link's index."""
+
+    def mismatch(self, existing: ObservedT, spec: SpecT_contra) -> str | None:
+        """Why an existing link of ours cannot be adopted for `spec`, or None."""
+
+
+def gateway(cidr: IPNetwork) -> IPAddress:
+    """A node's overlay gateway for one pod CIDR: the CIDR's network address, held by its overlay devices."""
+    return cidr.network_address
+
+
+def device_addresses(cidrs: Iterable[IPNetwork]) -> frozenset[IPInterface]:
+    """Our overlay devices' addresses: each pod CIDR's network address as a host address."""
+    return frozenset(ipaddress.ip_interface(f"{gateway(c)}/{c.max_prefixlen}") for c in cidrs)
+
+
+def first_blocker(checks: Iterable[tuple[bool, str]]) -> str | None:
+    """The reason of the first check that blocks, or None."""
+    return next((why for blocked, why in checks if blocked), None)

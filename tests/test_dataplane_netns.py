@@ -1,5 +1,6 @@
 """The real product path, node by node, with no datastore: plan → observe → diff → Dataplane.apply over
-wireguard-go, NetlinkLinks and NetlinkRouteTable in three lab nodes (see tests/support/dataplane.py).
+wireguard-go or kernel WireGuard, NetlinkLinks and NetlinkRouteTable in three lab nodes (see
+tests/support/dataplane.py). The kernel WireGuard variants are marked `kernel` (scripts/vm).
 
 Covers: pod-to-pod traffic over WireGuard then VXLAN in three address layouts; moving one pair between
 transports without disturbing the others' sessions; a converged second pass issuing no kernel write.
@@ -20,6 +21,7 @@ from meshd.demo.netlab import Lab
 from meshd.demo.traffic import iperf3
 from tests.support.dataplane import (
     VX,
+    WG_CMD_GET_DEVICE,
     Cluster,
     Member,
     counting_writes,
@@ -28,6 +30,7 @@ from tests.support.dataplane import (
     pod_pairs,
     unreachable,
 )
+from tests.support.kernel import BACKEND
 
 pytestmark = pytest.mark.netns
 
@@ -91,14 +94,22 @@ async def assert_mesh_over(lab: Lab, cluster: Cluster, transport: str, *, iperf:
                 assert peer.last_handshake and peer.rx_bytes and sent > 0, (m.name, peer)
             else:  # none of it went through WireGuard (at most a 32-byte keepalive, never a ping)
                 assert sent < 100, (m.name, peer)
-    if iperf:
+    if iperf and not any(m.node.wg_name in kernel_links(lab, m) for m in members):
         bps = iperf3(lab, nodes[0], nodes[1], seconds=3)
         print(f"\niperf3 pod0→pod1 over {transport}: {bps / 1e9:.2f} Gbit/s")
         assert bps > 0
 
 
+def kernel_links(lab: Lab, m: Member) -> str:
+    """The names of the kernel WireGuard links on `m`'s node (wireguard-go's show as kind tun)."""
+    return lab.ip(m.node.ns, "-o", "link", "show", "type", "wireguard").stdout
+
+
+@pytest.mark.parametrize("backend", BACKEND)
 @pytest.mark.parametrize("layout", LAYOUTS)
-async def test_three_nodes_over_vxlan_then_over_wireguard(tmp_path: Path, layout: Layout) -> None:
+async def test_three_nodes_over_vxlan_then_over_wireguard(
+    tmp_path: Path, layout: Layout, backend: str
+) -> None:
     """Start with encryption Disabled (every pair on VXLAN), then enable it (every pair on WireGuard)."""
     async with lab_mesh(
         tmp_path,
@@ -106,6 +117,7 @@ async def test_three_nodes_over_vxlan_then_over_wireguard(tmp_path: Path, layout
         pod_v4=layout.pod_v4,
         pod_v6=layout.pod_v6,
         config=MeshConfig(mode=EncryptionMode.DISABLED),
+        backends=(backend,) * 3,
     ) as (lab, cluster):
         await cluster.converge()
         await assert_mesh_over(lab, cluster, "vx", iperf=layout.iperf)
@@ -114,6 +126,8 @@ async def test_three_nodes_over_vxlan_then_over_wireguard(tmp_path: Path, layout
         applied = await cluster.converge()
         assert all(isinstance(x, ReplaceRoute) for acts in applied.values() for x in acts), applied
         await assert_mesh_over(lab, cluster, "wg", iperf=layout.iperf)
+        kinds = {m.name: m.node.wg_name in kernel_links(lab, m) for m in cluster.members}
+        assert kinds == dict.fromkeys(kinds, backend == "kernel")
 
 
 @pytest.mark.parametrize(
@@ -176,11 +190,12 @@ async def test_moving_one_node_between_transports_leaves_the_other_pairs_alone(t
         assert unreachable(lab, pod_pairs([m.node for m in cluster.members])) == []
 
 
-async def test_a_converged_pass_writes_nothing_to_the_kernel(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKEND)
+async def test_a_converged_pass_writes_nothing_to_the_kernel(tmp_path: Path, backend: str) -> None:
     """Hybrid mesh (node1 outside the selector): WireGuard peers and routes, VXLAN routes, FDB and
-    neighbour entries, both pod families. A second pass must diff to () and issue no netlink write and
-    no UAPI set; the seam is shown to see writes by a hand-deleted route afterwards."""
-    async with lab_mesh(tmp_path, pod_v6=True, config=SELECTIVE) as (lab, cluster):
+    neighbour entries, both pod families. A second pass must diff to () and issue no netlink write, no
+    UAPI set and no genl SET_DEVICE; the seam is shown to see writes by a hand-deleted route afterwards."""
+    async with lab_mesh(tmp_path, pod_v6=True, config=SELECTIVE, backends=(backend,) * 3) as (lab, cluster):
         cluster.label("node0", ENCRYPT)
         cluster.label("node2", ENCRYPT)
         await cluster.converge()
@@ -192,8 +207,10 @@ async def test_a_converged_pass_writes_nothing_to_the_kernel(tmp_path: Path) -> 
         with counting_writes() as writes:
             for m in cluster.members:
                 assert await cluster.run_pass(m) == (), m.name
-        assert writes.netlink_writes == [] and writes.uapi == []
+        assert writes.netlink_writes == [] and writes.wireguard_writes == []
         assert writes.netlink_reads > 0  # the seam does see this process's netlink traffic
+        if backend == "kernel":  # and kernel WireGuard is read through generic netlink
+            assert WG_CMD_GET_DEVICE in writes.genl
         assert {m.name: await peers_by_key(m) for m in cluster.members} == before
 
         n0, n1 = cluster.members[0], cluster.members[1]
@@ -202,4 +219,4 @@ async def test_a_converged_pass_writes_nothing_to_the_kernel(tmp_path: Path) -> 
         with counting_writes() as writes:
             assert await cluster.run_pass(n0) == (ReplaceRoute(gone),)
         assert writes.netlink_writes and {t for t, _ in writes.netlink_writes} == {RTM_NEWROUTE}
-        assert writes.uapi == []
+        assert writes.wireguard_writes == []

@@ -23,6 +23,7 @@ from meshd.core.model import Endpoint, LabelSelector, MeshConfig, Node
 from meshd.core.state import FdbEntry, NeighborEntry, PeerSpec, Route
 from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from meshd.demo.traffic import PingRun
+from overlay.userspace import WireGuardGo
 from tests.support.dataplane import (
     VX,
     Cluster,
@@ -192,6 +193,7 @@ async def test_a_new_agent_adopts_wireguard_go_after_the_old_one_is_killed_mid_t
             assert unreachable(lab, pod_pairs(nodes), attempts=30) == []
 
             async with member(nodes[0], tmp_path, key0) as n0:
+                assert isinstance(n0.wg, WireGuardGo)
                 pid, before = n0.wg.pid(), await peers_by_key(n0)
                 assert pid is not None and running(pid)
                 ping = PingRun.start(lab, nodes[0], nodes[1], seconds=4)

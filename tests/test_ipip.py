@@ -1,4 +1,5 @@
-"""IPIP links: real where the kernel has ipip, a clear UnsupportedError where it does not (like here)."""
+"""IPIP links: real where the kernel has ipip (`-m kernel`: scripts/vm runs it in a VM with Debian's
+kernel), a clear UnsupportedError where it does not (like this host)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from meshd.core.state import IpipDeviceSpec
 from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from meshd.errors import PermanentError, UnsupportedError
+from tests.support.kernel import kernel, require_kernel
 from vxlan.ipip import IPIP
 from vxlan.links import PROBE_NAME, NetlinkLinks, ipip_supported
 
@@ -41,10 +43,10 @@ async def test_probe_leaves_nothing_behind(node: tuple[Lab, LabNode]) -> None:
     assert _links(lab, n.ns) == before
 
 
+@kernel
 async def test_ipip_link_on_a_kernel_with_ipip(node: tuple[Lab, LabNode]) -> None:
     lab, n = node
-    if not await ipip_supported(netns=n.ns):
-        pytest.skip("kernel lacks ipip")
+    await require_kernel(n.ns)
     async with NetlinkLinks(netns=n.ns) as links:
         await links.create_link(_spec(n), IPIP)
         await links.create_link(_spec(n), IPIP)  # idempotent

@@ -1,5 +1,5 @@
 """KernelWireGuard: the contract against a behavioural fake of the kernel family, and the real kernel
-when it has WireGuard (skipped here: this kernel has no module)."""
+(`-m kernel`: scripts/vm runs it in a VM with Debian's kernel)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from meshd.core.actions import UpdatePeer
 from meshd.core.model import Endpoint
 from meshd.core.state import PeerSpec, WireGuardDeviceSpec
 from meshd.errors import UnsupportedError
-from overlay.detect import probe_kernel_wireguard
 from overlay.kernel import KernelWireGuard, PyrouteWireGuardNetlink, decode_device
 from tests.fakes.wg_genl import FakeWireGuardNetlink
+from tests.support.kernel import kernel, require_kernel_sync
 from tests.support.netns import Lab
 from tests.support.wg import add_peer, exists, peers_of, remove_peer, update_peer
 
@@ -267,12 +267,12 @@ def test_decode_device_without_a_private_key() -> None:
 def kernel_ns() -> Iterator[str]:
     with Lab() as lab:
         ns = lab.ns("k")
-        if not asyncio.run(probe_kernel_wireguard(ns)).available:
-            pytest.skip("kernel lacks wireguard")
+        require_kernel_sync(ns)
         yield ns
 
 
 @pytest.mark.netns
+@kernel
 def test_real_kernel_device_round_trip(kernel_ns: str) -> None:
     async def scenario() -> None:
         key = PrivateKey.generate()

@@ -18,9 +18,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+SLOW = float(os.environ.get("MESHD_LAB_SLOW", "1"))
+"""Scales every command timeout: a slow machine (the test VM, emulated) starts processes far slower."""
+
 
 def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
+    res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout * SLOW, check=False)
     if check and res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
     return res

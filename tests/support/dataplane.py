@@ -1,7 +1,7 @@
 """The real per-node product path with no datastore, for netns tests.
 
-Each lab node gets a `meshd.agent.dataplane.Dataplane` over the real adapters (wireguard-go, NetlinkLinks,
-NetlinkRouteTable) acting in its namespace. The test owns the cluster's records (what each node has
+Each lab node gets a `meshd.agent.dataplane.Dataplane` over the real adapters (wireguard-go or kernel
+WireGuard, NetlinkLinks, NetlinkRouteTable) acting in its namespace. The test owns the cluster's records (what each node has
 published) and the MeshConfig, and runs for one node what one reconciler pass does: snapshot →
 observe → `local_node` → `plan` → `diff` → `Dataplane.apply`, then records what the node publishes.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyroute2.netlink import genlmsg
 from pyroute2.netlink.nlsocket import NetlinkRequest
 
 from keys.values import PrivateKey, PublicKey
@@ -24,15 +25,20 @@ from meshd.core.diff import diff
 from meshd.core.local import Identity, local_node, published
 from meshd.core.model import Labels, MeshConfig, Node, Snapshot
 from meshd.core.planner import plan
+from meshd.core.ports import WireGuardDevice
 from meshd.core.state import ActualState, DesiredState, DeviceNames, ObservedPeer
 from meshd.demo.netlab import Lab, LabNode, lab_cluster
+from overlay.kernel import KernelWireGuard
 from overlay.routes import NetlinkRouteTable
 from overlay.userspace import UapiClient, WireGuardGo
+from tests.support.kernel import slow
 from tests.support.wg import peers_of
 from vxlan.links import NetlinkLinks
 
 VX = "meshd-vxlan"
 UNDERLAY_MTU = 1500
+BACKENDS = ("userspace", "kernel")  # wireguard-go, kernel WireGuard
+WG_CMD_GET_DEVICE = 0  # the wireguard genl family's only read
 
 
 @dataclass
@@ -42,7 +48,7 @@ class Member:
     node: LabNode
     key: PrivateKey
     dataplane: Dataplane
-    wg: WireGuardGo
+    wg: WireGuardDevice
 
     @property
     def name(self) -> str:
@@ -60,17 +66,30 @@ class Member:
 
 @contextlib.asynccontextmanager
 async def member(
-    node: LabNode, run_dir: Path, key: PrivateKey | None = None, *, from_root: bool = True
+    node: LabNode,
+    run_dir: Path,
+    key: PrivateKey | None = None,
+    *,
+    from_root: bool = True,
+    backend: str = "userspace",
 ) -> AsyncIterator[Member]:
     """A Member acting in `node`'s namespace from outside it, or (`from_root=False`) from a process
-    already running inside it, like a real agent. Closes its netlink sockets on exit; the lab ends
-    wireguard-go with the namespace."""
+    already running inside it, like a real agent; its WireGuard is wireguard-go or (`backend="kernel"`)
+    kernel WireGuard. Closes its sockets on exit; the lab ends wireguard-go with the namespace."""
     ns = node.ns if from_root else None
     key = key or PrivateKey.generate()
-    wg = WireGuardGo(node.wg_name, key, ns, run_dir=run_dir)
-    async with NetlinkLinks(netns=ns) as links, NetlinkRouteTable(netns=ns) as routes:
-        names = DeviceNames(wireguard=node.wg_name, vxlan=VX)
-        yield Member(node, key, Dataplane(names, links, routes, wg), wg)
+    wg: WireGuardDevice
+    if backend == "kernel":
+        wg = KernelWireGuard(node.wg_name, key, ns)
+    else:
+        wg = WireGuardGo(node.wg_name, key, ns, run_dir=run_dir, timeout=slow(5))
+    try:
+        async with NetlinkLinks(netns=ns) as links, NetlinkRouteTable(netns=ns) as routes:
+            names = DeviceNames(wireguard=node.wg_name, vxlan=VX)
+            yield Member(node, key, Dataplane(names, links, routes, wg), wg)
+    finally:
+        if isinstance(wg, KernelWireGuard):
+            await wg.close()
 
 
 def registered(node: LabNode, labels: Labels = ()) -> Node:
@@ -181,9 +200,11 @@ RTM_BASE = 16  # rtnetlink message types come in fours from here: NEW, DEL, GET,
 
 @dataclass
 class Writes:
-    """Every netlink request and UAPI `set` issued by any adapter in this process while active."""
+    """Every netlink request (rtnetlink, and generic netlink to kernel WireGuard) and UAPI `set`
+    issued by any adapter in this process while active."""
 
-    netlink: list[tuple[int, int]] = field(default_factory=list)  # (message type, flags)
+    netlink: list[tuple[int, int]] = field(default_factory=list)  # rtnetlink (message type, flags)
+    genl: list[int] = field(default_factory=list)  # the command of each WireGuard genl request
     uapi: list[str] = field(default_factory=list)  # the operation of each set
 
     @property
@@ -191,11 +212,21 @@ class Writes:
         return [(t, f) for t, f in self.netlink if is_write(t)]
 
     @property
+    def genl_writes(self) -> list[int]:
+        return [c for c in self.genl if c != WG_CMD_GET_DEVICE]
+
+    @property
     def netlink_reads(self) -> int:
-        return len(self.netlink) - len(self.netlink_writes)
+        return len(self.netlink) - len(self.netlink_writes) + len(self.genl) - len(self.genl_writes)
+
+    @property
+    def wireguard_writes(self) -> list[str]:
+        """UAPI sets and genl SET_DEVICE requests: every write to either WireGuard backend."""
+        return self.uapi + [f"genl cmd {c}" for c in self.genl_writes]
 
     def clear(self) -> None:
         self.netlink.clear()
+        self.genl.clear()
         self.uapi.clear()
 
 
@@ -207,13 +238,17 @@ def is_write(msg_type: int) -> bool:
 @contextlib.contextmanager
 def counting_writes() -> Iterator[Writes]:
     """Wrap the two write seams every adapter goes through: pyroute2's `NetlinkRequest.send` (all
-    rtnetlink requests, whatever socket or namespace) and `UapiClient.set` (all wireguard-go sets)."""
+    rtnetlink and genl requests, whatever socket or namespace) and `UapiClient.set` (all wireguard-go
+    sets)."""
     writes = Writes()
     send, uapi_set = NetlinkRequest.send, UapiClient.set
 
     async def counted_send(self: Any) -> Any:
-        header = self.msg["header"]
-        writes.netlink.append((int(header["type"]), int(header["flags"])))
+        if isinstance(self.msg, genlmsg):
+            writes.genl.append(int(self.msg["cmd"]))
+        else:
+            header = self.msg["header"]
+            writes.netlink.append((int(header["type"]), int(header["flags"])))
         return await send(self)
 
     async def counted_set(self: UapiClient, request: str, operation: str) -> None:
@@ -237,9 +272,14 @@ async def lab_mesh(
     pod_v4: bool = True,
     pod_v6: bool = False,
     config: MeshConfig | None = None,
+    backends: Sequence[str] = ("userspace",) * 3,
 ) -> AsyncIterator[tuple[Lab, Cluster]]:
-    """Three lab nodes, each with a Member acting in its namespace; nothing configured yet."""
+    """Three lab nodes, each with a Member acting in its namespace over `backends[i]`'s WireGuard;
+    nothing configured yet."""
     with lab_cluster(3, underlay_v6=underlay_v6, pod_v4=pod_v4, pod_v6=pod_v6) as (lab, nodes):
         async with contextlib.AsyncExitStack() as stack:
-            members = [await stack.enter_async_context(member(n, run_dir)) for n in nodes]
+            members = [
+                await stack.enter_async_context(member(n, run_dir, backend=b))
+                for n, b in zip(nodes, backends, strict=True)
+            ]
             yield lab, Cluster(members, config or MeshConfig())

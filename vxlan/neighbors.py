@@ -93,6 +93,19 @@ async def observe_fdb(sock: NetlinkSocket, dev: str) -> frozenset[FdbEntry]:
     return frozenset(found)
 
 
+async def _fdb(sock: NetlinkSocket, command: str, index: int, entry: FdbEntry) -> None:
+    """One `bridge fdb` request for `entry` (a permanent, self entry) on the link `index`."""
+    await sock.ipr().neigh(
+        command,
+        family=socket.AF_BRIDGE,
+        ifindex=index,
+        lladdr=entry.mac.lower(),
+        dst=str(entry.dst),
+        state=NUD_PERMANENT | NUD_NOARP,
+        flags=NTF_SELF,
+    )
+
+
 async def add_fdb(sock: NetlinkSocket, dev: str, entry: FdbEntry) -> None:
     """`bridge fdb replace MAC dev DEV dst DST self permanent`.
 
@@ -101,15 +114,7 @@ async def add_fdb(sock: NetlinkSocket, dev: str, entry: FdbEntry) -> None:
     """
     index = await sock.require_index(dev)
     with netlink_errors(f"adding FDB entry {entry.mac} → {entry.dst} on {dev}{sock.where}"):
-        await sock.ipr().neigh(
-            "replace",
-            family=socket.AF_BRIDGE,
-            ifindex=index,
-            lladdr=entry.mac.lower(),
-            dst=str(entry.dst),
-            state=NUD_PERMANENT | NUD_NOARP,
-            flags=NTF_SELF,
-        )
+        await _fdb(sock, "replace", index, entry)
     log.debug("FDB entry %s → %s on %s", entry.mac, entry.dst, dev)
 
 
@@ -120,15 +125,7 @@ async def remove_fdb(sock: NetlinkSocket, dev: str, entry: FdbEntry) -> None:
         return
     index = await sock.require_index(dev)
     try:
-        await sock.ipr().neigh(
-            "del",
-            family=socket.AF_BRIDGE,
-            ifindex=index,
-            lladdr=entry.mac.lower(),
-            dst=str(entry.dst),
-            state=NUD_PERMANENT | NUD_NOARP,
-            flags=NTF_SELF,
-        )
+        await _fdb(sock, "del", index, entry)
     except NetlinkError as exc:
         if exc.code in _GONE:
             log.debug("FDB entry %s → %s on %s already absent", entry.mac, entry.dst, dev)

@@ -169,11 +169,7 @@ class KernelWireGuard(KeyedDevice):
         await self.client.link_up(self.name)
         await self.configure(spec)
 
-    async def configure(self, spec: WireGuardDeviceSpec) -> None:
-        changes = await self._changes(spec)
-        if changes is None:
-            return
-        key, port = changes
+    async def _set_device(self, key: PrivateKey | None, port: int | None) -> None:
         log.info("configuring WireGuard device %s (key %s..., port %s)", self.name, self._public.short, port)
         raw = bytes.fromhex(key.hex) if key is not None else None
         call = self.client.set_device(self.name, private_key=raw, listen_port=port)

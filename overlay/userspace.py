@@ -131,11 +131,7 @@ class WireGuardGo(KeyedDevice):
             await sock.set_up(self.name)
         await self.configure(spec)
 
-    async def configure(self, spec: WireGuardDeviceSpec) -> None:
-        changes = await self._changes(spec)
-        if changes is None:
-            return
-        key, port = changes
+    async def _set_device(self, key: PrivateKey | None, port: int | None) -> None:
         what = " and ".join(s for s in ("private key" if key else "", f"port {port}" if port else "") if s)
         log.info("setting %s on WireGuard device %s (key %s...)", what, self.name, self._public.short)
         request = uapi.encode_device(private_key=key, listen_port=port)

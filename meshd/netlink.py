@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
 from pyroute2 import AsyncIPRoute, AsyncWireGuard
 from pyroute2.netlink.exceptions import NetlinkError
@@ -179,3 +179,18 @@ class NetlinkSocket:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+class OnSocket:
+    """For an adapter over one `NetlinkSocket` in `self.sock`: `close()` closes it, `async with` too."""
+
+    sock: NetlinkSocket
+
+    async def close(self) -> None:
+        self.sock.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

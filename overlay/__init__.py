@@ -1,2 +1,2 @@
 """WireGuard: the transport (wireguard.py), its kernel (generic netlink) and userspace (wireguard-go over
-UAPI) backends, and the owned route table."""
+UAPI) backends with what they share (device.py), and the owned route table."""

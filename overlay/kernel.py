@@ -28,6 +28,7 @@ from meshd.core.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec, WireGu
 from meshd.errors import MeshdError, PermanentError
 from meshd.netlink import NetlinkSocket, translate, wireguard_socket
 from overlay import wireguard
+from overlay.device import KeyedDevice
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def _error(exc: NetlinkError, operation: str) -> MeshdError:
     return translate(exc, operation, lacking="WireGuard", absent=ABSENT)
 
 
-class KernelWireGuard:
+class KernelWireGuard(KeyedDevice):
     """The `WireGuardDevice` port over kernel WireGuard. `client` defaults to the pyroute2 seam."""
 
     def __init__(
@@ -136,10 +137,7 @@ class KernelWireGuard:
         *,
         client: WireGuardNetlink | None = None,
     ) -> None:
-        self.name = name
-        self.netns = netns
-        self._key = private_key
-        self._public = private_key.public_key()
+        super().__init__(name, private_key, netns)
         self.client: WireGuardNetlink = client if client is not None else PyrouteWireGuardNetlink(netns)
 
     async def _get(self) -> WireGuardReading:
@@ -171,14 +169,7 @@ class KernelWireGuard:
         await self.client.link_up(self.name)
         await self.configure(spec)
 
-    async def configure(self, spec: WireGuardDeviceSpec) -> None:
-        wireguard.check_spec(spec, name=self.name, public_key=self._public)
-        dev = await self._get()
-        set_key, port = wireguard.device_changes(spec, key=dev.public_key, port=dev.listen_port)
-        key = self._key if set_key else None
-        if key is None and port is None:
-            log.debug("WireGuard device %s already has our key and port %s", self.name, dev.listen_port)
-            return
+    async def _set_device(self, key: PrivateKey | None, port: int | None) -> None:
         log.info("configuring WireGuard device %s (key %s..., port %s)", self.name, self._public.short, port)
         raw = bytes.fromhex(key.hex) if key is not None else None
         call = self.client.set_device(self.name, private_key=raw, listen_port=port)

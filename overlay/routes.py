@@ -22,7 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from meshd.core.model import IPNetwork
 from meshd.core.state import RTPROT_MESHD, Route
 from meshd.errors import PermanentError
-from meshd.netlink import RTNH_F_ONLINK, NetlinkSocket, family_of, translate
+from meshd.netlink import RTNH_F_ONLINK, NetlinkSocket, OnSocket, family_of, translate
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _inside(dst: IPNetwork, nets: Iterable[IPNetwork]) -> bool:
     return any(dst.version == net.version and dst.subnet_of(net) for net in nets)  # type: ignore[arg-type]
 
 
-class NetlinkRouteTable:
+class NetlinkRouteTable(OnSocket):
     """Our routes in one table of one network namespace (None: the namespace of this process)."""
 
     def __init__(
@@ -55,15 +55,6 @@ class NetlinkRouteTable:
     def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
         """Networks (peers' pod CIDRs) for which foreign routes are reported, besides ours."""
         self._watch = frozenset(nets)
-
-    async def close(self) -> None:
-        self.sock.close()
-
-    async def __aenter__(self) -> NetlinkRouteTable:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def _routes(self, names: dict[int, str]) -> list[tuple[int, Route]]:
         """(protocol, route) of every unicast-ish route in our table, both families."""

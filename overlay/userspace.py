@@ -22,6 +22,7 @@ from meshd.core.state import WireGuardDeviceSpec, WireGuardReading
 from meshd.errors import PermanentError, TransientError, UnsupportedError
 from meshd.netlink import NetlinkSocket
 from overlay import uapi, wireguard
+from overlay.device import KeyedDevice
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class UapiClient:
         uapi.check_reply(await self._exchange(request, operation), operation)
 
 
-class WireGuardGo:
+class WireGuardGo(KeyedDevice):
     """The `WireGuardDevice` port over wireguard-go. `netns`: a named namespace to act in (tests)."""
 
     def __init__(
@@ -84,10 +85,7 @@ class WireGuardGo:
         binary: str = "wireguard-go",
         timeout: float = 5.0,
     ) -> None:
-        self.name = name
-        self.netns = netns
-        self._key = private_key
-        self._public = private_key.public_key()
+        super().__init__(name, private_key, netns)
         self.run_dir = run_dir
         self.binary = binary
         self.timeout = timeout
@@ -133,14 +131,7 @@ class WireGuardGo:
             await sock.set_up(self.name)
         await self.configure(spec)
 
-    async def configure(self, spec: WireGuardDeviceSpec) -> None:
-        wireguard.check_spec(spec, name=self.name, public_key=self._public)
-        dev = await self._get()
-        set_key, port = wireguard.device_changes(spec, key=dev.public_key, port=dev.listen_port)
-        key = self._key if set_key else None
-        if key is None and port is None:
-            log.debug("WireGuard device %s already has our key and port %s", self.name, dev.listen_port)
-            return
+    async def _set_device(self, key: PrivateKey | None, port: int | None) -> None:
         what = " and ".join(s for s in ("private key" if key else "", f"port {port}" if port else "") if s)
         log.info("setting %s on WireGuard device %s (key %s...)", what, self.name, self._public.short)
         request = uapi.encode_device(private_key=key, listen_port=port)

@@ -19,7 +19,7 @@ from meshd.core.model import IPAddress
 from meshd.core.state import FdbEntry, IPInterface, NeighborEntry
 from meshd.core.transport import LinkAdapter, LinkSpec
 from meshd.errors import MeshdError, PermanentError, TransientError
-from meshd.netlink import IFA_F_NODAD, NetlinkSocket, family_of, netlink_errors, translate
+from meshd.netlink import IFA_F_NODAD, NetlinkSocket, OnSocket, family_of, netlink_errors, translate
 from vxlan import neighbors
 
 __all__ = ["NetlinkLinks", "ipip_supported", "link_kind"]
@@ -38,20 +38,11 @@ def link_kind(msg: Any) -> str | None:
     return str(kind) if kind is not None else None
 
 
-class NetlinkLinks:
+class NetlinkLinks(OnSocket):
     """Links, addresses, neighbours and FDB entries in one network namespace (None: our own)."""
 
     def __init__(self, *, netns: str | None = None) -> None:
         self.sock = NetlinkSocket(netns=netns)
-
-    async def close(self) -> None:
-        self.sock.close()
-
-    async def __aenter__(self) -> NetlinkLinks:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # --- links -------------------------------------------------------------------------------------
 
@@ -77,18 +68,22 @@ class NetlinkLinks:
             await self.sock.ipr().link("set", index=index, mtu=mtu)
         log.debug("set MTU of %s to %d", name, mtu)
 
+    async def _addr(self, command: str, index: int, address: IPInterface, **extra: int) -> None:
+        """One `ip addr` request for `address` on the link `index`."""
+        await self.sock.ipr().addr(
+            command,
+            index=index,
+            address=str(address.ip),
+            prefixlen=address.network.prefixlen,
+            family=family_of(address.ip),
+            **extra,
+        )
+
     async def add_address(self, name: str, address: IPInterface) -> None:
         index = await self.sock.require_index(name)
         extra = {"flags": IFA_F_NODAD} if address.version == 6 else {}
         with netlink_errors(f"adding address {address} to {name}{self.sock.where}"):
-            await self.sock.ipr().addr(
-                "replace",
-                index=index,
-                address=str(address.ip),
-                prefixlen=address.network.prefixlen,
-                family=family_of(address.ip),
-                **extra,
-            )
+            await self._addr("replace", index, address, **extra)
         log.debug("address %s on %s", address, name)
 
     async def remove_address(self, name: str, address: IPInterface) -> None:
@@ -97,13 +92,7 @@ class NetlinkLinks:
             log.debug("not removing %s from %s: no such link", address, name)
             return
         try:
-            await self.sock.ipr().addr(
-                "del",
-                index=index,
-                address=str(address.ip),
-                prefixlen=address.network.prefixlen,
-                family=family_of(address.ip),
-            )
+            await self._addr("del", index, address)
         except NetlinkError as exc:
             if exc.code in _MISSING_ADDRESS:
                 log.debug("address %s was not on %s", address, name)

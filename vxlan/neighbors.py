@@ -11,11 +11,13 @@ import errno
 import ipaddress
 import logging
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from meshd.core.model import IPAddress
 from meshd.core.state import FdbEntry, NeighborEntry
 from meshd.netlink import (
     NTF_SELF,
@@ -36,16 +38,28 @@ def _permanent(msg: Any) -> bool:
     return bool(msg["state"] & NUD_PERMANENT)
 
 
-async def observe_neighbors(sock: NetlinkSocket, dev: str) -> frozenset[NeighborEntry]:
+async def _permanent_entries(
+    sock: NetlinkSocket, kind: str, dev: str
+) -> AsyncIterator[tuple[Any, IPAddress, str]]:
+    """(message, destination, lower-case MAC) of each permanent `kind` (neigh, fdb) entry on `dev` that has
+    both; none when `dev` does not exist."""
     index = await sock.index_of(dev)
     if index is None:
-        return frozenset()
-    found: set[NeighborEntry] = set()
-    async for msg in sock.dump("neigh", ifindex=index):
-        ip, mac = msg.get("NDA_DST"), msg.get("NDA_LLADDR")
-        if msg["family"] in (socket.AF_INET, socket.AF_INET6) and _permanent(msg) and ip and mac:
-            found.add(NeighborEntry(dev=dev, ip=ipaddress.ip_address(ip), mac=str(mac).lower()))
-    return frozenset(found)
+        return
+    async for msg in sock.dump(kind, ifindex=index):
+        dst, mac = msg.get("NDA_DST"), msg.get("NDA_LLADDR")
+        if msg["ifindex"] == index and _permanent(msg) and dst and mac:
+            yield msg, ipaddress.ip_address(dst), str(mac).lower()
+
+
+async def observe_neighbors(sock: NetlinkSocket, dev: str) -> frozenset[NeighborEntry]:
+    return frozenset(
+        [
+            NeighborEntry(dev=dev, ip=ip, mac=mac)
+            async for msg, ip, mac in _permanent_entries(sock, "neigh", dev)
+            if msg["family"] in (socket.AF_INET, socket.AF_INET6)
+        ]
+    )
 
 
 async def add_neighbor(sock: NetlinkSocket, entry: NeighborEntry) -> None:
@@ -82,15 +96,22 @@ async def remove_neighbor(sock: NetlinkSocket, entry: NeighborEntry) -> None:
 
 
 async def observe_fdb(sock: NetlinkSocket, dev: str) -> frozenset[FdbEntry]:
-    index = await sock.index_of(dev)
-    if index is None:
-        return frozenset()
-    found: set[FdbEntry] = set()
-    async for msg in sock.dump("fdb", ifindex=index):
-        dst, mac = msg.get("NDA_DST"), msg.get("NDA_LLADDR")
-        if msg["ifindex"] == index and _permanent(msg) and dst and mac:
-            found.add(FdbEntry(mac=str(mac).lower(), dst=ipaddress.ip_address(dst)))
-    return frozenset(found)
+    return frozenset(
+        [FdbEntry(mac=mac, dst=dst) async for _, dst, mac in _permanent_entries(sock, "fdb", dev)]
+    )
+
+
+async def _fdb(sock: NetlinkSocket, command: str, index: int, entry: FdbEntry) -> None:
+    """One `bridge fdb` request for `entry` (a permanent, self entry) on the link `index`."""
+    await sock.ipr().neigh(
+        command,
+        family=socket.AF_BRIDGE,
+        ifindex=index,
+        lladdr=entry.mac.lower(),
+        dst=str(entry.dst),
+        state=NUD_PERMANENT | NUD_NOARP,
+        flags=NTF_SELF,
+    )
 
 
 async def add_fdb(sock: NetlinkSocket, dev: str, entry: FdbEntry) -> None:
@@ -101,15 +122,7 @@ async def add_fdb(sock: NetlinkSocket, dev: str, entry: FdbEntry) -> None:
     """
     index = await sock.require_index(dev)
     with netlink_errors(f"adding FDB entry {entry.mac} → {entry.dst} on {dev}{sock.where}"):
-        await sock.ipr().neigh(
-            "replace",
-            family=socket.AF_BRIDGE,
-            ifindex=index,
-            lladdr=entry.mac.lower(),
-            dst=str(entry.dst),
-            state=NUD_PERMANENT | NUD_NOARP,
-            flags=NTF_SELF,
-        )
+        await _fdb(sock, "replace", index, entry)
     log.debug("FDB entry %s → %s on %s", entry.mac, entry.dst, dev)
 
 
@@ -120,15 +133,7 @@ async def remove_fdb(sock: NetlinkSocket, dev: str, entry: FdbEntry) -> None:
         return
     index = await sock.require_index(dev)
     try:
-        await sock.ipr().neigh(
-            "del",
-            family=socket.AF_BRIDGE,
-            ifindex=index,
-            lladdr=entry.mac.lower(),
-            dst=str(entry.dst),
-            state=NUD_PERMANENT | NUD_NOARP,
-            flags=NTF_SELF,
-        )
+        await _fdb(sock, "del", index, entry)
     except NetlinkError as exc:
         if exc.code in _GONE:
             log.debug("FDB entry %s → %s on %s already absent", entry.mac, entry.dst, dev)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from meshd.core.codec import decode_meshconfig, decode_node
 from meshd.core.model import InvalidNode, IPAddress, MeshConfig, NodeRecord, Snapshot
@@ -23,6 +23,7 @@ from meshd.datastore.settings import WatchSettings
 from meshd.errors import ConfigError, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 PREFIX = "meshd.io/"
 
 
@@ -124,17 +125,7 @@ class KubernetesDatastore:
         try:
             for _ in range(self._watch.publish_attempts):
                 if current is None:
-                    try:
-                        current = await with_retries(
-                            lambda: api.get_node(node_name),
-                            self._backoff,
-                            what=what,
-                            on_error=self._on_error,
-                            attempts=3,
-                        )
-                    except PermanentApiError as exc:
-                        self._on_error(error_kind(exc))
-                        raise PermanentApiError(exc.status, exc.reason, f"{what}: {exc.message}") from exc
+                    current = await self._request(lambda: api.get_node(node_name), what)
                 changes = _changes(current, annotations)
                 if not changes:
                     log.debug("annotations of node %s unchanged", node_name)
@@ -146,17 +137,13 @@ class KubernetesDatastore:
                     }
                 }
                 try:
-                    updated = await with_retries(
+                    updated = await self._request(
                         lambda body=body: api.patch_node(node_name, body),  # type: ignore[misc]
-                        self._backoff,
-                        what=what,
-                        on_error=self._on_error,
-                        attempts=3,
+                        what,
                     )
                 except PermanentApiError as exc:
-                    self._on_error(error_kind(exc))
                     if exc.status != 409:
-                        raise PermanentApiError(exc.status, exc.reason, f"{what}: {exc.message}") from exc
+                        raise
                     log.info(
                         "node %s changed under our patch (409): retrying against the fresh object", node_name
                     )
@@ -168,6 +155,14 @@ class KubernetesDatastore:
         except TransientError as exc:
             raise TransientError(f"{what}: {exc}") from exc
         raise TransientError(f"{what}: still conflicting after {self._watch.publish_attempts} attempts")
+
+    async def _request(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """`call` with the usual retries; a permanent API error says `what` was being done."""
+        try:
+            return await with_retries(call, self._backoff, what=what, on_error=self._on_error, attempts=3)
+        except PermanentApiError as exc:
+            self._on_error(error_kind(exc))
+            raise PermanentApiError(exc.status, exc.reason, f"{what}: {exc.message}") from exc
 
     async def close(self) -> None:
         for task in self._tasks:

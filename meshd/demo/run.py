@@ -66,18 +66,14 @@ def _demo(lab: Lab, n: int, workdir: Path, seconds: float) -> int:
     figures = Figures(converge_seconds=time.monotonic() - started)
     say(render_peers(mesh))
     say(render_matrix(mesh))
-    a, b = mesh.nodes[0], mesh.nodes[1]
-    say(f"\nmeasuring iperf3 {a.name}-pod -> {b.name}-pod over WireGuard ({seconds:g}s) ...")
-    figures.wireguard_bps = iperf3(lab, a, b, seconds=seconds)
-    say("\nswitching MeshConfig to Disabled (VXLAN) while a 20 Hz ping runs ...")
-    figures.loss_off = _toggle(mesh, "Disabled", "vxlan", generation=2)
+    say("")
+    figures.wireguard_bps = _measure(mesh, "WireGuard", seconds)
+    figures.loss_off = _toggle(mesh, "to Disabled (VXLAN)", "Disabled", "vxlan", generation=2)
     if figures.loss_off is None:
         return 1
     say(render_peers(mesh))
-    say(f"measuring iperf3 {a.name}-pod -> {b.name}-pod over VXLAN ({seconds:g}s) ...")
-    figures.vxlan_bps = iperf3(lab, a, b, seconds=seconds)
-    say("\nswitching MeshConfig back to Enabled (WireGuard) while a 20 Hz ping runs ...")
-    figures.loss_on = _toggle(mesh, "Enabled", "wireguard", generation=3)
+    figures.vxlan_bps = _measure(mesh, "VXLAN", seconds)
+    figures.loss_on = _toggle(mesh, "back to Enabled (WireGuard)", "Enabled", "wireguard", generation=3)
     if figures.loss_on is None:
         return 1
     say(render_summary(figures))
@@ -94,7 +90,15 @@ def _wait(mesh: Mesh, transport: str) -> bool:
     return False
 
 
-def _toggle(mesh: Mesh, mode: str, transport: str, *, generation: int) -> tuple[int, int] | None:
+def _measure(mesh: Mesh, over: str, seconds: float) -> float:
+    a, b = mesh.nodes[0], mesh.nodes[1]
+    say(f"measuring iperf3 {a.name}-pod -> {b.name}-pod over {over} ({seconds:g}s) ...")
+    return iperf3(mesh.lab, a, b, seconds=seconds)
+
+
+def _toggle(mesh: Mesh, switch: str, mode: str, transport: str, *, generation: int) -> tuple[int, int] | None:
+    """Switch the MeshConfig (`switch` says how) while a ping runs: (sent, received), None if no convergence."""
+    say(f"\nswitching MeshConfig {switch} while a 20 Hz ping runs ...")
     ping = PingRun.start(mesh.lab, mesh.nodes[0], mesh.nodes[1], seconds=6)
     time.sleep(1)
     mesh.set_mode(mode, generation=generation)

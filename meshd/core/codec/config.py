@@ -56,6 +56,15 @@ def _object(value: object, path: str, fields: Sequence[str] | None) -> Mapping[A
     return value
 
 
+def _list(value: object, path: str) -> Sequence[object]:
+    """A list; `null` (absent) is the empty list."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise _fail(path, f"expected a list, got {json_type(value)}")
+    return value
+
+
 def _string(value: object, path: str) -> str:
     if not isinstance(value, str):
         raise _fail(path, f"expected a string, got {json_type(value)}")
@@ -141,11 +150,7 @@ def _selector(value: object, path: str) -> LabelSelector:
             raise _fail(_join(f"{path}.matchLabels", k), f"expected a string key, got {json_type(k)}")
         _string(v, _join(f"{path}.matchLabels", k))
     match_labels = tuple(sorted(labels.items()))
-    exprs = sel.get("matchExpressions")
-    if exprs is None:
-        exprs = []
-    if not isinstance(exprs, list | tuple):
-        raise _fail(f"{path}.matchExpressions", f"expected a list, got {json_type(exprs)}")
+    exprs = _list(sel.get("matchExpressions"), f"{path}.matchExpressions")
     requirements = tuple(_requirement(e, f"{path}.matchExpressions[{i}]") for i, e in enumerate(exprs))
     return LabelSelector(match_labels=match_labels, match_expressions=requirements)
 
@@ -158,11 +163,7 @@ def _requirement(value: object, path: str) -> LabelRequirement:
     if not key:
         raise _fail(f"{path}.key", "must not be empty")
     operator = _choice(expr["operator"], f"{path}.operator", SelectorOperator)
-    raw = expr.get("values")
-    if raw is None:
-        raw = []
-    if not isinstance(raw, list | tuple):
-        raise _fail(f"{path}.values", f"expected a list, got {json_type(raw)}")
+    raw = _list(expr.get("values"), f"{path}.values")
     values = frozenset(_string(v, f"{path}.values[{i}]") for i, v in enumerate(raw))
     if operator in _WITH_VALUES and not values:
         raise _fail(f"{path}.values", f"must not be empty for operator {operator}")

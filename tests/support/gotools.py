@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.realapi.build import go_env  # the same Go caches and flags as the API server build
+
 HELM_VERSION = os.environ.get("MESHD_HELM_VERSION", "v3.22.0")
 PROMETHEUS_VERSION = os.environ.get("MESHD_PROMETHEUS_VERSION", "v0.316.0")
 CACHE = Path(os.environ.get("MESHD_TEST_CACHE", "/var/cache/meshd-test"))
@@ -39,19 +41,6 @@ class BuildError(RuntimeError):
 
 def bin_dir() -> Path:
     return CACHE / f"gotools-helm-{HELM_VERSION}-promtool-{PROMETHEUS_VERSION}" / "bin"
-
-
-def go_env() -> dict[str, str]:
-    """The shared caches outside the repository; static binaries; never switch toolchains."""
-    root = CACHE / "go"
-    return os.environ | {
-        "GOPATH": str(root),
-        "GOCACHE": str(root / "cache"),
-        "GOMODCACHE": str(root / "mod"),
-        "GOFLAGS": "-mod=mod",
-        "GOTOOLCHAIN": "local",
-        "CGO_ENABLED": "0",
-    }
 
 
 def _go(args: list[str], cwd: Path, log: Path) -> str:

@@ -21,10 +21,12 @@ MANIFESTS = REPO / "manifests"
 def apply_manifests(api: RealApi) -> str:
     """As the README says: the CRD first (server-side), wait until Established, then the kustomize base.
     --force-conflicts: a test may have patched the MeshConfig or the ClusterRole with another manager."""
-    out = api.kubectl(
-        "apply", "--server-side", "--force-conflicts", "-f", str(MANIFESTS / "crd-meshconfig.yaml")
-    )
-    api.kubectl("wait", "--for", "condition=Established", "--timeout", "60s", "crd/meshconfigs.meshd.io")
+    crds = [arg for crd in ("crd-meshconfig.yaml", "crd-meshnode.yaml") for arg in ("-f", str(MANIFESTS / crd))]
+    out = api.kubectl("apply", "--server-side", "--force-conflicts", *crds)
+    api.kubectl(
+        "wait", "--for", "condition=Established", "--timeout", "60s",
+        "crd/meshconfigs.meshd.io", "crd/meshnodes.meshd.io",
+    )  # fmt: skip
     base = api.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(MANIFESTS))
     return out.stdout + base.stdout
 

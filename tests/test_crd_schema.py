@@ -56,6 +56,11 @@ def test_crd_names_scope_and_subresources(crd: Doc) -> None:
     assert columns == {
         "Mode": ".spec.encryption.mode",
         "Fallback": ".spec.fallback",
+        "Accepted": '.status.conditions[?(@.type=="Accepted")].status',
+        "Nodes": ".status.nodes.total",
+        "Applied": ".status.nodes.applied",
+        "Ready": ".status.nodes.ready",
+        "Encrypted": ".status.nodes.encrypted",
         "Age": ".metadata.creationTimestamp",
     }
 

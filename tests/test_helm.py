@@ -104,7 +104,7 @@ def test_monitoring_on_renders_the_base_plus_monitoring() -> None:
 
 
 def test_crds_live_in_the_crds_dir_and_render_only_with_include_crds() -> None:
-    assert {p.name for p in (CHART / "crds").iterdir()} == {"crd-meshconfig.yaml"}
+    assert {p.name for p in (CHART / "crds").iterdir()} == {"crd-meshconfig.yaml", "crd-meshnode.yaml"}
     kinds = {d["kind"] for d in template(crds=False)}
     assert "CustomResourceDefinition" not in kinds
     assert "MeshConfig" in kinds
@@ -113,6 +113,7 @@ def test_crds_live_in_the_crds_dir_and_render_only_with_include_crds() -> None:
 def test_copied_files_equal_their_sources() -> None:
     pairs = {
         "crds/crd-meshconfig.yaml": BASE / "crd-meshconfig.yaml",
+        "crds/crd-meshnode.yaml": BASE / "crd-meshnode.yaml",
         "files/prometheusrule.yaml": MONITORING / "prometheusrule.yaml",
         "files/meshd-dashboard.json": MONITORING / "meshd-dashboard.json",
     }
@@ -170,8 +171,10 @@ def test_release_namespace_is_used_everywhere() -> None:
     docs: list[Any] = template(ON, namespace="net-system", crds=False)
     namespaced = [d for d in docs if "namespace" in d["metadata"]]
     assert {d["metadata"]["namespace"] for d in namespaced} == {"net-system"}
-    assert len(namespaced) == 1 + 1 + len(MONITORING_KINDS)  # ServiceAccount, DaemonSet, monitoring
-    binding = one(docs, "ClusterRoleBinding")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "meshd", "namespace": "net-system"}]
+    # ServiceAccount, DaemonSet, the Lease's Role and RoleBinding, monitoring
+    assert len(namespaced) == 1 + 1 + 2 + len(MONITORING_KINDS)
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        binding = one(docs, kind)
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "meshd", "namespace": "net-system"}]
     sm = one(docs, "ServiceMonitor")
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["net-system"]}

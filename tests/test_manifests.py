@@ -79,8 +79,11 @@ def test_base_builds_into_the_expected_objects(base: list[Doc]) -> None:
         ("ClusterRole", "meshd"),
         ("ClusterRoleBinding", "meshd"),
         ("CustomResourceDefinition", "meshconfigs.meshd.io"),
+        ("CustomResourceDefinition", "meshnodes.meshd.io"),
         ("DaemonSet", "meshd"),
         ("MeshConfig", "default"),
+        ("Role", "meshd"),
+        ("RoleBinding", "meshd"),
         ("ServiceAccount", "meshd"),
         ("ValidatingAdmissionPolicy", "meshd-node-ownership"),
         ("ValidatingAdmissionPolicyBinding", "meshd-node-ownership"),
@@ -145,9 +148,20 @@ def test_rbac_is_least_privilege(base: list[Doc]) -> None:
     expected = {("", "nodes", v) for v in ("get", "list", "watch", "patch")}
     expected |= {("meshd.io", "meshconfigs", v) for v in ("get", "list", "watch")}
     expected |= {("meshd.io", "meshconfigs/status", v) for v in ("get", "patch", "update")}
+    expected |= {("meshd.io", "meshnodes", v) for v in ("get", "list", "watch", "create")}
+    expected |= {("meshd.io", "meshnodes/status", v) for v in ("get", "patch", "update")}
     expected |= {(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")}
+    expected.add(("", "events", "get"))
     assert flat == expected
-    assert not [d for d in base if d["kind"] in ("Role", "RoleBinding")]
+    # The Lease electing the MeshConfig-status writer: a Role in the agent's namespace, nothing else.
+    (role,) = [d for d in base if d["kind"] == "Role"]
+    assert role["metadata"]["namespace"] == "kube-system"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    (binding,) = [d for d in base if d["kind"] == "RoleBinding"]
+    assert binding["roleRef"]["name"] == "meshd"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "meshd", "namespace": "kube-system"}]
 
 
 def test_binding_ties_the_role_to_the_daemonsets_service_account(base: list[Doc], daemonset: Doc) -> None:

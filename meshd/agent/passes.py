@@ -89,7 +89,7 @@ class ReconcilePass:
         applied = await _phase("apply", self.dataplane.apply(actions)) if actions else Applied()
         self.report.applied(actions)
         await self._finish(snapshot, local, desired, _record_is_current(local, applied))
-        self.view.last = (desired, actual)
+        self.view.last, self.view.applied = (desired, actual), snapshot
         self.kernel.settle(actual, local.underlay_mtu, quiet=not actions)
         self.report.passed(failure=store.failure, seconds=time.perf_counter() - started)
         return bool(actions)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from meshd.core.local import Identity
-from meshd.core.model import MeshConfig
+from meshd.core.model import MeshConfig, Snapshot
 from meshd.core.state import ActualState, DesiredState, ObservedPeer, WireGuardReading
 from meshd.core.status import status_document
 
@@ -26,6 +26,8 @@ class MeshView:
     config: MeshConfig = field(default_factory=MeshConfig)
     last: tuple[DesiredState, ActualState] | None = None
     """The last complete pass: what it planned and the kernel it observed."""
+    applied: Snapshot | None = None
+    """The snapshot the last complete pass applied (set with `last`)."""
 
     def peer_names(self) -> dict[str, str]:
         """Public key (base64) to node name, from the last plan."""

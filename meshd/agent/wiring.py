@@ -23,6 +23,7 @@ from meshd.agent.metrics import Metrics, PeerCollector
 from meshd.agent.passes import AfterPass, PassDatastore
 from meshd.agent.reconciler import Reconciler
 from meshd.agent.settings import Settings
+from meshd.agent.status_wiring import status_reporting
 from meshd.agent.underlay import underlay_mtu
 from meshd.agent.view import MeshView
 from meshd.core.local import Identity
@@ -130,7 +131,8 @@ async def run_agent(settings: Settings) -> int:
     await datastore.start()
     log.info("meshd agent for node %s started (%s datastore)", agent.node_name, settings.datastore.kind)
     try:
-        await loop.run(stop)
+        async with status_reporting(settings, view, lambda: datastore.config_error, key_created=created):
+            await loop.run(stop)
     finally:
         log.info("stopping; the dataplane stays in place")
         await datastore.close()

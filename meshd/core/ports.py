@@ -146,3 +146,38 @@ class Dataplane(Protocol):
 
     async def apply(self, actions: Sequence[Action]) -> Applied:
         """Apply in order; returns the facts learned on the way."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One Kubernetes-style Event: `kind`/`name` the object it is about (`Node` or `MeshConfig`)."""
+
+    kind: str
+    name: str
+    reason: str
+    message: str
+    type: str = "Normal"  # or "Warning"
+    source: str = ""  # the node whose agent reports it
+
+
+class StatusStore(Protocol):
+    """Where agents report what they did: MeshNodes, the MeshConfig status (one writer, by lease) and Events.
+    Kubernetes: the API (meshd/datastore/k8s_status.py); file datastore: DIR (meshd/datastore/file_status.py)."""
+
+    async def write_meshnode(self, name: str, status: Mapping[str, Any]) -> None:
+        """Create our MeshNode (owned by our Node) or replace its status."""
+
+    async def list_meshnodes(self) -> list[dict[str, Any]]: ...
+
+    async def hold_lease(self, holder: str, *, duration: float) -> bool:
+        """Take or renew the MeshConfig-status lease; True while `holder` holds it."""
+
+    async def meshconfig_generation(self) -> int | None:
+        """The MeshConfig's current `metadata.generation` (None: there is none)."""
+
+    async def write_meshconfig_status(self, status: Mapping[str, Any]) -> None: ...
+
+    async def record_event(self, event: EventRecord, *, count: int, first: float, last: float) -> None:
+        """Create the Event or update its count and last time (the same cause is one object)."""
+
+    async def close(self) -> None: ...

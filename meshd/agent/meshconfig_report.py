@@ -1,0 +1,71 @@
+"""The MeshConfig status, written by whichever agent holds the lease (no single point of failure: every
+agent runs this and tries for the lease each round; when the holder dies another takes over). The holder
+also speaks for the cluster in Events: conflicts that left nodes out and a rejected MeshConfig."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from meshd.agent.events import EventRecorder
+from meshd.agent.view import MeshView
+from meshd.core.events import cluster_events, rejected_event
+from meshd.core.meshconfig_status import meshconfig_status
+from meshd.core.ports import StatusStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MeshConfigReporter:
+    store: StatusStore
+    view: MeshView
+    events: EventRecorder
+    config_error: Callable[[], str | None]
+    """Why the datastore rejects the latest MeshConfig (None: accepted)."""
+    interval: float = 2.0
+    lease_duration: float = 15.0
+    clock: Callable[[], float] = time.time
+    holding: bool = False
+    _written: dict[str, Any] | None = None
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except Exception as exc:  # the API is away or refuses: try again next round
+                log.warning("MeshConfig status round failed: %s", exc)
+            await self.events.flush()
+            await asyncio.sleep(self.interval)
+
+    async def step(self) -> bool:
+        """One round: hold the lease, and if held, write the status when it changed. True if written."""
+        me = self.view.identity.name
+        held = await self.store.hold_lease(me, duration=self.lease_duration)
+        if held != self.holding:
+            log.info("%s the MeshConfig status lease", "holding" if held else "lost")
+            self.holding, self._written = held, None
+        if not held:
+            self.events.forget("cluster")
+            return False
+        error = self.config_error()
+        last = self.view.last
+        problems = last[0].problems if last else ()
+        found = [*cluster_events(me, problems), *([rejected_event(me, error)] if error else [])]
+        self.events.observe("cluster", found)
+        generation = await self.store.meshconfig_generation()
+        if generation is None:
+            return False
+        nodes = await self.store.list_meshnodes()
+        status = meshconfig_status(
+            generation, nodes, rejected=error, now=self.clock(), previous=self._written
+        )
+        if status == self._written:
+            return False
+        await self.store.write_meshconfig_status(status)
+        self._written = status
+        return True

@@ -1,0 +1,87 @@
+"""Keeps this node's MeshNode in line with its last complete pass, writing only when it changed and at
+most once per `interval` (a burst of passes is one write of the last state), so a quiet node writes
+nothing. While a WireGuard peer has no recent handshake, its handshake is re-read from the device every
+`recheck` seconds (passes run only on change or resync), so "Never" clears soon after the first one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from meshd.agent.events import EventRecorder
+from meshd.agent.view import MeshView
+from meshd.core.events import local_events
+from meshd.core.meshnode import STALE_HANDSHAKE, meshnode_status
+from meshd.core.ports import StatusStore
+from meshd.core.state import ActualState, DesiredState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MeshNodeReporter:
+    store: StatusStore
+    view: MeshView
+    events: EventRecorder
+    interval: float = 1.0
+    recheck: float = 5.0
+    stale_after: float = STALE_HANDSHAKE
+    clock: Callable[[], float] = time.time
+    writes: int = 0
+    """MeshNode writes so far (what the write-rate measurements count)."""
+    _written: dict[str, Any] | None = None
+    _seen: object = None
+    _checked: float = field(default=float("-inf"))
+    _failures: int = 0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval * min(2**self._failures, 30))
+            await self.step()
+
+    async def step(self) -> bool:
+        """One round: rebuild the status when there is something new, write it if it changed."""
+        last, snapshot = self.view.last, self.view.applied
+        if last is None or snapshot is None:
+            return False
+        now = self.clock()
+        fresh = last is not self._seen
+        due = self._waiting_for_handshakes() and now - self._checked >= self.recheck
+        if not fresh and not due:
+            return False
+        if fresh:
+            self.events.observe("local", local_events(self.view.identity.name, *last))
+        self._seen = last
+        if due:
+            last, self._checked = await self._with_live_handshakes(last), now
+        status = meshnode_status(
+            self.view.identity, snapshot, last, now=now, previous=self._written, stale_after=self.stale_after
+        )
+        if status == self._written:
+            return False
+        try:
+            await self.store.write_meshnode(self.view.identity.name, status)
+        except Exception as exc:  # retried next round, with backoff; the mesh never waits for it
+            self._failures += 1
+            self._seen = None
+            log.warning("could not write MeshNode %s: %s", self.view.identity.name, exc)
+            return False
+        self._failures, self._written, self.writes = 0, status, self.writes + 1
+        return True
+
+    def _waiting_for_handshakes(self) -> bool:
+        peers = (self._written or {}).get("peers") or ()
+        return any(p.get("handshake") for p in peers)
+
+    async def _with_live_handshakes(
+        self, last: tuple[DesiredState, ActualState]
+    ) -> tuple[DesiredState, ActualState]:
+        desired, actual = last
+        live = await self.view.live_peers()
+        if live is None or actual.wireguard is None:
+            return last
+        return desired, replace(actual, wireguard=replace(actual.wireguard, peers=live))

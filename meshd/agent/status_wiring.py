@@ -1,0 +1,61 @@
+"""Wires the status side of the agent (MeshNode, MeshConfig status, Events) to the datastore in use."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from meshd.agent.events import EventRecorder
+from meshd.agent.meshconfig_report import MeshConfigReporter
+from meshd.agent.meshnode_report import MeshNodeReporter
+from meshd.agent.settings import Settings
+from meshd.agent.view import MeshView
+from meshd.core.events import key_event
+from meshd.core.ports import StatusStore
+
+SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def make_status_store(settings: Settings) -> StatusStore:
+    file_dir = settings.datastore.file_dir
+    if file_dir is not None:
+        from meshd.datastore.file_status import FileStatusStore
+
+        return FileStatusStore(file_dir)
+    from meshd.datastore.k8s_status import DEFAULT_NAMESPACE, KubeStatusStore
+
+    try:  # the Lease lives in the agent's own namespace (kube-system, or the Helm release's)
+        namespace = SA_NAMESPACE.read_text().strip() or DEFAULT_NAMESPACE
+    except OSError:
+        namespace = DEFAULT_NAMESPACE
+    return KubeStatusStore(kubeconfig=settings.datastore.kubeconfig, namespace=namespace)
+
+
+@contextlib.asynccontextmanager
+async def status_reporting(
+    settings: Settings, view: MeshView, config_error: Callable[[], str | None], *, key_created: bool
+) -> AsyncIterator[EventRecorder]:
+    """Runs the MeshNode and MeshConfig-status reporters while the agent runs. Yields the recorder, whose
+    `emit(key_event(..., rotated=True))` is the hook for key rotation."""
+    store = make_status_store(settings)
+    events = EventRecorder(store)
+    me, key = view.identity.name, view.identity.public_key
+    if key_created and key is not None:
+        events.emit(key_event(me, key.base64))
+    reporters = (
+        MeshNodeReporter(store, view, events),
+        MeshConfigReporter(store, view, events, config_error),
+    )
+    tasks = [asyncio.create_task(r.run(), name=type(r).__name__) for r in reporters]
+    try:
+        yield events
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await store.close()

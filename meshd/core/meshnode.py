@@ -1,0 +1,188 @@
+"""The MeshNode status (`meshnodes.meshd.io`, one per node): what this node's last complete pass planned
+and observed, per peer and in sum. Pure: `now` is a parameter, the result is a plain JSON-ready dict that
+is equal from one pass to the next while nothing an operator cares about changed (so it is written only
+on change: no per-handshake churn; a handshake time appears only once it is stale or never happened)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from meshd.core.local import Identity
+from meshd.core.model import EncryptionMode, Node, Snapshot, Transport
+from meshd.core.state import ActualState, DesiredState, ObservedPeer, PairDecision
+
+API_VERSION, KIND = "meshd.io/v1alpha1", "MeshNode"
+TRANSPORT_NAMES = {
+    Transport.WIREGUARD: "WireGuard",
+    Transport.VXLAN: "VXLAN",
+    Transport.IPIP: "IPIP",
+    Transport.NONE: "None",
+}
+STALE_HANDSHAKE = 180.0
+"""Seconds after which a WireGuard peer's last handshake is reported (WireGuard re-keys every 120 s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerFacts:
+    """One peer as an operator reads it; `handshake` is "Stale", "Never" or None (fresh, or not WireGuard)."""
+
+    node: str
+    transport: Transport
+    encrypted: bool
+    reason: str | None
+    handshake: str | None = None
+    last_handshake: float | None = None
+    psk: str | None = None  # the pair's preshared-key state, once post-quantum keys exist (README)
+
+
+def rfc3339(ts: float) -> str:
+    """Seconds since the epoch as Kubernetes writes times (UTC, whole seconds)."""
+    return dt.datetime.fromtimestamp(int(ts), tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _should_encrypt(snapshot: Snapshot, me: str) -> frozenset[str]:
+    """Peers whose pair the MeshConfig wants encrypted (mode not Disabled, both nodes selected)."""
+    config = snapshot.config
+    if config.mode is EncryptionMode.DISABLED:
+        return frozenset()
+    nodes = {r.name: r for r in snapshot.nodes if isinstance(r, Node)}
+    own = nodes.get(me)
+    if own is not None and not config.node_selector.matches(own.labels):
+        return frozenset()
+    return frozenset(n for n, r in nodes.items() if config.node_selector.matches(r.labels))
+
+
+def peer_facts(
+    desired: DesiredState,
+    actual: ActualState,
+    *,
+    now: float,
+    stale_after: float = STALE_HANDSHAKE,
+) -> tuple[PeerFacts, ...]:
+    """Every pair of the plan, with the handshake state of the WireGuard ones (from the observed device)."""
+    keys = {p.node: p.public_key for p in desired.peers}
+    seen: dict[Any, ObservedPeer] = {
+        p.public_key: p for p in (actual.wireguard.peers if actual.wireguard else ())
+    }
+    return tuple(
+        _facts(pair, seen.get(keys.get(pair.node)), now=now, stale_after=stale_after)
+        for pair in desired.pairs
+    )
+
+
+def _facts(pair: PairDecision, seen: ObservedPeer | None, *, now: float, stale_after: float) -> PeerFacts:
+    encrypted = pair.transport is Transport.WIREGUARD
+    reason = None if encrypted else pair.reason
+    if not encrypted:
+        return PeerFacts(pair.node, pair.transport, False, reason)
+    last = seen.last_handshake if seen else None
+    if not last:
+        return PeerFacts(pair.node, pair.transport, True, None, "Never")
+    if now - last > stale_after:
+        return PeerFacts(pair.node, pair.transport, True, None, "Stale", last)
+    return PeerFacts(pair.node, pair.transport, True, None)
+
+
+def _peer_entry(f: PeerFacts) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "node": f.node,
+        "transport": TRANSPORT_NAMES[f.transport],
+        "encrypted": f.encrypted,
+    }
+    if f.reason:
+        entry["reason"] = f.reason
+    if f.handshake:
+        entry["handshake"] = f.handshake
+    if f.last_handshake:
+        entry["lastHandshakeTime"] = rfc3339(f.last_handshake)
+    if f.psk:
+        entry["psk"] = f.psk
+    return entry
+
+
+def summary(facts: Sequence[PeerFacts]) -> dict[str, int]:
+    unreachable = sum(1 for f in facts if f.transport is Transport.NONE)
+    encrypted = sum(1 for f in facts if f.encrypted)
+    return {
+        "peers": len(facts),
+        "encrypted": encrypted,
+        "unencrypted": len(facts) - encrypted - unreachable,
+        "unreachable": unreachable,
+    }
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, str]:
+    return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": message}
+
+
+def conditions(
+    facts: Sequence[PeerFacts], should: frozenset[str], mode: EncryptionMode
+) -> list[dict[str, str]]:
+    """`Ready`: every peer has a pod route. `Encrypted`: every pair the MeshConfig wants encrypted is."""
+    unreachable = sorted(f.node for f in facts if f.transport is Transport.NONE)
+    ready = _condition("Ready", True, "Applied", "the MeshConfig is applied and every peer has a pod route")
+    if unreachable:
+        ready = _condition("Ready", False, "PeersUnreachable", "no pod route to " + ", ".join(unreachable))
+    missing = sorted(f.node for f in facts if f.node in should and not f.encrypted)
+    if mode is EncryptionMode.DISABLED:
+        enc = _condition("Encrypted", False, "EncryptionDisabled", "the MeshConfig disables encryption")
+    elif missing:
+        enc = _condition("Encrypted", False, "PairsUnencrypted", "not encrypted: " + ", ".join(missing))
+    else:
+        enc = _condition("Encrypted", True, "AllPairsEncrypted", "every pair that should be encrypted is")
+    return [ready, enc]
+
+
+def with_transitions(
+    new: Iterable[dict[str, str]], old: Iterable[Mapping[str, Any]], *, now: float
+) -> list[dict[str, str]]:
+    """Conditions with `lastTransitionTime`: kept from `old` while the status did not change."""
+    before = {str(c.get("type")): c for c in old}
+    out = []
+    for c in new:
+        prev = before.get(c["type"])
+        same = prev is not None and prev.get("status") == c["status"] and prev.get("lastTransitionTime")
+        out.append(
+            {**c, "lastTransitionTime": str(prev["lastTransitionTime"]) if same and prev else rfc3339(now)}
+        )
+    return out
+
+
+def meshnode_status(
+    identity: Identity,
+    snapshot: Snapshot,
+    last: tuple[DesiredState, ActualState],
+    *,
+    now: float,
+    previous: Mapping[str, Any] | None = None,
+    stale_after: float = STALE_HANDSHAKE,
+) -> dict[str, Any]:
+    """The `status` of our MeshNode after a pass that applied `snapshot.config`. `previous`: the status
+    last written (its condition transition times are kept)."""
+    desired, actual = last
+    facts = peer_facts(desired, actual, now=now, stale_after=stale_after)
+    conds = conditions(facts, _should_encrypt(snapshot, identity.name), snapshot.config.mode)
+    status: dict[str, Any] = {
+        "observedGeneration": snapshot.config.generation,
+        "mode": snapshot.config.mode.value,
+        "summary": summary(facts),
+        "peers": [_peer_entry(f) for f in facts],
+        "conditions": with_transitions(conds, (previous or {}).get("conditions") or (), now=now),
+    }
+    if identity.public_key is not None:
+        status["publicKey"] = identity.public_key.base64
+    return status
+
+
+def meshnode_object(name: str, uid: str | None, status: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The MeshNode named like its Node; with the Node's `uid`, owned by it (deleted with it)."""
+    meta: dict[str, Any] = {"name": name, "labels": {"app.kubernetes.io/part-of": "meshd"}}
+    if uid:
+        meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid}]
+    obj: dict[str, Any] = {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta}
+    if status is not None:
+        obj["status"] = dict(status)
+    return obj

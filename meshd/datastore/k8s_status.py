@@ -1,0 +1,160 @@
+"""The Kubernetes status store: MeshNodes (`meshnodes.meshd.io`, cluster-scoped, owned by their Node), the
+MeshConfig `default`'s status subresource, the Lease electing its writer, and core/v1 Events. Its own API
+connection (the agent's credentials), so the datastore's list/watch machinery stays untouched. Every call
+is one request; a failure raises (meshd.errors) and the caller tries again on its next round."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from meshd.core.meshnode import meshnode_object, rfc3339
+from meshd.core.ports import EventRecord
+from meshd.datastore.k8s_api import (
+    GROUP,
+    MERGE_PATCH,
+    MESHCONFIG_NAME,
+    VERSION,
+    KubeApi,
+    PermanentApiError,
+    _json,
+)
+from meshd.datastore.k8s_events import EVENT_NAMESPACE, event_name, event_object
+from meshd.datastore.lease import Lease
+from meshd.errors import PermanentError
+
+MESHNODES = "meshnodes"
+DEFAULT_NAMESPACE = "kube-system"
+
+
+class KubeStatusStore:
+    def __init__(self, *, kubeconfig: Path | None, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self._kubeconfig = kubeconfig
+        self._namespace = namespace
+        self._api: KubeApi | None = None
+        self._lease: Lease | None = None
+        self._created: set[str] = set()
+        self._uids: dict[tuple[str, str], str] = {}
+
+    async def _connect(self) -> KubeApi:
+        if self._api is None:
+            self._api = await KubeApi.connect(self._kubeconfig)
+        return self._api
+
+    async def write_meshnode(self, name: str, status: Mapping[str, Any]) -> None:
+        if name not in self._created:
+            await self._create_meshnode(await self._connect(), name)
+        await self._patch_status(MESHNODES, name, status)
+
+    async def _create_meshnode(self, api: KubeApi, name: str) -> None:
+        uid = await self._uid("Node", name)
+        if uid is None:
+            raise PermanentError(f"creating MeshNode {name}: node {name} does not exist")
+        try:
+            await _json(
+                api.custom.create_cluster_custom_object_without_preload_content(
+                    GROUP,
+                    VERSION,
+                    MESHNODES,
+                    meshnode_object(name, uid),
+                    _request_timeout=api.request_timeout,
+                )
+            )
+        except PermanentApiError as exc:
+            if exc.status != 409:  # 409: it exists (we restarted)
+                raise
+        self._created.add(name)
+
+    async def _uid(self, kind: str, name: str) -> str | None:
+        if (kind, name) not in self._uids:
+            obj = await (
+                self._get("Node", name) if kind == "Node" else self._get("meshconfigs", MESHCONFIG_NAME)
+            )
+            uid = str(((obj or {}).get("metadata") or {}).get("uid") or "")
+            if not uid:
+                return None
+            self._uids[(kind, name)] = uid
+        return self._uids[(kind, name)]
+
+    async def _get(self, plural: str, name: str) -> dict[str, Any] | None:
+        """A Node (`plural` "Node") or one of our objects; None when there is none."""
+        api = await self._connect()
+        try:
+            if plural == "Node":
+                return await api.get_node(name)
+            return await _json(
+                api.custom.get_cluster_custom_object_without_preload_content(
+                    GROUP, VERSION, plural, name, _request_timeout=api.request_timeout
+                )
+            )
+        except PermanentApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def _patch_status(self, plural: str, name: str, status: Mapping[str, Any]) -> None:
+        api = await self._connect()
+        await _json(
+            api.custom.patch_cluster_custom_object_status_without_preload_content(
+                GROUP, VERSION, plural, name, {"status": dict(status)},
+                _content_type=MERGE_PATCH, _request_timeout=api.request_timeout,
+            )
+        )  # fmt: skip
+
+    async def list_meshnodes(self) -> list[dict[str, Any]]:
+        api = await self._connect()
+        data = await _json(
+            api.custom.list_cluster_custom_object_without_preload_content(
+                GROUP, VERSION, MESHNODES, _request_timeout=api.request_timeout
+            )
+        )
+        return [o for o in data.get("items") or () if isinstance(o, dict)]
+
+    async def hold_lease(self, holder: str, *, duration: float) -> bool:
+        if self._lease is None:
+            self._lease = Lease(await self._connect(), self._namespace)
+        return await self._lease.hold(holder, duration=duration)
+
+    async def meshconfig_generation(self) -> int | None:
+        obj = await self._get("meshconfigs", MESHCONFIG_NAME)
+        if obj is None:
+            return None
+        gen = (obj.get("metadata") or {}).get("generation")
+        return gen if isinstance(gen, int) else 0
+
+    async def write_meshconfig_status(self, status: Mapping[str, Any]) -> None:
+        await self._patch_status("meshconfigs", MESHCONFIG_NAME, status)
+
+    async def record_event(self, event: EventRecord, *, count: int, first: float, last: float) -> None:
+        api = await self._connect()
+        uid = await self._uid(event.kind, event.name)
+        body = event_object(event, count=count, first=rfc3339(first), last=rfc3339(last), uid=uid)
+        try:
+            await _json(
+                api.core.create_namespaced_event_without_preload_content(
+                    EVENT_NAMESPACE, body, _request_timeout=api.request_timeout
+                )
+            )
+            return
+        except PermanentApiError as exc:
+            if exc.status != 409:
+                raise
+        # the same cause was recorded before (by us before a restart, or by an earlier lease holder)
+        old = await _json(
+            api.core.read_namespaced_event_without_preload_content(
+                event_name(event), EVENT_NAMESPACE, _request_timeout=api.request_timeout
+            )
+        )
+        patch = {"count": max(count, int(old.get("count") or 0) + 1), "lastTimestamp": rfc3339(last)}
+        await _json(
+            api.core.patch_namespaced_event_without_preload_content(
+                event_name(event), EVENT_NAMESPACE, patch, _content_type=MERGE_PATCH,
+                _request_timeout=api.request_timeout,
+            )
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+            self._api = None

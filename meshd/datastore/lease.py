@@ -1,0 +1,104 @@
+"""A `coordination.k8s.io/v1` Lease electing the one agent that writes the MeshConfig status.
+
+As client-go's leader election: a holder renews `renewTime` every few seconds; the others remember when
+they last saw the record change (their own monotonic clock, so clocks need not agree) and take over with
+an update guarded by the resourceVersion once it has not changed for `leaseDurationSeconds`. Two agents
+racing for it: one update wins, the other gets 409 and stays a follower.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshd.datastore.k8s_api import KubeApi, PermanentApiError, _json
+
+LEASE_NAME = "meshd-meshconfig-status"
+
+
+def micro_time(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Lease:
+    api: KubeApi
+    namespace: str
+    name: str = LEASE_NAME
+    _seen: tuple[Any, ...] | None = None
+    _seen_at: float = field(default=0.0)
+
+    async def hold(self, holder: str, *, duration: float) -> bool:
+        """Take or renew the lease for `holder`; True while it holds it."""
+        coord = self._coord()
+        try:
+            obj = await _json(
+                coord.read_namespaced_lease_without_preload_content(
+                    self.name, self.namespace, _request_timeout=self.api.request_timeout
+                )
+            )
+        except PermanentApiError as exc:
+            if exc.status != 404:
+                raise
+            return await self._write(None, holder, duration)
+        spec = obj.get("spec") or {}
+        current = spec.get("holderIdentity") or ""
+        seen = (current, spec.get("renewTime"), spec.get("leaseTransitions"))
+        if seen != self._seen:
+            self._seen, self._seen_at = seen, time.monotonic()
+        expired = time.monotonic() - self._seen_at > float(spec.get("leaseDurationSeconds") or duration)
+        if current not in ("", holder) and not expired:
+            return False
+        return await self._write(obj, holder, duration)
+
+    async def release(self, holder: str) -> None:
+        """Give the lease up (on a clean stop) so another agent takes over without waiting it out."""
+        coord = self._coord()
+        obj = await _json(
+            coord.read_namespaced_lease_without_preload_content(
+                self.name, self.namespace, _request_timeout=self.api.request_timeout
+            )
+        )
+        if (obj.get("spec") or {}).get("holderIdentity") == holder:
+            obj["spec"]["holderIdentity"] = ""
+            await self._put(obj)
+
+    def _coord(self) -> Any:
+        from kubernetes.aio import client as kclient
+
+        return kclient.CoordinationV1Api(self.api.api_client)
+
+    async def _write(self, old: dict[str, Any] | None, holder: str, duration: float) -> bool:
+        now = micro_time(time.time())
+        spec = dict((old or {}).get("spec") or {})
+        transitions = int(spec.get("leaseTransitions") or 0)
+        if spec.get("holderIdentity") != holder:
+            spec.update(acquireTime=now, leaseTransitions=transitions + (1 if old else 0))
+        spec.update(holderIdentity=holder, leaseDurationSeconds=max(1, int(duration)), renewTime=now)
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if old is not None:
+            meta["resourceVersion"] = (old.get("metadata") or {}).get("resourceVersion")
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
+        try:
+            if old is None:
+                await _json(
+                    self._coord().create_namespaced_lease_without_preload_content(
+                        self.namespace, body, _request_timeout=self.api.request_timeout
+                    )
+                )
+            else:
+                await self._put(body)
+        except PermanentApiError as exc:
+            if exc.status == 409:  # another agent wrote it first
+                return False
+            raise
+        return True
+
+    async def _put(self, body: dict[str, Any]) -> None:
+        await _json(
+            self._coord().replace_namespaced_lease_without_preload_content(
+                self.name, self.namespace, body, _request_timeout=self.api.request_timeout
+            )
+        )

@@ -27,7 +27,7 @@ class _Tally:
 @dataclass
 class EventRecorder:
     store: StatusStore
-    repeat_after: float = 60.0
+    repeat_after: float = 30.0
     burst: int = 10
     refill: float = 10.0
     """Seconds per new token: beyond the burst, at most one Event write per `refill` seconds."""

@@ -71,6 +71,7 @@ class MeshNodeReporter:
             log.warning("could not write MeshNode %s: %s", self.view.identity.name, exc)
             return False
         self._failures, self._written, self.writes = 0, status, self.writes + 1
+        log.info("wrote MeshNode %s: %s", self.view.identity.name, status["summary"])
         return True
 
     def _waiting_for_handshakes(self) -> bool:

@@ -11,12 +11,12 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from meshd.cli import cleanup, demo, keys, run, status
+from meshd.cli import cleanup, demo, graph, keys, run, status
 from meshd.cli.flags import env
 from meshd.cli.logs import FORMATS, setup_logging
 from meshd.errors import ConfigError
 
-COMMANDS = (run, status, keys, demo, cleanup)
+COMMANDS = (run, status, keys, demo, cleanup, graph)
 """Each module has `register(subparsers)`, which adds its parser and sets `func=handler`."""
 
 

@@ -88,64 +88,9 @@ def test_meshnodes_status_events_and_graph(tmp_path: Path, capsys: pytest.Captur
                 assert conditions(st) == {"Ready": "True", "Encrypted": "True"}, (name, st)
                 assert st["summary"] == {"peers": 2, "encrypted": 2, "unencrypted": 0, "unreachable": 0}
                 assert len(st["publicKey"]) == 44
-
-            # idle: nothing changes, so nothing is written (the handshake re-reads are reads)
-            assert eventually(lambda: holder(mesh) is not None, timeout=20)
-            time.sleep(3)  # let the first handshakes settle into the MeshNodes
-            before, t0 = writes(mesh), time.monotonic()
-            time.sleep(10)
-            idle = writes(mesh) - before
-            idle_rate = idle / (time.monotonic() - t0)
-            assert idle == 0, f"{idle} MeshNode writes with the mesh idle"
-
-            # a toggle: every MeshNode shows VXLAN and unencrypted; a few writes per node, not per pass
-            before, t0 = writes(mesh), time.monotonic()
-            mesh.set_mode("Disabled", generation=2)
-            assert eventually(lambda: all_show(root, names, "VXLAN", 2), timeout=30), meshnodes(root)
-            toggle_seconds = time.monotonic() - t0
-            time.sleep(2)
-            toggle_writes = writes(mesh) - before
-            assert all(conditions(st)["Encrypted"] == "False" for st in meshnodes(root).values())
-            assert toggle_writes <= 3 * len(nodes), toggle_writes
-
-            status_file = root / "meshconfig-status.json"
-            assert eventually(
-                lambda: (
-                    json.loads(status_file.read_text())["status"]["nodes"]
-                    == {"total": 3, "applied": 3, "ready": 3, "encrypted": 0}
-                ),
-                timeout=20,
-            ), status_file.read_text()
-
-            # KeyCreated once per node; a rejected MeshConfig: one Event whose count moves, never a storm
-            keys = [e for e in events(root) if e["reason"] == "KeyCreated"]
-            assert sorted(e["involvedObject"]["name"] for e in keys) == sorted(names)
-            bad = yaml_text("Sometimes")
-            write_atomic(root / "meshconfig.yaml", bad)
-            rejected = lambda: [e for e in events(root) if e["reason"] == "MeshConfigRejected"]  # noqa: E731
-            assert eventually(lambda: len(rejected()) == 1, timeout=20)
-            assert eventually(lambda: not accepted(status_file), timeout=20)
-            time.sleep(5)
-            assert len(rejected()) == 1 and rejected()[0]["count"] == 1
-            mesh.set_mode("Disabled", generation=3)  # fixed
-            assert eventually(lambda: accepted(status_file), timeout=20)
-            write_atomic(root / "meshconfig.yaml", bad)  # the same cause again: the same Event, count 2
-            assert eventually(lambda: len(rejected()) == 1 and rejected()[0]["count"] == 2, timeout=60)
-
-            # the lock holder dies: another agent takes over and keeps the MeshConfig status current
-            index = holder(mesh)
-            assert index is not None
-            mesh.agents[index].stop(signal.SIGKILL)
-            mesh.set_mode("Enabled", generation=4)
-            assert eventually(
-                lambda: (
-                    json.loads(status_file.read_text())["status"]["observedGeneration"] == 4
-                    and json.loads(status_file.read_text())["status"]["nodes"]["applied"] == 2
-                ),
-                timeout=30,
-            ), status_file.read_text()
-            assert holder(mesh) not in (None, index)
-
+            numbers = idle_then_toggle(mesh, root, names)
+            rejected_once_per_cause(mesh, root, names)
+            holder_dies(mesh, root)
             svg = tmp_path / "mesh.svg"
             assert main(["graph", "--datastore", f"file:{root}", "--output", str(svg)]) == 0
             texts = svg_texts(svg)
@@ -153,17 +98,81 @@ def test_meshnodes_status_events_and_graph(tmp_path: Path, capsys: pytest.Captur
             assert "WireGuard" in texts
         finally:
             mesh.stop()
-    say(
-        capsys,
-        f"[status file] MeshNode writes: idle {idle_rate:.2f}/s for {len(nodes)} nodes; a toggle: "
-        f"{toggle_writes} writes, all MeshNodes updated in {toggle_seconds:.1f}s",
-    )
+    say(capsys, f"[status file] MeshNode writes for {len(nodes)} nodes: {numbers}")
+
+
+def idle_then_toggle(mesh: Mesh, root: Path, names: set[str]) -> str:
+    """Idle: nothing changes, so nothing is written (the handshake re-reads are reads). A toggle: every
+    MeshNode shows VXLAN and unencrypted, with a few writes per node, not one per pass."""
+    assert eventually(lambda: holder(mesh) is not None, timeout=20)
+    time.sleep(3)  # let the first handshakes settle into the MeshNodes
+    before, t0 = writes(mesh), time.monotonic()
+    time.sleep(10)
+    idle = writes(mesh) - before
+    idle_rate = idle / (time.monotonic() - t0)
+    assert idle == 0, f"{idle} MeshNode writes with the mesh idle"
+    before, t0 = writes(mesh), time.monotonic()
+    mesh.set_mode("Disabled", generation=2)
+    assert eventually(lambda: all_show(root, names, "VXLAN", 2), timeout=30), meshnodes(root)
+    toggle_seconds = time.monotonic() - t0
+    time.sleep(2)
+    toggle_writes = writes(mesh) - before
+    assert all(conditions(st)["Encrypted"] == "False" for st in meshnodes(root).values())
+    assert toggle_writes <= 3 * len(names), toggle_writes
+    assert eventually(
+        lambda: config_status(root)["nodes"] == {"total": 3, "applied": 3, "ready": 3, "encrypted": 0},
+        timeout=20,
+    ), config_status(root)
+    return f"idle {idle_rate:.2f}/s; a toggle: {toggle_writes} writes, all MeshNodes updated in {toggle_seconds:.1f}s"
+
+
+def rejected_once_per_cause(mesh: Mesh, root: Path, names: set[str]) -> None:
+    """KeyCreated once per node; a rejected MeshConfig: one Event whose count moves, never a storm."""
+    keys = [e for e in events(root) if e["reason"] == "KeyCreated"]
+    assert sorted(e["involvedObject"]["name"] for e in keys) == sorted(names)
+    bad = yaml_text("Sometimes")
+    write_atomic(root / "meshconfig.yaml", bad)
+
+    def rejected() -> list[dict[str, Any]]:
+        return [e for e in events(root) if e["reason"] == "MeshConfigRejected"]
+
+    assert eventually(lambda: len(rejected()) == 1, timeout=20)
+    assert eventually(lambda: not accepted(root), timeout=20)
+    time.sleep(5)
+    assert len(rejected()) == 1 and rejected()[0]["count"] == 1
+    mesh.set_mode("Disabled", generation=3)  # fixed
+    assert eventually(lambda: accepted(root), timeout=20)
+    write_atomic(root / "meshconfig.yaml", bad)  # the same cause again: the same Event, count 2
+    assert eventually(lambda: len(rejected()) == 1 and rejected()[0]["count"] == 2, timeout=60)
+
+
+def holder_dies(mesh: Mesh, root: Path) -> None:
+    """The lock holder dies: another agent takes over and keeps the MeshConfig status current."""
+    index = holder(mesh)
+    assert index is not None
+    mesh.agents[index].stop(signal.SIGKILL)
+    mesh.set_mode("Enabled", generation=4)
+    assert eventually(
+        lambda: (
+            config_status(root)["observedGeneration"] == 4 and config_status(root)["nodes"]["applied"] == 2
+        ),
+        timeout=30,
+    ), config_status(root)
+    assert holder(mesh) not in (None, index)
+
+
+def config_status(root: Path) -> dict[str, Any]:
+    try:
+        status: dict[str, Any] = json.loads((root / "meshconfig-status.json").read_text())["status"]
+    except FileNotFoundError:
+        return {}
+    return status
 
 
 def yaml_text(mode: str) -> bytes:
     return f"apiVersion: meshd.io/v1alpha1\nkind: MeshConfig\nmetadata: {{name: default, generation: 9}}\nspec: {{encryption: {{mode: {mode}}}}}\n".encode()
 
 
-def accepted(status_file: Path) -> bool:
-    conds = json.loads(status_file.read_text())["status"]["conditions"]
+def accepted(root: Path) -> bool:
+    conds = config_status(root).get("conditions") or ()
     return any(c["type"] == "Accepted" and c["status"] == "True" for c in conds)

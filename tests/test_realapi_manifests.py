@@ -53,7 +53,8 @@ def test_apply_server_side_crd_established_and_schema_enforced(real_api: RealApi
     assert real_api.kubectl("get", "meshconfig", "bad", check=False).returncode != 0
 
     table = real_api.kubectl("get", "meshconfig").stdout.splitlines()
-    assert table[0].split() == ["NAME", "MODE", "FALLBACK", "AGE"], table
+    head = ["NAME", "MODE", "FALLBACK", "ACCEPTED", "NODES", "APPLIED", "READY", "ENCRYPTED", "AGE"]
+    assert table[0].split() == head, table
     assert table[1].split()[:3] == ["default", "Enabled", "VXLAN"], table
 
 

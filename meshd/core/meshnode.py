@@ -5,7 +5,6 @@ on change: no per-handshake churn; a handshake time appears only once it is stal
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +38,18 @@ class PeerFacts:
 
 
 def rfc3339(ts: float) -> str:
-    """Seconds since the epoch as Kubernetes writes times (UTC, whole seconds)."""
-    return dt.datetime.fromtimestamp(int(ts), tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Seconds since the epoch as Kubernetes writes times (UTC, whole seconds). Plain arithmetic (the civil
+    calendar from a day count, H. Hinnant's algorithm): the core never imports a clock module."""
+    days, secs = divmod(int(ts), 86400)
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day, month = doy - (153 * mp + 2) // 5 + 1, mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (month <= 2)
+    return f"{year:04d}-{month:02d}-{day:02d}T{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}Z"
 
 
 def _should_encrypt(snapshot: Snapshot, me: str) -> frozenset[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -50,10 +51,11 @@ def sockets() -> set[str]:
     return {p.name for p in Path("/var/run/wireguard").glob("*.sock")}
 
 
-def test_the_demo_runs_end_to_end_and_leaves_nothing_behind() -> None:
+def test_the_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> None:
     before = (root_state(), namespaces(), live_wireguard_go(), sockets())
+    svg = tmp_path / "mesh.svg"
     res = subprocess.run(
-        [sys.executable, "-m", "meshd", "demo", "--nodes", "2"],
+        [sys.executable, "-m", "meshd", "demo", "--nodes", "2", "--graph", str(svg)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -67,6 +69,9 @@ def test_the_demo_runs_end_to_end_and_leaves_nothing_behind() -> None:
     assert re.search(r"Enabled -> Disabled\s+\d+ of \d+ lost", out)
     assert re.search(r"Disabled -> Enabled\s+\d+ of \d+ lost", out)
     assert "ok" in out.split("pod-to-pod reachability", 1)[1].split("measuring", 1)[0]
+    assert f"saved a picture of the mesh (meshd graph) to {svg}" in out
+    texts = {"".join(e.itertext()).strip() for e in ET.parse(svg).iter() if e.tag.endswith("text")}
+    assert {"node0", "node1", "WireGuard"} <= texts, texts
     state, ns, procs, socks = before
     # Other runs may come and go on a shared machine: nothing of ours may remain, nothing of theirs changes.
     assert root_state() == state

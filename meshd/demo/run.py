@@ -14,6 +14,7 @@ from types import FrameType
 
 from meshd.demo.agents import Mesh
 from meshd.demo.netlab import Lab, build_cluster
+from meshd.demo.picture import save_graph
 from meshd.demo.report import Figures, render_matrix, render_peers, render_summary
 from meshd.demo.traffic import PingRun, iperf3
 from meshd.errors import ConfigError
@@ -41,7 +42,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run_demo(nodes: int, *, seconds: float = 3) -> int:
+def run_demo(nodes: int, *, seconds: float = 3, graph: Path | None = None) -> int:
     check_prerequisites()
     if not 2 <= nodes <= 20:
         raise ConfigError(f"--nodes {nodes}: choose 2 to 20")
@@ -49,13 +50,15 @@ def run_demo(nodes: int, *, seconds: float = 3) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="meshd-demo-"))
     try:
         with Lab() as lab:
-            return _demo(lab, nodes, workdir, seconds)
+            return _demo(
+                lab, nodes, workdir, seconds, graph or Path(tempfile.gettempdir()) / "meshd-demo.svg"
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         say("cleaned up: namespaces, agents, wireguard-go processes and the temp directory are gone")
 
 
-def _demo(lab: Lab, n: int, workdir: Path, seconds: float) -> int:
+def _demo(lab: Lab, n: int, workdir: Path, seconds: float, graph: Path) -> int:
     say(f"building {n} node namespaces on a bridged underlay (198.18.0.0/24), each with a pod namespace ...")
     mesh = Mesh(lab, build_cluster(lab, n), workdir)
     say(f"starting {n} meshd agents (file datastore in {workdir}/store) ...")
@@ -77,6 +80,7 @@ def _demo(lab: Lab, n: int, workdir: Path, seconds: float) -> int:
     if figures.loss_on is None:
         return 1
     say(render_summary(figures))
+    save_graph(workdir / "store", graph, {node.name for node in mesh.nodes})
     mesh.stop()
     return 0
 
@@ -107,9 +111,9 @@ def _toggle(mesh: Mesh, switch: str, mode: str, transport: str, *, generation: i
     return (sent, received) if ok else None
 
 
-def main(nodes: int) -> int:
+def main(nodes: int, *, graph: str | None = None) -> int:
     try:
-        return run_demo(nodes)
+        return run_demo(nodes, graph=Path(graph) if graph else None)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

@@ -29,9 +29,13 @@ class MeshConfigReporter:
     """Why the datastore rejects the latest MeshConfig (None: accepted)."""
     interval: float = 2.0
     lease_duration: float = 15.0
+    recount: float = 10.0
+    """Seconds between MeshNode lists while the MeshConfig stays the same (a new one is counted at once)."""
     clock: Callable[[], float] = time.time
     holding: bool = False
     _written: dict[str, Any] | None = None
+    _counted: tuple[int, str | None, float] | None = None  # (generation, rejection, when) of the last list
+    _changed_at: float = 0.0
 
     async def run(self) -> None:
         while True:
@@ -48,7 +52,7 @@ class MeshConfigReporter:
         held = await self.store.hold_lease(me, duration=self.lease_duration)
         if held != self.holding:
             log.info("%s the MeshConfig status lease", "holding" if held else "lost")
-            self.holding, self._written = held, None
+            self.holding, self._written, self._counted = held, None, None
         if not held:
             self.events.forget("cluster")
             return False
@@ -57,15 +61,23 @@ class MeshConfigReporter:
         problems = last[0].problems if last else ()
         found = [*cluster_events(me, problems), *([rejected_event(me, error)] if error else [])]
         self.events.observe("cluster", found)
-        generation = await self.store.meshconfig_generation()
-        if generation is None:
+        generation, now = await self.store.meshconfig_generation(), self.clock()
+        if generation is None or not self._due(generation, error, now):
             return False
         nodes = await self.store.list_meshnodes()
-        status = meshconfig_status(
-            generation, nodes, rejected=error, now=self.clock(), previous=self._written
-        )
+        self._counted = (generation, error, now)
+        status = meshconfig_status(generation, nodes, rejected=error, now=now, previous=self._written)
         if status == self._written:
             return False
         await self.store.write_meshconfig_status(status)
         self._written = status
         return True
+
+    def _due(self, generation: int, error: str | None, now: float) -> bool:
+        """Listing every MeshNode is the expensive part: each round for a minute after the MeshConfig
+        changed (while the nodes apply it), then every `recount` seconds."""
+        last = self._counted
+        if last is None or last[:2] != (generation, error):
+            self._changed_at = now
+            return True
+        return now - self._changed_at < 60 or now - last[2] >= self.recount

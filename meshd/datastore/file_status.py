@@ -62,7 +62,16 @@ class FileStatusStore:
         await asyncio.to_thread(_write_if_changed, self.directory / "meshnodes" / f"{name}.json", obj)
 
     async def list_meshnodes(self) -> list[dict[str, Any]]:
+        """The MeshNodes. The lock holder first removes those whose node record is gone (in Kubernetes the
+        owner reference does that)."""
+        if self._lock_fd is not None:
+            await asyncio.to_thread(self._prune)
         return await asyncio.to_thread(list_meshnodes, self.directory)
+
+    def _prune(self) -> None:
+        for path in (self.directory / "meshnodes").glob("*.json"):
+            if not (self.directory / "nodes" / path.name).exists():
+                path.unlink(missing_ok=True)
 
     async def hold_lease(self, holder: str, *, duration: float) -> bool:
         """`duration` does not matter here: the lock lasts as long as this process."""

@@ -5,6 +5,7 @@ is one request; a failure raises (meshd.errors) and the caller tries again on it
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,13 @@ class KubeStatusStore:
     async def write_meshnode(self, name: str, status: Mapping[str, Any]) -> None:
         if name not in self._created:
             await self._create_meshnode(await self._connect(), name)
-        await self._patch_status(MESHNODES, name, status)
+        try:
+            await self._patch_status(MESHNODES, name, status)
+        except PermanentApiError as exc:
+            if exc.status == 404:  # deleted under us (by hand, or with a Node recreated): create it again
+                self._created.discard(name)
+                self._uids.pop(("Node", name), None)
+            raise
 
     async def _create_meshnode(self, api: KubeApi, name: str) -> None:
         uid = await self._uid("Node", name)
@@ -155,6 +162,10 @@ class KubeStatusStore:
         )  # fmt: skip
 
     async def close(self) -> None:
+        """Gives the lease up when this agent holds it (a rollout hands over at once), then disconnects."""
+        if self._lease is not None and self._lease.held:
+            with contextlib.suppress(Exception):
+                await self._lease.release()
         if self._api is not None:
             await self._api.close()
             self._api = None

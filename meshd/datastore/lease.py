@@ -27,11 +27,17 @@ class Lease:
     api: KubeApi
     namespace: str
     name: str = LEASE_NAME
+    held: str | None = None
+    """The holder this object last wrote the lease for (None: it does not hold it)."""
     _seen: tuple[Any, ...] | None = None
     _seen_at: float = field(default=0.0)
 
     async def hold(self, holder: str, *, duration: float) -> bool:
         """Take or renew the lease for `holder`; True while it holds it."""
+        self.held = holder if await self._hold(holder, duration) else None
+        return self.held is not None
+
+    async def _hold(self, holder: str, duration: float) -> bool:
         coord = self._coord()
         try:
             obj = await _json(
@@ -53,8 +59,9 @@ class Lease:
             return False
         return await self._write(obj, holder, duration)
 
-    async def release(self, holder: str) -> None:
+    async def release(self) -> None:
         """Give the lease up (on a clean stop) so another agent takes over without waiting it out."""
+        holder, self.held = self.held, None
         coord = self._coord()
         obj = await _json(
             coord.read_namespaced_lease_without_preload_content(

@@ -1,0 +1,100 @@
+"""The status side's stores and the MeshConfig-status reporter: the file lock hands over when its holder
+goes, orphan MeshNodes are pruned by the holder, the reporter writes only on change and lists sparingly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from keys.values import PrivateKey
+from meshd.agent.events import EventRecorder
+from meshd.agent.meshconfig_report import MeshConfigReporter
+from meshd.agent.view import MeshView
+from meshd.core.local import Identity
+from meshd.core.ports import EventRecord
+from meshd.datastore.file_status import FileStatusStore
+
+
+def test_file_lock_hands_over_when_the_holder_closes(tmp_path: Path) -> None:
+    async def go() -> None:
+        a, b = FileStatusStore(tmp_path), FileStatusStore(tmp_path)
+        assert await a.hold_lease("a", duration=15)
+        assert not await b.hold_lease("b", duration=15)
+        assert await a.hold_lease("a", duration=15)  # renewing is holding
+        await a.close()  # as if the process died: the kernel drops the lock
+        assert await b.hold_lease("b", duration=15)
+        await b.close()
+
+    asyncio.run(go())
+
+
+def test_holder_prunes_meshnodes_of_nodes_that_are_gone(tmp_path: Path) -> None:
+    async def go() -> list[str]:
+        store = FileStatusStore(tmp_path)
+        (tmp_path / "nodes").mkdir()
+        (tmp_path / "nodes" / "a.json").write_text("{}")
+        await store.write_meshnode("a", {"summary": {"peers": 0}})
+        await store.write_meshnode("gone", {"summary": {"peers": 0}})
+        assert len(await store.list_meshnodes()) == 2  # not the holder: nothing removed
+        assert await store.hold_lease("a", duration=15)
+        names = [o["metadata"]["name"] for o in await store.list_meshnodes()]
+        await store.close()
+        return names
+
+    assert asyncio.run(go()) == ["a"]
+    written = json.loads((tmp_path / "meshnodes" / "a.json").read_text())
+    assert written["apiVersion"] == "meshd.io/v1alpha1" and written["kind"] == "MeshNode"
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.held, self.generation, self.lists, self.status_writes = True, 3, 0, 0
+        self.events: list[EventRecord] = []
+
+    async def hold_lease(self, holder: str, *, duration: float) -> bool:
+        return self.held
+
+    async def meshconfig_generation(self) -> int | None:
+        return self.generation
+
+    async def list_meshnodes(self) -> list[dict[str, Any]]:
+        self.lists += 1
+        c = [{"type": "Ready", "status": "True"}, {"type": "Encrypted", "status": "True"}]
+        return [{"metadata": {"name": "a"}, "status": {"observedGeneration": 3, "conditions": c}}]
+
+    async def write_meshconfig_status(self, status: Mapping[str, Any]) -> None:
+        self.status_writes += 1
+
+    async def record_event(self, event: EventRecord, *, count: int, first: float, last: float) -> None:
+        self.events.append(event)
+
+
+def test_reporter_writes_on_change_and_lists_sparingly() -> None:
+    clock = [1000.0]
+    store = FakeStore()
+    view = MeshView(Identity(name="a", public_key=PrivateKey.generate().public_key()))
+    events = EventRecorder(store, clock=lambda: clock[0])  # type: ignore[arg-type]
+    errors: list[str | None] = [None]
+    rep = MeshConfigReporter(store, view, events, lambda: errors[0], clock=lambda: clock[0])  # type: ignore[arg-type]
+
+    def step(seconds: float = 2) -> bool:
+        clock[0] += seconds
+        return asyncio.run(rep.step())
+
+    assert step() and store.status_writes == 1
+    assert not step() and store.status_writes == 1  # unchanged: no write
+    for _ in range(40):  # a minute and more of rounds
+        step()
+    lists = store.lists
+    for _ in range(10):  # 20 s of rounds with nothing new: two lists, not ten
+        step()
+    assert store.lists - lists == 2
+    errors[0] = "spec.fallback: expected one of VXLAN, IPIP, None"
+    assert step() and store.status_writes == 2  # rejected: counted and written at once
+    asyncio.run(events.flush())
+    assert [e.reason for e in store.events] == ["MeshConfigRejected"]
+    store.held = False
+    assert not step() and not rep.holding

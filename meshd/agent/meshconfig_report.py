@@ -36,13 +36,21 @@ class MeshConfigReporter:
     _written: dict[str, Any] | None = None
     _counted: tuple[int, str | None, float] | None = None  # (generation, rejection, when) of the last list
     _changed_at: float = 0.0
+    _failure: str | None = None
 
     async def run(self) -> None:
         while True:
             try:
                 await self.step()
-            except Exception as exc:  # the API is away or refuses: try again next round
-                log.warning("MeshConfig status round failed: %s", exc)
+            except Exception as exc:  # the API is away or refuses: try again next round (said once)
+                said, self._failure = self._failure, str(exc)
+                log.log(
+                    logging.DEBUG if said == self._failure else logging.WARNING,
+                    "MeshConfig status round failed: %s",
+                    exc,
+                )
+            else:
+                self._failure = None
             await self.events.flush()
             await asyncio.sleep(self.interval)
 

@@ -68,7 +68,8 @@ class MeshNodeReporter:
         except Exception as exc:  # retried next round, with backoff; the mesh never waits for it
             self._failures += 1
             self._seen = None
-            log.warning("could not write MeshNode %s: %s", self.view.identity.name, exc)
+            level = logging.WARNING if self._failures == 1 else logging.DEBUG  # once per failing streak
+            log.log(level, "could not write MeshNode %s (retrying): %s", self.view.identity.name, exc)
             return False
         self._failures, self._written, self.writes = 0, status, self.writes + 1
         log.info("wrote MeshNode %s: %s", self.view.identity.name, status["summary"])

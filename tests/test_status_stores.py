@@ -98,3 +98,22 @@ def test_reporter_writes_on_change_and_lists_sparingly() -> None:
     assert [e.reason for e in store.events] == ["MeshConfigRejected"]
     store.held = False
     assert not step() and not rep.holding
+
+
+def test_a_restarted_agent_rewrites_nothing_unchanged(tmp_path: Path) -> None:
+    from meshd.agent.meshnode_report import MeshNodeReporter
+    from tests.test_status_objects import ME, NOW, snap, state
+
+    async def run(view: MeshView) -> tuple[int, bool]:
+        store = FileStatusStore(tmp_path)
+        rep = MeshNodeReporter(store, view, EventRecorder(store), clock=lambda: NOW)
+        changed = await rep.step()
+        await store.close()
+        return rep.writes, changed
+
+    view = MeshView(ME)
+    view.last, view.applied = state(NOW - 5), snap()
+    assert asyncio.run(run(view)) == (1, True)
+    again = MeshView(ME)  # a new process: same kernel, same snapshot
+    again.last, again.applied = state(NOW - 5), snap()
+    assert asyncio.run(run(again)) == (0, False)

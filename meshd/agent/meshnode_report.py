@@ -37,17 +37,26 @@ class MeshNodeReporter:
     _seen: object = None
     _checked: float = field(default=float("-inf"))
     _failures: int = 0
+    _loaded: bool = False
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval * min(2**self._failures, 30))
-            await self.step()
+            try:
+                await self.step()
+            except Exception as exc:  # e.g. reading the stored MeshNode failed: again later, with backoff
+                self._failures += 1
+                level = logging.WARNING if self._failures == 1 else logging.DEBUG
+                log.log(level, "MeshNode %s not updated (retrying): %s", self.view.identity.name, exc)
 
     async def step(self) -> bool:
         """One round: rebuild the status when there is something new, write it if it changed."""
         last, snapshot = self.view.last, self.view.applied
         if last is None or snapshot is None:
             return False
+        if not self._loaded:  # what a previous run wrote: unchanged, it is not written again
+            self._written = await self.store.read_meshnode(self.view.identity.name)
+            self._loaded = True
         now = self.clock()
         fresh = last is not self._seen
         due = self._waiting_for_handshakes() and now - self._checked >= self.recheck
@@ -65,12 +74,9 @@ class MeshNodeReporter:
             return False
         try:
             await self.store.write_meshnode(self.view.identity.name, status)
-        except Exception as exc:  # retried next round, with backoff; the mesh never waits for it
-            self._failures += 1
-            self._seen = None
-            level = logging.WARNING if self._failures == 1 else logging.DEBUG  # once per failing streak
-            log.log(level, "could not write MeshNode %s (retrying): %s", self.view.identity.name, exc)
-            return False
+        except Exception:
+            self._seen = None  # rebuilt and retried next round (run() backs off and says it once)
+            raise
         self._failures, self._written, self.writes = 0, status, self.writes + 1
         log.info("wrote MeshNode %s: %s", self.view.identity.name, status["summary"])
         return True

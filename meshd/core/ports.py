@@ -167,6 +167,9 @@ class StatusStore(Protocol):
     async def write_meshnode(self, name: str, status: Mapping[str, Any]) -> None:
         """Create our MeshNode (owned by our Node) or replace its status."""
 
+    async def read_meshnode(self, name: str) -> dict[str, Any] | None:
+        """Our MeshNode's status as stored (None: none yet), so a restarted agent rewrites nothing unchanged."""
+
     async def list_meshnodes(self) -> list[dict[str, Any]]: ...
 
     async def hold_lease(self, holder: str, *, duration: float) -> bool:

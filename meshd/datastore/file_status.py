@@ -61,6 +61,11 @@ class FileStatusStore:
         obj = meshnode_object(name, None, status)
         await asyncio.to_thread(_write_if_changed, self.directory / "meshnodes" / f"{name}.json", obj)
 
+    async def read_meshnode(self, name: str) -> dict[str, Any] | None:
+        obj = await asyncio.to_thread(read_json, self.directory / "meshnodes" / f"{name}.json")
+        status = (obj or {}).get("status")
+        return status if isinstance(status, dict) else None
+
     async def list_meshnodes(self) -> list[dict[str, Any]]:
         """The MeshNodes. The lock holder first removes those whose node record is gone (in Kubernetes the
         owner reference does that)."""

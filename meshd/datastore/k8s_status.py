@@ -109,6 +109,14 @@ class KubeStatusStore:
             )
         )  # fmt: skip
 
+    async def read_meshnode(self, name: str) -> dict[str, Any] | None:
+        obj = await self._get(MESHNODES, name)
+        if obj is None:
+            return None
+        self._created.add(name)
+        status = obj.get("status")
+        return status if isinstance(status, dict) else None
+
     async def list_meshnodes(self) -> list[dict[str, Any]]:
         api = await self._connect()
         data = await _json(

@@ -22,6 +22,7 @@ class _Tally:
     last: float
     written: int = 0  # the count last written
     written_at: float = float("-inf")
+    failed: bool = False
 
 
 @dataclass
@@ -66,10 +67,12 @@ class EventRecorder:
             self._tokens -= 1
             try:
                 await self.store.record_event(event, count=t.count, first=t.first, last=t.last)
-            except Exception as exc:  # Events are best effort: the mesh must not care
-                log.warning(
-                    "could not record event %s on %s %s: %s", event.reason, event.kind, event.name, exc
+            except Exception as exc:  # Events are best effort: retried after `repeat_after`, said once
+                level = logging.DEBUG if t.failed else logging.WARNING
+                log.log(
+                    level, "could not record event %s on %s %s: %s", event.reason, event.kind, event.name, exc
                 )
+                t.failed, t.written_at = True, now
                 continue
             t.written, t.written_at, writes = t.count, now, writes + 1
         return writes

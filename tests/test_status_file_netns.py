@@ -61,6 +61,8 @@ def events(root: Path) -> list[dict[str, Any]]:
 def holder(mesh: Mesh) -> int | None:
     """The index of the agent that last said it holds the MeshConfig-status lock."""
     for i, a in enumerate(mesh.agents):
+        if not a.alive():
+            continue
         msgs = [
             str(r.get("msg", "")) for r in log_records(a.log_path) if "status lease" in str(r.get("msg", ""))
         ]

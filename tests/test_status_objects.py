@@ -11,7 +11,7 @@ import pytest
 
 from keys.values import PrivateKey
 from meshd.agent.events import EventRecorder
-from meshd.core.events import cluster_events
+from meshd.core.events import cluster_events, key_event, local_events
 from meshd.core.graph import graph_dot
 from meshd.core.local import Identity
 from meshd.core.meshconfig_status import meshconfig_status
@@ -26,6 +26,7 @@ from meshd.core.state import (
     PairDecision,
     PeerSpec,
     Problem,
+    Route,
 )
 
 NOW = 1_800_000_000.0
@@ -183,3 +184,24 @@ def test_rfc3339_matches_datetime(ts: float) -> None:
     import datetime as dt
 
     assert rfc3339(ts) == dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_event_causes_of_a_pass() -> None:
+    guarded = ipaddress.ip_network("198.19.2.0/24")
+    foreign = Route(ipaddress.ip_network("198.19.2.0/25"), "eth0")
+    (violation,) = local_events(
+        "a", DesiredState(guards=frozenset({guarded})), ActualState(foreign_routes=frozenset({foreign}))
+    )
+    assert (violation.kind, violation.name, violation.reason, violation.type) == (
+        "Node",
+        "a",
+        "RequiredViolation",
+        "Warning",
+    )
+    copied = Problem("copied-public-key", ("x",), "x publishes b's key")
+    invalid = Problem("invalid-node", ("y",), "bad")
+    assert [(e.name, e.reason) for e in cluster_events("a", [copied, invalid])] == [
+        ("x", "CopiedKeyDetected")
+    ]
+    rotated = key_event("a", "k" * 43 + "=", rotated=True)
+    assert (rotated.reason, rotated.type) == ("KeyRotated", "Normal") and "k" * 43 in rotated.message

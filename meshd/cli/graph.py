@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,15 +19,30 @@ from meshd.errors import ConfigError
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("graph", help="draw the mesh (nodes, pairs by transport and encryption)")
     p.add_argument("--datastore", default=KUBERNETES, help=f"{KUBERNETES} or {FILE_PREFIX}DIR")
-    p.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster)")
+    p.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig (default: $KUBECONFIG, ~/.kube/config, else in-cluster)",
+    )
     p.add_argument("--output", required=True, help="FILE.svg (Graphviz) or FILE.dot")
     p.set_defaults(func=handle)
+
+
+def kubeconfig_path(flag: str | None) -> Path | None:
+    """Like kubectl: the flag, else the first file of $KUBECONFIG, else ~/.kube/config; None: in-cluster."""
+    if flag:
+        return Path(flag)
+    env = os.environ.get("KUBECONFIG", "")
+    if env:
+        return Path(env.split(os.pathsep)[0])
+    home = Path.home() / ".kube" / "config"
+    return home if home.is_file() else None
 
 
 async def _from_api(kubeconfig: str | None) -> list[dict[str, Any]]:
     from meshd.datastore.k8s_status import KubeStatusStore
 
-    store = KubeStatusStore(kubeconfig=Path(kubeconfig) if kubeconfig else None)
+    store = KubeStatusStore(kubeconfig=kubeconfig_path(kubeconfig))
     try:
         return await store.list_meshnodes()
     finally:

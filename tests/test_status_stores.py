@@ -117,3 +117,22 @@ def test_a_restarted_agent_rewrites_nothing_unchanged(tmp_path: Path) -> None:
     again = MeshView(ME)  # a new process: same kernel, same snapshot
     again.last, again.applied = state(NOW - 5), snap()
     assert asyncio.run(run(again)) == (0, False)
+
+
+def test_graph_command_writes_dot_and_svg_and_refuses_bad_input(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from meshd.cli.main import main
+
+    (tmp_path / "meshnodes").mkdir()
+    for name, peer in (("n-a", "n-b"), ("n-b", "n-a")):
+        obj = {"metadata": {"name": name}, "status": {"peers": [{"node": peer, "transport": "VXLAN"}]}}
+        (tmp_path / "meshnodes" / f"{name}.json").write_text(json.dumps(obj))
+    assert main(["graph", "--datastore", f"file:{tmp_path}", "--output", str(tmp_path / "g.dot")]) == 0
+    assert '"n-a" -- "n-b"' in (tmp_path / "g.dot").read_text()
+    assert main(["graph", "--datastore", f"file:{tmp_path}", "--output", str(tmp_path / "g.svg")]) == 0
+    texts = {"".join(e.itertext()).strip() for e in ET.parse(tmp_path / "g.svg").iter()}
+    assert {"n-a", "n-b", "VXLAN"} <= texts
+    assert main(["graph", "--datastore", f"file:{tmp_path}/nope", "--output", str(tmp_path / "x.svg")]) == 2
+    assert main(["graph", "--datastore", "etcd", "--output", str(tmp_path / "x.svg")]) == 2
+    assert main(["graph", "--datastore", f"file:{tmp_path}", "--output", str(tmp_path / "x.gif")]) == 2

@@ -19,9 +19,11 @@ MANIFESTS = REPO / "manifests"
 
 
 def apply_manifests(api: RealApi) -> str:
-    """As the README says: the CRD first (server-side), wait until Established, then the kustomize base.
+    """As the README says: the CRDs first (server-side), wait until Established, then the kustomize base.
     --force-conflicts: a test may have patched the MeshConfig or the ClusterRole with another manager."""
-    crds = [arg for crd in ("crd-meshconfig.yaml", "crd-meshnode.yaml") for arg in ("-f", str(MANIFESTS / crd))]
+    crds = [
+        arg for crd in ("crd-meshconfig.yaml", "crd-meshnode.yaml") for arg in ("-f", str(MANIFESTS / crd))
+    ]
     out = api.kubectl("apply", "--server-side", "--force-conflicts", *crds)
     api.kubectl(
         "wait", "--for", "condition=Established", "--timeout", "60s",

@@ -54,6 +54,7 @@ def lease_holder(c: RealCluster) -> str:
     return str(lease["spec"].get("holderIdentity") or "")
 
 
+@pytest.mark.timeout(900)  # one long scenario: a loaded 2-core machine needs more than the default
 def test_meshnodes_columns_toggle_lease_takeover_events_graph(
     real_cluster: RealCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -193,6 +194,6 @@ def graph(c: RealCluster) -> None:
         "--kubeconfig",
         str(c.api.admin),
     ]
-    subprocess.run(["ip", "netns", "exec", c.api.netns, *argv, "--output", str(svg)], check=True, timeout=120)
+    subprocess.run(["ip", "netns", "exec", c.api.netns, *argv, "--output", str(svg)], check=True, timeout=300)
     texts = {"".join(el.itertext()).strip() for el in ET.parse(svg).iter() if el.tag.endswith("text")}
     assert all(any(t.startswith(n.name) for t in texts) for n in c.mesh.nodes), texts

@@ -29,7 +29,7 @@ Obj = dict[str, Any]
 GROUP, VERSION, PLURAL = "meshd.io", "v1alpha1", "meshconfigs"
 MESHCONFIG_NAME = "default"
 MERGE_PATCH = "application/merge-patch+json"
-NODES, MESHCONFIGS = "nodes", "meshconfigs"
+NODES, MESHCONFIGS, MESHNODES = "nodes", "meshconfigs", "meshnodes"
 
 
 class ApiError(Exception):
@@ -134,6 +134,10 @@ class KubeApi:
     def _collection_call(self, resource: str, **kwargs: Any) -> Any:
         if resource == NODES:
             return self.core.list_node_without_preload_content(**kwargs)
+        if resource == MESHNODES:
+            return self.custom.list_cluster_custom_object_without_preload_content(
+                GROUP, VERSION, MESHNODES, **kwargs
+            )
         return self.custom.list_cluster_custom_object_without_preload_content(
             GROUP, VERSION, PLURAL, field_selector=f"metadata.name={MESHCONFIG_NAME}", **kwargs
         )

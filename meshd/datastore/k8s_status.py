@@ -16,16 +16,17 @@ from meshd.datastore.k8s_api import (
     GROUP,
     MERGE_PATCH,
     MESHCONFIG_NAME,
+    MESHNODES,
     VERSION,
     KubeApi,
     PermanentApiError,
     _json,
 )
 from meshd.datastore.k8s_events import EVENT_NAMESPACE, event_name, event_object
+from meshd.datastore.k8s_meshnodes import MeshNodeCache
 from meshd.datastore.lease import Lease
 from meshd.errors import PermanentError
 
-MESHNODES = "meshnodes"
 DEFAULT_NAMESPACE = "kube-system"
 
 
@@ -35,6 +36,7 @@ class KubeStatusStore:
         self._namespace = namespace
         self._api: KubeApi | None = None
         self._lease: Lease | None = None
+        self._meshnodes: MeshNodeCache | None = None
         self._created: set[str] = set()
         self._uids: dict[tuple[str, str], str] = {}
 
@@ -118,13 +120,9 @@ class KubeStatusStore:
         return status if isinstance(status, dict) else None
 
     async def list_meshnodes(self) -> list[dict[str, Any]]:
-        api = await self._connect()
-        data = await _json(
-            api.custom.list_cluster_custom_object_without_preload_content(
-                GROUP, VERSION, MESHNODES, _request_timeout=api.request_timeout
-            )
-        )
-        return [o for o in data.get("items") or () if isinstance(o, dict)]
+        if self._meshnodes is None:
+            self._meshnodes = MeshNodeCache(await self._connect())
+        return await self._meshnodes.items()
 
     async def hold_lease(self, holder: str, *, duration: float) -> bool:
         if self._lease is None:
@@ -174,6 +172,8 @@ class KubeStatusStore:
         if self._lease is not None and self._lease.held:
             with contextlib.suppress(Exception):
                 await self._lease.release()
+        if self._meshnodes is not None:
+            await self._meshnodes.close()
         if self._api is not None:
             await self._api.close()
             self._api = None

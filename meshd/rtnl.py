@@ -154,11 +154,12 @@ class RawRtnl:
     async def link_names(self) -> dict[int, str]:
         return dict(decode_link(payload) for _, payload in await self.dump(RTM_GETLINK, socket.AF_UNSPEC))
 
-    def drain(self) -> tuple[list[Message], bool]:
+    def drain(self) -> tuple[list[tuple[int, int, memoryview]], bool]:
         """The notifications waiting on a subscribed socket, without waiting; and whether some were lost
-        (the receive buffer overflowed: only a full read can tell what the kernel holds now)."""
+        (the receive buffer overflowed: only a full read can tell what the kernel holds now). Each as
+        (type, flags, payload): NLM_F_REPLACE in the flags says the object replaced another."""
         sock, lost = self.socket(), False
-        found: list[Message] = []
+        found: list[tuple[int, int, memoryview]] = []
         while True:
             try:
                 data = sock.recv(RECV)
@@ -169,7 +170,7 @@ class RawRtnl:
                     raise
                 lost = True
                 continue
-            found.extend((kind, payload) for kind, _, _, payload in split(data))
+            found.extend((kind, flags, payload) for kind, flags, _, payload in split(data))
 
     def close(self) -> None:
         if self._sock is not None:

@@ -19,6 +19,7 @@ HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, por
 RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
 IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 ATTR = struct.Struct("=HH")
 U32 = struct.Struct("=I")
 NEXTHOP = struct.Struct("=HBBi")  # rtnexthop: length, flags, hops, ifindex
@@ -187,6 +188,12 @@ def decode_link(payload: memoryview) -> tuple[int, str]:
     _, _, index, _, _ = IFINFOMSG.unpack_from(payload)
     name = attributes(payload, IFINFOMSG.size).get(IFLA_IFNAME)
     return index, bytes(name).rstrip(b"\0").decode() if name is not None else ""
+
+
+def decode_addr(payload: memoryview) -> tuple[int, int]:
+    """(link index, scope) of an RTM_NEWADDR/RTM_DELADDR message."""
+    _, _, _, scope, index = IFADDRMSG.unpack_from(payload)
+    return index, scope
 
 
 def dump_request(kind: int, family: int, seq: int) -> bytes:

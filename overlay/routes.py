@@ -69,21 +69,24 @@ class NetlinkRouteTable(OnSocket):
         self.protocol = protocol
         self._watch = frozenset(watch)
         self._owned: set[IPNetwork] = set()  # destinations of our routes, as last observed or changed
+        self.foreign_all: set[tuple[Route, int]] = (
+            set()
+        )  # others' routes in our table (with metrics), last read
 
     def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
         """Networks (peers' pod CIDRs) for which foreign routes are reported, besides ours."""
         self._watch = frozenset(nets)
 
-    async def _routes(self, names: dict[int, str]) -> list[tuple[int, Route]]:
-        """(protocol, route) of every unicast-ish route in our table, both families."""
-        found: list[tuple[int, Route]] = []
+    async def _routes(self, names: dict[int, str]) -> list[tuple[int, Route, int]]:
+        """(protocol, route, metric) of every unicast-ish route in our table, both families."""
+        found: list[tuple[int, Route, int]] = []
         for family in _FAMILY_ANY:
             with netlink_errors(f"listing routes{self.sock.where}"):
                 msgs = await self.sock.raw.dump(RTM_GETROUTE, family)
             for _, payload in msgs:
                 msg = decode_route(payload)
                 if msg is not None and self.holds(msg):
-                    found.append((msg.protocol, route_of(msg, names)))
+                    found.append((msg.protocol, route_of(msg, names), msg.priority or 0))
         return found
 
     def holds(self, msg: RouteMsg) -> bool:
@@ -92,11 +95,15 @@ class NetlinkRouteTable(OnSocket):
 
     async def observe(self) -> tuple[frozenset[Route], frozenset[Route]]:
         routes = await self._routes(await self.sock.names_by_index())
-        ours = frozenset(r for proto, r in routes if proto == self.protocol)
+        ours = frozenset(r for proto, r, _ in routes if proto == self.protocol)
         self._owned = {r.dst for r in ours}
+        self.foreign_all = {(r, metric) for proto, r, metric in routes if proto != self.protocol}
         watched = self._watch | self._owned
-        foreign = frozenset(r for proto, r in routes if proto != self.protocol and _inside(r.dst, watched))
-        return ours, foreign
+        return ours, frozenset(r for r, _ in self.foreign_all if _inside(r.dst, watched))
+
+    def forget(self, dst: IPNetwork) -> None:
+        """Our route to `dst` is gone (deleted by someone else): the next one there is added exclusively."""
+        self._owned.discard(dst)
 
     def is_watched(self, dst: IPNetwork) -> bool:
         """Whether a foreign route to `dst` is reported: it lies inside a watched network or one of ours."""
@@ -171,7 +178,9 @@ class NetlinkRouteTable(OnSocket):
             log.info("%s: the kernel refuses an in-place IPv6 move; deleting and re-adding", doing)
             names = await self.sock.names_by_index()
             old = [
-                r for proto, r in await self._routes(names) if proto == self.protocol and r.dst == route.dst
+                r
+                for proto, r, _ in await self._routes(names)
+                if proto == self.protocol and r.dst == route.dst
             ]
             await self.sock.ipr().route(
                 "del", dst=str(route.dst), family=family_of(route.dst), proto=self.protocol, table=self.table
@@ -206,7 +215,7 @@ class NetlinkRouteTable(OnSocket):
     async def _refuse_foreign(self, dst: IPNetwork, doing: str) -> None:
         """Raise when the route holding `dst` in our table is not ours."""
         routes = await self._routes(await self.sock.names_by_index())
-        foreign = [(proto, r) for proto, r in routes if r.dst == dst and proto != self.protocol]
+        foreign = [(proto, r) for proto, r, _ in routes if r.dst == dst and proto != self.protocol]
         if foreign:
             proto, other = foreign[0]
             raise PermanentError(

@@ -55,7 +55,7 @@ class ReconcilePass:
 
     async def __call__(self, *, full: bool = True) -> bool:
         """One pass. Returns True when it changed the kernel. Raises PassError naming the failed phase.
-        `full=False` may reuse the kernel view of the previous pass (KernelView)."""
+        `full=False` may start from the kernel view of the previous pass (KernelView)."""
         try:
             return await self._run(full=full)
         except PassError:
@@ -90,7 +90,7 @@ class ReconcilePass:
         self.report.applied(actions)
         await self._finish(snapshot, local, desired, _record_is_current(local, applied))
         self.view.last = (desired, actual)
-        self.kernel.settle(actual, local.underlay_mtu, quiet=not actions)
+        self.kernel.settle(actual, local.underlay_mtu, actions)
         self.report.passed(failure=store.failure, seconds=time.perf_counter() - started)
         return bool(actions)
 

@@ -33,7 +33,7 @@ RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
 NDA_DST, NDA_LLADDR = 1, 2
 IFLA_IFNAME = 3
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255  # NOWHERE in a delete: any scope
 RTN_UNICAST = 1
 
 VERBS = {
@@ -70,7 +70,8 @@ class RouteRequest:
     kind: int = RTN_UNICAST
 
     def encode(self, seq: int) -> bytes:
-        scope = RT_SCOPE_LINK if self.gateway is None and self.verb != "del" else RT_SCOPE_UNIVERSE
+        scope = RT_SCOPE_LINK if self.gateway is None else RT_SCOPE_UNIVERSE
+        scope = RT_SCOPE_NOWHERE if self.verb == "del" else scope
         head = RTMSG.pack(
             _family(self.dst), self.dst.prefixlen, 0, 0, self.table if self.table < 256 else 252, self.protocol, scope,
             self.kind, self.flags,

@@ -110,6 +110,8 @@ class KernelEvents:
         if self._stale:
             return None
         changes, self._changes = self._changes, []
+        if not changes and self._watched_foreign() == actual.foreign_routes:
+            return actual  # the same object: what was planned and diffed against it still holds
         routes = {r.dst: r for r in actual.routes}
         guards = set(actual.guards)
         fdb: dict[str, set[FdbEntry]] = {}
@@ -131,11 +133,14 @@ class KernelEvents:
         return replace(
             actual,
             routes=frozenset(routes.values()),
-            foreign_routes=frozenset(r for r, _ in self._foreign if self.routes.is_watched(r.dst)),
+            foreign_routes=self._watched_foreign(),
             guards=frozenset(guards),
             fdb=frozenset(e for entries in fdb.values() for e in entries),
             neighbors=frozenset(neighbors.values()),
         )
+
+    def _watched_foreign(self) -> frozenset[Route]:
+        return frozenset(r for r, _ in self._foreign if self.routes.is_watched(r.dst))
 
     def _fold_route(self, change: Change, route: Route, routes: dict[IPNetwork, Route]) -> None:
         if change.present and change.replaces:  # the kernel sends no deletion of the replaced route

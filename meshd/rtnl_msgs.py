@@ -176,11 +176,17 @@ class NeighMsg:
     mac: str | None  # lower case, colon separated
 
 
-def decode_neigh(payload: memoryview) -> NeighMsg:
+def neigh_header(payload: memoryview) -> tuple[int, int, int]:
+    """(family, ifindex, state) of a neighbour message: enough to skip the ones of other links cheaply."""
     family, ifindex, state, _, _ = NDMSG.unpack_from(payload)
+    return family, ifindex, state
+
+
+def decode_neigh(payload: memoryview) -> NeighMsg:
+    family, ifindex, state = neigh_header(payload)
     attrs = attributes(payload, NDMSG.size)
     lladdr = attrs.get(NDA_LLADDR)
-    mac = ":".join(f"{b:02x}" for b in bytes(lladdr)) if lladdr is not None and len(lladdr) == 6 else None
+    mac = bytes(lladdr).hex(":") if lladdr is not None and len(lladdr) == 6 else None
     return NeighMsg(family, ifindex, state, _address(attrs.get(NDA_DST)), mac)
 
 

@@ -26,7 +26,7 @@ from meshd.netlink import (
     family_of,
     netlink_errors,
 )
-from meshd.rtnl_msgs import RTM_GETNEIGH, NeighMsg, NeighRequest, decode_neigh
+from meshd.rtnl_msgs import RTM_GETNEIGH, NeighMsg, NeighRequest, decode_neigh, neigh_header
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,6 +54,8 @@ async def _permanent_entries(sock: NetlinkSocket, family: int, dev: str) -> list
         msgs = await sock.raw.dump(RTM_GETNEIGH, family)
     found = []
     for _, payload in msgs:
+        if neigh_header(payload)[1] != index:
+            continue
         msg = decode_neigh(payload)
         entry = permanent_entry(msg, index)
         if entry is not None and (family == socket.AF_BRIDGE or msg.family in NEIGH_FAMILIES):

@@ -68,8 +68,7 @@ class Dataplane:
         one device; ...) goes to the kernel as one batch."""
         applied = Applied()
         for run in _runs(actions):
-            for action in run:
-                log.info("%s", describe(action))
+            _log_run(run)
             first = run[0]
             if isinstance(first, a.AddPeer | a.UpdatePeer | a.RemovePeer):
                 await self._wg().apply_peers(
@@ -145,6 +144,22 @@ def _run_key(action: a.Action) -> object:
     if isinstance(action, _BATCHED):
         return (type(action), getattr(action, "dev", None))
     return object()
+
+
+LOG_EACH = 50
+"""A batch of up to this many changes is logged one line per change at INFO; a larger one (a node's first
+pass in a big cluster) in one INFO line, each change at DEBUG."""
+
+
+def _log_run(run: Sequence[a.Action]) -> None:
+    if len(run) > LOG_EACH:
+        log.info(
+            "%d changes in one batch (%s), the first: %s", len(run), type(run[0]).__name__, describe(run[0])
+        )
+    level = logging.INFO if len(run) <= LOG_EACH else logging.DEBUG
+    if log.isEnabledFor(level):
+        for action in run:
+            log.log(level, "%s", describe(action))
 
 
 def _runs(actions: Sequence[a.Action]) -> Iterator[list[a.Action]]:

@@ -36,6 +36,7 @@ from meshd.rtnl_msgs import (
     decode_link,
     decode_neigh,
     decode_route,
+    neigh_header,
 )
 from overlay.guards import RTN_UNREACHABLE
 from overlay.routes import NetlinkRouteTable, route_of
@@ -209,9 +210,11 @@ class KernelEvents:
         return Change(kind, present, route_of(msg, self._links), metric=msg.priority or 0)
 
     def _neigh(self, payload: memoryview, *, present: bool) -> Change | None:
-        msg = decode_neigh(payload)
         vxlan = self.names.vxlan
-        if self._links.get(msg.ifindex) != vxlan or msg.dst is None:
+        if self._links.get(neigh_header(payload)[1]) != vxlan:
+            return None  # most neighbour traffic is other links' ARP/ND: not decoded
+        msg = decode_neigh(payload)
+        if msg.dst is None:
             return None
         permanent = permanent_entry(msg, msg.ifindex) is not None
         if msg.family == socket.AF_BRIDGE and msg.mac is not None:

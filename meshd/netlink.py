@@ -30,6 +30,7 @@ from meshd.errors import (
     UnsupportedError,
 )
 from meshd.rtnl import RawRtnl
+from meshd.rtnl_msgs import RTM_GETROUTE, RouteMsg, decode_route
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,15 @@ class NetlinkSocket:
                 return False
             raise translate(exc, f"deleting link {name}{self.where}") from exc
         return True
+
+    async def routes(self) -> list[RouteMsg]:
+        """Every IPv4 and IPv6 route of every table, decoded (one fast dump per family)."""
+        found: list[RouteMsg] = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            with netlink_errors(f"listing routes{self.where}"):
+                msgs = await self.raw.dump(RTM_GETROUTE, family)
+            found.extend(m for m in map(decode_route, (payload for _, payload in msgs)) if m is not None)
+        return found
 
     async def names_by_index(self) -> dict[int, str]:
         with netlink_errors(f"listing links{self.where}"):

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import errno
 import logging
-import socket
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from meshd.core.guard import GUARD_METRIC
 from meshd.core.model import IPNetwork
 from meshd.core.state import RTPROT_MESHD
-from meshd.netlink import NetlinkSocket, family_of, netlink_errors, translate
-from meshd.rtnl_msgs import RTM_GETROUTE, RouteMsg, decode_route
+from meshd.netlink import NetlinkSocket, family_of, translate
+from meshd.rtnl_msgs import RouteMsg
 
 log = logging.getLogger(__name__)
 
 RTN_UNREACHABLE = 7
 _GONE = frozenset({errno.ESRCH, errno.ENOENT})
-_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 class NetlinkGuards:
@@ -35,15 +33,7 @@ class NetlinkGuards:
         self.protocol = protocol
 
     async def observe(self) -> frozenset[IPNetwork]:
-        found: set[IPNetwork] = set()
-        for family in _FAMILIES:
-            with netlink_errors(f"listing guards{self.sock.where}"):
-                msgs = await self.sock.raw.dump(RTM_GETROUTE, family)
-            for _, payload in msgs:
-                msg = decode_route(payload)
-                if msg is not None and self.is_guard(msg):
-                    found.add(msg.dst)
-        return frozenset(found)
+        return frozenset(msg.dst for msg in await self.sock.routes() if self.is_guard(msg))
 
     def is_guard(self, msg: RouteMsg) -> bool:
         """Whether a route message is one of our guards: our table, protocol, type and metric."""

@@ -28,7 +28,7 @@ from meshd.netlink import (
     family_of,
     netlink_errors,
 )
-from meshd.rtnl_msgs import RTM_GETROUTE, RTN_UNICAST, RouteMsg, RouteRequest, decode_route
+from meshd.rtnl_msgs import RTN_UNICAST, RouteMsg, RouteRequest
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +79,8 @@ class NetlinkRouteTable(OnSocket):
 
     async def _routes(self, names: dict[int, str]) -> list[tuple[int, Route, int]]:
         """(protocol, route, metric) of every unicast-ish route in our table, both families."""
-        found: list[tuple[int, Route, int]] = []
-        for family in _FAMILY_ANY:
-            with netlink_errors(f"listing routes{self.sock.where}"):
-                msgs = await self.sock.raw.dump(RTM_GETROUTE, family)
-            for _, payload in msgs:
-                msg = decode_route(payload)
-                if msg is not None and self.holds(msg):
-                    found.append((msg.protocol, route_of(msg, names), msg.priority or 0))
-        return found
+        routes = await self.sock.routes()
+        return [(m.protocol, route_of(m, names), m.priority or 0) for m in routes if self.holds(m)]
 
     def holds(self, msg: RouteMsg) -> bool:
         """Whether `msg` is a route of our table (ours or foreign) and not one of our guards."""

@@ -20,7 +20,7 @@ from meshd.core.fold import fold_peers
 from meshd.core.model import IPAddress
 from meshd.core.state import ActualState
 
-_FOLDED = (
+FOLDED = (
     a.AddPeer, a.UpdatePeer, a.RemovePeer, a.AddNeighbor, a.RemoveNeighbor, a.AddFdb, a.RemoveFdb,
     a.ReplaceRoute, a.RemoveRoute,
 )  # fmt: skip
@@ -67,7 +67,7 @@ class KernelView:
         """Ends a pass that applied `actions`: keep its view for the next one when it still holds."""
         if not actions:
             self._kept = (actual, mtu)
-        elif self.events is not None and all(isinstance(x, _FOLDED) for x in actions):
+        elif self.events is not None and all(isinstance(x, FOLDED) for x in actions):
             wg = actual.wireguard
             self._kept = (replace(actual, wireguard=fold_peers(wg, actions) if wg else None), mtu)
         else:

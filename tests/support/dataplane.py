@@ -259,9 +259,7 @@ def counting_writes() -> Iterator[Writes]:
         await uapi_set(self, request, operation)
 
     async def counted_batch(self: RawRtnl, requests: Sequence[Request]) -> list[int]:
-        for request in requests:  # the batches of meshd's own rtnetlink socket
-            _, kind, flags, _, _ = HEADER.unpack_from(request.encode(0))
-            writes.netlink.append((kind, flags))
+        writes.netlink.extend(HEADER.unpack_from(r.encode(0))[1:3] for r in requests)  # meshd's own socket
         return await batch(self, requests)
 
     async def counted_dump(self: RawRtnl, kind: int, family: int) -> list[Message]:

@@ -197,6 +197,11 @@ def decode_link(payload: memoryview) -> tuple[int, str]:
     return index, bytes(name).rstrip(b"\0").decode() if name is not None else ""
 
 
+def link_flags(payload: memoryview) -> int:
+    """The IFF_* flags of an RTM_NEWLINK/RTM_DELLINK message."""
+    return int(IFINFOMSG.unpack_from(payload)[3])
+
+
 def decode_addr(payload: memoryview) -> tuple[int, int]:
     """(link index, scope) of an RTM_NEWADDR/RTM_DELADDR message."""
     _, _, _, scope, index = IFADDRMSG.unpack_from(payload)

@@ -193,13 +193,17 @@ async def test_deleted_entries_of_ours_are_repaired_from_notifications(
         await task
 
 
+OTHER = "mt-evl0"
+LINK_UP = (f"link add {OTHER} type veth peer name mt-evl1", f"link set {OTHER} up")
+
+
 def _random_changes(rng: random.Random, underlay_gw: str) -> tuple[list[str], list[str]]:
     """`ip -batch` and `bridge -batch` lines: routes of ours, foreign routes, guards, FDB and neighbour
     entries added, replaced and deleted at random (some deletes miss: the kernel refuses those)."""
     ip, bridge = [], []
     for _ in range(rng.randint(5, 25)):
         net, mac = f"198.19.{rng.randint(10, 17)}", f"02:00:00:00:0a:{rng.randint(1, 6):02x}"
-        match rng.randrange(8):
+        match rng.randrange(10):
             case 0:
                 ip.append(f"route replace {net}.0/24 dev {VX} proto 109")
             case 1:
@@ -219,8 +223,13 @@ def _random_changes(rng: random.Random, underlay_gw: str) -> tuple[list[str], li
             case 6:
                 nud = rng.choice(("permanent", "permanent", "reachable"))
                 ip.append(f"neigh replace {net}.1 lladdr {mac} dev {VX} nud {nud}")
-            case _:
+            case 7:
                 ip.append(f"neigh del {net}.1 dev {VX}")
+            case 8:  # another link, and a route through it (its IPv4 routes go silently with it)
+                proto = rng.choice(("static", "109"))
+                ip += [*LINK_UP, f"route replace {net}.{rng.choice((0, 128))}/25 dev {OTHER} proto {proto}"]
+            case _:
+                ip.append(rng.choice((f"link set {OTHER} down", f"link del {OTHER}")))
     return ip, bridge
 
 

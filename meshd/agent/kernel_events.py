@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from meshd.core.guard import GUARD_METRIC
 from meshd.core.model import IPNetwork
 from meshd.core.state import ActualState, DeviceNames, FdbEntry, NeighborEntry, Route
+from meshd.netlink import IFF_UP
 from meshd.rtnl import RawRtnl
 from meshd.rtnl_msgs import (
     NLM_F_REPLACE,
@@ -36,6 +37,7 @@ from meshd.rtnl_msgs import (
     decode_link,
     decode_neigh,
     decode_route,
+    link_flags,
     neigh_header,
 )
 from overlay.guards import RTN_UNREACHABLE
@@ -63,7 +65,7 @@ class Change:
 
     kind: str
     present: bool
-    value: Route | IPNetwork | FdbEntry | NeighborEntry
+    value: Route | IPNetwork | FdbEntry | NeighborEntry | str  # str: a link that went down or away
     metric: int = 0  # of a route
     replaces: bool = False  # a route that took the place of the one with its destination and metric
 
@@ -123,6 +125,10 @@ class KernelEvents:
             value = change.value
             if isinstance(value, Route):
                 self._fold_route(change, value, routes)
+            elif isinstance(value, str):
+                self._foreign = {(r, m) for r, m in self._foreign if r.dev != value}
+                for dst in [dst for dst, r in routes.items() if r.dev == value]:
+                    del routes[dst]
             elif isinstance(value, FdbEntry):
                 fdb[value.mac] = {value} if change.present else fdb.get(value.mac, set()) - {value}
             elif isinstance(value, NeighborEntry):
@@ -227,10 +233,11 @@ class KernelEvents:
     def _link(self, payload: memoryview, *, deleted: bool) -> bool:
         index, name = decode_link(payload)
         ours = self._ours()
-        if deleted or name in ours or self._links.get(index) in ours:
-            self._stale = True  # its routes and entries may have gone without notifications
-            if name in ours or self._links.get(index) in ours:
-                self.on_repair()
+        if name in ours or self._links.get(index) in ours:
+            self._stale = True  # one of our links changed: read it, and what it holds, again
+            self.on_repair()
+        elif deleted or not link_flags(payload) & IFF_UP:  # its IPv4 routes go without notifications
+            self._changes.append(Change("link-down", False, self._links.get(index, name)))
         if deleted:
             self._links.pop(index, None)
         elif name:

@@ -194,8 +194,9 @@ class KernelEvents:
             return self._link(payload, deleted=kind == RTM_DELLINK)
         elif kind in (RTM_NEWADDR, RTM_DELADDR):
             index, scope = decode_addr(payload)
-            if scope != RT_SCOPE_LINK and self._links.get(index) in self._ours():
-                self._stale = True  # our links' addresses are part of the state (link-local ones are not)
+            ours = self._links.get(index) in self._ours()
+            if scope != RT_SCOPE_LINK and (ours or kind == RTM_DELADDR):
+                self._stale = True  # our links' addresses are state; a removed one takes routes silently
             return False
         else:
             return False

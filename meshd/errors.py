@@ -24,3 +24,20 @@ class UnsupportedError(PermanentError):
 class InvalidValueError(PermanentError, ValueError):
     """A value meshd was asked to write is malformed (a port out of range, a non-network allowed IP). Also a
     ValueError: it is one, found before anything was sent."""
+
+
+class BatchError(MeshdError):
+    """Some requests of a batch failed and the others were applied. `failed` says, for each failed request,
+    what it was doing and why it failed."""
+
+    def __init__(self, failed: tuple[str, ...]) -> None:
+        super().__init__("; ".join(failed))
+        self.failed = failed
+
+
+class TransientBatchError(BatchError, TransientError):
+    """Every failure of the batch may succeed if tried again."""
+
+
+class PermanentBatchError(BatchError, PermanentError):
+    """At least one failure of the batch will fail again the same way."""

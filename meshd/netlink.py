@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Self
 
@@ -21,7 +21,16 @@ from pyroute2 import AsyncIPRoute, AsyncWireGuard
 from pyroute2.netlink.exceptions import NetlinkError
 
 from meshd.core.model import IPAddress
-from meshd.errors import PermanentError, TransientError, UnsupportedError
+from meshd.errors import (
+    BatchError,
+    PermanentBatchError,
+    PermanentError,
+    TransientBatchError,
+    TransientError,
+    UnsupportedError,
+)
+from meshd.rtnl import RawRtnl
+from meshd.rtnl_msgs import RTM_GETROUTE, RouteMsg, decode_route
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,14 @@ def translate(
     return PermanentError(f"{doing}: {describe_errno(code)}")
 
 
+def batch_failure(failed: Sequence[tuple[str, int]]) -> BatchError:
+    """One error naming each failed request of a batch, given as (what it was doing, errno)."""
+    text = tuple(f"{doing}: {describe_errno(code)}" for doing, code in failed)
+    if all(code in TRANSIENT_ERRNOS for _, code in failed):
+        return TransientBatchError(text)
+    return PermanentBatchError(text)
+
+
 @contextmanager
 def netlink_errors(doing: str, *, lacking: str | None = None) -> Iterator[None]:
     """Raise our TransientError/PermanentError (from the NetlinkError) for any netlink failure."""
@@ -83,11 +100,13 @@ async def wireguard_socket(netns: str | None) -> Any:
 
 
 class NetlinkSocket:
-    """A lazily opened AsyncIPRoute in `netns` (None: the namespace this process lives in)."""
+    """A lazily opened AsyncIPRoute in `netns` (None: the namespace this process lives in), and beside it
+    a plain rtnetlink socket (`raw`) for batches and large dumps."""
 
     def __init__(self, *, netns: str | None = None) -> None:
         self.netns = netns
         self._ipr: Any = None
+        self.raw = RawRtnl(netns)
 
     @property
     def where(self) -> str:
@@ -166,10 +185,21 @@ class NetlinkSocket:
             raise translate(exc, f"deleting link {name}{self.where}") from exc
         return True
 
+    async def routes(self) -> list[RouteMsg]:
+        """Every IPv4 and IPv6 route of every table, decoded (one fast dump per family)."""
+        found: list[RouteMsg] = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            with netlink_errors(f"listing routes{self.where}"):
+                msgs = await self.raw.dump(RTM_GETROUTE, family)
+            found.extend(m for m in map(decode_route, (payload for _, payload in msgs)) if m is not None)
+        return found
+
     async def names_by_index(self) -> dict[int, str]:
-        return {int(m["index"]): str(m.get("IFLA_IFNAME")) async for m in self.dump("link")}
+        with netlink_errors(f"listing links{self.where}"):
+            return await self.raw.link_names()
 
     def close(self) -> None:
+        self.raw.close()
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None

@@ -8,9 +8,7 @@ unreachable and the guard metric are ours to remove: a route of anyone else is n
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
-import socket
 
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -18,12 +16,12 @@ from meshd.core.guard import GUARD_METRIC
 from meshd.core.model import IPNetwork
 from meshd.core.state import RTPROT_MESHD
 from meshd.netlink import NetlinkSocket, family_of, translate
+from meshd.rtnl_msgs import RouteMsg
 
 log = logging.getLogger(__name__)
 
 RTN_UNREACHABLE = 7
 _GONE = frozenset({errno.ESRCH, errno.ENOENT})
-_ANY = {socket.AF_INET: "0.0.0.0/0", socket.AF_INET6: "::/0"}
 
 
 class NetlinkGuards:
@@ -35,18 +33,16 @@ class NetlinkGuards:
         self.protocol = protocol
 
     async def observe(self) -> frozenset[IPNetwork]:
-        found: set[IPNetwork] = set()
-        for family, anynet in _ANY.items():
-            async for msg in self.sock.dump("route", family=family, table=self.table):
-                if (
-                    msg.get("RTA_TABLE", msg["table"]) == self.table
-                    and int(msg["proto"]) == self.protocol
-                    and msg["type"] == RTN_UNREACHABLE
-                    and msg.get("RTA_PRIORITY") == GUARD_METRIC
-                ):
-                    dst = msg.get("RTA_DST")
-                    found.add(ipaddress.ip_network(f"{dst}/{msg['dst_len']}" if dst else anynet))
-        return frozenset(found)
+        return frozenset(msg.dst for msg in await self.sock.routes() if self.is_guard(msg))
+
+    def is_guard(self, msg: RouteMsg) -> bool:
+        """Whether a route message is one of our guards: our table, protocol, type and metric."""
+        return (
+            msg.table == self.table
+            and msg.protocol == self.protocol
+            and msg.kind == RTN_UNREACHABLE
+            and msg.priority == GUARD_METRIC
+        )
 
     async def add(self, dst: IPNetwork) -> None:
         try:

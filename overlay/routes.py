@@ -11,24 +11,42 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import logging
 import socket
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from meshd.core.model import IPNetwork
 from meshd.core.state import RTPROT_MESHD, Route
 from meshd.errors import PermanentError
-from meshd.netlink import RTNH_F_ONLINK, NetlinkSocket, OnSocket, family_of, translate
+from meshd.netlink import (
+    RTNH_F_ONLINK,
+    NetlinkSocket,
+    OnSocket,
+    batch_failure,
+    family_of,
+    netlink_errors,
+)
+from meshd.rtnl_msgs import RTN_UNICAST, RouteMsg, RouteRequest
 
 log = logging.getLogger(__name__)
 
 _GONE = frozenset({errno.ESRCH, errno.ENOENT, errno.ENODEV})
 _FAMILY_ANY = {socket.AF_INET: "0.0.0.0/0", socket.AF_INET6: "::/0"}
-RTN_UNICAST = 1
+
+
+def route_of(msg: RouteMsg, names: dict[int, str]) -> Route:
+    """The Route a decoded route message describes; a dropping route (unreachable, blackhole, prohibit)
+    sends nothing anywhere: it has no device."""
+    unicast = msg.kind == RTN_UNICAST
+    oif, gateway = (msg.oif, msg.gateway) if unicast else (None, None)
+    return Route(
+        dst=msg.dst,
+        dev=names.get(oif, "") if oif is not None else "",
+        via=gateway,
+        onlink=bool(msg.flags & RTNH_F_ONLINK),
+    )
 
 
 def _inside(dst: IPNetwork, nets: Iterable[IPNetwork]) -> bool:
@@ -51,54 +69,78 @@ class NetlinkRouteTable(OnSocket):
         self.protocol = protocol
         self._watch = frozenset(watch)
         self._owned: set[IPNetwork] = set()  # destinations of our routes, as last observed or changed
+        self.foreign_all: set[tuple[Route, int]] = (
+            set()
+        )  # others' routes in our table (with metrics), last read
 
     def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
         """Networks (peers' pod CIDRs) for which foreign routes are reported, besides ours."""
         self._watch = frozenset(nets)
 
-    async def _routes(self, names: dict[int, str]) -> list[tuple[int, Route]]:
-        """(protocol, route) of every unicast-ish route in our table, both families."""
-        found: list[tuple[int, Route]] = []
-        for family in _FAMILY_ANY:
-            async for msg in self.sock.dump("route", family=family, table=self.table):
-                proto = int(msg["proto"])
-                if msg.get("RTA_TABLE", msg["table"]) != self.table:
-                    continue
-                if proto == self.protocol and msg["type"] != RTN_UNICAST:
-                    continue  # our guards (overlay.guards), not routes to a transport
-                found.append((proto, self._route(msg, names)))
-        return found
+    async def _routes(self, names: dict[int, str]) -> list[tuple[int, Route, int]]:
+        """(protocol, route, metric) of every unicast-ish route in our table, both families."""
+        routes = await self.sock.routes()
+        return [(m.protocol, route_of(m, names), m.priority or 0) for m in routes if self.holds(m)]
 
-    def _route(self, msg: Any, names: dict[int, str]) -> Route:
-        dst = msg.get("RTA_DST")
-        net = ipaddress.ip_network(f"{dst}/{msg['dst_len']}" if dst else _FAMILY_ANY[msg["family"]])
-        oif, gateway = msg.get("RTA_OIF"), msg.get("RTA_GATEWAY")
-        hops = msg.get("RTA_MULTIPATH") or ()
-        if oif is None and hops:  # a multipath route: named by its first hop's device
-            oif, gateway = hops[0]["oif"], hops[0].get("RTA_GATEWAY")
-        if msg["type"] != RTN_UNICAST:  # unreachable, blackhole, prohibit: sends nothing anywhere
-            oif = gateway = None
-        return Route(
-            dst=net,
-            dev=names.get(int(oif), "") if oif is not None else "",
-            via=ipaddress.ip_address(gateway) if gateway else None,
-            onlink=bool(msg["flags"] & RTNH_F_ONLINK),
-        )
+    def holds(self, msg: RouteMsg) -> bool:
+        """Whether `msg` is a route of our table (ours or foreign) and not one of our guards."""
+        return msg.table == self.table and not (msg.protocol == self.protocol and msg.kind != RTN_UNICAST)
 
     async def observe(self) -> tuple[frozenset[Route], frozenset[Route]]:
         routes = await self._routes(await self.sock.names_by_index())
-        ours = frozenset(r for proto, r in routes if proto == self.protocol)
+        ours = frozenset(r for proto, r, _ in routes if proto == self.protocol)
         self._owned = {r.dst for r in ours}
+        self.foreign_all = {(r, metric) for proto, r, metric in routes if proto != self.protocol}
         watched = self._watch | self._owned
-        foreign = frozenset(r for proto, r in routes if proto != self.protocol and _inside(r.dst, watched))
-        return ours, foreign
+        return ours, frozenset(r for r, _ in self.foreign_all if _inside(r.dst, watched))
+
+    def forget(self, dst: IPNetwork) -> None:
+        """Our route to `dst` is gone (deleted by someone else): the next one there is added exclusively."""
+        self._owned.discard(dst)
+
+    def is_watched(self, dst: IPNetwork) -> bool:
+        """Whether a foreign route to `dst` is reported: it lies inside a watched network or one of ours."""
+        return _inside(dst, self._watch | self._owned)
 
     async def replace(self, route: Route) -> None:
-        """Add the route, or atomically move our existing route to the same destination (`ip route
-        replace ... proto P`). A destination we do not hold is added exclusively, so a foreign route that
-        appeared since the last observe is never overwritten: that is refused and reported instead."""
-        doing = f"routing {route.dst} via {route.via} dev {route.dev}{self.sock.where}"
-        index = await self.sock.require_index(route.dev)
+        await self.replace_all([route])
+
+    async def replace_all(self, routes: Sequence[Route]) -> None:
+        """Add each route, or atomically move our existing route to the same destination (`ip route
+        replace ... proto P`), all in one batch. A destination we do not hold is added exclusively, so a
+        foreign route that appeared since the last observe is never overwritten: that is refused and
+        reported instead. The routes that fail are named in one BatchError after the others are in."""
+        indexes = await self._indexes()
+        sent = [(r, indexes[r.dev]) for r in routes if r.dev in indexes]
+        failed = [(self._doing(r), errno.ENODEV) for r in routes if r.dev not in indexes]
+        verbs = ["replace" if r.dst in self._owned else "add" for r, _ in sent]
+        codes = await self._batch([self._request(v, r, i) for v, (r, i) in zip(verbs, sent, strict=True)])
+        for (route, index), first in zip(sent, codes, strict=True):
+            code = first
+            if first in (errno.EEXIST, errno.EINVAL):  # maybe ours after all, or an IPv6 move: one by one
+                code = await self._replace_one(route, index, failed)
+            if code == 0:
+                self._owned.add(route.dst)
+                log.debug("route %s via %s dev %s (proto %d)", route.dst, route.via, route.dev, self.protocol)
+            elif code > 0:
+                failed.append((self._doing(route), code))
+        if failed:
+            raise batch_failure(failed)
+
+    def _doing(self, route: Route) -> str:
+        return f"routing {route.dst} via {route.via} dev {route.dev}{self.sock.where}"
+
+    async def _indexes(self) -> dict[str, int]:
+        return {name: index for index, name in (await self.sock.names_by_index()).items()}
+
+    async def _batch(self, requests: Sequence[RouteRequest]) -> list[int]:
+        with netlink_errors(f"changing {len(requests)} routes{self.sock.where}"):
+            return await self.sock.raw.batch(requests) if requests else []
+
+    async def _replace_one(self, route: Route, index: int, failed: list[tuple[str, int]]) -> int:
+        """The slow path for one route: 0 when it is in, its errno when it failed, -1 when a refusal was
+        added to `failed` already."""
+        doing = self._doing(route)
         try:
             if route.dst in self._owned:
                 await self._replace_ours(route, index, doing)
@@ -111,9 +153,11 @@ class NetlinkRouteTable(OnSocket):
                     await self._refuse_foreign(route.dst, doing)  # ours after all: move it
                     await self._replace_ours(route, index, doing)
         except NetlinkError as exc:
-            raise translate(exc, doing) from exc
-        self._owned.add(route.dst)
-        log.debug("route %s via %s dev %s (proto %d)", route.dst, route.via, route.dev, self.protocol)
+            return int(exc.code or errno.EIO)
+        except PermanentError as exc:
+            failed.append((str(exc), errno.EEXIST))
+            return -1
+        return 0
 
     async def _replace_ours(self, route: Route, index: int, doing: str) -> None:
         try:
@@ -127,7 +171,9 @@ class NetlinkRouteTable(OnSocket):
             log.info("%s: the kernel refuses an in-place IPv6 move; deleting and re-adding", doing)
             names = await self.sock.names_by_index()
             old = [
-                r for proto, r in await self._routes(names) if proto == self.protocol and r.dst == route.dst
+                r
+                for proto, r, _ in await self._routes(names)
+                if proto == self.protocol and r.dst == route.dst
             ]
             await self.sock.ipr().route(
                 "del", dst=str(route.dst), family=family_of(route.dst), proto=self.protocol, table=self.table
@@ -143,23 +189,26 @@ class NetlinkRouteTable(OnSocket):
                             log.warning("%s failed; restored the previous route via %s", doing, previous.dev)
                 raise
 
-    async def _send(self, verb: str, route: Route, index: int) -> None:
-        extra: dict[str, Any] = {"gateway": str(route.via)} if route.via is not None else {}
-        await self.sock.ipr().route(
+    def _request(self, verb: str, route: Route, index: int | None) -> RouteRequest:
+        return RouteRequest(
             verb,
-            dst=str(route.dst),
-            oif=index,
-            family=family_of(route.dst),
-            proto=self.protocol,
-            table=self.table,
+            route.dst,
+            index,
+            self.table,
+            self.protocol,
+            gateway=route.via,
             flags=RTNH_F_ONLINK if route.onlink else 0,
-            **extra,
         )
+
+    async def _send(self, verb: str, route: Route, index: int) -> None:
+        (code,) = await self.sock.raw.batch([self._request(verb, route, index)])
+        if code:
+            raise NetlinkError(code)
 
     async def _refuse_foreign(self, dst: IPNetwork, doing: str) -> None:
         """Raise when the route holding `dst` in our table is not ours."""
         routes = await self._routes(await self.sock.names_by_index())
-        foreign = [(proto, r) for proto, r in routes if r.dst == dst and proto != self.protocol]
+        foreign = [(proto, r) for proto, r, _ in routes if r.dst == dst and proto != self.protocol]
         if foreign:
             proto, other = foreign[0]
             raise PermanentError(
@@ -168,25 +217,23 @@ class NetlinkRouteTable(OnSocket):
             )
 
     async def remove(self, route: Route) -> None:
-        """Delete our route to `route.dst` on `route.dev`; a route of another protocol is never matched."""
-        index = await self.sock.index_of(route.dev)
-        if index is None:
-            log.debug("route %s: device %s is gone, and its routes with it", route.dst, route.dev)
-            return
-        try:
-            await self.sock.ipr().route(
-                "del",
-                dst=str(route.dst),
-                oif=index,
-                family=family_of(route.dst),
-                proto=self.protocol,
-                table=self.table,
-            )
-        except NetlinkError as exc:
-            if exc.code in _GONE:
-                log.debug("route %s dev %s (ours) already absent", route.dst, route.dev)
-                self._owned.discard(route.dst)
-                return
-            raise translate(exc, f"removing route {route.dst} dev {route.dev}{self.sock.where}") from exc
-        self._owned.discard(route.dst)
-        log.debug("removed route %s dev %s", route.dst, route.dev)
+        await self.remove_all([route])
+
+    async def remove_all(self, routes: Sequence[Route]) -> None:
+        """Delete our routes to each `dst` on its `dev`, in one batch; a route of another protocol is never
+        matched, and one already gone (with its device, or by hand) is no failure."""
+        indexes = await self._indexes()
+        sent = [(r, indexes[r.dev]) for r in routes if r.dev in indexes]
+        for route in routes:
+            if route.dev not in indexes:
+                log.debug("route %s: device %s is gone, and its routes with it", route.dst, route.dev)
+        codes = await self._batch([self._request("del", r, i) for r, i in sent])
+        failed: list[tuple[str, int]] = []
+        for (route, _), code in zip(sent, codes, strict=True):
+            if code and code not in _GONE:
+                failed.append((f"removing route {route.dst} dev {route.dev}{self.sock.where}", code))
+                continue
+            self._owned.discard(route.dst)
+            log.debug("removed route %s dev %s%s", route.dst, route.dev, " (already absent)" if code else "")
+        if failed:
+            raise batch_failure(failed)

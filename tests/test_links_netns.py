@@ -10,7 +10,7 @@ import pytest
 
 from meshd.core.state import FdbEntry, NeighborEntry, VxlanDeviceSpec
 from meshd.demo.netlab import Lab, LabNode, lab_cluster, run
-from meshd.errors import PermanentError
+from meshd.errors import BatchError, PermanentError
 from vxlan.links import NetlinkLinks
 from vxlan.vxlan import VXLAN
 
@@ -96,19 +96,19 @@ async def test_neighbors_are_idempotent_and_learned_ones_ignored(node: tuple[Lab
     entry = NeighborEntry(dev=VX, ip=gw, mac=MAC_A)
     async with NetlinkLinks(netns=n.ns) as links:
         await links.create_link(_spec(n), VXLAN)
-        await links.add_neighbor(entry)
-        await links.add_neighbor(entry)
+        await links.add_neighbors([entry])
+        await links.add_neighbors([entry])
         learned = gw + 1
         lab.ip(n.ns, "neigh", "add", str(learned), "lladdr", MAC_B, "dev", VX, "nud", "reachable")
         assert await links.observe_neighbors(VX) == {entry}
         assert "PERMANENT" in lab.ip(n.ns, "neigh", "show", str(gw), "dev", VX).stdout
 
         moved = NeighborEntry(dev=VX, ip=gw, mac=MAC_B)
-        await links.add_neighbor(moved)
-        await links.remove_neighbor(entry)  # stale MAC: the new entry stays
+        await links.add_neighbors([moved])
+        await links.remove_neighbors([entry])  # stale MAC: the new entry stays
         assert await links.observe_neighbors(VX) == {moved}
-        await links.remove_neighbor(moved)
-        await links.remove_neighbor(moved)
+        await links.remove_neighbors([moved])
+        await links.remove_neighbors([moved])
         assert await links.observe_neighbors(VX) == frozenset()
     assert MAC_B in lab.ip(n.ns, "neigh", "show", str(learned), "dev", VX).stdout
 
@@ -120,17 +120,17 @@ async def test_fdb_entries(node: tuple[Lab, LabNode]) -> None:
     async with NetlinkLinks(netns=n.ns) as links:
         await links.create_link(_spec(n), VXLAN)
         for entry in (a, a, b):
-            await links.add_fdb(VX, entry)
+            await links.add_fdbs(VX, [entry])
         assert await links.observe_fdb(VX) == {a, b}
         shown = lab.sh(n.ns, "bridge", "fdb", "show", "dev", VX).stdout
         assert f"{MAC_A} dst {a.dst} self permanent" in shown
 
         moved = FdbEntry(mac=MAC_A, dst=_peer_underlay(n, 3))
-        await links.add_fdb(VX, moved)  # the peer's underlay changed: one entry, new dst
-        await links.remove_fdb(VX, a)  # exact mac + dst: the moved one stays
+        await links.add_fdbs(VX, [moved])  # the peer's underlay changed: one entry, new dst
+        await links.remove_fdbs(VX, [a])  # exact mac + dst: the moved one stays
         assert await links.observe_fdb(VX) == {moved, b}
-        await links.remove_fdb(VX, b)
-        await links.remove_fdb(VX, b)
+        await links.remove_fdbs(VX, [b])
+        await links.remove_fdbs(VX, [b])
         assert await links.observe_fdb(VX) == {moved}
 
 
@@ -150,14 +150,14 @@ async def test_errors_say_what_was_being_done(node: tuple[Lab, LabNode]) -> None
     wrong_family = ipaddress.ip_address("2001:db8:99::1" if n.underlay.version == 4 else "198.18.9.9")
     async with NetlinkLinks(netns=n.ns) as links:
         with pytest.raises(PermanentError, match=f"link {VX} does not exist"):
-            await links.add_fdb(VX, FdbEntry(mac=MAC_A, dst=_peer_underlay(n, 1)))
+            await links.add_fdbs(VX, [FdbEntry(mac=MAC_A, dst=_peer_underlay(n, 1))])
         await links.create_link(_spec(n), VXLAN)
         with pytest.raises(
             PermanentError, match=rf"adding FDB entry {MAC_A} → {wrong_family} on {VX}"
         ) as err:
-            await links.add_fdb(VX, FdbEntry(mac=MAC_A, dst=wrong_family))
-        assert err.value.__cause__ is not None
-        await links.remove_fdb(VX, FdbEntry(mac=MAC_A, dst=wrong_family))  # not there: no-op
+            await links.add_fdbs(VX, [FdbEntry(mac=MAC_A, dst=wrong_family)])
+        assert isinstance(err.value, BatchError) and len(err.value.failed) == 1  # the one request, named
+        await links.remove_fdbs(VX, [FdbEntry(mac=MAC_A, dst=wrong_family)])  # not there: no-op
 
 
 async def test_missing_namespace_is_an_error_not_created() -> None:

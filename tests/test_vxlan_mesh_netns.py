@@ -67,8 +67,8 @@ def entries_toward(peer: Node) -> PeerEntries:
 async def apply_peer(node: Node, peer: Node) -> None:
     want = entries_toward(peer)
     for neighbor in sorted(want.neighbors, key=str):
-        await node.links.add_neighbor(neighbor)
-    await node.links.add_fdb(VX, want.fdb)
+        await node.links.add_neighbors([neighbor])
+    await node.links.add_fdbs(VX, [want.fdb])
     for route in sorted(want.routes, key=str):
         await node.routes.replace(route)
 
@@ -78,9 +78,9 @@ async def remove_peer(node: Node, peer: Node) -> None:
     want = entries_toward(peer)
     for route in sorted(want.routes, key=str):
         await node.routes.remove(route)
-    await node.links.remove_fdb(VX, want.fdb)
+    await node.links.remove_fdbs(VX, [want.fdb])
     for neighbor in sorted(want.neighbors, key=str):
-        await node.links.remove_neighbor(neighbor)
+        await node.links.remove_neighbors([neighbor])
 
 
 @pytest.fixture(params=LAYOUTS)

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -157,20 +158,20 @@ class NetlinkLinks(OnSocket):
     async def observe_neighbors(self, dev: str) -> frozenset[NeighborEntry]:
         return await neighbors.observe_neighbors(self.sock, dev)
 
-    async def add_neighbor(self, entry: NeighborEntry) -> None:
-        await neighbors.add_neighbor(self.sock, entry)
+    async def add_neighbors(self, entries: Sequence[NeighborEntry]) -> None:
+        await neighbors.add_neighbors(self.sock, entries)
 
-    async def remove_neighbor(self, entry: NeighborEntry) -> None:
-        await neighbors.remove_neighbor(self.sock, entry)
+    async def remove_neighbors(self, entries: Sequence[NeighborEntry]) -> None:
+        await neighbors.remove_neighbors(self.sock, entries)
 
     async def observe_fdb(self, dev: str) -> frozenset[FdbEntry]:
         return await neighbors.observe_fdb(self.sock, dev)
 
-    async def add_fdb(self, dev: str, entry: FdbEntry) -> None:
-        await neighbors.add_fdb(self.sock, dev, entry)
+    async def add_fdbs(self, dev: str, entries: Sequence[FdbEntry]) -> None:
+        await neighbors.add_fdbs(self.sock, dev, entries)
 
-    async def remove_fdb(self, dev: str, entry: FdbEntry) -> None:
-        await neighbors.remove_fdb(self.sock, dev, entry)
+    async def remove_fdbs(self, dev: str, entries: Sequence[FdbEntry]) -> None:
+        await neighbors.remove_fdbs(self.sock, dev, entries)
 
 
 async def ipip_supported(*, netns: str | None = None) -> bool:

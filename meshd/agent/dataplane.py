@@ -5,7 +5,7 @@ applying diff actions in order. It decides nothing; it dispatches."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from meshd.core import actions as a
@@ -64,24 +64,41 @@ class Dataplane:
         )
 
     async def apply(self, actions: Sequence[a.Action]) -> Applied:
-        """In order. A run of consecutive peer changes goes to the device as one batch."""
-        peers: list[a.PeerAction] = []
+        """In order. A run of consecutive actions of one kind (peer changes; route replaces; FDB adds on
+        one device; ...) goes to the kernel as one batch."""
         applied = Applied()
-        for action in actions:
-            log.info("%s", describe(action))
-            if isinstance(action, a.AddPeer | a.UpdatePeer | a.RemovePeer):
-                peers.append(action)
-                continue
-            if peers:
-                await self._wg().apply_peers(peers)
-                peers = []
-            if isinstance(action, a.CreateVxlanDevice):
-                applied = Applied(vxlan_mac=(await self.links.create_link(action.spec, VXLAN)).mac)
-            else:
-                await self._apply_one(action)
-        if peers:
-            await self._wg().apply_peers(peers)
+        for run in _runs(actions):
+            _log_run(run)
+            first = run[0]
+            if isinstance(first, a.AddPeer | a.UpdatePeer | a.RemovePeer):
+                await self._wg().apply_peers(
+                    [x for x in run if isinstance(x, a.AddPeer | a.UpdatePeer | a.RemovePeer)]
+                )
+            elif isinstance(first, a.CreateVxlanDevice):
+                applied = Applied(vxlan_mac=(await self.links.create_link(first.spec, VXLAN)).mac)
+            elif not await self._apply_batch(first, run):
+                await self._apply_one(first)
         return applied
+
+    async def _apply_batch(self, first: a.Action, run: Sequence[a.Action]) -> bool:
+        """Apply a run of entry or route changes as one batch; False when `first` is of no such kind."""
+        links, routes = self.links, self.routes
+        match first:
+            case a.AddNeighbor():
+                await links.add_neighbors([x.entry for x in run if isinstance(x, a.AddNeighbor)])
+            case a.RemoveNeighbor():
+                await links.remove_neighbors([x.entry for x in run if isinstance(x, a.RemoveNeighbor)])
+            case a.AddFdb(dev):
+                await links.add_fdbs(dev, [x.entry for x in run if isinstance(x, a.AddFdb)])
+            case a.RemoveFdb(dev):
+                await links.remove_fdbs(dev, [x.entry for x in run if isinstance(x, a.RemoveFdb)])
+            case a.ReplaceRoute():
+                await routes.replace_all([x.route for x in run if isinstance(x, a.ReplaceRoute)])
+            case a.RemoveRoute():
+                await routes.remove_all([x.route for x in run if isinstance(x, a.RemoveRoute)])
+            case _:
+                return False
+        return True
 
     def _wg(self) -> WireGuardDevice:
         if self.wireguard is None:
@@ -89,7 +106,7 @@ class Dataplane:
         return self.wireguard
 
     async def _apply_one(self, action: a.Action) -> None:
-        links, routes = self.links, self.routes
+        links = self.links
         match action:
             case a.CreateWireGuardDevice(spec):
                 await self._wg().create(spec)
@@ -108,18 +125,6 @@ class Dataplane:
                 await links.add_address(dev, addr)
             case a.RemoveAddress(dev, addr):
                 await links.remove_address(dev, addr)
-            case a.AddNeighbor(entry):
-                await links.add_neighbor(entry)
-            case a.RemoveNeighbor(entry):
-                await links.remove_neighbor(entry)
-            case a.AddFdb(dev, entry):
-                await links.add_fdb(dev, entry)
-            case a.RemoveFdb(dev, entry):
-                await links.remove_fdb(dev, entry)
-            case a.ReplaceRoute(route):
-                await routes.replace(route)
-            case a.RemoveRoute(route):
-                await routes.remove(route)
             case AddGuard(dst) | RemoveGuard(dst):
                 await self._guard(action, dst)
 
@@ -127,6 +132,45 @@ class Dataplane:
         if self.guards is None:
             raise PermanentError(f"guarding {dst}: a guard was planned on a dataplane without a guard table")
         await (self.guards.add(dst) if isinstance(action, AddGuard) else self.guards.remove(dst))
+
+
+_BATCHED = (a.AddNeighbor, a.RemoveNeighbor, a.AddFdb, a.RemoveFdb, a.ReplaceRoute, a.RemoveRoute)
+
+
+def _run_key(action: a.Action) -> object:
+    """Consecutive actions with one key go in one batch; an action of another kind is a run of its own."""
+    if isinstance(action, a.AddPeer | a.UpdatePeer | a.RemovePeer):
+        return "peers"
+    if isinstance(action, _BATCHED):
+        return (type(action), getattr(action, "dev", None))
+    return object()
+
+
+LOG_EACH = 50
+"""A batch of up to this many changes is logged one line per change at INFO; a larger one (a node's first
+pass in a big cluster) in one INFO line, each change at DEBUG."""
+
+
+def _log_run(run: Sequence[a.Action]) -> None:
+    if len(run) > LOG_EACH:
+        log.info(
+            "%d changes in one batch (%s), the first: %s", len(run), type(run[0]).__name__, describe(run[0])
+        )
+    level = logging.INFO if len(run) <= LOG_EACH else logging.DEBUG
+    if log.isEnabledFor(level):
+        for action in run:
+            log.log(level, "%s", describe(action))
+
+
+def _runs(actions: Sequence[a.Action]) -> Iterator[list[a.Action]]:
+    run: list[a.Action] = []
+    for action in actions:
+        if run and _run_key(run[0]) != _run_key(action):
+            yield run
+            run = []
+        run.append(action)
+    if run:
+        yield run
 
 
 def describe(action: a.Action) -> str:

@@ -1,19 +1,30 @@
-"""The kernel as the last pass read it, kept for the next pass when that one found nothing to do.
+"""The kernel as a pass sees it: read in full, or kept current from the last pass.
 
-A pass triggered by a datastore change right after a quiet pass reuses its view: a node joining a
-1000-node mesh then costs one plan and its own few kernel writes, not a dump of every peer, route and FDB
-entry. The pass after any change, the resync timer and any retry read the kernel again (`full`), so drift
-is still repaired.
+Without kernel notifications (`events` None), a pass right after a quiet pass reuses that pass's view, and
+any other pass reads the kernel again. With them (KernelEvents), the view of the last pass is carried on:
+the kernel's notifications fold in what changed in routes, guards, FDB and neighbour entries (ours or
+anyone's), and the WireGuard peers are what the last pass applied to them. A pass after a change then reads
+nothing; a full read happens when asked (the first pass, the resync timer, every retry), when
+notifications were lost, or after anything else changed (a link, an address, a device).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 
+from meshd.agent.kernel_events import KernelEvents
 from meshd.agent.underlay import DEFAULT_MTU
+from meshd.core import actions as a
+from meshd.core.fold import fold_peers
 from meshd.core.model import IPAddress
 from meshd.core.state import ActualState
+
+FOLDED = (
+    a.AddPeer, a.UpdatePeer, a.RemovePeer, a.AddNeighbor, a.RemoveNeighbor, a.AddFdb, a.RemoveFdb,
+    a.ReplaceRoute, a.RemoveRoute,
+)  # fmt: skip
+"""Actions whose effect the view follows (peers by folding, the rest by notifications)."""
 
 
 @dataclass
@@ -21,19 +32,43 @@ class KernelView:
     observe: Callable[[], Awaitable[ActualState]]
     underlay_mtu: Callable[[IPAddress], Awaitable[int]] | None = None
     """Measures the MTU of the link holding our underlay address; None: assume DEFAULT_MTU."""
-    _quiet: tuple[ActualState, int] | None = None  # what the last quiet pass read
+    events: KernelEvents | None = None
+    _kept: tuple[ActualState, int] | None = None  # the view the next pass may start from
     _reusing: tuple[ActualState, int] | None = None  # what this pass reuses
+    full_reads: int = 0
 
     async def actual(self, *, full: bool) -> ActualState:
-        """Starts a pass: the quiet view when allowed and there is one, else a fresh read."""
-        self._reusing, self._quiet = (None if full else self._quiet), None
-        return self._reusing[0] if self._reusing is not None else await self.observe()
+        """Starts a pass: the kept view when allowed and there is one, else a fresh read."""
+        kept, self._kept, self._reusing = self._kept, None, None
+        if not full and kept is not None:
+            current = kept[0] if self.events is None else self.events.fold(kept[0])
+            if current is not None:
+                self._reusing = (current, kept[1])
+                return current
+        return await self._read()
+
+    async def _read(self) -> ActualState:
+        self.full_reads += 1
+        if self.events is None:
+            return await self.observe()
+        if not self.events.started:
+            await self.events.start()  # subscribe before reading, so nothing is missed in between
+        self.events.reset()
+        actual = await self.observe()
+        self.events.observed()
+        return actual
 
     async def mtu(self, address: IPAddress) -> int:
         if self._reusing is not None:
             return self._reusing[1]
         return DEFAULT_MTU if self.underlay_mtu is None else await self.underlay_mtu(address)
 
-    def settle(self, actual: ActualState, mtu: int, *, quiet: bool) -> None:
-        """Ends a pass: keep its view only when it changed nothing."""
-        self._quiet = (actual, mtu) if quiet else None
+    def settle(self, actual: ActualState, mtu: int, actions: Sequence[a.Action]) -> None:
+        """Ends a pass that applied `actions`: keep its view for the next one when it still holds."""
+        if not actions:
+            self._kept = (actual, mtu)
+        elif self.events is not None and all(isinstance(x, FOLDED) for x in actions):
+            wg = actual.wireguard
+            self._kept = (replace(actual, wireguard=fold_peers(wg, actions) if wg else None), mtu)
+        else:
+            self._kept = None

@@ -19,6 +19,7 @@ from meshd.core.state import DesiredState, ObservedPeer
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._encrypted: dict[str, int] = {}  # meshd_peer_encrypted as last set
         self.peers = Gauge("meshd_peers", "Peer nodes by transport in use", ["transport"], registry=registry)
         self.reconciles = Counter("meshd_reconciles", "Reconcile passes run", registry=registry)
         self.errors = Counter(
@@ -70,6 +71,16 @@ class Metrics:
             registry=registry,
         )
 
+    def _set_encrypted(self, values: dict[str, int]) -> None:
+        """`meshd_peer_encrypted{peer}`: only the peers whose value changed are touched (thousands of
+        label lookups per pass would cost more than the pass)."""
+        for peer in self._encrypted.keys() - values.keys():
+            self.encrypted.remove(peer)
+        for peer, value in values.items():
+            if self._encrypted.get(peer) != value:
+                self.encrypted.labels(peer=peer).set(value)
+        self._encrypted = values
+
     def count_datastore_error(self, kind: str) -> None:
         self.datastore_errors.labels(kind=kind).inc()
 
@@ -80,9 +91,7 @@ class Metrics:
         for transport, n in counts.items():
             self.peers.labels(transport=transport.value).set(n)
         self.unencrypted_blocked.set(counts[Transport.NONE])
-        self.encrypted.clear()
-        for pair in desired.pairs:
-            self.encrypted.labels(peer=pair.node).set(1 if pair.transport is Transport.WIREGUARD else 0)
+        self._set_encrypted({p.node: 1 if p.transport is Transport.WIREGUARD else 0 for p in desired.pairs})
         reasons: dict[str, int] = {}
         for rec in records:
             if isinstance(rec, InvalidNode):

@@ -7,18 +7,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from meshd.agent.kernel_view import KernelView
 from meshd.agent.report import Report
 from meshd.agent.view import MeshView
+from meshd.core.actions import Action
 from meshd.core.diff import diff
 from meshd.core.local import Identity, annotations_to_publish, local_node
 from meshd.core.model import EncryptionMode, IPNetwork, LocalNode, Node, Snapshot
 from meshd.core.planner import plan
 from meshd.core.ports import Applied, Dataplane, Datastore
-from meshd.core.state import ActualState, DesiredState
+from meshd.core.state import ActualState, DesiredState, DeviceNames
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +43,27 @@ class PassDatastore(Datastore, Protocol):
 
 
 @dataclass
+class PlanMemo:
+    """The last plan and diff, reused while their inputs are unchanged: a pass that finds the datastore and
+    the kernel as the last pass left them plans and diffs nothing. Both stay pure functions of their inputs."""
+
+    _plan: tuple[tuple[object, ...], DesiredState] | None = None
+    _diff: tuple[DesiredState, ActualState, tuple[Action, ...]] | None = None
+
+    def plan(self, snapshot: Snapshot, local: LocalNode, names: DeviceNames) -> DesiredState:
+        key = (snapshot.nodes, snapshot.config, local, names)
+        if self._plan is None or self._plan[0] != key:
+            self._plan = (key, plan(snapshot, local, names=names))
+        return self._plan[1]
+
+    def diff(self, desired: DesiredState, actual: ActualState) -> tuple[Action, ...]:
+        last = self._diff
+        if last is None or last[0] is not desired or last[1] is not actual:
+            self._diff = last = (desired, actual, diff(desired, actual))
+        return last[2]
+
+
+@dataclass
 class ReconcilePass:
     datastore: PassDatastore
     dataplane: Dataplane
@@ -50,12 +72,13 @@ class ReconcilePass:
     report: Report
     view: MeshView
     after_pass: AfterPass | None = None
+    memo: PlanMemo = field(default_factory=PlanMemo)
     applied_generation: int | None = None
     """The MeshConfig generation the last complete pass applied (published as observedGeneration)."""
 
     async def __call__(self, *, full: bool = True) -> bool:
         """One pass. Returns True when it changed the kernel. Raises PassError naming the failed phase.
-        `full=False` may reuse the kernel view of the previous pass (KernelView)."""
+        `full=False` may start from the kernel view of the previous pass (KernelView)."""
         try:
             return await self._run(full=full)
         except PassError:
@@ -80,8 +103,8 @@ class ReconcilePass:
             self.report.waiting_for_own_record()
             return False
         try:
-            desired = plan(snapshot, local, names=self.dataplane.names)
-            actions = diff(desired, actual)
+            desired = self.memo.plan(snapshot, local, self.dataplane.names)
+            actions = self.memo.diff(desired, actual)
         except Exception as exc:
             raise PassError("plan", exc) from exc
         encryption = snapshot.config.mode != EncryptionMode.DISABLED
@@ -90,7 +113,7 @@ class ReconcilePass:
         self.report.applied(actions)
         await self._finish(snapshot, local, desired, _record_is_current(local, applied))
         self.view.last, self.view.applied = (desired, actual), snapshot
-        self.kernel.settle(actual, local.underlay_mtu, quiet=not actions)
+        self.kernel.settle(actual, local.underlay_mtu, actions)
         self.report.passed(failure=store.failure, seconds=time.perf_counter() - started)
         return bool(actions)
 

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from meshd.agent.health import Health
+from meshd.agent.kernel_events import KernelEvents
 from meshd.agent.kernel_view import KernelView
 from meshd.agent.metrics import Metrics
 from meshd.agent.passes import AfterPass, PassDatastore, PassError, ReconcilePass
@@ -36,6 +37,8 @@ class Reconciler:
     resync: float = 30.0
     retry: Backoff = field(default_factory=Backoff)
     after_pass: AfterPass | None = None
+    events: KernelEvents | None = None
+    """The kernel's notifications, keeping the view current between full reads; None: read each time."""
     _pass: ReconcilePass = field(init=False)
     _scheduler: Scheduler = field(init=False)
 
@@ -45,7 +48,7 @@ class Reconciler:
             datastore=self.datastore,
             dataplane=self.dataplane,
             identity=self.identity,
-            kernel=KernelView(self.dataplane.observe, self.underlay_mtu),
+            kernel=KernelView(self.dataplane.observe, self.underlay_mtu, self.events),
             report=report,
             view=self.view or MeshView(self.identity),
             after_pass=self.after_pass,
@@ -57,6 +60,13 @@ class Reconciler:
             resync=self.resync,
             backoff=self.retry,
         )
+        if self.events is not None:
+            self.events.on_repair = self.trigger  # a deleted entry of ours is put back at once
+
+    @property
+    def full_reads(self) -> int:
+        """How many passes read the whole kernel state (the others carried the last view on)."""
+        return self._pass.kernel.full_reads
 
     def trigger(self) -> None:
         self._scheduler.trigger()

@@ -23,6 +23,7 @@ class Report:
     health: Health
     _warned: set[tuple[str, str]] = field(default_factory=set)
     _violations: set[str] = field(default_factory=set)  # Required violations reported (meshd.core.guard)
+    _reported: tuple[DesiredState, ActualState] | None = None  # what `planned` last reported on
 
     def started(self) -> None:
         self.metrics.reconciles.inc()
@@ -51,6 +52,10 @@ class Report:
     def planned(
         self, records: Iterable[NodeRecord], desired: DesiredState, actual: ActualState, *, encryption: bool
     ) -> None:
+        last = self._reported
+        if last is not None and last[0] is desired and last[1] is actual:
+            return  # the same plan against the same view: all of this was said already
+        self._reported = (desired, actual)
         records = tuple(records)
         self.metrics.observe_plan(desired, records, encryption=encryption)
         for rec in records:

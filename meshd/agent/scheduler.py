@@ -1,7 +1,7 @@
-"""When passes run: every trigger marks one dirty flag, a timer forces a full pass every `resync`
-seconds, and a failed pass is retried (tenacity): a transient failure with capped exponential backoff and
-jitter, a permanent one (bad configuration, a missing kernel feature, a refused write) at the resync
-cadence, since trying sooner would fail the same way."""
+"""When passes run: every trigger marks one dirty flag (a pass after a change verifies it), a timer forces
+a full pass every `resync` seconds, and a failed pass is retried (tenacity): a transient failure with
+capped exponential backoff and jitter, a permanent one (bad configuration, a missing kernel feature, a
+refused write) at the resync cadence, since trying sooner would fail the same way."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class Scheduler:
                 self._dirty.clear()
                 full, self._full = self._full, False
                 if await self._run_until_done(stop, full=full):
-                    self.trigger(full=True)  # verify: the next pass must find nothing to do
+                    self.trigger()  # verify: the next pass must find nothing to do
         finally:
             for t in tasks:
                 t.cancel()

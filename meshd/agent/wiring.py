@@ -19,6 +19,7 @@ from meshd.agent.dataplane import Dataplane
 from meshd.agent.guards import SavedGuards, guard_file
 from meshd.agent.health import Health
 from meshd.agent.http import serve_metrics, serve_status
+from meshd.agent.kernel_events import KernelEvents
 from meshd.agent.metrics import Metrics, PeerCollector
 from meshd.agent.passes import AfterPass, PassDatastore
 from meshd.agent.reconciler import Reconciler
@@ -109,6 +110,7 @@ async def run_agent(settings: Settings) -> int:
     guards = SavedGuards(kernel_guards, guard_file(agent.key_file))
     await guards.install_saved()  # Required guards of the last run, before anything else (fail closed)
     datastore = make_datastore(settings, on_error=metrics.count_datastore_error)
+    events = KernelEvents(routes, settings.backends.names)
     loop = Reconciler(
         datastore=datastore,
         dataplane=Dataplane(settings.backends.names, links, routes, wireguard, ipip, guards),
@@ -120,6 +122,7 @@ async def run_agent(settings: Settings) -> int:
         resync=agent.resync,
         retry=agent.retry,
         after_pass=cni_writer(agent.cni_conf_dir) if agent.cni_conf_dir else None,
+        events=events,
     )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -136,6 +139,7 @@ async def run_agent(settings: Settings) -> int:
     finally:
         log.info("stopping; the dataplane stays in place")
         await datastore.close()
+        events.close()
         for closer in (links, routes, kernel_guards):
             with contextlib.suppress(Exception):
                 await closer.close()

@@ -76,13 +76,17 @@ class Links(Protocol):
     async def observe_fdb(self, dev: str) -> frozenset[FdbEntry]:
         """Static FDB entries with a remote destination on `dev`."""
 
-    async def add_neighbor(self, entry: NeighborEntry) -> None: ...
+    async def add_neighbors(self, entries: Sequence[NeighborEntry]) -> None:
+        """Add or fix each entry, in one batch; a BatchError names the ones that failed."""
 
-    async def remove_neighbor(self, entry: NeighborEntry) -> None: ...
+    async def remove_neighbors(self, entries: Sequence[NeighborEntry]) -> None:
+        """Remove each entry that still has its MAC, in one batch."""
 
-    async def add_fdb(self, dev: str, entry: FdbEntry) -> None: ...
+    async def add_fdbs(self, dev: str, entries: Sequence[FdbEntry]) -> None:
+        """Add or fix each entry on `dev`, in one batch; a BatchError names the ones that failed."""
 
-    async def remove_fdb(self, dev: str, entry: FdbEntry) -> None: ...
+    async def remove_fdbs(self, dev: str, entries: Sequence[FdbEntry]) -> None:
+        """Remove each exact (MAC, dst) entry from `dev`, in one batch."""
 
 
 class RouteTable(Protocol):
@@ -94,9 +98,11 @@ class RouteTable(Protocol):
     async def observe(self) -> tuple[frozenset[Route], frozenset[Route]]:
         """(ours, foreign routes whose destination overlaps one of ours or a peer's pod CIDR)."""
 
-    async def replace(self, route: Route) -> None: ...
+    async def replace_all(self, routes: Sequence[Route]) -> None:
+        """Add or move each route, in one batch; a BatchError names the ones that failed."""
 
-    async def remove(self, route: Route) -> None: ...
+    async def remove_all(self, routes: Sequence[Route]) -> None:
+        """Remove each of our routes, in one batch."""
 
 
 class Datastore(Protocol):

@@ -28,6 +28,8 @@ from meshd.core.planner import plan
 from meshd.core.ports import WireGuardDevice
 from meshd.core.state import ActualState, DesiredState, DeviceNames, ObservedPeer
 from meshd.demo.netlab import Lab, LabNode, lab_cluster
+from meshd.rtnl import Message, RawRtnl, Request
+from meshd.rtnl_msgs import HEADER, NLM_F_DUMP
 from overlay.kernel import KernelWireGuard
 from overlay.routes import NetlinkRouteTable
 from overlay.userspace import UapiClient, WireGuardGo
@@ -237,11 +239,12 @@ def is_write(msg_type: int) -> bool:
 
 @contextlib.contextmanager
 def counting_writes() -> Iterator[Writes]:
-    """Wrap the two write seams every adapter goes through: pyroute2's `NetlinkRequest.send` (all
-    rtnetlink and genl requests, whatever socket or namespace) and `UapiClient.set` (all wireguard-go
-    sets)."""
+    """Wrap the write seams every adapter goes through: pyroute2's `NetlinkRequest.send` (rtnetlink and
+    genl requests, whatever socket or namespace), meshd's own rtnetlink socket (`RawRtnl.batch` and
+    `RawRtnl.dump`) and `UapiClient.set` (all wireguard-go sets)."""
     writes = Writes()
     send, uapi_set = NetlinkRequest.send, UapiClient.set
+    batch, dump = RawRtnl.batch, RawRtnl.dump
 
     async def counted_send(self: Any) -> Any:
         if isinstance(self.msg, genlmsg):
@@ -255,13 +258,23 @@ def counting_writes() -> Iterator[Writes]:
         writes.uapi.append(operation)
         await uapi_set(self, request, operation)
 
+    async def counted_batch(self: RawRtnl, requests: Sequence[Request]) -> list[int]:
+        writes.netlink.extend(HEADER.unpack_from(r.encode(0))[1:3] for r in requests)  # meshd's own socket
+        return await batch(self, requests)
+
+    async def counted_dump(self: RawRtnl, kind: int, family: int) -> list[Message]:
+        writes.netlink.append((kind, NLM_F_DUMP))
+        return await dump(self, kind, family)
+
     NetlinkRequest.send = counted_send
     UapiClient.set = counted_set  # type: ignore[method-assign]
+    RawRtnl.batch, RawRtnl.dump = counted_batch, counted_dump  # type: ignore[method-assign]
     try:
         yield writes
     finally:
         NetlinkRequest.send = send
         UapiClient.set = uapi_set  # type: ignore[method-assign]
+        RawRtnl.batch, RawRtnl.dump = batch, dump  # type: ignore[method-assign]
 
 
 @contextlib.asynccontextmanager

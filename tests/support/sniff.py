@@ -13,7 +13,6 @@ node without one silently drops what a real node would send out in clear.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import ipaddress
 import socket
@@ -24,11 +23,12 @@ import time
 from dataclasses import dataclass, field
 
 from meshd.demo.netlab import Lab, LabNode
+from meshd.rtnl import in_netns
 
 POD_NETS = (ipaddress.ip_network("198.19.0.0/16"), ipaddress.ip_network("2001:db8:19::/48"))
 GATEWAY4, GATEWAY6 = "198.18.0.254", "2001:db8:18::fe"
 VXLAN_PORT = 4789
-_ETH_P_ALL, _CLONE_NEWNET, _SOL_PACKET, _PACKET_STATISTICS = 0x0003, 0x40000000, 263, 6
+_ETH_P_ALL, _SOL_PACKET, _PACKET_STATISTICS = 0x0003, 263, 6
 _SAMPLES = 20
 
 
@@ -90,24 +90,7 @@ def classify(frame: bytes) -> tuple[str | None, str]:
 
 def _open_in_netns(netns: str) -> socket.socket:
     """A packet socket created inside `netns`, from a short-lived thread (setns moves only that thread)."""
-    out: list[socket.socket | BaseException] = []
-
-    def work() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            with open(f"/run/netns/{netns}", "rb") as f:
-                if libc.setns(f.fileno(), _CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns into {netns}")
-            out.append(socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL)))
-        except BaseException as exc:  # handed to the caller's thread
-            out.append(exc)
-
-    t = threading.Thread(target=work, name=f"sniff-open-{netns}")
-    t.start()
-    t.join()
-    if isinstance(out[0], BaseException):
-        raise out[0]
-    return out[0]
+    return in_netns(netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL)))
 
 
 class Sniffer:

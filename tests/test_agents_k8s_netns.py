@@ -107,3 +107,17 @@ def test_toggle_encryption_under_ping_and_conflict(k8s: Cluster, capsys: pytest.
     conflicts = [r for r in log_records(mesh.agents[0].log_path) if "(409)" in r["msg"]]
     assert conflicts, "node0's agent never met the conflict"
     assert samples(scrape(k8s.mesh, mesh.agents[0]), "meshd_reconcile_errors_total") == []
+
+
+def test_each_agent_publishes_everything_peers_need_in_one_patch(k8s: Cluster) -> None:
+    """The VXLAN MAC is learned when the link is created; the same pass publishes it with the key, endpoint
+    and capabilities: one patch per node, and no pass ever publishes a partial record."""
+    k8s.mesh.start()
+    converge(k8s.mesh)
+    for node in k8s.nodes[:3]:
+        ann = k8s.annotations(node)
+        needed = {"meshd.io/public-key", "meshd.io/endpoint", "meshd.io/vxlan-mac", "meshd.io/capabilities"}
+        assert needed <= set(ann), f"{node.name} lacks {needed - set(ann)}"
+        assert {"vxlan", "wireguard"} <= set(ann["meshd.io/capabilities"].split(","))
+        patches = k8s.control("count", verb="patch", resource="nodes", name=node.name)["count"]
+        assert patches == 1, f"{node.name} patched its node {patches} times"

@@ -24,7 +24,7 @@ from meshd.demo.netlab import Lab, build_cluster
 
 async def delivery_latency(store: Path, *, samples: int = 7) -> float:
     """Median seconds from a record being written by one datastore to another one noticing it."""
-    watcher = FileDatastore(store, poll_interval=0.25)
+    watcher = FileDatastore(store)
     await watcher.start()
     await watcher.wait_changed()
     times = []

@@ -5,6 +5,7 @@ No wall-clock assertions: every wait is a bounded wait on a condition."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import ipaddress
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from meshd.core.codec import decode_node
 from meshd.core.model import EncryptionMode, InvalidNode, MeshConfig, Node, Snapshot
 from meshd.datastore.k8s_api import TransientApiError
 from meshd.datastore.k8s_watch import Backoff, Reflector, with_retries
@@ -404,3 +406,27 @@ async def test_no_first_sync_while_the_meshconfig_does_not_decode(
     kube.put("meshconfigs", _config("Required"))
     snap = await _until_changed(ds, lambda s: s.synced)
     assert snap.config.mode is EncryptionMode.REQUIRED
+
+
+async def test_a_real_nodes_bulk_changes_nothing_the_agent_reads(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
+) -> None:
+    """Nodes are kept trimmed to what the codec and publish read; a Node as a kubelet writes it (managed
+    fields, images, conditions, a legacy podCIDR) decodes to the same record as the bare one, and our
+    publish still guards on its resourceVersion and keeps others' annotations."""
+    bare = _node("b", 2, **{"example.com/owner": "ops", KEY: PUB})
+    bare["metadata"]["labels"] = {"pool": "x"}
+    bulky = copy.deepcopy(bare)
+    bulky["metadata"] |= {"managedFields": [{"manager": "kubelet"}] * 50, "uid": "u"}
+    bulky["spec"] |= {"podCIDR": "198.19.2.0/24", "providerID": "kind://b"}
+    bulky["status"] |= {"images": [{"names": [f"img{i}"], "sizeBytes": i} for i in range(200)],
+                        "conditions": [{"type": "Ready", "status": "True"}]}  # fmt: skip
+    me = _node("me", 1, **{"example.com/owner": "ops"})
+    me["status"]["images"] = bulky["status"]["images"]
+    kube.put("nodes", bulky)
+    kube.put("nodes", me)
+    ds = await _started(make_ds)
+    (b,) = [n for n in ds.snapshot().nodes if n.name == "b"]
+    assert b == decode_node(bare, published_underlay=True)
+    await ds.publish("me", {KEY: PUB})
+    assert kube.get("nodes", "me")["metadata"]["annotations"] == {"example.com/owner": "ops", KEY: PUB}

@@ -29,7 +29,7 @@ from bench.scale_probe import (
 from tests.fakekube import FakeKube
 
 METRICS = "127.0.0.1:9473"
-BURST = 10  # nodes added back to back
+BURST, BURSTS = 10, 3  # nodes added back to back, and how many such bursts (each on an idle agent)
 IDLE_WINDOW = 30.0  # seconds of nothing changing; the agent's default resync (30 s) falls in it once
 
 
@@ -115,7 +115,7 @@ def agent_process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes
 
 def run(args: argparse.Namespace) -> dict[str, float]:
     work, n = Path(args.workdir), args.nodes
-    me, sims = sim_cluster(n, extra=BURST)
+    me, sims = sim_cluster(n, extra=BURST * BURSTS)
     present, later = sims[: n - 1], sims[n - 1 :]
     floor = measure_floor(args.baseline_interface, args.baseline_vxlan, "eth0", present, work)
     res: dict[str, float] = {
@@ -161,16 +161,20 @@ def settle(timeout: float = 600) -> None:
 
 
 def burst(kube: FakeKube, nodes: list[Obj]) -> dict[str, float]:
-    """BURST nodes written back to back: per node, API write until its route is in the kernel (the agent
-    writes a node's route after its peer), and until a bare watch client saw it (the delivery floor)."""
-    settle()
-    with RouteMonitor() as monitor, WatchProbe(kube.url) as watch:
-        written = []
-        for obj in nodes:
-            written.append((obj, time.perf_counter()))
-            kube.put("nodes", obj)
-        adds = [monitor.wait_for(f"{o['spec']['podCIDRs'][0]} ", timeout=300) - t for o, t in written]
-        floors = [watch.wait_for(o["metadata"]["name"], timeout=300) - t for o, t in written]
+    """BURSTS rounds, each on an idle agent, of BURST nodes written back to back: per node, API write until
+    its route is in the kernel (the agent writes a node's route after its peer), and until a bare watch
+    client saw it (the delivery floor)."""
+    adds: list[float] = []
+    floors: list[float] = []
+    for start in range(0, len(nodes), BURST):
+        settle()
+        with RouteMonitor() as monitor, WatchProbe(kube.url) as watch:
+            written = []
+            for obj in nodes[start : start + BURST]:
+                written.append((obj, time.perf_counter()))
+                kube.put("nodes", obj)
+            adds += [monitor.wait_for(f"{o['spec']['podCIDRs'][0]} ", timeout=300) - t for o, t in written]
+            floors += [watch.wait_for(o["metadata"]["name"], timeout=300) - t for o, t in written]
     cuts = statistics.quantiles(adds, n=100, method="inclusive")
     return {
         "add_p50_s": statistics.median(adds),
@@ -220,7 +224,7 @@ def goals(n: int, r: dict[str, float]) -> list[tuple[str, str, str, str, bool]]:
          ms(floor), "<= 1.5x floor", programming <= 1.5 * floor),
         ("  peers, from the device's appearance", ms(r["peers_after_device_s"]), f"setconf {ms(r['setconf_floor_s'])}",
          "", True),
-        (f"node add in a burst of {BURST}: p50", ms(r["add_p50_s"]), f"watch {ms(r['watch_floor_s'])}",
+        (f"node add, {BURSTS} bursts of {BURST}: p50", ms(r["add_p50_s"]), f"watch {ms(r['watch_floor_s'])}",
          "< 50 ms", r["add_p50_s"] < 0.05),
         ("  p99 / max", f"{ms(r['add_p99_s'])} / {ms(r['add_max_s'])}", "", "", True),
         (f"idle CPU per {IDLE_WINDOW:.0f} s ({r['idle_passes']:.0f} passes)", f"{r['idle_cpu_s']:.2f} s", "",

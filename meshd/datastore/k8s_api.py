@@ -1,10 +1,11 @@
-"""The few Kubernetes API calls meshd makes (list, watch, get and merge-patch nodes; list and watch
-MeshConfigs), as raw JSON dicts over aiohttp, with the credentials of kubeconfig.py.
+"""The few Kubernetes API calls meshd makes, as raw JSON dicts, on `kubernetes.aio`.
 
-Plain REST and not the Kubernetes client library: the generated client and its pydantic models cost an
-agent tens of MB of memory for four requests, and we used none of its models, retries or Watch helper
-anyway. A watch is a coroutine reading lines that can be cancelled at any `await`; the codec gets the same
-raw dicts the file datastore reads, and all retry and resume policy lives in one place (k8s_watch.py).
+Why `kubernetes.aio` and not the sync client behind `asyncio.to_thread`: kubernetes 37 ships a real
+asyncio client (aiohttp underneath), so a watch is a coroutine reading lines that can be cancelled at any
+`await`; a sync watch parked in a worker thread cannot be interrupted and would pin a thread per stream.
+We call the `*_without_preload_content` variants: they return the aiohttp response untouched (no
+pydantic models, no client-side retries, no Watch helper with its own 410 handling), so the codec gets the
+same raw dicts the file datastore reads, and all retry and resume policy lives in one place (k8s_watch.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from kubernetes.aio import client as kclient
+from kubernetes.aio import config as kconfig
 
-from meshd.datastore.kubeconfig import Credentials, load_credentials
-from meshd.errors import PermanentError, TransientError
+from meshd.errors import ConfigError, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -28,8 +30,6 @@ GROUP, VERSION, PLURAL = "meshd.io", "v1alpha1", "meshconfigs"
 MESHCONFIG_NAME = "default"
 MERGE_PATCH = "application/merge-patch+json"
 NODES, MESHCONFIGS = "nodes", "meshconfigs"
-PATHS = {NODES: "/api/v1/nodes", MESHCONFIGS: f"/apis/{GROUP}/{VERSION}/{PLURAL}"}
-USER_AGENT = "meshd/0.1.0"
 
 
 class ApiError(Exception):
@@ -104,41 +104,43 @@ async def _json(call: Any) -> Obj:
 class KubeApi:
     """Nodes (core/v1) and MeshConfigs (meshd.io/v1alpha1, cluster-scoped; only `default` matters)."""
 
-    session: aiohttp.ClientSession
-    credentials: Credentials
+    api_client: kclient.ApiClient
+    core: Any  # kclient.CoreV1Api
+    custom: Any  # kclient.CustomObjectsApi
     request_timeout: float = 30.0
 
     @classmethod
     async def connect(cls, kubeconfig: Path | None, *, request_timeout: float = 30.0) -> KubeApi:
-        """`kubeconfig` None: the in-cluster service account. ConfigError when it cannot be used."""
-        credentials = await asyncio.to_thread(load_credentials, kubeconfig)
-        connector = aiohttp.TCPConnector(ssl=credentials.tls if credentials.tls is not None else False)
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        return cls(aiohttp.ClientSession(connector=connector, headers=headers), credentials, request_timeout)
+        cfg = kclient.Configuration()
+        try:
+            if kubeconfig is None:
+                kconfig.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            else:
+                await kconfig.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
+        except (kconfig.ConfigException, OSError) as exc:
+            where = kubeconfig or "in-cluster service account"
+            raise ConfigError(f"cannot load Kubernetes configuration ({where}): {exc}") from exc
+        cfg.retries = None  # retries are ours (tenacity), never aiohttp_retry's
+        api_client = kclient.ApiClient(cfg)
+        # The generated API modules are huge and imported lazily (seconds): import them off the loop.
+        core, custom = await asyncio.to_thread(
+            lambda: (kclient.CoreV1Api(api_client), kclient.CustomObjectsApi(api_client))
+        )
+        return cls(api_client, core, custom, request_timeout)
 
     async def close(self) -> None:
-        await self.session.close()
+        await self.api_client.close()  # type: ignore[no-untyped-call]
 
-    def _call(
-        self, method: str, path: str, *, timeout: float | None = None, content_type: str = "", **kwargs: Any
-    ) -> Any:
-        """The request, not yet awaited (for `_checked`); auth headers fresh for each request."""
-        headers = self.credentials.headers()
-        if content_type:
-            headers["Content-Type"] = content_type
-        total = aiohttp.ClientTimeout(total=timeout if timeout is not None else self.request_timeout)
-        return self.session.request(
-            method, self.credentials.server + path, headers=headers, timeout=total, **kwargs
+    def _collection_call(self, resource: str, **kwargs: Any) -> Any:
+        if resource == NODES:
+            return self.core.list_node_without_preload_content(**kwargs)
+        return self.custom.list_cluster_custom_object_without_preload_content(
+            GROUP, VERSION, PLURAL, field_selector=f"metadata.name={MESHCONFIG_NAME}", **kwargs
         )
-
-    def _collection_call(self, resource: str, *, timeout: float | None = None, **params: str) -> Any:
-        if resource == MESHCONFIGS:
-            params["fieldSelector"] = f"metadata.name={MESHCONFIG_NAME}"
-        return self._call("GET", PATHS[resource], params=params, timeout=timeout)
 
     async def list(self, resource: str) -> tuple[list[Obj], str]:
         """All objects and the list's resourceVersion (where a watch resumes)."""
-        data = await _json(self._collection_call(resource))
+        data = await _json(self._collection_call(resource, _request_timeout=self.request_timeout))
         items = [o for o in data.get("items") or () if isinstance(o, dict)]
         return items, str((data.get("metadata") or {}).get("resourceVersion") or "")
 
@@ -154,11 +156,11 @@ class KubeApi:
         `on_open()` runs once the server has accepted the watch (a quiet stream yields nothing for minutes)."""
         call = self._collection_call(
             resource,
-            watch="true",
-            resourceVersion=resource_version,
-            allowWatchBookmarks="true",
-            timeoutSeconds=str(server_timeout),
-            timeout=float(server_timeout + self.request_timeout),
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=server_timeout,
+            _request_timeout=float(server_timeout + self.request_timeout),
         )
         resp = await _checked(call)
         on_open()
@@ -181,8 +183,13 @@ class KubeApi:
             resp.close()
 
     async def get_node(self, name: str) -> Obj:
-        return await _json(self._call("GET", f"{PATHS[NODES]}/{name}"))
+        return await _json(
+            self.core.read_node_without_preload_content(name, _request_timeout=self.request_timeout)
+        )
 
     async def patch_node(self, name: str, body: Obj) -> Obj:
-        data = json.dumps(body).encode()
-        return await _json(self._call("PATCH", f"{PATHS[NODES]}/{name}", data=data, content_type=MERGE_PATCH))
+        return await _json(
+            self.core.patch_node_without_preload_content(
+                name, body, _content_type=MERGE_PATCH, _request_timeout=self.request_timeout
+            )
+        )

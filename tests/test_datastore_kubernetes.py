@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import ipaddress
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -430,3 +432,36 @@ async def test_a_real_nodes_bulk_changes_nothing_the_agent_reads(
     assert b == decode_node(bare, published_underlay=True)
     await ds.publish("me", {KEY: PUB})
     assert kube.get("nodes", "me")["metadata"]["annotations"] == {"example.com/owner": "ops", KEY: PUB}
+
+
+LOADED = """
+import asyncio, sys
+from pathlib import Path
+from meshd.datastore.kubernetes import KubernetesDatastore
+from tests.fakekube import FakeKube
+
+async def main(kubeconfig: Path) -> None:
+    ds = KubernetesDatastore(node_name="me", kubeconfig=kubeconfig)
+    await ds.start()
+    while not ds.snapshot().synced:
+        await ds.wait_changed()
+    await ds.publish("me", {"meshd.io/capabilities": "vxlan"})
+    await ds.close()
+
+with FakeKube() as kube:
+    kube.put("nodes", {"metadata": {"name": "me"}})
+    asyncio.run(main(kube.write_kubeconfig(Path(sys.argv[1]))))
+    assert kube.get("nodes", "me")["metadata"]["annotations"] == {"meshd.io/capabilities": "vxlan"}
+print(sorted(m for m in sys.modules if m.startswith("kubernetes.aio.client.api.")))
+print(sum(m.startswith("kubernetes.aio.client.models.") for m in sys.modules))
+"""
+
+
+def test_the_datastore_loads_no_generated_api_or_model_modules(tmp_path: Path) -> None:
+    """Memory: list, watch and publish go through the client's ApiClient with raw responses, so a run
+    never imports the generated CoreV1Api (about 250 model modules, some 25 MB) or any model."""
+    out = subprocess.run(
+        [sys.executable, "-c", LOADED, str(tmp_path / "kubeconfig")],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1], timeout=120,
+    ).stdout.splitlines()  # fmt: skip
+    assert out == ["[]", "0"]

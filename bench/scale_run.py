@@ -48,8 +48,7 @@ def count_lines(*cmd: str) -> int:
 
 
 IMPORTS = (
-    "import meshd.agent.wiring, meshd.datastore.kubernetes, meshd.datastore.k8s_api, overlay.userspace\n"
-    "from kubernetes.aio import client\nclient.CoreV1Api, client.CustomObjectsApi  # imported lazily"
+    "import meshd.cli.main, meshd.agent.wiring, meshd.datastore.kubernetes, overlay.userspace, vxlan.links"
 )
 
 

@@ -144,10 +144,11 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
 
 def settle(timeout: float = 600) -> None:
-    """Until the agent is idle: no pass has ended for twice the mean pass time (at least 3 s), so that
-    the passes after the initial sync (its verifying pass, seconds long at 5000 nodes) are over."""
+    """Until the agent is idle: no pass has ended for twice the last pass's time (3 s at least, 20 s at
+    most: resyncs come every 30 s), so that the passes after the initial sync (its verifying pass, seconds
+    long at 5000 nodes) are over."""
     deadline = time.monotonic() + timeout
-    seen, quiet_since = -1.0, time.monotonic()
+    seen, total, last, quiet_since = -1.0, 0.0, 0.0, time.monotonic()
     while time.monotonic() < deadline:
         try:
             text = scrape(METRICS)
@@ -155,10 +156,12 @@ def settle(timeout: float = 600) -> None:
             seen, quiet_since = -1.0, time.monotonic()
             continue
         count = metric(text, "meshd_reconcile_duration_seconds_count")
-        mean = metric(text, "meshd_reconcile_duration_seconds_sum") / max(count, 1)
+        busy = metric(text, "meshd_reconcile_duration_seconds_sum")
         if count != seen:
-            seen, quiet_since = count, time.monotonic()
-        elif time.monotonic() - quiet_since > max(3.0, 2 * mean):
+            if seen >= 0:
+                last = (busy - total) / (count - seen)
+            seen, total, quiet_since = count, busy, time.monotonic()
+        elif time.monotonic() - quiet_since > min(20.0, max(3.0, 2 * last)):
             return
         time.sleep(0.2)
     raise SystemExit("the agent never went idle")

@@ -11,7 +11,10 @@ from keys.values import PrivateKey
 from meshd.demo.netlab import Lab, LabNode
 
 
-def wireguard_pair(lab: Lab, a: LabNode, b: LabNode, workdir: Path, *, port: int = 51820) -> None:
+def wireguard_pair(
+    lab: Lab, a: LabNode, b: LabNode, workdir: Path, *, port: int = 51820, binary: str = "wireguard-go"
+) -> None:
+    """`binary`: which wireguard-go (Debian's on PATH by default)."""
     keys = {n.name: PrivateKey.generate() for n in (a, b)}
     for node in (a, b):
         # Detached in its own session, as wireguard-go's daemon mode (and meshd) run it. This matters here:
@@ -19,7 +22,7 @@ def wireguard_pair(lab: Lab, a: LabNode, b: LabNode, workdir: Path, *, port: int
         # the benchmark's group measured ~10% faster than one in its own, whoever started it.
         lab.popen(
             node.ns,
-            "wireguard-go",
+            binary,
             "-f",
             node.wg_name,
             stdin=subprocess.DEVNULL,

@@ -24,11 +24,11 @@ Obj = dict[str, Any]
 UNDERLAY, PODS = ipaddress.IPv4Address("198.18.0.0"), ipaddress.IPv4Address("198.19.0.0")
 
 
-def sim_node(i: int) -> Obj:
-    """Node i of the simulated cluster: a /26 of 198.19.0.0/16 and an underlay address in 198.18.0.0/16.
-    Node 0 is ours and carries no annotations (the agent publishes them)."""
+def sim_node(i: int, size: int = 64) -> Obj:
+    """Node i of the simulated cluster: `size` addresses of 198.19.0.0/16 and an underlay address in
+    198.18.0.0/16. Node 0 is ours and carries no annotations (the agent publishes them)."""
     underlay = UNDERLAY + i + 1
-    cidr = ipaddress.IPv4Network(f"{PODS + 64 * i}/26")
+    cidr = ipaddress.IPv4Network(f"{PODS + size * i}/{32 - size.bit_length() + 1}")
     if i == 0:
         return encode_node(Node("node0", underlay, (cidr,)))
     node = Node(
@@ -44,36 +44,13 @@ def sim_node(i: int) -> Obj:
 
 
 def sim_cluster(n: int, *, extra: int) -> tuple[Obj, list[Obj]]:
-    """Our node, and n - 1 + extra simulated ones (the last `extra` are added one by one later)."""
-    if n + extra > 1024:
-        raise ValueError("198.19.0.0/16 holds 1024 /26 pod CIDRs")
-    return sim_node(0), [sim_node(i) for i in range(1, n + extra)]
-
-
-def wg_setconf_floor(interface: str, nodes: list[Obj], work: Path) -> float:
-    """Seconds `wg setconf` takes to load these nodes as peers into a fresh wireguard-go device."""
-    lines = ["[Interface]", f"PrivateKey = {PrivateKey.generate().base64}", "ListenPort = 51821"]
-    for obj in nodes:
-        ann = obj["metadata"]["annotations"]
-        lines += ["[Peer]", f"PublicKey = {ann['meshd.io/public-key']}"]
-        lines += [f"Endpoint = {ann['meshd.io/endpoint']}", f"AllowedIPs = {obj['spec']['podCIDRs'][0]}"]
-    conf = work / "baseline.conf"
-    conf.write_text("\n".join(lines) + "\n")
-    conf.chmod(0o600)
-    proc = subprocess.Popen(
-        ["wireguard-go", "-f", interface], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
-    try:
-        sock = Path(f"/var/run/wireguard/{interface}.sock")
-        if not poll_until(sock.exists, timeout=10, alive=proc):
-            raise SystemExit("wireguard-go for the baseline did not start")
-        t0 = time.perf_counter()
-        subprocess.run(["wg", "setconf", interface, str(conf)], check=True)
-        return time.perf_counter() - t0
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        conf.unlink()
+    """Our node, and n - 1 + extra simulated ones (the last `extra` are added later). Pod CIDRs are /26
+    up to 1024 nodes, /29 up to 8192 (all inside 198.19.0.0/16)."""
+    total = n + extra
+    if total > 8192:
+        raise ValueError("198.19.0.0/16 holds 8192 /29 pod CIDRs")
+    size = 64 if total <= 1024 else 8
+    return sim_node(0, size), [sim_node(i, size) for i in range(1, total)]
 
 
 def poll_until(cond: Callable[[], bool], *, timeout: float, alive: subprocess.Popen[bytes]) -> bool:

@@ -184,3 +184,23 @@ def test_cleanup_removes_what_meshd_owns(lab: Lab, tmp_path: Path, backend: str)
     record = json.loads((tmp_path / "store" / "nodes" / f"{node.name}.json").read_text())
     assert not any(k.startswith("meshd.io/") for k in record["metadata"].get("annotations", {}))
     assert not Path(f"/var/run/wireguard/{node.wg_name}.sock").exists()
+
+
+def test_a_file_datastore_agent_never_imports_the_kubernetes_client(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lazy imports (memory): a whole run on the file datastore, mesh formed, loads neither the Kubernetes
+    client nor its pydantic models. Python reports every import it makes (PYTHONPROFILEIMPORTTIME)."""
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # inherited by the agents through `ip netns exec`
+    mesh = Mesh(lab, build_cluster(lab, 2), tmp_path)
+    mesh.start()
+    assert mesh.wait_for("wireguard"), "the agents did not converge"
+    mesh.stop()
+    for agent in mesh.agents:
+        imported = {
+            line.rsplit("|", 1)[1].strip()
+            for line in agent.log_path.read_text().splitlines()
+            if line.startswith("import time:")
+        }
+        assert "meshd.datastore.file" in imported, "no import report: the check would prove nothing"
+        assert not {m for m in imported if m.split(".")[0] in {"kubernetes", "pydantic"}}

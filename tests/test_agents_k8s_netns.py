@@ -11,8 +11,6 @@ switch namespace through the real REST API (nodes, meshconfigs) and its /_contro
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,12 +24,10 @@ from meshd.demo.netlab import Lab, LabNode, build_cluster
 from meshd.demo.stores import KubeStore
 from meshd.demo.traffic import PingRun
 from tests.support.agents import converge, say, scrape
+from tests.support.fakeapi import start_fake_api
 from tests.support.observe import eventually, log_records, metric, samples
 
 pytestmark = pytest.mark.netns
-
-API_IP, API_PORT = "198.18.0.250", 6443
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -50,22 +46,6 @@ class Cluster:
         obj = self.api.node(node.name)
         assert obj is not None, f"node {node.name} has no record"
         return dict(obj["metadata"].get("annotations") or {})
-
-
-def start_fake_api(lab: Lab, workdir: Path) -> KubeStore:
-    """The fake API server as a process in the switch namespace (the first one the cluster created)."""
-    switch = lab.namespaces[0]
-    lab.ip(switch, "addr", "add", f"{API_IP}/24", "dev", "br0")
-    kubeconfig = workdir / "kubeconfig"
-    proc = lab.popen(
-        switch, sys.executable, "-m", "tests.fakekube", "--host", API_IP, "--port", str(API_PORT),
-        "--kubeconfig-out", str(kubeconfig), "--bookmark-interval", "1",
-        stdout=subprocess.PIPE, cwd=REPO,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    url = proc.stdout.readline().decode().strip()
-    assert url == f"http://{API_IP}:{API_PORT}", f"the fake API server did not start: {url!r}"
-    return KubeStore(lab, switch, url, kubeconfig)
 
 
 @pytest.fixture
@@ -107,3 +87,17 @@ def test_toggle_encryption_under_ping_and_conflict(k8s: Cluster, capsys: pytest.
     conflicts = [r for r in log_records(mesh.agents[0].log_path) if "(409)" in r["msg"]]
     assert conflicts, "node0's agent never met the conflict"
     assert samples(scrape(k8s.mesh, mesh.agents[0]), "meshd_reconcile_errors_total") == []
+
+
+def test_each_agent_publishes_everything_peers_need_in_one_patch(k8s: Cluster) -> None:
+    """The VXLAN MAC is learned when the link is created; the same pass publishes it with the key, endpoint
+    and capabilities: one patch per node, and no pass ever publishes a partial record."""
+    k8s.mesh.start()
+    converge(k8s.mesh)
+    for node in k8s.nodes[:3]:
+        ann = k8s.annotations(node)
+        needed = {"meshd.io/public-key", "meshd.io/endpoint", "meshd.io/vxlan-mac", "meshd.io/capabilities"}
+        assert needed <= set(ann), f"{node.name} lacks {needed - set(ann)}"
+        assert {"vxlan", "wireguard"} <= set(ann["meshd.io/capabilities"].split(","))
+        patches = k8s.control("count", verb="patch", resource="nodes", name=node.name)["count"]
+        assert patches == 1, f"{node.name} patched its node {patches} times"

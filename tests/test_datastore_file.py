@@ -1,14 +1,18 @@
-"""The file datastore: layout, registration, atomic publish, change pickup, bad MeshConfig kept out."""
+"""The file datastore: layout, registration, atomic publish, change pickup (inotify: no test here leans on
+the safety rescan), bad MeshConfig kept out."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from meshd.core.codec import encode_node
 from meshd.core.model import EncryptionMode, InvalidNode, Node
 from meshd.datastore.file import FileDatastore
 
@@ -27,7 +31,7 @@ async def _wait(ds: FileDatastore) -> None:
 
 
 async def test_registers_and_publishes(tmp_path: Path) -> None:
-    ds = FileDatastore(tmp_path, register=_me(), poll_interval=0.05)
+    ds = FileDatastore(tmp_path, register=_me(), rescan_interval=3600)
     await ds.start()
     try:
         snap = ds.snapshot()
@@ -59,7 +63,7 @@ async def test_restart_keeps_annotations(tmp_path: Path) -> None:
 
 
 async def test_picks_up_changes_and_deletions(tmp_path: Path) -> None:
-    ds = FileDatastore(tmp_path, register=_me(), poll_interval=0.05)
+    ds = FileDatastore(tmp_path, register=_me(), rescan_interval=3600)
     await ds.start()
     await _wait(ds)  # the start itself
     try:
@@ -81,7 +85,7 @@ async def test_picks_up_changes_and_deletions(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("suffix", ["yaml", "json"])
 async def test_meshconfig_and_bad_config_keeps_previous(tmp_path: Path, suffix: str) -> None:
-    ds = FileDatastore(tmp_path, poll_interval=0.05)
+    ds = FileDatastore(tmp_path, rescan_interval=3600)
     await ds.start()
     await _wait(ds)
     try:
@@ -111,7 +115,7 @@ async def test_meshconfig_and_bad_config_keeps_previous(tmp_path: Path, suffix: 
 async def test_no_first_sync_while_the_meshconfig_cannot_be_read(tmp_path: Path) -> None:
     """Defaults in place of an unreadable MeshConfig could mean clear text where Required is meant."""
     (tmp_path / "meshconfig.yaml").write_text("spec: [unclosed\n")
-    ds = FileDatastore(tmp_path, register=_me(), poll_interval=0.05)
+    ds = FileDatastore(tmp_path, register=_me(), rescan_interval=3600)
     await ds.start()
     try:
         await asyncio.sleep(0.3)
@@ -125,3 +129,42 @@ async def test_no_first_sync_while_the_meshconfig_cannot_be_read(tmp_path: Path)
         assert snap.synced and snap.config.mode is EncryptionMode.REQUIRED
     finally:
         await ds.close()
+
+
+async def test_changes_by_another_process_are_seen_without_any_rescan(tmp_path: Path) -> None:
+    """With the safety rescan an hour away, only the kernel's notifications can tell the datastore: a record
+    renamed into place by another process, edited in place, and deleted is followed each time."""
+    ds = FileDatastore(tmp_path, register=_me(), rescan_interval=3600)
+    await ds.start()
+    await _wait(ds)
+    record = json.dumps(encode_node(_me("b", 2)))
+    other = tmp_path / "nodes" / "b.json"
+    try:
+        script = "import os, sys; open(sys.argv[1] + '.tmp', 'w').write(sys.argv[2]); os.replace(sys.argv[1] + '.tmp', sys.argv[1])"
+        await _run(sys.executable, "-c", script, str(other), record)
+        await _until(ds, lambda names: names == ["a", "b"])
+        edited = json.loads(record)
+        edited["metadata"]["labels"] = {"pool": "edited"}
+        await _run("sh", "-c", f"cat > {other}", stdin=json.dumps(edited))  # in place, like an editor
+        await _until(
+            ds, lambda _: any(n.name == "b" and n.labels == (("pool", "edited"),) for n in _nodes(ds))
+        )
+        await _run("rm", str(other))
+        await _until(ds, lambda names: names == ["a"])
+    finally:
+        await ds.close()
+
+
+def _nodes(ds: FileDatastore) -> list[Node]:
+    return [n for n in ds.snapshot().nodes if isinstance(n, Node)]
+
+
+async def _until(ds: FileDatastore, cond: Callable[[list[str]], bool]) -> None:
+    while not cond(sorted(n.name for n in ds.snapshot().nodes)):
+        await _wait(ds)
+
+
+async def _run(*argv: str, stdin: str | None = None) -> None:
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE)
+    await proc.communicate(stdin.encode() if stdin is not None else None)
+    assert proc.returncode == 0, argv

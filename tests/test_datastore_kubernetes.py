@@ -5,13 +5,17 @@ No wall-clock assertions: every wait is a bounded wait on a condition."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import ipaddress
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from meshd.core.codec import decode_node
 from meshd.core.model import EncryptionMode, InvalidNode, MeshConfig, Node, Snapshot
 from meshd.datastore.k8s_api import TransientApiError
 from meshd.datastore.k8s_watch import Backoff, Reflector, with_retries
@@ -404,3 +408,60 @@ async def test_no_first_sync_while_the_meshconfig_does_not_decode(
     kube.put("meshconfigs", _config("Required"))
     snap = await _until_changed(ds, lambda s: s.synced)
     assert snap.config.mode is EncryptionMode.REQUIRED
+
+
+async def test_a_real_nodes_bulk_changes_nothing_the_agent_reads(
+    kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]
+) -> None:
+    """Nodes are kept trimmed to what the codec and publish read; a Node as a kubelet writes it (managed
+    fields, images, conditions, a legacy podCIDR) decodes to the same record as the bare one, and our
+    publish still guards on its resourceVersion and keeps others' annotations."""
+    bare = _node("b", 2, **{"example.com/owner": "ops", KEY: PUB})
+    bare["metadata"]["labels"] = {"pool": "x"}
+    bulky = copy.deepcopy(bare)
+    bulky["metadata"] |= {"managedFields": [{"manager": "kubelet"}] * 50, "uid": "u"}
+    bulky["spec"] |= {"podCIDR": "198.19.2.0/24", "providerID": "kind://b"}
+    bulky["status"] |= {"images": [{"names": [f"img{i}"], "sizeBytes": i} for i in range(200)],
+                        "conditions": [{"type": "Ready", "status": "True"}]}  # fmt: skip
+    me = _node("me", 1, **{"example.com/owner": "ops"})
+    me["status"]["images"] = bulky["status"]["images"]
+    kube.put("nodes", bulky)
+    kube.put("nodes", me)
+    ds = await _started(make_ds)
+    (b,) = [n for n in ds.snapshot().nodes if n.name == "b"]
+    assert b == decode_node(bare, published_underlay=True)
+    await ds.publish("me", {KEY: PUB})
+    assert kube.get("nodes", "me")["metadata"]["annotations"] == {"example.com/owner": "ops", KEY: PUB}
+
+
+LOADED = """
+import asyncio, sys
+from pathlib import Path
+from meshd.datastore.kubernetes import KubernetesDatastore
+from tests.fakekube import FakeKube
+
+async def main(kubeconfig: Path) -> None:
+    ds = KubernetesDatastore(node_name="me", kubeconfig=kubeconfig)
+    await ds.start()
+    while not ds.snapshot().synced:
+        await ds.wait_changed()
+    await ds.publish("me", {"meshd.io/capabilities": "vxlan"})
+    await ds.close()
+
+with FakeKube() as kube:
+    kube.put("nodes", {"metadata": {"name": "me"}})
+    asyncio.run(main(kube.write_kubeconfig(Path(sys.argv[1]))))
+    assert kube.get("nodes", "me")["metadata"]["annotations"] == {"meshd.io/capabilities": "vxlan"}
+print(sorted(m for m in sys.modules if m.startswith("kubernetes.aio.client.api.")))
+print(sum(m.startswith("kubernetes.aio.client.models.") for m in sys.modules))
+"""
+
+
+def test_the_datastore_loads_no_generated_api_or_model_modules(tmp_path: Path) -> None:
+    """Memory: list, watch and publish go through the client's ApiClient with raw responses, so a run
+    never imports the generated CoreV1Api (about 250 model modules, some 25 MB) or any model."""
+    out = subprocess.run(
+        [sys.executable, "-c", LOADED, str(tmp_path / "kubeconfig")],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1], timeout=120,
+    ).stdout.splitlines()  # fmt: skip
+    assert out == ["[]", "0"]

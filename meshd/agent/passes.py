@@ -111,7 +111,8 @@ class ReconcilePass:
         self.report.planned(snapshot.nodes, desired, actual, encryption=encryption)
         applied = await _phase("apply", self.dataplane.apply(actions)) if actions else Applied()
         self.report.applied(actions)
-        await self._finish(snapshot, local, desired, _record_is_current(local, applied))
+        local = _with_learned_mac(local, applied)
+        await self._finish(snapshot, local, desired)
         self.view.last, self.view.applied = (desired, actual), snapshot
         self.kernel.settle(actual, local.underlay_mtu, actions)
         self.report.passed(failure=store.failure, seconds=time.perf_counter() - started)
@@ -130,21 +131,21 @@ class ReconcilePass:
             return None
         return replace(local, underlay_mtu=await _phase("observe", self.kernel.mtu(local.node.underlay_ip)))
 
-    async def _finish(
-        self, snapshot: Snapshot, local: LocalNode, desired: DesiredState, publish: bool
-    ) -> None:
+    async def _finish(self, snapshot: Snapshot, local: LocalNode, desired: DesiredState) -> None:
         if self.after_pass is not None:
             await _phase("after-pass", self.after_pass(local, desired))
         self.applied_generation = snapshot.config.generation
-        if publish:
-            annotations = annotations_to_publish(self.identity, local, self.applied_generation)
-            await _phase("publish", self.datastore.publish(self.identity.name, annotations))
+        annotations = annotations_to_publish(self.identity, local, self.applied_generation)
+        await _phase("publish", self.datastore.publish(self.identity.name, annotations))
 
 
-def _record_is_current(local: LocalNode, applied: Applied) -> bool:
-    """False when the apply learned a VXLAN MAC our record does not carry yet: the next (verifying) pass
-    publishes it with everything else in one write."""
-    return applied.vxlan_mac in (None, local.node.vxlan_mac)
+def _with_learned_mac(local: LocalNode, applied: Applied) -> LocalNode:
+    """Our node with the MAC of the VXLAN device this pass created: the kernel picks it at creation, so the
+    pass that creates the device publishes it together with the key, endpoint and capabilities (one patch;
+    peers need it for their FDB and neighbour entries), not a pass later."""
+    if applied.vxlan_mac is None or applied.vxlan_mac == local.node.vxlan_mac:
+        return local
+    return replace(local, node=replace(local.node, vxlan_mac=applied.vxlan_mac))
 
 
 def _peer_networks(snapshot: Snapshot, me: str) -> Iterator[IPNetwork]:

@@ -72,8 +72,9 @@ class DatastoreSettings:
     """Kubeconfig file; None means in-cluster configuration."""
     watch: WatchSettings = field(default_factory=WatchSettings)
     """Kubernetes watch and retry timings."""
-    poll_interval: float = 0.25
-    """Seconds between two scans of the file datastore's directory."""
+    rescan_interval: float = 30.0
+    """Seconds between two full scans of the file datastore's directory: the safety net behind inotify,
+    which reports each change as it happens."""
 
     @property
     def file_dir(self) -> Path | None:

@@ -52,7 +52,7 @@ def make_datastore(
         me = None
         if register and agent.underlay_ip is not None:
             me = Node(agent.node_name, agent.underlay_ip, agent.pod_cidrs, labels=agent.labels)
-        return FileDatastore(file_dir, register=me, poll_interval=store.poll_interval)
+        return FileDatastore(file_dir, register=me, rescan_interval=store.rescan_interval)
     from meshd.datastore.kubernetes import KubernetesDatastore
 
     return KubernetesDatastore(

@@ -1,8 +1,10 @@
 """The file datastore (`--datastore file:DIR`), the embedded default. Layout in the README:
 `DIR/nodes/NAME.json` (Kubernetes-Node-shaped) and `DIR/meshconfig.yaml` (or `.json`).
 
-Changes are found by polling file signatures (mtime, size, inode) a few times a second, in a thread;
-only changed files are parsed again. Every write is atomic, and each agent writes only its own record.
+Changes are reported by the kernel (inotify, file_watch.py) as they happen, whoever makes them; only the
+named file is read again, and only when its signature (mtime, size, inode) changed. A slow full rescan stays
+as the safety net (and is the only mechanism where inotify is refused). Every write is atomic, and each
+agent writes only its own record.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import yaml
 
 from meshd.core.codec import decode_meshconfig, decode_node, encode_node
 from meshd.core.model import InvalidNode, MeshConfig, Node, NodeRecord, Snapshot
+from meshd.datastore.file_watch import CONFIG, EVERYTHING, DirWatch, safe_close
 from meshd.errors import ConfigError
 from meshd.fsutil import write_atomic
 
@@ -43,11 +46,17 @@ def _signature(path: Path) -> Signature | None:
 
 
 class FileDatastore:
-    def __init__(self, directory: Path, *, register: Node | None = None, poll_interval: float = 0.25) -> None:
+    def __init__(
+        self, directory: Path, *, register: Node | None = None, rescan_interval: float = 30.0
+    ) -> None:
+        """`rescan_interval`: seconds between two full scans, the safety net behind inotify."""
         self.directory = directory
         self.nodes_dir = directory / "nodes"
         self._register = register
-        self._poll_interval = poll_interval
+        self._rescan_interval = rescan_interval
+        self._watch: DirWatch | None = DirWatch(directory, self.nodes_dir, CONFIG_NAMES)
+        self._pending: set[str] = set()
+        self._wake = asyncio.Event()
         self._entries: dict[str, _Entry] = {}
         self._config = MeshConfig()
         self._config_sig: tuple[str, Signature] | None = None
@@ -55,7 +64,7 @@ class FileDatastore:
         """Why the latest MeshConfig file was rejected (the previous one stays in force), or None."""
         self._synced = False
         self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         try:
@@ -64,6 +73,7 @@ class FileDatastore:
             raise ConfigError(f"file datastore {self.directory}: {exc.strerror}") from exc
         if self._register is not None:
             await asyncio.to_thread(self._write_registration, self._register)
+        self._open_watch()
         await asyncio.to_thread(self._scan)
         # A MeshConfig that is there but cannot be used is no view at all: the defaults could mean clear
         # text where Required is meant. The first sync waits until it is readable and valid (or removed).
@@ -71,7 +81,9 @@ class FileDatastore:
         if not self._synced:
             log.error("no first sync until the MeshConfig is fixed: %s", self.config_error)
         self._changed.set()
-        self._task = asyncio.create_task(self._poll(), name="file-datastore-poll")
+        self._tasks.append(asyncio.create_task(self._follow(), name="file-datastore-follow"))
+        if self._watch is not None:
+            self._tasks.append(asyncio.create_task(self._listen(self._watch), name="file-datastore-inotify"))
 
     def snapshot(self) -> Snapshot:
         records = tuple(e.record for _, e in sorted(self._entries.items()))
@@ -79,7 +91,7 @@ class FileDatastore:
 
     @property
     def failure(self) -> str | None:
-        """Never set: a scan that fails keeps the last good view and is retried on the next poll."""
+        """Never set: a scan that fails keeps the last good view and is retried on the next rescan."""
         return None
 
     async def wait_changed(self) -> None:
@@ -90,10 +102,22 @@ class FileDatastore:
         await asyncio.to_thread(self._publish, node_name, annotations)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        self._tasks.clear()
+        safe_close(self._watch)
+
+    def _open_watch(self) -> None:
+        if self._watch is None:
+            return
+        try:
+            self._watch.open()
+        except OSError as exc:
+            log.warning("no inotify (%s): the file datastore rescans every %ss", exc, self._rescan_interval)
+            self._watch = None
 
     def _node_path(self, name: str) -> Path:
         return self.nodes_dir / f"{name}.json"
@@ -131,11 +155,23 @@ class FileDatastore:
         write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
         log.info("published annotations of %s: %s", name, ", ".join(sorted(k for k in annotations)))
 
-    async def _poll(self) -> None:
+    async def _listen(self, watch: DirWatch) -> None:
+        async for key in watch.keys():
+            self._pending.add(key)
+            self._wake.set()
+
+    async def _follow(self) -> None:
+        """Read again what inotify named (many events, one read each), or everything on the slow rescan."""
         while True:
-            await asyncio.sleep(self._poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._rescan_interval)
+            self._wake.clear()
+            keys, self._pending = self._pending, set()
             try:
-                changed = await asyncio.to_thread(self._scan)
+                if not keys or EVERYTHING in keys:
+                    changed = await asyncio.to_thread(self._scan)
+                else:
+                    changed = await asyncio.to_thread(self._scan_keys, keys)
             except OSError as exc:
                 log.warning("file datastore scan failed: %s", exc)
                 continue
@@ -144,25 +180,38 @@ class FileDatastore:
             if changed:
                 self._changed.set()
 
+    def _scan_keys(self, keys: Iterable[str]) -> bool:
+        changed = False
+        for key in keys:
+            changed = (self._scan_config() if key == CONFIG else self._scan_node(key)) or changed
+        return changed
+
+    def _scan_node(self, name: str) -> bool:
+        """Read nodes/NAME.json again if its signature changed; forget the node if the file is gone."""
+        path = self._node_path(name)
+        sig = _signature(path)
+        old = self._entries.get(name)
+        if sig is None:
+            if old is None:
+                return False
+            del self._entries[name]
+            log.info("node %s removed from %s", name, self.nodes_dir)
+            return True
+        if old is not None and old.signature == sig:
+            return False
+        self._entries[name] = _Entry(sig, _decode(name, _read_json(path)))
+        return True
+
     def _scan(self) -> bool:
         changed = self._scan_config()
-        seen: set[str] = set()
         with os.scandir(self.nodes_dir) as it:
-            for de in it:
-                if de.name.startswith(".") or not de.name.endswith(".json"):
-                    continue
-                name = de.name[: -len(".json")]
-                seen.add(name)
-                sig = _signature(Path(de.path))
-                old = self._entries.get(name)
-                if sig is None or (old is not None and old.signature == sig):
-                    continue
-                self._entries[name] = _Entry(sig, _decode(name, _read_json(Path(de.path))))
-                changed = True
-        for gone in set(self._entries) - seen:
-            del self._entries[gone]
-            log.info("node %s removed from %s", gone, self.nodes_dir)
-            changed = True
+            seen = {
+                de.name[: -len(".json")]
+                for de in it
+                if not de.name.startswith(".") and de.name.endswith(".json")
+            }
+        for name in seen | self._entries.keys():
+            changed = self._scan_node(name) or changed
         return changed
 
     def _scan_config(self) -> bool:

@@ -3,14 +3,16 @@
 Why `kubernetes.aio` and not the sync client behind `asyncio.to_thread`: kubernetes 37 ships a real
 asyncio client (aiohttp underneath), so a watch is a coroutine reading lines that can be cancelled at any
 `await`; a sync watch parked in a worker thread cannot be interrupted and would pin a thread per stream.
-We call the `*_without_preload_content` variants: they return the aiohttp response untouched (no
-pydantic models, no client-side retries, no Watch helper with its own 410 handling), so the codec gets the
-same raw dicts the file datastore reads, and all retry and resume policy lives in one place (k8s_watch.py).
+Requests go through the client's own `ApiClient` (`param_serialize` + `call_api`, the two calls every
+generated method makes, with its configuration, authentication and token refresh) with the response left
+unread (`_preload_content=False`): no pydantic models, no client-side retries, no Watch helper with its
+own 410 handling, so the codec gets the same raw dicts the file datastore reads, and all retry and resume
+policy lives in one place (k8s_watch.py). We do not load the generated `CoreV1Api`: importing it pulls in
+some 250 model modules (about 25 MB of the agent's memory) for the four node requests we make.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +32,11 @@ GROUP, VERSION, PLURAL = "meshd.io", "v1alpha1", "meshconfigs"
 MESHCONFIG_NAME = "default"
 MERGE_PATCH = "application/merge-patch+json"
 NODES, MESHCONFIGS, MESHNODES = "nodes", "meshconfigs", "meshnodes"
+PATHS = {
+    NODES: "/api/v1/nodes",
+    MESHCONFIGS: f"/apis/{GROUP}/{VERSION}/{PLURAL}",
+    MESHNODES: f"/apis/{GROUP}/{VERSION}/{MESHNODES}",
+}
 
 
 class ApiError(Exception):
@@ -105,8 +112,6 @@ class KubeApi:
     """Nodes (core/v1) and MeshConfigs (meshd.io/v1alpha1, cluster-scoped; only `default` matters)."""
 
     api_client: kclient.ApiClient
-    core: Any  # kclient.CoreV1Api
-    custom: Any  # kclient.CustomObjectsApi
     request_timeout: float = 30.0
 
     @classmethod
@@ -121,30 +126,47 @@ class KubeApi:
             where = kubeconfig or "in-cluster service account"
             raise ConfigError(f"cannot load Kubernetes configuration ({where}): {exc}") from exc
         cfg.retries = None  # retries are ours (tenacity), never aiohttp_retry's
-        api_client = kclient.ApiClient(cfg)
-        # The generated API modules are huge and imported lazily (seconds): import them off the loop.
-        core, custom = await asyncio.to_thread(
-            lambda: (kclient.CoreV1Api(api_client), kclient.CustomObjectsApi(api_client))
-        )
-        return cls(api_client, core, custom, request_timeout)
+        return cls(kclient.ApiClient(cfg), request_timeout)
 
     async def close(self) -> None:
         await self.api_client.close()  # type: ignore[no-untyped-call]
 
-    def _collection_call(self, resource: str, **kwargs: Any) -> Any:
-        if resource == NODES:
-            return self.core.list_node_without_preload_content(**kwargs)
-        if resource == MESHNODES:
-            return self.custom.list_cluster_custom_object_without_preload_content(
-                GROUP, VERSION, MESHNODES, **kwargs
-            )
-        return self.custom.list_cluster_custom_object_without_preload_content(
-            GROUP, VERSION, PLURAL, field_selector=f"metadata.name={MESHCONFIG_NAME}", **kwargs
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Obj | None = None,
+        content_type: str | None = None,
+        request_timeout: float | None = None,
+    ) -> aiohttp.ClientResponse:
+        """One request as the generated API methods make it (Bearer token auth), the response unread."""
+        headers = {"Accept": "application/json"} | ({"Content-Type": content_type} if content_type else {})
+        request = await self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
         )
+        answer = await self.api_client.call_api(
+            *request, _request_timeout=request_timeout or self.request_timeout, _preload_content=False
+        )
+        response: aiohttp.ClientResponse = answer.response
+        return response
+
+    def _collection_call(
+        self, resource: str, query: list[tuple[str, Any]], request_timeout: float | None = None
+    ) -> Any:
+        if resource == MESHCONFIGS:
+            query = [*query, ("fieldSelector", f"metadata.name={MESHCONFIG_NAME}")]
+        return self._send("GET", PATHS[resource], query=query, request_timeout=request_timeout)
 
     async def list(self, resource: str) -> tuple[list[Obj], str]:
         """All objects and the list's resourceVersion (where a watch resumes)."""
-        data = await _json(self._collection_call(resource, _request_timeout=self.request_timeout))
+        data = await _json(self._collection_call(resource, []))
         items = [o for o in data.get("items") or () if isinstance(o, dict)]
         return items, str((data.get("metadata") or {}).get("resourceVersion") or "")
 
@@ -158,14 +180,13 @@ class KubeApi:
     ) -> AsyncIterator[Obj]:
         """Events after `resource_version` (BOOKMARKs included) until the server ends the stream.
         `on_open()` runs once the server has accepted the watch (a quiet stream yields nothing for minutes)."""
-        call = self._collection_call(
-            resource,
-            watch=True,
-            resource_version=resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=server_timeout,
-            _request_timeout=float(server_timeout + self.request_timeout),
-        )
+        query = [
+            ("allowWatchBookmarks", True),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", server_timeout),
+            ("watch", True),
+        ]
+        call = self._collection_call(resource, query, float(server_timeout + self.request_timeout))
         resp = await _checked(call)
         on_open()
         try:
@@ -186,14 +207,14 @@ class KubeApi:
         finally:
             resp.close()
 
+    async def call(
+        self, method: str, path: str, body: Obj | None = None, *, content_type: str | None = None
+    ) -> Obj:
+        """One request by path (for the status store, leases and Events), its JSON answer."""
+        return await _json(self._send(method, path, body=body, content_type=content_type))
+
     async def get_node(self, name: str) -> Obj:
-        return await _json(
-            self.core.read_node_without_preload_content(name, _request_timeout=self.request_timeout)
-        )
+        return await _json(self._send("GET", f"{PATHS[NODES]}/{name}"))
 
     async def patch_node(self, name: str, body: Obj) -> Obj:
-        return await _json(
-            self.core.patch_node_without_preload_content(
-                name, body, _content_type=MERGE_PATCH, _request_timeout=self.request_timeout
-            )
-        )
+        return await _json(self._send("PATCH", f"{PATHS[NODES]}/{name}", body=body, content_type=MERGE_PATCH))

@@ -43,6 +43,24 @@ def _older(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
     return a.isdigit() and b.isdigit() and int(a) < int(b)
 
 
+_KEPT = {"metadata": ("name", "labels", "annotations", "resourceVersion"), "spec": ("podCIDRs", "podCIDR"),
+         "status": ("addresses",)}  # fmt: skip
+
+
+def _slim(obj: Obj) -> Obj:
+    """What the codec and `publish` read of a Node. The rest (managedFields, images, conditions: most of a
+    real Node's bytes) is dropped on arrival instead of being kept for every node of the cluster. A part
+    of the wrong type is kept as it is, for the codec to report."""
+    slim: Obj = {}
+    for part, keys in _KEPT.items():
+        value = obj.get(part)
+        if isinstance(value, Mapping):
+            slim[part] = {k: value[k] for k in keys if k in value}
+        elif part in obj:
+            slim[part] = value
+    return slim
+
+
 def _changes(node: Mapping[str, Any], wanted: Mapping[str, str | None]) -> dict[str, str | None]:
     current = _meta(node).get("annotations") or {}
     return {k: v for k, v in wanted.items() if current.get(k) != v}
@@ -202,6 +220,7 @@ class KubernetesDatastore:
         return record
 
     def _remember(self, obj: Obj) -> None:
+        obj = _slim(obj)
         name = str(_meta(obj).get("name", ""))
         old = self._nodes.get(name)
         if name and (old is None or not _older(obj, old)):
@@ -210,7 +229,7 @@ class KubernetesDatastore:
 
     def _on_list(self, resource: str, items: list[Obj]) -> None:
         if resource == NODES:
-            fresh = {str(_meta(o).get("name")): o for o in items if _meta(o).get("name")}
+            fresh = {str(_meta(o).get("name")): _slim(o) for o in items if _meta(o).get("name")}
             changed = fresh != self._nodes
             self._nodes = fresh
         else:

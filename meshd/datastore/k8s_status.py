@@ -13,14 +13,12 @@ from typing import Any
 from meshd.core.meshnode import meshnode_object, rfc3339
 from meshd.core.ports import EventRecord
 from meshd.datastore.k8s_api import (
-    GROUP,
     MERGE_PATCH,
     MESHCONFIG_NAME,
     MESHNODES,
-    VERSION,
+    PATHS,
     KubeApi,
     PermanentApiError,
-    _json,
 )
 from meshd.datastore.k8s_events import EVENT_NAMESPACE, event_name, event_object
 from meshd.datastore.k8s_meshnodes import MeshNodeCache
@@ -28,6 +26,10 @@ from meshd.datastore.lease import Lease
 from meshd.errors import PermanentError
 
 DEFAULT_NAMESPACE = "kube-system"
+
+
+def _events_path(name: str = "") -> str:
+    return f"/api/v1/namespaces/{EVENT_NAMESPACE}/events" + (f"/{name}" if name else "")
 
 
 class KubeStatusStore:
@@ -61,15 +63,7 @@ class KubeStatusStore:
         if uid is None:
             raise PermanentError(f"creating MeshNode {name}: node {name} does not exist")
         try:
-            await _json(
-                api.custom.create_cluster_custom_object_without_preload_content(
-                    GROUP,
-                    VERSION,
-                    MESHNODES,
-                    meshnode_object(name, uid),
-                    _request_timeout=api.request_timeout,
-                )
-            )
+            await api.call("POST", PATHS[MESHNODES], meshnode_object(name, uid))
         except PermanentApiError as exc:
             if exc.status != 409:  # 409: it exists (we restarted)
                 raise
@@ -92,11 +86,7 @@ class KubeStatusStore:
         try:
             if plural == "Node":
                 return await api.get_node(name)
-            return await _json(
-                api.custom.get_cluster_custom_object_without_preload_content(
-                    GROUP, VERSION, plural, name, _request_timeout=api.request_timeout
-                )
-            )
+            return await api.call("GET", f"{PATHS[plural]}/{name}")
         except PermanentApiError as exc:
             if exc.status == 404:
                 return None
@@ -104,12 +94,8 @@ class KubeStatusStore:
 
     async def _patch_status(self, plural: str, name: str, status: Mapping[str, Any]) -> None:
         api = await self._connect()
-        await _json(
-            api.custom.patch_cluster_custom_object_status_without_preload_content(
-                GROUP, VERSION, plural, name, {"status": dict(status)},
-                _content_type=MERGE_PATCH, _request_timeout=api.request_timeout,
-            )
-        )  # fmt: skip
+        body = {"status": dict(status)}
+        await api.call("PATCH", f"{PATHS[plural]}/{name}/status", body, content_type=MERGE_PATCH)
 
     async def read_meshnode(self, name: str) -> dict[str, Any] | None:
         obj = await self._get(MESHNODES, name)
@@ -144,28 +130,15 @@ class KubeStatusStore:
         uid = await self._uid(event.kind, event.name)
         body = event_object(event, count=count, first=rfc3339(first), last=rfc3339(last), uid=uid)
         try:
-            await _json(
-                api.core.create_namespaced_event_without_preload_content(
-                    EVENT_NAMESPACE, body, _request_timeout=api.request_timeout
-                )
-            )
+            await api.call("POST", _events_path(), body)
             return
         except PermanentApiError as exc:
             if exc.status != 409:
                 raise
         # the same cause was recorded before (by us before a restart, or by an earlier lease holder)
-        old = await _json(
-            api.core.read_namespaced_event_without_preload_content(
-                event_name(event), EVENT_NAMESPACE, _request_timeout=api.request_timeout
-            )
-        )
+        old = await api.call("GET", _events_path(event_name(event)))
         patch = {"count": max(count, int(old.get("count") or 0) + 1), "lastTimestamp": rfc3339(last)}
-        await _json(
-            api.core.patch_namespaced_event_without_preload_content(
-                event_name(event), EVENT_NAMESPACE, patch, _content_type=MERGE_PATCH,
-                _request_timeout=api.request_timeout,
-            )
-        )  # fmt: skip
+        await api.call("PATCH", _events_path(event_name(event)), patch, content_type=MERGE_PATCH)
 
     async def close(self) -> None:
         """Gives the lease up when this agent holds it (a rollout hands over at once), then disconnects."""

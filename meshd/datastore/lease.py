@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshd.datastore.k8s_api import KubeApi, PermanentApiError, _json
+from meshd.datastore.k8s_api import KubeApi, PermanentApiError
 
 LEASE_NAME = "meshd-meshconfig-status"
 
@@ -38,13 +38,8 @@ class Lease:
         return self.held is not None
 
     async def _hold(self, holder: str, duration: float) -> bool:
-        coord = self._coord()
         try:
-            obj = await _json(
-                coord.read_namespaced_lease_without_preload_content(
-                    self.name, self.namespace, _request_timeout=self.api.request_timeout
-                )
-            )
+            obj = await self.api.call("GET", self._path(self.name))
         except PermanentApiError as exc:
             if exc.status != 404:
                 raise
@@ -62,20 +57,15 @@ class Lease:
     async def release(self) -> None:
         """Give the lease up (on a clean stop) so another agent takes over without waiting it out."""
         holder, self.held = self.held, None
-        coord = self._coord()
-        obj = await _json(
-            coord.read_namespaced_lease_without_preload_content(
-                self.name, self.namespace, _request_timeout=self.api.request_timeout
-            )
-        )
+        obj = await self.api.call("GET", self._path(self.name))
         if (obj.get("spec") or {}).get("holderIdentity") == holder:
             obj["spec"]["holderIdentity"] = ""
             await self._put(obj)
 
-    def _coord(self) -> Any:
-        from kubernetes.aio import client as kclient
-
-        return kclient.CoordinationV1Api(self.api.api_client)
+    def _path(self, name: str = "") -> str:
+        return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases" + (
+            f"/{name}" if name else ""
+        )
 
     async def _write(self, old: dict[str, Any] | None, holder: str, duration: float) -> bool:
         now = micro_time(time.time())
@@ -90,11 +80,7 @@ class Lease:
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
         try:
             if old is None:
-                await _json(
-                    self._coord().create_namespaced_lease_without_preload_content(
-                        self.namespace, body, _request_timeout=self.api.request_timeout
-                    )
-                )
+                await self.api.call("POST", self._path(), body)
             else:
                 await self._put(body)
         except PermanentApiError as exc:
@@ -104,8 +90,4 @@ class Lease:
         return True
 
     async def _put(self, body: dict[str, Any]) -> None:
-        await _json(
-            self._coord().replace_namespaced_lease_without_preload_content(
-                self.name, self.namespace, body, _request_timeout=self.api.request_timeout
-            )
-        )
+        await self.api.call("PUT", self._path(self.name), body)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from meshd.agent.health import Health
 from meshd.agent.kernel_view import KernelView
 from meshd.agent.metrics import Metrics
-from meshd.agent.passes import AfterPass, PassDatastore, PassError, ReconcilePass
+from meshd.agent.passes import AfterPass, PassDatastore, PassError, ReconcilePass, RotationHook
 from meshd.agent.report import Report
 from meshd.agent.scheduler import Scheduler
 from meshd.agent.view import MeshView
@@ -36,6 +36,7 @@ class Reconciler:
     resync: float = 30.0
     retry: Backoff = field(default_factory=Backoff)
     after_pass: AfterPass | None = None
+    rotation: RotationHook | None = None
     _pass: ReconcilePass = field(init=False)
     _scheduler: Scheduler = field(init=False)
 
@@ -49,6 +50,7 @@ class Reconciler:
             report=report,
             view=self.view or MeshView(self.identity),
             after_pass=self.after_pass,
+            rotation=self.rotation,
         )
         self._scheduler = Scheduler(
             run_pass=lambda full: self._pass(full=full),

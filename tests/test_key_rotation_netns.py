@@ -122,30 +122,33 @@ def test_keys_rotate_command_rotates_now(
     assert metric(text, "meshd_key_rotations_total") == 1
 
 
-def test_agent_killed_mid_rotation_finishes_or_rolls_back(lab: Lab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("killed", [0, 1], ids=["rotating-node", "hosting-peer"])
+def test_agent_killed_mid_rotation_finishes_or_rolls_back(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], killed: int
+) -> None:
     mesh, store = _mesh(lab, tmp_path)
-    agent = mesh.agents[0]
-    before = published_key(store, agent.node.name)
-    rotating = subprocess.Popen(
-        ["ip", "netns", "exec", agent.node.ns, sys.executable, "-m", "meshd", "keys", "rotate",
-         "--run-dir", str(agent.run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    rotating, victim = mesh.agents[0], mesh.agents[killed]
+    before = published_key(store, rotating.node.name)
+    request = subprocess.Popen(
+        ["ip", "netns", "exec", rotating.node.ns, sys.executable, "-m", "meshd", "keys", "rotate",
+         "--run-dir", str(rotating.run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        assert eventually(lambda: ROTATION in node_annotations(store, agent.node.name), timeout=20, poll=0.05)
-        assert eventually(
-            lambda: ":divert:" in node_annotations(store, agent.node.name).get(ROTATION, ""),
-            timeout=20,
-            poll=0.02,
-        )
-        agent.stop(signal.SIGKILL)
+
+        def diverting() -> bool:
+            return ":divert:" in node_annotations(store, rotating.node.name).get(ROTATION, "")
+
+        assert eventually(diverting, timeout=30, poll=0.02), "no divert phase seen"
+        victim.stop(signal.SIGKILL)
     finally:
-        rotating.wait(timeout=30)
-    agent.start(lab)
+        request.wait(timeout=150)
+    victim.start(lab)
     assert eventually(lambda: keys_agree(lab, mesh, store) and peers_hold(lab, mesh, store), timeout=60)
     assert mesh.wait_for("wireguard", timeout=60), "the mesh did not heal"
     assert eventually(lambda: all(_helper_gone(lab, n) for n in mesh.nodes), timeout=15)
-    after = published_key(store, agent.node.name)
-    print(f"key {'kept (rolled back)' if after == before else 'rotated (finished)'}")
+    after = published_key(store, rotating.node.name)
+    with capsys.disabled():
+        print(f"\nSIGKILL of {victim.node.name} mid-rotation: key {'kept' if after == before else 'rotated'}")
 
 
 def test_node_down_during_a_peer_rotation_catches_up(lab: Lab, tmp_path: Path) -> None:

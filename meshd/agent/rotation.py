@@ -22,8 +22,8 @@ from keys.store import NodeKey
 from meshd.agent.helper_link import HelperLink, helper_port
 from meshd.core import rotation as r
 from meshd.core.local import Identity
-from meshd.core.model import LocalNode, Snapshot
-from meshd.core.rotation_record import ROTATION, ROTATION_ACK
+from meshd.core.model import LocalNode, Node, Snapshot
+from meshd.core.rotation_record import ROTATION, ROTATION_ACK, RotationAck
 from meshd.core.state import DesiredState
 from overlay.wireguard import OVERHEAD
 
@@ -52,6 +52,7 @@ class RotationDriver:
     _helper_used: float = 0.0
     _helper_up: bool = True  # unknown at start: an earlier agent may have left one
     _port: int = 0
+    _resumed: bool = False  # our record's ack was read once (after a restart)
     _mtu: int = 0
 
     def __post_init__(self) -> None:
@@ -164,7 +165,7 @@ class RotationDriver:
         wg = snapshot.config.wireguard
         port = helper_port(local.node.endpoint.port if local.node.endpoint else wg.listen_port)
         mine = self.helper.helper(port)
-        host = r.hosted(snapshot, self.name, self.plan.ack, self.own)
+        host = r.hosted(snapshot, self.name, self._hosting(snapshot), self.own)
         if self.own is not None:
             plan = r.plan_own(self.own, snapshot, self.name)
         elif host is not None:
@@ -176,6 +177,14 @@ class RotationDriver:
             await self.helper.ensure(port=port, mtu=self._mtu, peers=plan.peers)
             self._helper_used, self._helper_up = now, True
         self.plan = plan
+
+    def _hosting(self, snapshot: Snapshot) -> RotationAck | None:
+        """The rotation we host: after a restart, the one our record still acks (we keep hosting it)."""
+        if self._resumed:
+            return self.plan.ack
+        self._resumed = True
+        own = next((n for n in snapshot.nodes if isinstance(n, Node) and n.name == self.name), None)
+        return own.rotation_ack if own is not None else None
 
     async def after_apply(self) -> None:
         """Delete the helper link once no rotation has needed it for `grace` seconds. Called after the

@@ -49,6 +49,7 @@ class Sim:
     timeout: float = 10.0
     now: float = 0.0
     counter: int = 0
+    stale: frozenset[str] = frozenset()  # rotation records every node ignores (their agent is gone)
 
     @classmethod
     def of(cls, n: int) -> Sim:
@@ -64,7 +65,7 @@ class Sim:
 
     def step(self, name: str) -> None:
         """One pass of node `name` (as meshd.agent.rotation + the planner would do it)."""
-        node, snap = self.nodes[name], self.snapshot()
+        node, snap = self.nodes[name], r.ignoring(self.snapshot(), self.stale - {name})
         if not node.online:
             return
         if node.own is None and node.wanted and r.can_start(snap, name):

@@ -116,3 +116,19 @@ def test_random_orders_with_the_real_timeout(seed: int) -> None:
             sim.step(name)
         sim.now += 0.3
     assert sum(n.rotations for n in sim.nodes.values()) >= 5
+
+
+def test_a_rotation_whose_agent_is_gone_blocks_nobody_once_stale() -> None:
+    sim = Sim.of(3)
+    sim.nodes["n0"].wanted = True
+    while sim.nodes["n0"].own is None or sim.nodes["n0"].own.phase is not Phase.DIVERT:
+        run(sim, ["n0", "n1", "n2"], 1)
+    run(sim, ["n1", "n2"], 1)  # the peers divert too
+    sim.nodes["n0"].online = False  # its agent dies; its record stays
+    sim.nodes["n1"].wanted = True
+    run(sim, ["n1", "n2"], 10)
+    assert sim.nodes["n1"].rotations == 0, "started while another rotation was visible"
+    sim.stale = frozenset({"n0"})  # unchanged for stale_after seconds: ignored by everyone
+    run(sim, ["n1", "n2"], 60)  # n0 is silent: n1 waits out the timeout once, then leaves it out
+    assert sim.nodes["n1"].rotations == 1
+    assert sim.nodes["n2"].plan.hosted is None

@@ -23,7 +23,7 @@ from meshd.agent.helper_link import HelperLink, helper_port
 from meshd.core import rotation as r
 from meshd.core.local import Identity
 from meshd.core.model import LocalNode, Node, Snapshot
-from meshd.core.rotation_record import ROTATION, ROTATION_ACK, RotationAck
+from meshd.core.rotation_record import ROTATION, ROTATION_ACK, RotationAck, RotationRecord
 from meshd.core.state import DesiredState
 from overlay.wireguard import OVERHEAD
 
@@ -43,6 +43,7 @@ class RotationDriver:
     trigger: Callable[[], None] = lambda: None  # asks for a pass (set once the loop exists)
     timeout: float = 10.0  # how long a phase waits for a silent peer
     grace: float = 3.0  # how long an unneeded helper link stays (packets in flight)
+    stale_after: float = 60.0  # a peer's rotation record unchanged this long is ignored
     clock: Callable[[], float] = time.time
     own: r.OwnRotation | None = None
     plan: r.HelperPlan = field(default_factory=r.HelperPlan)
@@ -52,6 +53,8 @@ class RotationDriver:
     _helper_used: float = 0.0
     _helper_up: bool = True  # unknown at start: an earlier agent may have left one
     _port: int = 0
+    _records: dict[str, tuple[RotationRecord, float]] = field(default_factory=dict)
+    _reported: frozenset[str] = frozenset()
     _resumed: bool = False  # our record's ack was read once (after a restart)
     _mtu: int = 0
 
@@ -66,6 +69,7 @@ class RotationDriver:
     async def before_plan(self, snapshot: Snapshot, local: LocalNode, identity: Identity) -> Identity | None:
         """Advance the protocol and set up the helper. Returns our new identity when the key switched."""
         now, switched = self.clock(), None
+        snapshot = r.ignoring(snapshot, self._stale(snapshot, now))
         self._schedule(snapshot.config.wireguard.key_rotation_interval, now)
         if identity.public_key is None:
             return None  # no WireGuard on this node: nothing to rotate
@@ -124,6 +128,25 @@ class RotationDriver:
         log.info(
             "next key rotation in %.0f s (keyRotationInterval %.0f s)", max(0.0, self._due - now), interval
         )
+
+    def _stale(self, snapshot: Snapshot, now: float) -> frozenset[str]:
+        """Peers whose rotation record has not changed for `stale_after` seconds: their agent stopped in
+        the middle of a rotation. They block no other rotation and nobody keeps hosting them."""
+        seen: dict[str, tuple[RotationRecord, float]] = {}
+        for n in snapshot.nodes:
+            if isinstance(n, Node) and n.rotation is not None and n.name != self.name:
+                old = self._records.get(n.name)
+                seen[n.name] = old if old is not None and old[0] == n.rotation else (n.rotation, now)
+        self._records = seen
+        stale = frozenset(name for name, (_, since) in seen.items() if now - since >= self.stale_after)
+        for name in stale - self._reported:
+            log.warning(
+                "ignoring the key rotation of %s: unchanged for %.0f s (its agent stopped?)",
+                name,
+                now - seen[name][1],
+            )
+        self._reported = stale
+        return stale
 
     def _wanted(self, now: float) -> bool:
         return bool(self._requests) or (self._due is not None and now >= self._due)

@@ -203,6 +203,16 @@ def _helper_peer(node: Node, helper: Helper) -> PeerSpec:
     )
 
 
+def ignoring(snapshot: Snapshot, names: frozenset[str]) -> Snapshot:
+    """`snapshot` without the rotation records of `names` (stale: their agent stopped mid-rotation)."""
+    if not names:
+        return snapshot
+    nodes = tuple(
+        replace(n, rotation=None) if isinstance(n, Node) and n.name in names else n for n in snapshot.nodes
+    )
+    return replace(snapshot, nodes=nodes)
+
+
 def divert_routes(
     desired: DesiredState, cidrs: frozenset[IPNetwork], *, main: str, helper: str
 ) -> DesiredState:

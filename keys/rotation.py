@@ -32,8 +32,10 @@ def prepare_next(path: Path) -> NodeKey:
 
 
 def commit_next(path: Path) -> None:
-    """Make the next key the key: seed first, then key (see `recover`)."""
+    """Make the next key the key: seed first, then key (see `recover`). Nothing to commit: no-op."""
     nxt = next_file(path)
+    if not nxt.exists():
+        return
     try:
         if seed_file(nxt).exists():
             os.replace(seed_file(nxt), seed_file(path))

@@ -69,3 +69,13 @@ def test_discard(tmp_path: Path) -> None:
     discard_next(path)  # idempotent
     assert load(path).public_key() == old.public_key()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["private.key", "private.key.ed25519"]
+
+
+def test_commit_twice_is_harmless(tmp_path: Path) -> None:
+    """A pass that failed after the commit takes the step again."""
+    path = tmp_path / "private.key"
+    load_or_create(path)
+    new = prepare_next(path)
+    commit_next(path)
+    commit_next(path)
+    assert load(path).public_key() == new.public_key()

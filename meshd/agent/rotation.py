@@ -18,7 +18,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter
 
 from keys.rotation import commit_next, discard_next, prepare_next
-from keys.store import NodeKey
+from keys.store import NodeKey, load
 from meshd.agent.helper_link import HelperLink, helper_port
 from meshd.core import rotation as r
 from meshd.core.local import Identity
@@ -76,8 +76,9 @@ class RotationDriver:
         if self.own is None and self._wanted(now) and r.can_start(snapshot, self.name):
             await self._start(now)
         if self.own is not None:
-            self.own, step = r.advance(self.own, snapshot, self.name, now=now, timeout=self.timeout)
-            switched = await self._step(step, identity)
+            own, step = r.advance(self.own, snapshot, self.name, now=now, timeout=self.timeout)
+            switched = await self._step(step, identity)  # if it fails, the next pass takes the step again
+            self.own = own
         await self._plan_helper(snapshot, local, now)
         return switched
 
@@ -164,8 +165,8 @@ class RotationDriver:
             await asyncio.to_thread(discard_next, self.key_file)
             log.info("key rotation backed off: another node rotates first")
         elif step is r.Step.SWITCH:
-            new = await asyncio.to_thread(prepare_next, self.key_file)
             await asyncio.to_thread(commit_next, self.key_file)
+            new = await asyncio.to_thread(load, self.key_file)
             self.rekey(new)
             return replace(identity, public_key=new.public_key(), key_proof=new.proof(self.name))
         elif step is r.Step.DONE:

@@ -25,7 +25,7 @@ A peer that does not answer (agent down) is left out after `timeout` and catches
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from meshd.core.model import Endpoint, IPNetwork, Node, Snapshot, Transport
@@ -66,7 +66,6 @@ class HelperPlan:
     divert: frozenset[IPNetwork] = frozenset()
     ack: RotationAck | None = None
     hosted: str | None = None
-    acked_by: frozenset[str] = field(default=frozenset())
 
 
 def wireguard_peers(snapshot: Snapshot, me: str) -> dict[str, Node]:
@@ -157,7 +156,7 @@ def plan_own(own: OwnRotation, snapshot: Snapshot, me: str) -> HelperPlan:
     elif own.phase is Phase.PREPARE:
         diverted = frozenset()
     cidrs = frozenset(c for n in diverted for c in peers[n].pod_cidrs)
-    return HelperPlan(peers=specs, divert=cidrs, acked_by=frozenset(acks))
+    return HelperPlan(peers=specs, divert=cidrs)
 
 
 def hosted(snapshot: Snapshot, me: str, current: RotationAck | None, own: OwnRotation | None) -> Node | None:

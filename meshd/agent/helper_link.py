@@ -59,7 +59,9 @@ class HelperLink:
             await dev.configure(spec)
         adds, removes = diff_peers(peers, reading.peers if reading is not None else ())
         changes = [
-            c for c in (*adds, *(removes if prune else ())) if isinstance(c, AddPeer | UpdatePeer | RemovePeer)
+            c
+            for c in (*adds, *(removes if prune else ()))
+            if isinstance(c, AddPeer | UpdatePeer | RemovePeer)
         ]
         if changes:
             log.info("helper %s: %s", self.name, ", ".join(describe(c) for c in changes))

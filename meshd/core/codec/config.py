@@ -219,7 +219,9 @@ def encode_meshconfig(config: MeshConfig) -> dict[str, Any]:
 
 def _rotation_field(wg: WireGuardSettings) -> dict[str, str]:
     """`keyRotationInterval` when rotation is on (absent means never)."""
-    return {"keyRotationInterval": format_duration(wg.key_rotation_interval)} if wg.key_rotation_interval else {}
+    return (
+        {"keyRotationInterval": format_duration(wg.key_rotation_interval)} if wg.key_rotation_interval else {}
+    )
 
 
 def _encode_requirement(req: LabelRequirement) -> dict[str, Any]:

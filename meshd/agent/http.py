@@ -22,12 +22,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from meshd.agent.health import Health
 from meshd.agent.metrics import PeerCollector
 from meshd.agent.view import MeshView
+from meshd.core.rotation import REQUEST_TIMEOUT as ROTATE_TIMEOUT
 from meshd.errors import ConfigError
 
 log = logging.getLogger(__name__)
 Rotate = Callable[[float], Awaitable[str]]
 """Rotates the key now, within a timeout; returns the new public key (meshd.agent.rotation)."""
-ROTATE_TIMEOUT = 120.0
 
 
 def parse_addr(addr: str) -> tuple[str, int]:

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from keys.store import load, load_or_create
-from meshd.agent.http import ROTATE_TIMEOUT
 from meshd.agent.settings import AgentSettings
 from meshd.cli.flags import add_run_dir_flag, env
 from meshd.cli.status import call_agent
+from meshd.core.rotation import REQUEST_TIMEOUT
 from meshd.errors import ConfigError
 
 DEFAULT_KEY_FILE = str(AgentSettings(node_name="").key_file)
@@ -62,6 +62,6 @@ def handle_pubkey(args: argparse.Namespace) -> int:
 
 def handle_rotate(args: argparse.Namespace) -> int:
     """POST /rotate on the agent's socket: it answers once the rotation is done."""
-    doc = json.loads(call_agent(Path(args.run_dir), "POST", "/rotate", timeout=ROTATE_TIMEOUT + 10))
+    doc = json.loads(call_agent(Path(args.run_dir), "POST", "/rotate", timeout=REQUEST_TIMEOUT + 10))
     print(doc["publicKey"])
     return 0

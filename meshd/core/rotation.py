@@ -32,6 +32,8 @@ from meshd.core.model import Endpoint, IPNetwork, Node, Snapshot, Transport
 from meshd.core.rotation_record import Helper, Phase, RotationAck, RotationRecord
 from meshd.core.state import DesiredState, PeerSpec, Route
 
+REQUEST_TIMEOUT = 120.0
+"""How long `meshd keys rotate` waits for the rotation it asked for (seconds)."""
 _ORDER = {Phase.PREPARE: 0, Phase.DIVERT: 1, Phase.SWITCH: 2}
 
 

@@ -21,6 +21,11 @@ class KeyedDevice:
         self._key = private_key
         self._public = private_key.public_key()
 
+    def rekey(self, private_key: PrivateKey) -> None:
+        """From now on the device must carry `private_key` (a key rotation); the next `configure` sets it."""
+        self._key = private_key
+        self._public = private_key.public_key()
+
     async def _get(self) -> WireGuardReading:
         raise NotImplementedError
 

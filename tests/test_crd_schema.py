@@ -272,6 +272,7 @@ def test_every_crd_spec_field_is_read_by_the_codec(schema: Doc) -> None:
         ".wireguard.listenPort": 51821,
         ".wireguard.mtu": 1420,
         ".wireguard.persistentKeepalive": 25,
+        ".wireguard.keyRotationInterval": "720h",
         ".vxlan.vni": 7,
         ".vxlan.port": 8472,
         ".vxlan.mtu": 1450,

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
@@ -22,9 +22,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from meshd.agent.health import Health
 from meshd.agent.metrics import PeerCollector
 from meshd.agent.view import MeshView
+from meshd.core.rotation import REQUEST_TIMEOUT as ROTATE_TIMEOUT
 from meshd.errors import ConfigError
 
 log = logging.getLogger(__name__)
+Rotate = Callable[[float], Awaitable[str]]
+"""Rotates the key now, within a timeout; returns the new public key (meshd.agent.rotation)."""
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -56,16 +59,24 @@ async def serve_metrics(
     return runner
 
 
-async def serve_status(path: Path, view: MeshView) -> web.AppRunner:
-    """/status on a unix socket only root (the agent's user) can connect to."""
+async def serve_status(path: Path, view: MeshView, rotate: Rotate | None = None) -> web.AppRunner:
+    """/status (and POST /rotate: `meshd keys rotate`) on a unix socket only root can connect to."""
 
     async def status(_: web.Request) -> web.Response:
         return web.json_response(await view.status(), dumps=partial(json.dumps, indent=2, sort_keys=True))
 
+    async def rotate_now(_: web.Request) -> web.Response:
+        if rotate is None:
+            return _text(409, "this node has no WireGuard key to rotate")
+        try:
+            public_key = await rotate(ROTATE_TIMEOUT)
+        except TimeoutError:
+            return _text(504, f"the key rotation did not finish within {ROTATE_TIMEOUT:.0f} s; it goes on")
+        return web.json_response({"rotated": True, "publicKey": public_key})
+
     sock = _bind_private(path)
-    runner = await _start(
-        [web.get("/status", status)], partial(web.SockSite, sock=sock), where=str(path), on_close=path
-    )
+    routes = [web.get("/status", status), web.post("/rotate", rotate_now)]
+    runner = await _start(routes, partial(web.SockSite, sock=sock), where=str(path), on_close=path)
     log.info("serving /status on %s", path)
     return runner
 

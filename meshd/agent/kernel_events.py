@@ -16,6 +16,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from meshd.agent.helper_link import helper_name
 from meshd.core.guard import GUARD_METRIC
 from meshd.core.model import IPNetwork
 from meshd.core.state import ActualState, DeviceNames, FdbEntry, NeighborEntry, Route
@@ -246,7 +247,8 @@ class KernelEvents:
         return False
 
     def _ours(self) -> set[str]:
-        return {self.names.wireguard, self.names.vxlan, self.names.ipip}
+        # the key rotation's helper link carries pod routes for a while: a change to it is ours too
+        return {self.names.wireguard, self.names.vxlan, self.names.ipip, helper_name(self.names.wireguard)}
 
     def close(self) -> None:
         if self._raw is not None:

@@ -27,6 +27,19 @@ AfterPass = Callable[[LocalNode, DesiredState], Awaitable[None]]
 """Runs after a pass applied its changes, e.g. writes the CNI config."""
 
 
+class RotationHook(Protocol):
+    """Key rotation (meshd.agent.rotation): steps its protocol, diverts routes, adds its annotations."""
+
+    async def before_plan(self, snapshot: Snapshot, local: LocalNode, identity: Identity) -> Identity | None:
+        """Our new identity when the key was switched in this pass, else None."""
+
+    def after_plan(self, desired: DesiredState) -> DesiredState: ...
+
+    async def after_apply(self) -> None: ...
+
+    def annotations(self, local: LocalNode) -> dict[str, str | None]: ...
+
+
 class PassError(Exception):
     """A pass failed; `phase` says where, `__cause__` is what failed."""
 
@@ -73,6 +86,7 @@ class ReconcilePass:
     view: MeshView
     after_pass: AfterPass | None = None
     memo: PlanMemo = field(default_factory=PlanMemo)
+    rotation: RotationHook | None = None
     applied_generation: int | None = None
     """The MeshConfig generation the last complete pass applied (published as observedGeneration)."""
 
@@ -102,8 +116,12 @@ class ReconcilePass:
         if local is None:
             self.report.waiting_for_own_record()
             return False
+        if self.rotation is not None:
+            local = await self._rotate(self.rotation, snapshot, local, actual)
         try:
             desired = self.memo.plan(snapshot, local, self.dataplane.names)
+            if self.rotation is not None:
+                desired = self.rotation.after_plan(desired)
             actions = self.memo.diff(desired, actual)
         except Exception as exc:
             raise PassError("plan", exc) from exc
@@ -131,11 +149,25 @@ class ReconcilePass:
             return None
         return replace(local, underlay_mtu=await _phase("observe", self.kernel.mtu(local.node.underlay_ip)))
 
+    async def _rotate(
+        self, rotation: RotationHook, snapshot: Snapshot, local: LocalNode, actual: ActualState
+    ) -> LocalNode:
+        """Step the key rotation; after a key switch, our identity (key and proof) is the new one."""
+        identity = await _phase("rotation", rotation.before_plan(snapshot, local, self.identity))
+        if identity is None:
+            return local
+        self.identity = self.view.identity = identity
+        return await self._local(snapshot, actual) or local
+
     async def _finish(self, snapshot: Snapshot, local: LocalNode, desired: DesiredState) -> None:
         if self.after_pass is not None:
             await _phase("after-pass", self.after_pass(local, desired))
+        if self.rotation is not None:
+            await _phase("rotation", self.rotation.after_apply())
         self.applied_generation = snapshot.config.generation
         annotations = annotations_to_publish(self.identity, local, self.applied_generation)
+        if self.rotation is not None:
+            annotations.update(self.rotation.annotations(local))
         await _phase("publish", self.datastore.publish(self.identity.name, annotations))
 
 

@@ -12,7 +12,7 @@ from meshd.agent.health import Health
 from meshd.agent.kernel_events import KernelEvents
 from meshd.agent.kernel_view import KernelView
 from meshd.agent.metrics import Metrics
-from meshd.agent.passes import AfterPass, PassDatastore, PassError, ReconcilePass
+from meshd.agent.passes import AfterPass, PassDatastore, PassError, ReconcilePass, RotationHook
 from meshd.agent.report import Report
 from meshd.agent.scheduler import Scheduler
 from meshd.agent.view import MeshView
@@ -39,6 +39,7 @@ class Reconciler:
     after_pass: AfterPass | None = None
     events: KernelEvents | None = None
     """The kernel's notifications, keeping the view current between full reads; None: read each time."""
+    rotation: RotationHook | None = None
     _pass: ReconcilePass = field(init=False)
     _scheduler: Scheduler = field(init=False)
 
@@ -52,6 +53,7 @@ class Reconciler:
             report=report,
             view=self.view or MeshView(self.identity),
             after_pass=self.after_pass,
+            rotation=self.rotation,
         )
         self._scheduler = Scheduler(
             run_pass=lambda full: self._pass(full=full),

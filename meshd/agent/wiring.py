@@ -12,17 +12,20 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from keys.store import load_or_create
+from keys.rotation import recover
+from keys.store import NodeKey, load_or_create
 from keys.values import PrivateKey
 from meshd.agent.cni import cni_conflist, write_cni_config
 from meshd.agent.dataplane import Dataplane
 from meshd.agent.guards import SavedGuards, guard_file
 from meshd.agent.health import Health
+from meshd.agent.helper_link import HelperLink, helper_name
 from meshd.agent.http import serve_metrics, serve_status
 from meshd.agent.kernel_events import KernelEvents
 from meshd.agent.metrics import Metrics, PeerCollector
 from meshd.agent.passes import AfterPass, PassDatastore
 from meshd.agent.reconciler import Reconciler
+from meshd.agent.rotation import RotationDriver
 from meshd.agent.settings import Settings
 from meshd.agent.status_wiring import status_reporting
 from meshd.agent.underlay import underlay_mtu
@@ -33,6 +36,7 @@ from meshd.core.ports import WireGuardDevice
 from meshd.core.state import DesiredState
 from meshd.errors import UnsupportedError
 from overlay.detect import select_backend
+from overlay.device import KeyedDevice
 from overlay.guards import NetlinkGuards
 from overlay.routes import NetlinkRouteTable
 from vxlan.links import NetlinkLinks, ipip_supported
@@ -75,6 +79,45 @@ async def make_wireguard(settings: Settings, key: PrivateKey) -> WireGuardDevice
         return None
 
 
+def make_rotation(
+    settings: Settings, wireguard: WireGuardDevice | None, links: NetlinkLinks, registry: CollectorRegistry
+) -> RotationDriver | None:
+    """Key rotation for a node with WireGuard (its helper link uses the main device's backend)."""
+    if not isinstance(wireguard, KeyedDevice):
+        return None
+    main, mode, run_dir = (
+        settings.backends.names.wireguard,
+        settings.backends.wireguard,
+        settings.agent.run_dir,
+    )
+
+    async def make(name: str, key: PrivateKey) -> WireGuardDevice:
+        return await select_backend(mode, name=name, private_key=key, run_dir=run_dir)
+
+    return RotationDriver(
+        name=settings.agent.node_name,
+        key_file=settings.agent.key_file,
+        main=main,
+        helper=HelperLink(helper_name(main), make, links),
+        rekey=lambda key: wireguard.rekey(key.private),
+        registry=registry,
+    )
+
+
+def make_identity(settings: Settings, key: NodeKey | None, *, ipip: bool) -> Identity:
+    """Our identity; `key` None: no WireGuard here."""
+    agent = settings.agent
+    return Identity(
+        name=agent.node_name,
+        public_key=key.public_key() if key is not None else None,
+        key_proof=key.proof(agent.node_name) if key is not None else None,
+        underlay_ip=agent.underlay_ip,
+        pod_cidrs=agent.pod_cidrs,
+        labels=agent.labels,
+        ipip_available=ipip,
+    )
+
+
 def cni_writer(directory: Path) -> AfterPass:
     """Keeps DIR/10-meshd.conflist in line with our pod CIDRs and the smallest overlay MTU."""
 
@@ -90,19 +133,12 @@ async def run_agent(settings: Settings) -> int:
     agent = settings.agent
     registry = CollectorRegistry()
     metrics, health = Metrics(registry), Health()
+    recover(agent.key_file)  # a rotation an earlier agent left half done: finish or roll back
     key, created = load_or_create(agent.key_file)
     if created:
         log.info("generated a new WireGuard key in %s", agent.key_file)
     wireguard, ipip = await make_wireguard(settings, key.private), await ipip_supported()
-    identity = Identity(
-        name=agent.node_name,
-        public_key=key.public_key() if wireguard is not None else None,
-        key_proof=key.proof(agent.node_name) if wireguard is not None else None,
-        underlay_ip=agent.underlay_ip,
-        pod_cidrs=agent.pod_cidrs,
-        labels=agent.labels,
-        ipip_available=ipip,
-    )
+    identity = make_identity(settings, key if wireguard is not None else None, ipip=ipip)
     view = MeshView(identity, wireguard)
     collector = PeerCollector(view)
     registry.register(collector)
@@ -111,6 +147,7 @@ async def run_agent(settings: Settings) -> int:
     await guards.install_saved()  # Required guards of the last run, before anything else (fail closed)
     datastore = make_datastore(settings, on_error=metrics.count_datastore_error)
     events = KernelEvents(routes, settings.backends.names)
+    rotation = make_rotation(settings, wireguard, links, registry)
     loop = Reconciler(
         datastore=datastore,
         dataplane=Dataplane(settings.backends.names, links, routes, wireguard, ipip, guards),
@@ -123,20 +160,26 @@ async def run_agent(settings: Settings) -> int:
         retry=agent.retry,
         after_pass=cni_writer(agent.cni_conf_dir) if agent.cni_conf_dir else None,
         events=events,
+        rotation=rotation,
     )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     servers = [
         await serve_metrics(settings.http.metrics_addr, registry, health, collector),
-        await serve_status(agent.status_socket, view),
+        await serve_status(agent.status_socket, view, rotation.request if rotation else None),
     ]
     await datastore.start()
     log.info("meshd agent for node %s started (%s datastore)", agent.node_name, settings.datastore.kind)
+    if rotation is not None:
+        rotation.trigger = loop.trigger
+        rotator = asyncio.create_task(rotation.run(stop), name="key-rotation")
     try:
         async with status_reporting(settings, view, lambda: datastore.config_error, key_created=created):
             await loop.run(stop)
     finally:
+        if rotation is not None:
+            rotator.cancel()
         log.info("stopping; the dataplane stays in place")
         await datastore.close()
         events.close()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from keys.store import load, load_or_create
 from meshd.agent.settings import AgentSettings
-from meshd.cli.flags import env
+from meshd.cli.flags import add_run_dir_flag, env
+from meshd.cli.status import call_agent
+from meshd.core.rotation import REQUEST_TIMEOUT
 from meshd.errors import ConfigError
 
 DEFAULT_KEY_FILE = str(AgentSettings(node_name="").key_file)
@@ -27,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help=f"the private key file (default {DEFAULT_KEY_FILE}) [MESHD_KEY_FILE]",
         )
         parser.set_defaults(func=handler)
+    rotate = sub.add_parser(
+        "rotate",
+        help="ask the local agent to rotate the node's key now (make-before-break); print the new public key",
+    )
+    add_run_dir_flag(rotate)
+    rotate.set_defaults(func=handle_rotate)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -48,4 +57,11 @@ def handle_init(args: argparse.Namespace) -> int:
 
 def handle_pubkey(args: argparse.Namespace) -> int:
     print(load(_key_file(args)).public_key().base64)
+    return 0
+
+
+def handle_rotate(args: argparse.Namespace) -> int:
+    """POST /rotate on the agent's socket: it answers once the rotation is done."""
+    doc = json.loads(call_agent(Path(args.run_dir), "POST", "/rotate", timeout=REQUEST_TIMEOUT + 10))
+    print(doc["publicKey"])
     return 0

@@ -39,20 +39,26 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def fetch_status(run_dir: Path, *, timeout: float = 5) -> dict[str, object]:
-    path = status_socket(run_dir)
-    conn = _UnixConnection(path, timeout)
+def call_agent(run_dir: Path, method: str, path: str, *, timeout: float = 5) -> bytes:
+    """One request to the running agent's local socket; the body of a 200 answer, else ConfigError."""
+    sock = status_socket(run_dir)
+    conn = _UnixConnection(sock, timeout)
     try:
-        conn.request("GET", "/status")
+        conn.request(method, path)
         resp = conn.getresponse()
         body = resp.read()
     except OSError as exc:
-        raise ConfigError(f"no meshd agent answers on {path} ({exc}); is `meshd run` running?") from exc
+        raise ConfigError(f"no meshd agent answers on {sock} ({exc}); is `meshd run` running?") from exc
     finally:
         conn.close()
     if resp.status != 200:
-        raise ConfigError(f"the agent on {path} answered {resp.status} {resp.reason}")
-    doc: dict[str, object] = json.loads(body)
+        detail = body.decode("utf-8", "replace").strip()[:200]
+        raise ConfigError(f"the agent on {sock} answered {resp.status} {resp.reason}: {detail}")
+    return body
+
+
+def fetch_status(run_dir: Path, *, timeout: float = 5) -> dict[str, object]:
+    doc: dict[str, object] = json.loads(call_agent(run_dir, "GET", "/status", timeout=timeout))
     return doc
 
 

@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 from keys.proof import KeyProof
 from keys.values import PublicKey
+from meshd.core.rotation_record import RotationAck, RotationRecord
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -139,6 +140,8 @@ class Node:
     capabilities: frozenset[Transport] = frozenset()
     observed_generation: int | None = None
     key_proof: KeyProof | None = None  # as published: conflicts.py checks it when the key is disputed
+    rotation: RotationRecord | None = None  # its key rotation in progress (meshd.core.rotation)
+    rotation_ack: RotationAck | None = None  # the rotation of another node it hosts
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +206,7 @@ class WireGuardSettings:
     listen_port: int = 51820
     mtu: int = 0  # 0 = derive from the underlay
     persistent_keepalive: int = 0
+    key_rotation_interval: float = 0.0  # seconds between scheduled key rotations; 0 = never
 
 
 @dataclass(frozen=True, slots=True)

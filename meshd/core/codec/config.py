@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from meshd.core.codec.text import json_type, one_line, show
+from meshd.core.duration import DurationError, format_duration, parse_duration
 from meshd.core.model import (
     EncryptionMode,
     Fallback,
@@ -32,6 +33,10 @@ OPERATORS = tuple(op.value for op in SelectorOperator)
 _WITH_VALUES = frozenset({SelectorOperator.IN, SelectorOperator.NOT_IN})
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_./-]{1,63}")
 _E = TypeVar("_E", bound=StrEnum)
+MIN_KEY_ROTATION = 10.0
+"""The shortest `keyRotationInterval` (seconds) other than 0: one rotation takes a few datastore round trips."""
+MAX_KEY_ROTATION = 87600 * 3600.0
+"""The longest (10 years)."""
 
 
 def _fail(path: str, problem: str) -> ConfigError:
@@ -121,15 +126,27 @@ def decode_meshconfig(obj: Mapping[str, Any] | None) -> MeshConfig:
 
 
 def _wireguard(value: object, path: str) -> WireGuardSettings:
-    wg = _object(value, path, ("listenPort", "mtu", "persistentKeepalive"))
+    wg = _object(value, path, ("listenPort", "mtu", "persistentKeepalive", "keyRotationInterval"))
     d = WireGuardSettings()
     return WireGuardSettings(
+        key_rotation_interval=_rotation(wg.get("keyRotationInterval", "0s"), f"{path}.keyRotationInterval"),
         listen_port=_int(wg.get("listenPort", d.listen_port), f"{path}.listenPort", 1, 65535),
         mtu=_int(wg.get("mtu", d.mtu), f"{path}.mtu", 1280, 9000, zero_ok=True),
         persistent_keepalive=_int(
             wg.get("persistentKeepalive", d.persistent_keepalive), f"{path}.persistentKeepalive", 0, 65535
         ),
     )
+
+
+def _rotation(value: object, path: str) -> float:
+    """A Go-style duration: 0 (never) or MIN_KEY_ROTATION..MAX_KEY_ROTATION seconds."""
+    try:
+        seconds = parse_duration(_string(value, path))
+    except DurationError as exc:
+        raise _fail(path, str(exc)) from None
+    if seconds and not MIN_KEY_ROTATION <= seconds <= MAX_KEY_ROTATION:
+        raise _fail(path, f'expected "0s" (never) or a duration from 10s to 87600h, got {show(value)}')
+    return seconds
 
 
 def _vxlan(value: object, path: str) -> VxlanSettings:
@@ -193,10 +210,18 @@ def encode_meshconfig(config: MeshConfig) -> dict[str, Any]:
                 "listenPort": wg.listen_port,
                 "mtu": wg.mtu,
                 "persistentKeepalive": wg.persistent_keepalive,
+                **_rotation_field(wg),
             },
             "vxlan": {"vni": vx.vni, "port": vx.port, "mtu": vx.mtu},
         },
     }
+
+
+def _rotation_field(wg: WireGuardSettings) -> dict[str, str]:
+    """`keyRotationInterval` when rotation is on (absent means never)."""
+    return (
+        {"keyRotationInterval": format_duration(wg.key_rotation_interval)} if wg.key_rotation_interval else {}
+    )
 
 
 def _encode_requirement(req: LabelRequirement) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from meshd.core.model import (
     address_problem,
     pod_cidr_problem,
 )
+from meshd.core.rotation_record import ROTATION, ROTATION_ACK, decode_ack, decode_rotation
 
 # The fixed set of InvalidNode reasons (metric label values). "bad-record": the record or its metadata
 # is not an object at all.
@@ -131,6 +132,8 @@ def _decode(
         capabilities=decode_capabilities(caps or ""),
         observed_generation=None if generation is None else decode_generation(generation),
         key_proof=None if key is None else decode_key_proof(ann.get(KEY_PROOF)),
+        rotation=decode_rotation(ann.get(ROTATION)),
+        rotation_ack=decode_ack(ann.get(ROTATION_ACK)),
     )
 
 

@@ -139,6 +139,7 @@ class Node:
     capabilities: frozenset[Transport] = frozenset()
     observed_generation: int | None = None
     key_proof: KeyProof | None = None  # as published: conflicts.py checks it when the key is disputed
+    post_quantum: bool = False  # advertises `pq` in meshd.io/capabilities: takes part in PSK exchanges
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +204,8 @@ class WireGuardSettings:
     listen_port: int = 51820
     mtu: int = 0  # 0 = derive from the underlay
     persistent_keepalive: int = 0
+    post_quantum: bool = False  # postQuantum: Enabled: per-pair ML-KEM-768 preshared keys (meshd.pq)
+    psk_rotation_interval: float = 120.0  # pskRotationInterval, in seconds
 
 
 @dataclass(frozen=True, slots=True)

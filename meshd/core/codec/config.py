@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from meshd.core.codec.duration import format_duration, parse_duration
 from meshd.core.codec.text import json_type, one_line, show
 from meshd.core.model import (
     EncryptionMode,
@@ -120,10 +121,36 @@ def decode_meshconfig(obj: Mapping[str, Any] | None) -> MeshConfig:
     )
 
 
+PSK_INTERVAL = (10.0, 86400.0)  # pskRotationInterval: 10s..24h
+
+
+class _Switch(StrEnum):
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+
+
+def _interval(value: object, path: str, lo: float, hi: float) -> float:
+    try:
+        seconds = parse_duration(_string(value, path))
+    except ValueError as exc:
+        raise _fail(path, str(exc)) from None
+    if not lo <= seconds <= hi:
+        raise _fail(
+            path, f"must be between {format_duration(lo)} and {format_duration(hi)}, got {show(value)}"
+        )
+    return seconds
+
+
 def _wireguard(value: object, path: str) -> WireGuardSettings:
-    wg = _object(value, path, ("listenPort", "mtu", "persistentKeepalive"))
+    wg = _object(
+        value, path, ("listenPort", "mtu", "persistentKeepalive", "postQuantum", "pskRotationInterval")
+    )
     d = WireGuardSettings()
+    pq = _choice(wg.get("postQuantum", _Switch.DISABLED.value), f"{path}.postQuantum", _Switch)
+    interval = wg.get("pskRotationInterval", format_duration(d.psk_rotation_interval))
     return WireGuardSettings(
+        post_quantum=pq == _Switch.ENABLED,
+        psk_rotation_interval=_interval(interval, f"{path}.pskRotationInterval", *PSK_INTERVAL),
         listen_port=_int(wg.get("listenPort", d.listen_port), f"{path}.listenPort", 1, 65535),
         mtu=_int(wg.get("mtu", d.mtu), f"{path}.mtu", 1280, 9000, zero_ok=True),
         persistent_keepalive=_int(
@@ -193,6 +220,8 @@ def encode_meshconfig(config: MeshConfig) -> dict[str, Any]:
                 "listenPort": wg.listen_port,
                 "mtu": wg.mtu,
                 "persistentKeepalive": wg.persistent_keepalive,
+                "postQuantum": (_Switch.ENABLED if wg.post_quantum else _Switch.DISABLED).value,
+                "pskRotationInterval": format_duration(wg.psk_rotation_interval),
             },
             "vxlan": {"vni": vx.vni, "port": vx.port, "mtu": vx.mtu},
         },

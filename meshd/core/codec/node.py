@@ -26,6 +26,7 @@ from meshd.core.codec.annotations import (
     decode_generation,
     decode_key_proof,
     decode_mac,
+    decode_post_quantum,
     decode_public_key,
     encode_annotations,
     string_annotation,
@@ -131,6 +132,7 @@ def _decode(
         capabilities=decode_capabilities(caps or ""),
         observed_generation=None if generation is None else decode_generation(generation),
         key_proof=None if key is None else decode_key_proof(ann.get(KEY_PROOF)),
+        post_quantum=decode_post_quantum(caps or ""),
     )
 
 

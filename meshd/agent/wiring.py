@@ -30,6 +30,9 @@ from meshd.core.model import LocalNode, Node
 from meshd.core.ports import WireGuardDevice
 from meshd.core.state import DesiredState
 from meshd.errors import UnsupportedError
+from meshd.pq.manager import PskDevice, PskManager
+from meshd.pq.report import PskCollector
+from meshd.pq.report import status as pq_status
 from overlay.detect import select_backend
 from overlay.guards import NetlinkGuards
 from overlay.routes import NetlinkRouteTable
@@ -73,6 +76,19 @@ async def make_wireguard(settings: Settings, key: PrivateKey) -> WireGuardDevice
         return None
 
 
+def chain(*hooks: AfterPass | None) -> AfterPass | None:
+    """One after-pass hook running each given one in order."""
+    todo = [h for h in hooks if h is not None]
+    if len(todo) < 2:
+        return todo[0] if todo else None
+
+    async def run(local: LocalNode, desired: DesiredState) -> None:
+        for hook in todo:
+            await hook(local, desired)
+
+    return run
+
+
 def cni_writer(directory: Path) -> AfterPass:
     """Keeps DIR/10-meshd.conflist in line with our pod CIDRs and the smallest overlay MTU."""
 
@@ -82,6 +98,27 @@ def cni_writer(directory: Path) -> AfterPass:
         await asyncio.to_thread(write_cni_config, directory, conflist)
 
     return write
+
+
+def post_quantum(
+    identity: Identity,
+    wireguard: WireGuardDevice | None,
+    datastore: PassDatastore,
+    view: MeshView,
+    registry: CollectorRegistry,
+) -> tuple[PskManager, AfterPass] | None:
+    """The PSK layer (meshd.pq): its manager and the hook that feeds it each pass's plan; it reports in
+    /status and /metrics (also when this node opted out: its pairs then say so, and hold no PSK)."""
+    if not isinstance(wireguard, PskDevice):
+        return None
+    manager = PskManager(node=identity.name, device=wireguard)
+    registry.register(PskCollector(manager))
+    view.extra["postQuantum"] = lambda: pq_status(manager)
+
+    async def update(local: LocalNode, desired: DesiredState) -> None:
+        await manager.update(datastore.snapshot(), local, desired)
+
+    return manager, update
 
 
 async def run_agent(settings: Settings) -> int:
@@ -100,6 +137,7 @@ async def run_agent(settings: Settings) -> int:
         pod_cidrs=agent.pod_cidrs,
         labels=agent.labels,
         ipip_available=ipip,
+        post_quantum=agent.post_quantum and isinstance(wireguard, PskDevice),
     )
     view = MeshView(identity, wireguard)
     collector = PeerCollector(view)
@@ -108,6 +146,7 @@ async def run_agent(settings: Settings) -> int:
     guards = SavedGuards(kernel_guards, guard_file(agent.key_file))
     await guards.install_saved()  # Required guards of the last run, before anything else (fail closed)
     datastore = make_datastore(settings, on_error=metrics.count_datastore_error)
+    psk = post_quantum(identity, wireguard, datastore, view, registry)
     loop = Reconciler(
         datastore=datastore,
         dataplane=Dataplane(settings.backends.names, links, routes, wireguard, ipip, guards),
@@ -118,7 +157,7 @@ async def run_agent(settings: Settings) -> int:
         underlay_mtu=underlay_mtu,
         resync=agent.resync,
         retry=agent.retry,
-        after_pass=cni_writer(agent.cni_conf_dir) if agent.cni_conf_dir else None,
+        after_pass=chain(cni_writer(agent.cni_conf_dir) if agent.cni_conf_dir else None, psk and psk[1]),
     )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -130,7 +169,7 @@ async def run_agent(settings: Settings) -> int:
     await datastore.start()
     log.info("meshd agent for node %s started (%s datastore)", agent.node_name, settings.datastore.kind)
     try:
-        await loop.run(stop)
+        await asyncio.gather(loop.run(stop), *([psk[0].run(stop)] if psk else []))
     finally:
         log.info("stopping; the dataplane stays in place")
         await datastore.close()

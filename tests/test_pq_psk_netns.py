@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ import yaml
 from meshd.demo.agents import Agent, Mesh
 from meshd.demo.netlab import Lab, LabNode, build_cluster
 from meshd.fsutil import write_atomic
+from tests.support.kernel import BACKEND, slow
 from tests.support.observe import eventually, metric, wg_show
 from tests.support.pinging import PingWatch
 from tests.support.sniff import Sniffer, add_gateway, switch_ns
@@ -88,7 +91,9 @@ def test_psks_rotate_under_ping_with_nothing_lost(lab: Lab, tmp_path: Path) -> N
             first = pair_psks(lab, nodes)
             installed = time.time()
             assert len({x for x, _ in first.values()}) == 3, "two pairs share a PSK"
-            assert eventually(lambda: _status_agrees(lab, mesh), timeout=30), "status differs across a pair"
+            for x, y in itertools.combinations(mesh.agents, 2):
+                assert eventually(lambda: _pair_status_agrees(lab, x, y), timeout=30), (x.node, y.node)  # noqa: B023
+            _garbage_disturbs_nobody(lab, a, b)
 
             def changed() -> bool:
                 now = pair_psks(lab, nodes)
@@ -107,19 +112,43 @@ def test_psks_rotate_under_ping_with_nothing_lost(lab: Lab, tmp_path: Path) -> N
     _metrics_and_secrets(lab, mesh)
 
 
-def _status_agrees(lab: Lab, mesh: Mesh) -> bool:
-    """Both ends of every pair show the same fingerprint and epoch, active, one initiator (read one after
-    the other, so a rotation in between makes this false for one poll)."""
-    views = {agent.node.name: pq_peers(lab, agent) for agent in mesh.agents}
-    for x, y in itertools.combinations(views, 2):
-        px, py = views[x].get(y, {}), views[y].get(x, {})
-        if not (
-            px.get("state") == py.get("state") == "active"
-            and (px["fingerprint"], px["epoch"]) == (py["fingerprint"], py["epoch"])
-            and {px["role"], py["role"]} == {"initiator", "responder"}
-        ):
-            return False
-    return True
+def _pair_status_agrees(lab: Lab, x: Agent, y: Agent) -> bool:
+    """Both ends show the same fingerprint and epoch, active, one initiator (the two read at once; a
+    rotation between the reads makes this false for one poll)."""
+    with ThreadPoolExecutor(2) as pool:
+        vx, vy = pool.map(lambda agent: pq_peers(lab, agent), (x, y))
+    px, py = vx.get(y.node.name, {}), vy.get(x.node.name, {})
+    return (
+        px.get("state") == py.get("state") == "active"
+        and (px["fingerprint"], px["epoch"]) == (py["fingerprint"], py["epoch"])
+        and {px["role"], py["role"]} == {"initiator", "responder"}
+    )
+
+
+SEND = """
+import socket, sys
+dst, data, dev, src = sys.argv[1], bytes.fromhex(sys.argv[2]), sys.argv[3], sys.argv[4]
+s = socket.socket()
+if dev:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
+    s.bind((src, 0))
+s.settimeout(10)
+s.connect((dst, 51821))
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+print(s.recv(1000)[8:].decode(errors="replace"))
+"""
+
+
+def _garbage_disturbs_nobody(lab: Lab, a: LabNode, b: LabNode) -> None:
+    """A cut INIT from the peer's own inner address over the tunnel gets a clear refusal; a connection from
+    an address no pair expects (a pod behind the peer) is refused; both are counted, nothing else moves."""
+    inner_a, inner_b = (str(n.pod_cidrs[0].network_address) for n in (a, b))
+    cut = (b"MQ\x01\x01\x00\x00\x00\x05hello").hex()
+    reply = lab.sh(a.ns, sys.executable, "-c", SEND, inner_b, cut, a.wg_name, inner_a).stdout
+    assert "truncated INIT message: epoch needs 8 bytes" in reply, reply
+    reply = lab.sh(a.pod_ns, sys.executable, "-c", SEND, inner_b, cut, "", "").stdout
+    assert f"no pair of {b.name} expects an exchange from {a.pod_ips[0]}" in reply, reply
 
 
 def _handshaken_since(lab: Lab, nodes: list[LabNode], since: float) -> bool:
@@ -139,23 +168,29 @@ def _metrics_and_secrets(lab: Lab, mesh: Mesh) -> None:
         for peer in (n.name for n in mesh.nodes if n is not agent.node):
             assert metric(text, "meshd_peer_psk", f'{{peer="{peer}",state="active"}}') == 1.0
         assert (metric(text, "meshd_psk_exchanges_total") or 0) >= 4  # two per pair, at least
+        if agent is mesh.agents[1]:  # the garbage went to node1
+            for reason in ("protocol", "refused"):
+                assert (metric(text, "meshd_psk_exchange_errors_total", f'{{reason="{reason}"}}') or 0) >= 1
         seen = text + json.dumps(agent.status(lab)) + agent.log_path.read_text(errors="replace")
         assert not [s for s in secrets if s in seen], "a PSK appears in metrics, status or logs"
 
 
-def test_peer_opted_out_talks_without_psk(lab: Lab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKEND)
+def test_peer_opted_out_talks_without_psk(lab: Lab, tmp_path: Path, backend: str) -> None:
+    """Also the kernel backend's PSKs (generic netlink), in the kernel tier."""
     nodes = build_cluster(lab, 3)
     a, b, c = nodes
     mesh = Mesh(lab, nodes, tmp_path)
     write_config(mesh)
+    wireguard = USERSPACE if backend == "userspace" else ("--wireguard", "kernel")
     for node in nodes:
-        mesh.add(node, extra=(*USERSPACE, "--post-quantum", "off") if node is c else USERSPACE)
-    assert mesh.wait_for("wireguard", timeout=60), "the agents did not converge"
+        mesh.add(node, extra=(*wireguard, "--post-quantum", "off") if node is c else wireguard)
+    assert mesh.wait_for("wireguard", timeout=slow(60)), "the agents did not converge"
 
     def ab_agree() -> bool:
         return all_agree({k: v for k, v in pair_psks(lab, nodes).items() if k == (a.name, b.name)})
 
-    assert eventually(ab_agree, timeout=30), "the two nodes taking part have no PSK"
+    assert eventually(ab_agree, timeout=slow(30)), "the two nodes taking part have no PSK"
     table = pair_psks(lab, nodes)
     assert table[(a.name, c.name)] == (NONE, NONE) and table[(b.name, c.name)] == (NONE, NONE)
     off = {"node": c.name, "state": "off", "reason": "peer-not-taking-part"}
@@ -164,7 +199,7 @@ def test_peer_opted_out_talks_without_psk(lab: Lab, tmp_path: Path) -> None:
     _, text = mesh.agents[0].http_get(lab, "/metrics")
     assert metric(text, "meshd_peer_psk", f'{{peer="{c.name}",state="off"}}') == 1.0
     watch = PingWatch.start(lab, a, c, tmp_path / "ping.txt")
-    time.sleep(3)
+    time.sleep(slow(3))
     replies, lost = watch.stop()
-    assert replies > 40 and lost == []
+    assert replies > 20 and lost == []
     assert mesh.reachable(c, a) and mesh.reachable(c, b)

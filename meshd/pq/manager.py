@@ -47,7 +47,6 @@ class PairState:
     next_try: float = 0.0
     failures: int = 0
     error: str | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     task: asyncio.Task[None] | None = None
 
 
@@ -64,6 +63,7 @@ class PskManager:
     errors: Counter[str] = field(default_factory=Counter)
     _with_psk: set[PublicKey] = field(default_factory=set)  # peers we may have left a PSK on
     _seen: set[PublicKey] = field(default_factory=set)  # peers checked once (an earlier run's PSK)
+    _strangers: set[str] = field(default_factory=set)  # addresses refused (warned about once)
     _server: asyncio.Server | None = None
     _bound: tuple[frozenset[IPAddress], int] | None = None
 
@@ -158,24 +158,22 @@ class PskManager:
         return st.since + self.plan.interval
 
     async def _initiate(self, st: PairState) -> None:
+        """One exchange as the initiator (one at a time per pair: `run` starts it only when none runs)."""
         pair = st.pair
-        async with st.lock:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    reader, writer = await sockets.connect(
-                        pair.local_addr, pair.peer_addr, self.device.name, self.port
-                    )
-                    try:
-                        install = partial(self._install, pair)
-                        outcome = await initiate(
-                            reader, writer, pair.keys, epoch=st.epoch + 1, install=install
-                        )
-                    finally:
-                        writer.close()
-            except (ExchangeError, OSError, TimeoutError) as exc:
-                self._failed(st, exc)
-            else:
-                self._done(st, outcome)
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await sockets.connect(
+                    pair.local_addr, pair.peer_addr, self.device.name, self.port
+                )
+                try:
+                    install = partial(self._install, pair)
+                    outcome = await initiate(reader, writer, pair.keys, epoch=st.epoch + 1, install=install)
+                finally:
+                    writer.close()
+        except (ExchangeError, OSError, TimeoutError) as exc:
+            self._failed(st, exc)
+        else:
+            self._done(st, outcome)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         addr = sockets.peer_address(writer)
@@ -186,10 +184,12 @@ class PskManager:
             if st is None:
                 await refuse(writer, f"no pair of {self.node} expects an exchange from {addr}")
                 raise ExchangeError("refused", f"unexpected exchange from {addr}")
-            async with st.lock, asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout):  # no lock: a stalled stranger delays no exchange
                 outcome = await respond(reader, writer, partial(self._accept, st))
             self._done(st, outcome)
         except (ExchangeError, OSError, TimeoutError) as exc:
+            if isinstance(exc, ExchangeError) and exc.reason == "protocol":
+                await refuse(writer, str(exc))  # the sender learns what was wrong with its message
             self._failed(st, exc, who=str(addr))
         finally:
             writer.close()
@@ -224,9 +224,15 @@ class PskManager:
             else "connect"
         )
         self.errors[reason] += 1
-        detail = str(exc) or type(exc).__name__
-        if st is None:
-            log.warning("PSK exchange from %s refused: %s", who, detail)
+        detail = exc.detail if isinstance(exc, ExchangeError) else str(exc) or type(exc).__name__
+        if st is None:  # a stranger: warned about once per address, counted always
+            log.log(
+                logging.DEBUG if who in self._strangers else logging.WARNING,
+                "PSK exchange from %s refused: %s",
+                who,
+                detail,
+            )
+            self._strangers.add(who)
             return
         st.failures += 1
         st.error = f"{reason}: {detail}"[:200]

@@ -1,7 +1,7 @@
 """Post-quantum PSKs: CPU cost of one exchange, against one X25519 key agreement measured in the same run,
 and (with --mesh, as root) pings lost while the PSKs of a 3-node agent mesh change under a 20 Hz ping.
 
-Run: .venv/bin/python -m bench.psk [--rounds 200] [--mesh --seconds 70]
+Run: .venv/bin/python -m bench.psk [--rounds 200] [--mesh --seconds 150]
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--mesh", action="store_true", help="also measure pings lost in a real mesh (root)")
-    ap.add_argument("--seconds", type=float, default=70)
+    ap.add_argument("--seconds", type=float, default=150, help="over 120 s: every session rekeys under a PSK")
     args = ap.parse_args(argv)
     base = cpu_ms(x25519, args.rounds)
     kem = cpu_ms(kem_and_hkdf, args.rounds)

@@ -278,4 +278,13 @@ def _decode_peer(peer: Any) -> ObservedPeer:
         last_handshake=handshake,
         rx_bytes=int(peer.get_attr("WGPEER_A_RX_BYTES") or 0),
         tx_bytes=int(peer.get_attr("WGPEER_A_TX_BYTES") or 0),
+        has_psk=_nonzero_key(peer.get_attr("WGPEER_A_PRESHARED_KEY")),
     )
+
+
+def _nonzero_key(value: Any) -> bool:
+    """Whether a key attribute (base64 text or raw bytes, as pyroute2 gives it) is set (not all zeros)."""
+    if not value:
+        return False
+    raw = value if isinstance(value, bytes) and len(value) == PSK_SIZE else base64.b64decode(value)
+    return any(raw)

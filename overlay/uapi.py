@@ -192,6 +192,7 @@ class _PeerFields:
     handshake_nsec: int = 0
     rx: int = 0
     tx: int = 0
+    psk: bool = False
 
     def observed(self) -> ObservedPeer:
         handshake = None
@@ -205,6 +206,7 @@ class _PeerFields:
             last_handshake=handshake,
             rx_bytes=self.rx,
             tx_bytes=self.tx,
+            has_psk=self.psk,
         )
 
 
@@ -232,8 +234,10 @@ def _apply_peer_field(peer: _PeerFields, key: str, value: str) -> None:
             peer.rx = int(value)
         case "tx_bytes":
             peer.tx = int(value)
+        case "preshared_key":
+            peer.psk = value.strip("0") != ""  # only whether there is one: the value goes no further
         case _:
-            pass  # preshared_key, protocol_version: not ours to compare
+            pass  # protocol_version: not ours to compare
 
 
 def parse_get(reply: str) -> WireGuardReading:

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from keys.values import PrivateKey, PublicKey
 from meshd.core.model import LocalNode, MeshConfig, Node, Snapshot, Transport, WireGuardSettings
-from meshd.core.state import DesiredState, PairDecision, PeerSpec
+from meshd.core.state import DesiredState, ObservedPeer, PairDecision, PeerSpec, WireGuardReading
 from meshd.errors import InvalidValueError, PermanentError
 from meshd.pq.manager import PskManager
 from meshd.pq.report import PskCollector, render, status
@@ -61,11 +61,20 @@ async def test_kernel_sets_the_psk_of_a_peer_and_nothing_else() -> None:
 class Recorder:
     name = "pq-absent0"  # no such link: the manager opens no listener
 
-    def __init__(self) -> None:
+    def __init__(self, *, held: frozenset[PublicKey] = frozenset()) -> None:
         self.writes: list[list[tuple[PublicKey, bytes | None]]] = []
+        self.held = set(held)  # peers holding a PSK, as a read of the device shows them
+        self.reads = 0
 
     async def set_preshared_keys(self, changes: Sequence[tuple[PublicKey, bytes | None]]) -> None:
         self.writes.append(list(changes))
+        self.held = (self.held | {k for k, psk in changes if psk}) - {k for k, psk in changes if not psk}
+
+    async def observe_device(self) -> WireGuardReading:
+        self.reads += 1
+        return WireGuardReading(
+            None, 0, tuple(ObservedPeer(k, None, frozenset(), has_psk=True) for k in self.held)
+        )
 
 
 def mesh(*, pq_peer: bool) -> tuple[Snapshot, LocalNode, DesiredState]:
@@ -89,12 +98,20 @@ def mesh(*, pq_peer: bool) -> tuple[Snapshot, LocalNode, DesiredState]:
     return Snapshot.of([me, other], config), LocalNode(me), desired
 
 
-async def test_manager_clears_psks_of_pairs_that_do_not_take_part_once() -> None:
+async def test_a_restart_with_no_psk_on_the_device_writes_nothing() -> None:
     device = Recorder()
     manager = PskManager(node="node0", device=device, port=0)
-    await manager.update(*mesh(pq_peer=False))  # an earlier run may have left a PSK: cleared
-    await manager.update(*mesh(pq_peer=False))  # known clear: no write
-    assert device.writes == [[(B, None)]]
+    for _ in range(3):
+        await manager.update(*mesh(pq_peer=False))
+    assert (device.writes, device.reads) == ([], 1)
+
+
+async def test_manager_clears_psks_of_pairs_that_do_not_take_part_once() -> None:
+    device = Recorder(held=frozenset({B}))
+    manager = PskManager(node="node0", device=device, port=0)
+    await manager.update(*mesh(pq_peer=False))  # an earlier run left a PSK: cleared
+    await manager.update(*mesh(pq_peer=False))  # known clear: no read, no write
+    assert device.writes == [[(B, None)]] and device.reads == 1
     assert status(manager)["peers"] == [{"node": "node1", "state": "off", "reason": "peer-not-taking-part"}]
     await manager.update(*mesh(pq_peer=True))  # takes part now: pending, we initiate (node0 < node1)
     doc = status(manager)
@@ -118,3 +135,14 @@ async def test_report_shows_fingerprints_and_states_never_keys() -> None:
     assert 'meshd_peer_psk{peer="node1",state="pending"} 0.0' in text
     assert "meshd_psk_exchanges_total 0.0" in text
     await manager.close()
+
+
+def test_a_device_read_says_which_peers_hold_a_psk_and_nothing_more() -> None:
+    reply = (
+        f"private_key={'11' * 32}\nlisten_port=51820\n"
+        f"public_key={A.hex}\npreshared_key={PSK.hex()}\nprotocol_version=1\n"
+        f"public_key={B.hex}\npreshared_key={'00' * 32}\nerrno=0\n\n"
+    )
+    peers = {p.public_key: p for p in uapi.parse_get(reply).peers}
+    assert peers[A].has_psk and not peers[B].has_psk
+    assert PSK.hex() not in repr(peers[A])

@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 from keys.values import PublicKey
 from meshd.core.model import IPAddress, LocalNode, Snapshot
-from meshd.core.state import DesiredState
+from meshd.core.state import DesiredState, WireGuardReading
 from meshd.pq import sockets
 from meshd.pq.exchange import Accepted, ExchangeError, Outcome, initiate, refuse, respond
 from meshd.pq.pairs import PqPair, PqPlan, plan_pairs
@@ -36,6 +36,8 @@ class PskDevice(Protocol):
     name: str
 
     async def set_preshared_keys(self, changes: Sequence[tuple[PublicKey, bytes | None]]) -> None: ...
+
+    async def observe_device(self) -> WireGuardReading | None: ...
 
 
 @dataclass
@@ -62,7 +64,7 @@ class PskManager:
     exchanges: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     _with_psk: set[PublicKey] = field(default_factory=set)  # peers we may have left a PSK on
-    _seen: set[PublicKey] = field(default_factory=set)  # peers checked once (an earlier run's PSK)
+    _seen: set[PublicKey] = field(default_factory=set)  # off peers checked once for an earlier run's PSK
     _strangers: set[str] = field(default_factory=set)  # addresses refused (warned about once)
     _server: asyncio.Server | None = None
     _bound: tuple[frozenset[IPAddress], int] | None = None
@@ -76,7 +78,10 @@ class PskManager:
             self._adopt(self.plan)
             keys = {p.node: p.public_key for p in desired.peers}
             off = [(peer, keys[peer]) for peer, _ in self.plan.off if peer in keys]
-            await self._clear([(p, k) for p, k in off if k in self._with_psk or k not in self._seen])
+            unseen = {k for _, k in off if k not in self._seen}
+            held = await self._held() if unseen else frozenset()  # one read, at first sight only
+            await self._clear([(p, k) for p, k in off if k in self._with_psk or k in held])
+            self._seen |= unseen
             await self._listen(frozenset(p.local_addr for p in self.plan.pairs))
         except Exception:  # the mesh must not suffer from the PSK layer: log, try again next pass
             log.exception("updating the post-quantum PSK pairs failed")
@@ -96,6 +101,11 @@ class PskManager:
             if gone.task is not None:
                 gone.task.cancel()
         self.states = states
+
+    async def _held(self) -> frozenset[PublicKey]:
+        """Peers whose device entry holds a PSK now (an earlier run may have set it)."""
+        reading = await self.device.observe_device()
+        return frozenset(p.public_key for p in reading.peers if p.has_psk) if reading else frozenset()
 
     async def _clear(self, peers: list[tuple[str, PublicKey]]) -> None:
         """Clear the PSKs of pairs that take no part, in one write (an earlier run may have set them)."""

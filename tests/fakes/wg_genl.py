@@ -101,6 +101,7 @@ class FakeWireGuardNetlink:
                 p.last_handshake,
                 p.rx,
                 p.tx,
+                any(p.preshared_key),
             )
             for p in dev.peers.values()
         )

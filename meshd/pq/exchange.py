@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey, MLKEM768PublicKey
 
@@ -39,6 +40,7 @@ from meshd.pq.wire import (
 )
 
 Install = Callable[[bytes], Awaitable[None]]
+M = TypeVar("M", Init, Response, Confirm, Done)
 
 
 class ExchangeError(Exception):
@@ -90,16 +92,14 @@ async def _send(writer: asyncio.StreamWriter, msg: Message) -> None:
     await writer.drain()
 
 
-async def _expect(reader: asyncio.StreamReader, want: type[Message], epoch: int | None = None) -> Message:
+async def _expect(reader: asyncio.StreamReader, want: type[M], epoch: int | None = None) -> M:
     msg = await read_message(reader)
     if isinstance(msg, Refuse):
         raise ExchangeError("refused", f"the peer refused: {msg.reason}")
     if not isinstance(msg, want):
         raise ExchangeError("protocol", f"expected {want.__name__}, got {type(msg).__name__}")
-    if epoch is not None and getattr(msg, "epoch", epoch) != epoch:
-        raise ExchangeError(
-            "protocol", f"{want.__name__} for epoch {getattr(msg, 'epoch', '?')}, expected {epoch}"
-        )
+    if epoch is not None and msg.epoch != epoch:
+        raise ExchangeError("protocol", f"{want.__name__} for epoch {msg.epoch}, expected {epoch}")
     return msg
 
 
@@ -120,7 +120,6 @@ async def initiate(
     ek = key.public_key().public_bytes_raw()
     await _send(writer, Init(epoch, pair.initiator, pair.responder, ek))
     resp = await _expect(reader, Response)
-    assert isinstance(resp, Response)
     if resp.epoch < epoch:
         raise ExchangeError("protocol", f"the responder lowered the epoch from {epoch} to {resp.epoch}")
     derived = derive(key.decapsulate(resp.ct), pair, epoch=resp.epoch, ek=ek, ct=resp.ct)
@@ -137,7 +136,6 @@ async def initiate(
 
 async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lookup: Lookup) -> Outcome:
     init = await _expect(reader, Init)
-    assert isinstance(init, Init)
     accepted = lookup(init)
     if isinstance(accepted, str):
         await refuse(writer, accepted)
@@ -153,7 +151,6 @@ async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lo
     derived = derive(shared, accepted.pair, epoch=epoch, ek=init.ek, ct=ct)
     await _send(writer, Response(epoch, ct, derived.mac("responder")))
     confirm = await _expect(reader, Confirm, epoch)
-    assert isinstance(confirm, Confirm)
     if not derived.check("initiator", confirm.mac):
         await refuse(writer, "key confirmation failed")
         raise ExchangeError("confirm", "the initiator's key confirmation does not match")

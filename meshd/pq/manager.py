@@ -66,7 +66,7 @@ class PskManager:
     _with_psk: set[PublicKey] = field(default_factory=set)  # peers we may have left a PSK on
     _seen: set[PublicKey] = field(default_factory=set)  # off peers checked once for an earlier run's PSK
     _strangers: set[str] = field(default_factory=set)  # addresses refused (warned about once)
-    _server: asyncio.Server | None = None
+    _servers: list[asyncio.Server] = field(default_factory=list)  # one per inner address (family)
     _bound: tuple[frozenset[IPAddress], int] | None = None
 
     # --- after each pass ------------------------------------------------------------------------
@@ -128,10 +128,9 @@ class PskManager:
         await self.close()
         if want is None:
             return
-        socks = [sockets.listen_socket(a, self.device.name, self.port) for a in sorted(addrs, key=str)]
-        self._server = await asyncio.start_server(self._serve, sock=socks[0])
-        for extra in socks[1:]:
-            await asyncio.start_server(self._serve, sock=extra)  # rare: a dual-stack pair set
+        for addr in sorted(addrs, key=str):
+            sock = sockets.listen_socket(addr, self.device.name, self.port)
+            self._servers.append(await asyncio.start_server(self._serve, sock=sock))
         self._bound = want
         log.info(
             "PSK exchange listening on %s port %d over %s",
@@ -141,11 +140,11 @@ class PskManager:
         )
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        servers, self._servers, self._bound = self._servers, [], None
+        for server in servers:
+            server.close()
             with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-        self._server, self._bound = None, None
+                await server.wait_closed()
 
     # --- the schedule ---------------------------------------------------------------------------
 

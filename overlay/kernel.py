@@ -37,6 +37,7 @@ ABSENT = frozenset({errno.EOPNOTSUPP, errno.ENOENT})  # no wireguard link kind, 
 WGPEER_F_REMOVE_ME = 0x1
 WGPEER_F_REPLACE_ALLOWEDIPS = 0x2
 WGPEER_F_UPDATE_ONLY = 0x4
+PSK_SIZE = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class GenlPeer:
     endpoint: Endpoint | None = None
     persistent_keepalive: int | None = None
     allowed_ips: tuple[IPNetwork, ...] | None = None
+    preshared_key: bytes | None = None  # 32 bytes; all zeros clears it
 
 
 class WireGuardNetlink(Protocol):
@@ -113,6 +115,8 @@ class PyrouteWireGuardNetlink:
             req["persistent_keepalive"] = peer.persistent_keepalive
         if peer.allowed_ips is not None:
             req["allowed_ips"] = [str(net) for net in peer.allowed_ips]
+        if peer.preshared_key is not None:
+            req["preshared_key"] = base64.b64encode(peer.preshared_key).decode("ascii")
         await wg.set(name, peer=req)
 
     async def close(self) -> None:
@@ -193,6 +197,14 @@ class KernelWireGuard(KeyedDevice):
     async def _remove_peer(self, public_key: PublicKey) -> None:
         await self._set_peer("removing", "", GenlPeer(public_key.raw, WGPEER_F_REMOVE_ME))
 
+    async def set_preshared_keys(self, changes: Sequence[tuple[PublicKey, bytes | None]]) -> None:
+        """Set (None: clear) the preshared keys of existing peers; nothing else of them changes."""
+        for public_key, psk in changes:
+            if psk is not None and len(psk) != PSK_SIZE:
+                raise PermanentError(f"a preshared key must be {PSK_SIZE} bytes")
+            msg = GenlPeer(public_key.raw, WGPEER_F_UPDATE_ONLY, preshared_key=psk or bytes(PSK_SIZE))
+            await self._set_peer("setting the preshared key of", "", msg)
+
     async def apply_peers(self, changes: Sequence[PeerAction]) -> None:
         """Generic netlink takes one peer per message here, as pyroute2 sends them."""
         for change in changes:
@@ -266,4 +278,13 @@ def _decode_peer(peer: Any) -> ObservedPeer:
         last_handshake=handshake,
         rx_bytes=int(peer.get_attr("WGPEER_A_RX_BYTES") or 0),
         tx_bytes=int(peer.get_attr("WGPEER_A_TX_BYTES") or 0),
+        has_psk=_nonzero_key(peer.get_attr("WGPEER_A_PRESHARED_KEY")),
     )
+
+
+def _nonzero_key(value: Any) -> bool:
+    """Whether a key attribute (base64 text or raw bytes, as pyroute2 gives it) is set (not all zeros)."""
+    if not value:
+        return False
+    raw = value if isinstance(value, bytes) and len(value) == PSK_SIZE else base64.b64decode(value)
+    return any(raw)

@@ -46,7 +46,7 @@ def _check_line(line: str) -> None:
     smuggle in other settings) and no `%` zone ID (a scope is local to one host, wireguard-go cannot
     use it). Raised before anything is sent, since `set` applies the lines before a bad one."""
     key, _, value = line.partition("=")
-    shown = "(not shown)" if key == "private_key" else repr(value[:80])
+    shown = "(not shown)" if key in ("private_key", "preshared_key") else repr(value[:80])
     bad = next((c for c in line if ord(c) < 0x20 or ord(c) == 0x7F), None)
     if bad is not None:
         raise InvalidValueError(f"UAPI value for {key!r} contains control character {bad!r}: {shown}")
@@ -101,6 +101,21 @@ def _update_peer_lines(change: UpdatePeer) -> list[str]:
 def _remove_peer_lines(public_key: PublicKey) -> list[str]:
     check_public_key(public_key)
     return [f"public_key={public_key.hex}", "remove=true"]
+
+
+PSK_SIZE = 32
+
+
+def encode_preshared_keys(changes: Sequence[tuple[PublicKey, bytes | None]]) -> str:
+    """Set (None: clear, all zeros) the preshared keys of existing peers (`update_only`), nothing else."""
+    lines: list[str] = []
+    for public_key, psk in changes:
+        check_public_key(public_key)
+        if psk is not None and (not isinstance(psk, bytes) or len(psk) != PSK_SIZE):
+            raise InvalidValueError(f"a preshared key must be {PSK_SIZE} bytes")
+        value = (psk or bytes(PSK_SIZE)).hex()
+        lines += [f"public_key={public_key.hex}", "update_only=true", f"preshared_key={value}"]
+    return _request(lines)
 
 
 def encode_add_peer(peer: PeerSpec) -> str:
@@ -177,6 +192,7 @@ class _PeerFields:
     handshake_nsec: int = 0
     rx: int = 0
     tx: int = 0
+    psk: bool = False
 
     def observed(self) -> ObservedPeer:
         handshake = None
@@ -190,6 +206,7 @@ class _PeerFields:
             last_handshake=handshake,
             rx_bytes=self.rx,
             tx_bytes=self.tx,
+            has_psk=self.psk,
         )
 
 
@@ -217,8 +234,10 @@ def _apply_peer_field(peer: _PeerFields, key: str, value: str) -> None:
             peer.rx = int(value)
         case "tx_bytes":
             peer.tx = int(value)
+        case "preshared_key":
+            peer.psk = value.strip("0") != ""  # only whether there is one: the value goes no further
         case _:
-            pass  # preshared_key, protocol_version: not ours to compare
+            pass  # protocol_version: not ours to compare
 
 
 def parse_get(reply: str) -> WireGuardReading:

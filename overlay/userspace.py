@@ -210,6 +210,13 @@ class WireGuardGo(KeyedDevice):
             request = uapi.encode_peer_changes(batch)
             await self._uapi.set(request, self._batch_op(batch))
 
+    async def set_preshared_keys(self, changes: Sequence[tuple[PublicKey, bytes | None]]) -> None:
+        """Set (None: clear) the preshared keys of existing peers; nothing else of them changes."""
+        for start in range(0, len(changes), PEER_BATCH):
+            batch = changes[start : start + PEER_BATCH]
+            request = uapi.encode_preshared_keys(batch)
+            await self._uapi.set(request, f"setting the preshared keys of {len(batch)} peers on {self.name}")
+
     def _batch_op(self, batch: Sequence[PeerAction]) -> str:
         if len(batch) > 1:
             return f"changing {len(batch)} peers on {self.name}"

@@ -172,6 +172,8 @@ def mesh_configs() -> st.SearchStrategy[MeshConfig]:
             listen_port=st.integers(1, 65535),
             mtu=_mtus,
             persistent_keepalive=st.integers(0, 65535),
+            post_quantum=st.booleans(),
+            psk_rotation_interval=st.integers(10, 86400).map(float),
         ),
         vxlan=st.builds(VxlanSettings, vni=st.integers(1, 2**24 - 1), port=st.integers(1, 65535), mtu=_mtus),
         generation=st.integers(0, 2**63 - 1),

@@ -47,7 +47,13 @@ FULL_OBJECT = cfg(
             },
         },
         "fallback": "None",
-        "wireguard": {"listenPort": 51821, "mtu": 1420, "persistentKeepalive": 25},
+        "wireguard": {
+            "listenPort": 51821,
+            "mtu": 1420,
+            "persistentKeepalive": 25,
+            "postQuantum": "Enabled",
+            "pskRotationInterval": "20s",
+        },
         "vxlan": {"vni": 1, "port": 8472, "mtu": 9000},
     },
     metadata={"name": "default", "generation": 4, "uid": "x", "resourceVersion": "9"},
@@ -63,7 +69,9 @@ FULL = MeshConfig(
         ),
     ),
     fallback=Fallback.NONE,
-    wireguard=WireGuardSettings(listen_port=51821, mtu=1420, persistent_keepalive=25),
+    wireguard=WireGuardSettings(
+        listen_port=51821, mtu=1420, persistent_keepalive=25, post_quantum=True, psk_rotation_interval=20.0
+    ),
     vxlan=VxlanSettings(vni=1, port=8472, mtu=9000),
     generation=4,
 )
@@ -154,6 +162,9 @@ def test_rejects_with_one_line_naming_the_field(obj: Any, message: str) -> None:
     assert str(exc.value) == message
 
 
+PQ_DEFAULTS = {"postQuantum": "Disabled", "pskRotationInterval": "2m"}
+
+
 def test_encode_writes_every_field() -> None:
     obj = encode_meshconfig(MeshConfig())
     assert obj == {
@@ -163,7 +174,7 @@ def test_encode_writes_every_field() -> None:
         "spec": {
             "encryption": {"mode": "Enabled", "nodeSelector": {}},
             "fallback": "VXLAN",
-            "wireguard": {"listenPort": 51820, "mtu": 0, "persistentKeepalive": 0},
+            "wireguard": {"listenPort": 51820, "mtu": 0, "persistentKeepalive": 0} | PQ_DEFAULTS,
             "vxlan": {"vni": 4096, "port": 4789, "mtu": 0},
         },
     }

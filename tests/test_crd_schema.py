@@ -108,7 +108,13 @@ def defaulted(schema: Doc, obj: Any) -> Any:
 DEFAULT_SPEC = {
     "encryption": {"mode": "Enabled"},
     "fallback": "VXLAN",
-    "wireguard": {"listenPort": 51820, "mtu": 0, "persistentKeepalive": 0},
+    "wireguard": {
+        "listenPort": 51820,
+        "mtu": 0,
+        "persistentKeepalive": 0,
+        "postQuantum": "Disabled",
+        "pskRotationInterval": "2m",
+    },
     "vxlan": {"vni": 4096, "port": 4789, "mtu": 0},
 }
 
@@ -165,6 +171,9 @@ BAD = [
     pytest.param(meshconfig(wireguard={"mtu": 9001}), id="wg-mtu-9001"),
     pytest.param(meshconfig(wireguard={"mtu": -1}), id="wg-mtu-negative"),
     pytest.param(meshconfig(wireguard={"persistentKeepalive": 65536}), id="keepalive-too-big"),
+    pytest.param(meshconfig(wireguard={"postQuantum": "enabled"}), id="pq-lowercase"),
+    pytest.param(meshconfig(wireguard={"pskRotationInterval": "2 min"}), id="psk-interval-garbage"),
+    pytest.param(meshconfig(wireguard={"pskRotationInterval": "-2m"}), id="psk-interval-negative"),
     pytest.param(meshconfig(vxlan={"vni": 0}), id="vni-0"),
     pytest.param(meshconfig(vxlan={"vni": 16777216}), id="vni-2^24"),
     pytest.param(meshconfig(vxlan={"port": 0}), id="vxlan-port-0"),
@@ -273,6 +282,8 @@ def test_every_crd_spec_field_is_read_by_the_codec(schema: Doc) -> None:
         ".wireguard.mtu": 1420,
         ".wireguard.persistentKeepalive": 25,
         ".wireguard.keyRotationInterval": "720h",
+        ".wireguard.postQuantum": "Enabled",
+        ".wireguard.pskRotationInterval": "20s",
         ".vxlan.vni": 7,
         ".vxlan.port": 8472,
         ".vxlan.mtu": 1450,

@@ -51,6 +51,8 @@ class AgentSettings:
     """When set, write a CNI conflist for our pod CIDRs there."""
     run_dir: Path = DEFAULT_RUN_DIR
     """wireguard-go logs and PID files, and the /status socket."""
+    post_quantum: bool = True
+    """Take part in post-quantum PSK exchanges when the MeshConfig enables them (False: opt this node out)."""
 
     @property
     def status_socket(self) -> Path:

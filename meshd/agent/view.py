@@ -4,6 +4,7 @@ metrics. Their peer figures are read from the WireGuard device when asked, on th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +29,8 @@ class MeshView:
     """The last complete pass: what it planned and the kernel it observed."""
     applied: Snapshot | None = None
     """The snapshot the last complete pass applied (set with `last`)."""
+    extra: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    """More top-level parts of /status, e.g. `postQuantum` (meshd.pq)."""
 
     def peer_names(self) -> dict[str, str]:
         """Public key (base64) to node name, from the last plan."""
@@ -51,4 +54,5 @@ class MeshView:
 
     async def status(self) -> dict[str, Any]:
         """The /status document, with peer counters read from the device now."""
-        return status_document(self.identity, self.last, self.config, live=await self.live_peers())
+        doc = status_document(self.identity, self.last, self.config, live=await self.live_peers())
+        return doc | {key: part() for key, part in self.extra.items()}

@@ -35,6 +35,9 @@ from meshd.core.model import LocalNode, Node
 from meshd.core.ports import WireGuardDevice
 from meshd.core.state import DesiredState
 from meshd.errors import UnsupportedError
+from meshd.pq.manager import PskDevice, PskManager
+from meshd.pq.report import PskCollector
+from meshd.pq.report import status as pq_status
 from overlay.detect import select_backend
 from overlay.device import KeyedDevice
 from overlay.guards import NetlinkGuards
@@ -104,7 +107,9 @@ def make_rotation(
     )
 
 
-def make_identity(settings: Settings, key: NodeKey | None, *, ipip: bool) -> Identity:
+def make_identity(
+    settings: Settings, key: NodeKey | None, *, ipip: bool, wireguard: WireGuardDevice | None
+) -> Identity:
     """Our identity; `key` None: no WireGuard here."""
     agent = settings.agent
     return Identity(
@@ -115,7 +120,21 @@ def make_identity(settings: Settings, key: NodeKey | None, *, ipip: bool) -> Ide
         pod_cidrs=agent.pod_cidrs,
         labels=agent.labels,
         ipip_available=ipip,
+        post_quantum=agent.post_quantum and isinstance(wireguard, PskDevice),
     )
+
+
+def chain(*hooks: AfterPass | None) -> AfterPass | None:
+    """One after-pass hook running each given one in order."""
+    todo = [h for h in hooks if h is not None]
+    if len(todo) < 2:
+        return todo[0] if todo else None
+
+    async def run(local: LocalNode, desired: DesiredState) -> None:
+        for hook in todo:
+            await hook(local, desired)
+
+    return run
 
 
 def cni_writer(directory: Path) -> AfterPass:
@@ -129,6 +148,27 @@ def cni_writer(directory: Path) -> AfterPass:
     return write
 
 
+def post_quantum(
+    identity: Identity,
+    wireguard: WireGuardDevice | None,
+    datastore: PassDatastore,
+    view: MeshView,
+    registry: CollectorRegistry,
+) -> tuple[PskManager, AfterPass] | None:
+    """The PSK layer (meshd.pq): its manager and the hook that feeds it each pass's plan; it reports in
+    /status and /metrics (also when this node opted out: its pairs then say so, and hold no PSK)."""
+    if not isinstance(wireguard, PskDevice):
+        return None
+    manager = PskManager(node=identity.name, device=wireguard)
+    registry.register(PskCollector(manager))
+    view.extra["postQuantum"] = lambda: pq_status(manager)
+
+    async def update(local: LocalNode, desired: DesiredState) -> None:
+        await manager.update(datastore.snapshot(), local, desired)
+
+    return manager, update
+
+
 async def run_agent(settings: Settings) -> int:
     agent = settings.agent
     registry = CollectorRegistry()
@@ -138,7 +178,7 @@ async def run_agent(settings: Settings) -> int:
     if created:
         log.info("generated a new WireGuard key in %s", agent.key_file)
     wireguard, ipip = await make_wireguard(settings, key.private), await ipip_supported()
-    identity = make_identity(settings, key if wireguard is not None else None, ipip=ipip)
+    identity = make_identity(settings, key if wireguard is not None else None, ipip=ipip, wireguard=wireguard)
     view = MeshView(identity, wireguard)
     collector = PeerCollector(view)
     registry.register(collector)
@@ -148,6 +188,7 @@ async def run_agent(settings: Settings) -> int:
     datastore = make_datastore(settings, on_error=metrics.count_datastore_error)
     events = KernelEvents(routes, settings.backends.names)
     rotation = make_rotation(settings, wireguard, links, registry)
+    psk = post_quantum(identity, wireguard, datastore, view, registry)
     loop = Reconciler(
         datastore=datastore,
         dataplane=Dataplane(settings.backends.names, links, routes, wireguard, ipip, guards),
@@ -158,7 +199,7 @@ async def run_agent(settings: Settings) -> int:
         underlay_mtu=underlay_mtu,
         resync=agent.resync,
         retry=agent.retry,
-        after_pass=cni_writer(agent.cni_conf_dir) if agent.cni_conf_dir else None,
+        after_pass=chain(cni_writer(agent.cni_conf_dir) if agent.cni_conf_dir else None, psk and psk[1]),
         events=events,
         rotation=rotation,
     )
@@ -171,15 +212,13 @@ async def run_agent(settings: Settings) -> int:
     ]
     await datastore.start()
     log.info("meshd agent for node %s started (%s datastore)", agent.node_name, settings.datastore.kind)
+    side = [r.run(stop) for r in (rotation, psk and psk[0]) if r]  # key rotation, PSK exchanges
     if rotation is not None:
         rotation.trigger = loop.trigger
-        rotator = asyncio.create_task(rotation.run(stop), name="key-rotation")
     try:
         async with status_reporting(settings, view, lambda: datastore.config_error, key_created=created):
-            await loop.run(stop)
+            await asyncio.gather(loop.run(stop), *side)
     finally:
-        if rotation is not None:
-            rotator.cancel()
         log.info("stopping; the dataplane stays in place")
         await datastore.close()
         events.close()

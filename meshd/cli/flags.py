@@ -64,6 +64,7 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "--metrics-addr", HTTP.metrics_addr, "/metrics, /healthz, /readyz")
     _flag(p, "--resync", AGENT.resync, "seconds between full passes")
     _flag(p, "--cni-conf-dir", None, "write a CNI conflist there")
+    _flag(p, "--post-quantum", "on", "on|off: take part in post-quantum PSKs when MeshConfig enables them")
     add_run_dir_flag(p)
 
 
@@ -87,6 +88,7 @@ def settings_from(args: argparse.Namespace, *, require_record: bool = True) -> S
         resync=_resync(args.resync),
         cni_conf_dir=Path(args.cni_conf_dir) if args.cni_conf_dir else None,
         run_dir=Path(args.run_dir),
+        post_quantum=_on_off("--post-quantum", args.post_quantum),
     )
     if (
         require_record
@@ -127,6 +129,12 @@ def _address(value: str | None) -> IPAddress | None:
         return ipaddress.ip_address(value) if value else None
     except ValueError as exc:
         raise ConfigError(f"--underlay-ip: {exc}") from exc
+
+
+def _on_off(flag: str, value: str) -> bool:
+    if value not in ("on", "off"):
+        raise ConfigError(f"{flag} {value!r}: expected on or off")
+    return value == "on"
 
 
 def _resync(value: str) -> float:

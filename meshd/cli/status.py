@@ -14,6 +14,7 @@ from meshd.agent.settings import status_socket
 from meshd.cli.flags import add_run_dir_flag
 from meshd.core.status import render_table
 from meshd.errors import ConfigError
+from meshd.pq.report import render as render_pq
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,4 +69,6 @@ def handle(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:
         print(render_table(doc, now=time.time()))
+        if pq := render_pq(doc):
+            print(pq)
     return 0

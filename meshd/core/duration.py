@@ -33,9 +33,13 @@ def parse_duration(text: object) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """A duration string `parse_duration` reads back as `seconds` (`"0s"`, `"15s"`, `"2592000s"`)."""
+    """The shortest duration string `parse_duration` reads back as `seconds` (`"0s"`, `"15s"`, `"2m"`,
+    `"720h"`, `"1500ms"`)."""
     if seconds < 0:
         raise DurationError(f"negative duration {seconds}")
-    if float(seconds).is_integer():
-        return f"{int(seconds)}s"
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds // size)}{unit}"
+    if not seconds:
+        return "0s"
     return f"{round(seconds * 1000)}ms" if (seconds * 1000).is_integer() else f"{seconds!r}s"

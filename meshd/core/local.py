@@ -21,6 +21,7 @@ class Identity:
     labels: Labels = ()
     ipip_available: bool = False
     key_proof: KeyProof | None = None  # made once at start-up from the identity seed (keys.proof)
+    post_quantum: bool = False  # takes part in post-quantum PSK exchanges (meshd.pq) when enabled
 
 
 def local_node(
@@ -53,6 +54,7 @@ def local_node(
         capabilities=frozenset(caps),
         observed_generation=observed_generation,
         key_proof=identity.key_proof if identity.public_key else None,
+        post_quantum=identity.post_quantum and identity.public_key is not None,
     )
     return LocalNode(
         node=node,

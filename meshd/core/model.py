@@ -142,6 +142,7 @@ class Node:
     key_proof: KeyProof | None = None  # as published: conflicts.py checks it when the key is disputed
     rotation: RotationRecord | None = None  # its key rotation in progress (meshd.core.rotation)
     rotation_ack: RotationAck | None = None  # the rotation of another node it hosts
+    post_quantum: bool = False  # advertises `pq` in meshd.io/capabilities: takes part in PSK exchanges
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +208,8 @@ class WireGuardSettings:
     mtu: int = 0  # 0 = derive from the underlay
     persistent_keepalive: int = 0
     key_rotation_interval: float = 0.0  # seconds between scheduled key rotations; 0 = never
+    post_quantum: bool = False  # postQuantum: Enabled: per-pair ML-KEM-768 preshared keys (meshd.pq)
+    psk_rotation_interval: float = 120.0  # pskRotationInterval, in seconds
 
 
 @dataclass(frozen=True, slots=True)

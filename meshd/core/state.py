@@ -130,6 +130,7 @@ class ObservedPeer:
     last_handshake: float | None = None  # unix seconds; None = never
     rx_bytes: int = 0
     tx_bytes: int = 0
+    has_psk: bool = False  # holds a preshared key (meshd.pq); the key itself is never read out
 
 
 @dataclass(frozen=True, slots=True)

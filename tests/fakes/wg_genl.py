@@ -37,6 +37,7 @@ class FakePeer:
     last_handshake: float | None = None
     rx: int = 0
     tx: int = 0
+    preshared_key: bytes = bytes(KEY_LEN)  # all zeros: none
 
 
 @dataclass
@@ -100,6 +101,7 @@ class FakeWireGuardNetlink:
                 p.last_handshake,
                 p.rx,
                 p.tx,
+                any(p.preshared_key),
             )
             for p in dev.peers.values()
         )
@@ -135,6 +137,8 @@ class FakeWireGuardNetlink:
             current.endpoint = peer.endpoint
         if peer.persistent_keepalive is not None:
             current.keepalive = peer.persistent_keepalive
+        if peer.preshared_key is not None:
+            current.preshared_key = peer.preshared_key
         if peer.flags & WGPEER_F_REPLACE_ALLOWEDIPS:
             current.allowed_ips = []
         for net in peer.allowed_ips or ():

@@ -32,6 +32,7 @@ _GENERATION = re.compile(r"[0-9]{1,19}")
 TOKENS: Mapping[str, Transport] = MappingProxyType(
     {t.value: t for t in (Transport.WIREGUARD, Transport.VXLAN, Transport.IPIP)}
 )
+POST_QUANTUM = "pq"  # a capability that is no transport: takes part in PSK exchanges (meshd.pq)
 
 
 class Invalid(Exception):
@@ -91,6 +92,11 @@ def decode_capabilities(text: str) -> frozenset[Transport]:
     return known
 
 
+def decode_post_quantum(text: str) -> bool:
+    """Whether the capabilities name `pq` (checked for garbage by decode_capabilities)."""
+    return POST_QUANTUM in (t.strip().lower() for t in text.split(","))
+
+
 def decode_generation(text: str) -> int:
     digits = text.strip()
     if not _GENERATION.fullmatch(digits) or int(digits) > MAX_GENERATION:
@@ -112,7 +118,9 @@ def _bad(reason: str, key: str, text: str, problem: str) -> Invalid:
 
 def encode_annotations(node: Node) -> dict[str, str | None]:
     """Every `meshd.io/*` annotation of the node; None means "remove it" (a merge-patch null)."""
-    caps = sorted(t.value for t in node.capabilities if t.value in TOKENS)
+    caps = sorted(t.value for t in node.capabilities if t.value in TOKENS) + (
+        [POST_QUANTUM] if node.post_quantum else []
+    )
     gen = node.observed_generation
     return {
         PUBLIC_KEY: node.public_key.base64 if node.public_key is not None else None,

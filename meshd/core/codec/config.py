@@ -125,11 +125,44 @@ def decode_meshconfig(obj: Mapping[str, Any] | None) -> MeshConfig:
     )
 
 
+PSK_INTERVAL = (10.0, 86400.0)  # pskRotationInterval: 10s..24h
+
+
+class _Switch(StrEnum):
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+
+
+WIREGUARD_FIELDS = (
+    "listenPort", "mtu", "persistentKeepalive", "keyRotationInterval", "postQuantum", "pskRotationInterval"
+)  # fmt: skip
+
+
+def _duration(value: object, path: str) -> float:
+    try:
+        return parse_duration(_string(value, path))
+    except DurationError as exc:
+        raise _fail(path, str(exc)) from None
+
+
+def _interval(value: object, path: str, lo: float, hi: float) -> float:
+    seconds = _duration(value, path)
+    if not lo <= seconds <= hi:
+        raise _fail(
+            path, f"must be between {format_duration(lo)} and {format_duration(hi)}, got {show(value)}"
+        )
+    return seconds
+
+
 def _wireguard(value: object, path: str) -> WireGuardSettings:
-    wg = _object(value, path, ("listenPort", "mtu", "persistentKeepalive", "keyRotationInterval"))
+    wg = _object(value, path, WIREGUARD_FIELDS)
     d = WireGuardSettings()
+    pq = _choice(wg.get("postQuantum", _Switch.DISABLED.value), f"{path}.postQuantum", _Switch)
+    interval = wg.get("pskRotationInterval", format_duration(d.psk_rotation_interval))
     return WireGuardSettings(
         key_rotation_interval=_rotation(wg.get("keyRotationInterval", "0s"), f"{path}.keyRotationInterval"),
+        post_quantum=pq == _Switch.ENABLED,
+        psk_rotation_interval=_interval(interval, f"{path}.pskRotationInterval", *PSK_INTERVAL),
         listen_port=_int(wg.get("listenPort", d.listen_port), f"{path}.listenPort", 1, 65535),
         mtu=_int(wg.get("mtu", d.mtu), f"{path}.mtu", 1280, 9000, zero_ok=True),
         persistent_keepalive=_int(
@@ -140,10 +173,7 @@ def _wireguard(value: object, path: str) -> WireGuardSettings:
 
 def _rotation(value: object, path: str) -> float:
     """A Go-style duration: 0 (never) or MIN_KEY_ROTATION..MAX_KEY_ROTATION seconds."""
-    try:
-        seconds = parse_duration(_string(value, path))
-    except DurationError as exc:
-        raise _fail(path, str(exc)) from None
+    seconds = _duration(value, path)
     if seconds and not MIN_KEY_ROTATION <= seconds <= MAX_KEY_ROTATION:
         raise _fail(path, f'expected "0s" (never) or a duration from 10s to 87600h, got {show(value)}')
     return seconds
@@ -211,6 +241,8 @@ def encode_meshconfig(config: MeshConfig) -> dict[str, Any]:
                 "mtu": wg.mtu,
                 "persistentKeepalive": wg.persistent_keepalive,
                 **_rotation_field(wg),
+                "postQuantum": (_Switch.ENABLED if wg.post_quantum else _Switch.DISABLED).value,
+                "pskRotationInterval": format_duration(wg.psk_rotation_interval),
             },
             "vxlan": {"vni": vx.vni, "port": vx.port, "mtu": vx.mtu},
         },

@@ -26,6 +26,7 @@ from meshd.core.codec.annotations import (
     decode_generation,
     decode_key_proof,
     decode_mac,
+    decode_post_quantum,
     decode_public_key,
     encode_annotations,
     string_annotation,
@@ -134,6 +135,7 @@ def _decode(
         key_proof=None if key is None else decode_key_proof(ann.get(KEY_PROOF)),
         rotation=decode_rotation(ann.get(ROTATION)),
         rotation_ack=decode_ack(ann.get(ROTATION_ACK)),
+        post_quantum=decode_post_quantum(caps or ""),
     )
 
 

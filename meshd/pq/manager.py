@@ -1,0 +1,250 @@
+"""Runs the PSK exchanges of this node: plans the pairs after each reconcile pass, listens on our inner
+address (held to the WireGuard device), initiates for the pairs where our name is the lower one when a
+pair has no PSK yet or its PSK is `pskRotationInterval` old, retries failures within seconds, installs
+PSKs on the device and clears them from pairs that stop taking part. PSKs live only in the device: this
+object keeps fingerprints, epochs and ages, never a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol, runtime_checkable
+
+from keys.values import PublicKey
+from meshd.core.model import IPAddress, LocalNode, Snapshot
+from meshd.core.state import DesiredState, WireGuardReading
+from meshd.pq import sockets
+from meshd.pq.exchange import Accepted, ExchangeError, Outcome, initiate, refuse, respond
+from meshd.pq.pairs import PqPair, PqPlan, plan_pairs
+from meshd.pq.wire import Init
+
+log = logging.getLogger(__name__)
+MAX_RETRY = 8.0  # seconds: far inside WireGuard's 60 s between a session's rekey and its rejection
+TICK = 0.25
+
+
+@runtime_checkable
+class PskDevice(Protocol):
+    name: str
+
+    async def set_preshared_keys(self, changes: Sequence[tuple[PublicKey, bytes | None]]) -> None: ...
+
+    async def observe_device(self) -> WireGuardReading | None: ...
+
+
+@dataclass
+class PairState:
+    pair: PqPair
+    epoch: int = 0
+    fingerprint: str | None = None
+    since: float | None = None  # monotonic time the current PSK was installed
+    next_try: float = 0.0
+    failures: int = 0
+    error: str | None = None
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class PskManager:
+    node: str
+    device: PskDevice
+    port: int = sockets.PSK_PORT
+    timeout: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    plan: PqPlan = field(default_factory=lambda: PqPlan(False, 120.0))
+    states: dict[str, PairState] = field(default_factory=dict)
+    exchanges: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    _with_psk: set[PublicKey] = field(default_factory=set)  # peers we may have left a PSK on
+    _seen: set[PublicKey] = field(default_factory=set)  # off peers checked once for an earlier run's PSK
+    _strangers: set[str] = field(default_factory=set)  # addresses refused (warned about once)
+    _servers: list[asyncio.Server] = field(default_factory=list)  # one per inner address (family)
+    _bound: tuple[frozenset[IPAddress], int] | None = None
+
+    # --- after each pass ------------------------------------------------------------------------
+
+    async def update(self, snapshot: Snapshot, local: LocalNode, desired: DesiredState) -> None:
+        """Take the pass's view: which pairs take part. Never raises (it runs inside the pass)."""
+        try:
+            self.plan = plan_pairs(snapshot, local, desired)
+            self._adopt(self.plan)
+            keys = {p.node: p.public_key for p in desired.peers}
+            off = [(peer, keys[peer]) for peer, _ in self.plan.off if peer in keys]
+            unseen = {k for _, k in off if k not in self._seen}
+            held = await self._held() if unseen else frozenset()  # one read, at first sight only
+            await self._clear([(p, k) for p, k in off if k in self._with_psk or k in held])
+            self._seen |= unseen
+            await self._listen(frozenset(p.local_addr for p in self.plan.pairs))
+        except Exception:  # the mesh must not suffer from the PSK layer: log, try again next pass
+            log.exception("updating the post-quantum PSK pairs failed")
+
+    def _adopt(self, plan: PqPlan) -> None:
+        states: dict[str, PairState] = {}
+        for pair in plan.pairs:
+            old = self.states.pop(pair.peer, None)
+            if old is not None and old.pair == pair:
+                states[pair.peer] = old
+                continue
+            if old is not None and old.task is not None:
+                old.task.cancel()
+            states[pair.peer] = PairState(pair, epoch=old.epoch if old else 0)
+            self._with_psk.add(pair.peer_key)  # its device entry may hold a PSK of an earlier run
+        for gone in self.states.values():
+            if gone.task is not None:
+                gone.task.cancel()
+        self.states = states
+
+    async def _held(self) -> frozenset[PublicKey]:
+        """Peers whose device entry holds a PSK now (an earlier run may have set it)."""
+        reading = await self.device.observe_device()
+        return frozenset(p.public_key for p in reading.peers if p.has_psk) if reading else frozenset()
+
+    async def _clear(self, peers: list[tuple[str, PublicKey]]) -> None:
+        """Clear the PSKs of pairs that take no part, in one write (an earlier run may have set them)."""
+        if not peers:
+            return
+        log.info("no post-quantum PSK with %s: clearing preshared keys", ", ".join(p for p, _ in peers))
+        await self.device.set_preshared_keys([(k, None) for _, k in peers])
+        for _, key in peers:
+            self._with_psk.discard(key)
+            self._seen.add(key)
+
+    async def _listen(self, addrs: frozenset[IPAddress]) -> None:
+        try:
+            index = socket.if_nametoindex(self.device.name)
+        except OSError:
+            index = 0
+        want = (addrs, index) if addrs and index else None
+        if want == self._bound:
+            return
+        await self.close()
+        if want is None:
+            return
+        for addr in sorted(addrs, key=str):
+            sock = sockets.listen_socket(addr, self.device.name, self.port)
+            self._servers.append(await asyncio.start_server(self._serve, sock=sock))
+        self._bound = want
+        log.info(
+            "PSK exchange listening on %s port %d over %s",
+            ", ".join(map(str, addrs)),
+            self.port,
+            self.device.name,
+        )
+
+    async def close(self) -> None:
+        servers, self._servers, self._bound = self._servers, [], None
+        for server in servers:
+            server.close()
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+
+    # --- the schedule ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = self.clock()
+            for st in self.states.values():
+                if st.pair.initiator and (st.task is None or st.task.done()) and now >= self._due(st):
+                    st.task = asyncio.create_task(self._initiate(st))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TICK)
+        for st in self.states.values():
+            if st.task is not None:
+                st.task.cancel()
+        await self.close()
+
+    def _due(self, st: PairState) -> float:
+        if st.since is None or st.failures:
+            return st.next_try
+        return st.since + self.plan.interval
+
+    async def _initiate(self, st: PairState) -> None:
+        """One exchange as the initiator (one at a time per pair: `run` starts it only when none runs)."""
+        pair = st.pair
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await sockets.connect(
+                    pair.local_addr, pair.peer_addr, self.device.name, self.port
+                )
+                try:
+                    install = partial(self._install, pair)
+                    outcome = await initiate(reader, writer, pair.keys, epoch=st.epoch + 1, install=install)
+                finally:
+                    writer.close()
+        except (ExchangeError, OSError, TimeoutError) as exc:
+            self._failed(st, exc)
+        else:
+            self._done(st, outcome)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        addr = sockets.peer_address(writer)
+        st = next(
+            (s for s in self.states.values() if s.pair.peer_addr == addr and not s.pair.initiator), None
+        )
+        try:
+            if st is None:
+                await refuse(writer, f"no pair of {self.node} expects an exchange from {addr}")
+                raise ExchangeError("refused", f"unexpected exchange from {addr}")
+            async with asyncio.timeout(self.timeout):  # no lock: a stalled stranger delays no exchange
+                outcome = await respond(reader, writer, partial(self._accept, st))
+            self._done(st, outcome)
+        except (ExchangeError, OSError, TimeoutError) as exc:
+            if isinstance(exc, ExchangeError) and exc.reason == "protocol":
+                await refuse(writer, str(exc))  # the sender learns what was wrong with its message
+            self._failed(st, exc, who=str(addr))
+        finally:
+            writer.close()
+
+    def _accept(self, st: PairState, init: Init) -> Accepted | str:
+        keys = st.pair.keys
+        if (init.initiator, init.responder) != (keys.initiator, keys.responder):
+            return f"{self.node} expects {keys.initiator} -> {keys.responder} from this address"
+        return Accepted(keys, st.epoch + 1, partial(self._install, st.pair))
+
+    async def _install(self, pair: PqPair, psk: bytes) -> None:
+        self._with_psk.add(pair.peer_key)
+        await self.device.set_preshared_keys([(pair.peer_key, psk)])
+
+    def _done(self, st: PairState, outcome: Outcome) -> None:
+        st.epoch, st.fingerprint, st.since = outcome.epoch, outcome.fingerprint, self.clock()
+        st.failures, st.error, st.next_try = 0, None, 0.0
+        self.exchanges += 1
+        log.info(
+            "new preshared key with %s (epoch %d, fingerprint %s)",
+            st.pair.peer,
+            outcome.epoch,
+            outcome.fingerprint,
+        )
+
+    def _failed(self, st: PairState | None, exc: BaseException, *, who: str = "") -> None:
+        reason = (
+            exc.reason
+            if isinstance(exc, ExchangeError)
+            else "timeout"
+            if isinstance(exc, TimeoutError)
+            else "connect"
+        )
+        self.errors[reason] += 1
+        detail = exc.detail if isinstance(exc, ExchangeError) else str(exc) or type(exc).__name__
+        if st is None:  # a stranger: warned about once per address, counted always
+            log.log(
+                logging.DEBUG if who in self._strangers else logging.WARNING,
+                "PSK exchange from %s refused: %s",
+                who,
+                detail,
+            )
+            self._strangers.add(who)
+            return
+        st.failures += 1
+        st.error = f"{reason}: {detail}"[:200]
+        st.next_try = self.clock() + min(2.0 ** (st.failures - 1), MAX_RETRY)
+        level = logging.WARNING if st.failures in (1, 10) else logging.DEBUG
+        log.log(level, "PSK exchange with %s failed (%d in a row): %s", st.pair.peer, st.failures, st.error)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -46,6 +47,33 @@ def _mesh(lab: Lab, tmp_path: Path, n: int, backend: str) -> Mesh:
         assert (" wireguard " in detail) == (backend == "kernel"), detail
         assert any(str(r.get("msg", "")).startswith(chosen) for r in log_records(agent.log_path))
     return mesh
+
+
+class Meshes:
+    """One converged 3-node mesh per backend, shared by the tests that leave it whole (the toggles, the
+    agent restart) and then handed to one that does not (cleanup): a mesh costs seconds on a host and
+    minutes in the emulated test VM. Each is built on first use, so any test also runs alone."""
+
+    def __init__(self, tmp: pytest.TempPathFactory, stack: contextlib.ExitStack) -> None:
+        self._tmp, self._stack, self._meshes = tmp, stack, dict[str, Mesh]()
+
+    def get(self, backend: str) -> Mesh:
+        if backend not in self._meshes:
+            lab = self._stack.enter_context(Lab())
+            self._meshes[backend] = _mesh(lab, self._tmp.mktemp(f"mesh-{backend}"), 3, backend)
+        return self._meshes[backend]
+
+    def take(self, backend: str) -> Mesh:
+        """The mesh for a test that breaks it: later tests get a new one."""
+        mesh = self.get(backend)
+        del self._meshes[backend]
+        return mesh
+
+
+@pytest.fixture(scope="module")
+def meshes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meshes]:
+    with contextlib.ExitStack() as stack:
+        yield Meshes(tmp_path_factory, stack)
 
 
 def test_join_leave_and_garbage(lab: Lab, tmp_path: Path) -> None:
@@ -104,11 +132,12 @@ def test_join_leave_and_garbage(lab: Lab, tmp_path: Path) -> None:
     ],
 )
 def test_toggle_encryption_under_ping(
-    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str, fallback: str
+    meshes: Meshes, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str, fallback: str
 ) -> None:
-    mesh = _mesh(lab, tmp_path, 3, backend)
+    mesh = meshes.get(backend)
+    lab = mesh.lab
     steps = [("Disabled", fallback.lower()), ("Enabled", "wireguard")]
-    gen = mesh.set_mode("Enabled", fallback=fallback, generation=2)
+    gen = mesh.set_mode("Enabled", fallback=fallback)
     assert mesh.wait_for("wireguard", timeout=slow(60))
     losses = []
     for mode, transport in steps:
@@ -128,7 +157,7 @@ def test_toggle_encryption_under_ping(
     else:
         assert max(len(lost) for lost in losses) <= 2, losses
     # every agent reports the generation it applied
-    store = tmp_path / "store" / "nodes"
+    store = mesh.workdir / "store" / "nodes"
     gens = {
         json.loads(p.read_text())["metadata"]["annotations"]["meshd.io/observed-generation"]
         for p in store.glob("*.json")
@@ -138,9 +167,10 @@ def test_toggle_encryption_under_ping(
 
 @pytest.mark.parametrize("backend", BACKEND)
 def test_agent_restart_keeps_traffic_and_writes_nothing(
-    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str
+    meshes: Meshes, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str
 ) -> None:
-    mesh = _mesh(lab, tmp_path, 3, backend)
+    mesh = meshes.get(backend)
+    lab = mesh.lab
     victim = mesh.agents[1]
     ping = PingWatch.start(lab, mesh.nodes[0], mesh.nodes[1], tmp_path / "ping.txt")
     time.sleep(1)
@@ -164,8 +194,9 @@ def test_agent_restart_keeps_traffic_and_writes_nothing(
 
 
 @pytest.mark.parametrize("backend", BACKEND)
-def test_cleanup_removes_what_meshd_owns(lab: Lab, tmp_path: Path, backend: str) -> None:
-    mesh = _mesh(lab, tmp_path, 2, backend)
+def test_cleanup_removes_what_meshd_owns(meshes: Meshes, backend: str) -> None:
+    mesh = meshes.take(backend)
+    lab, tmp_path = mesh.lab, mesh.workdir
     node, agent = mesh.nodes[0], mesh.agents[0]
     links_before = link_names(lab, node.ns)
     agent.stop()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -46,6 +47,27 @@ def _mesh(lab: Lab, tmp_path: Path, n: int, backend: str) -> Mesh:
         assert (" wireguard " in detail) == (backend == "kernel"), detail
         assert any(str(r.get("msg", "")).startswith(chosen) for r in log_records(agent.log_path))
     return mesh
+
+
+class Meshes:
+    """One converged 3-node mesh per backend, shared by the tests that leave it whole (the toggles, the
+    agent restart): a mesh costs seconds on a host and minutes in the emulated test VM. Each is built on
+    first use, so any test also runs alone."""
+
+    def __init__(self, tmp: pytest.TempPathFactory, stack: contextlib.ExitStack) -> None:
+        self._tmp, self._stack, self._meshes = tmp, stack, dict[str, Mesh]()
+
+    def get(self, backend: str) -> Mesh:
+        if backend not in self._meshes:
+            lab = self._stack.enter_context(Lab())
+            self._meshes[backend] = _mesh(lab, self._tmp.mktemp(f"mesh-{backend}"), 3, backend)
+        return self._meshes[backend]
+
+
+@pytest.fixture(scope="module")
+def meshes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meshes]:
+    with contextlib.ExitStack() as stack:
+        yield Meshes(tmp_path_factory, stack)
 
 
 def test_join_leave_and_garbage(lab: Lab, tmp_path: Path) -> None:
@@ -104,11 +126,12 @@ def test_join_leave_and_garbage(lab: Lab, tmp_path: Path) -> None:
     ],
 )
 def test_toggle_encryption_under_ping(
-    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str, fallback: str
+    meshes: Meshes, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str, fallback: str
 ) -> None:
-    mesh = _mesh(lab, tmp_path, 3, backend)
+    mesh = meshes.get(backend)
+    lab = mesh.lab
     steps = [("Disabled", fallback.lower()), ("Enabled", "wireguard")]
-    gen = mesh.set_mode("Enabled", fallback=fallback, generation=2)
+    gen = mesh.set_mode("Enabled", fallback=fallback)
     assert mesh.wait_for("wireguard", timeout=slow(60))
     losses = []
     for mode, transport in steps:
@@ -128,7 +151,7 @@ def test_toggle_encryption_under_ping(
     else:
         assert max(len(lost) for lost in losses) <= 2, losses
     # every agent reports the generation it applied
-    store = tmp_path / "store" / "nodes"
+    store = mesh.workdir / "store" / "nodes"
     gens = {
         json.loads(p.read_text())["metadata"]["annotations"]["meshd.io/observed-generation"]
         for p in store.glob("*.json")
@@ -138,9 +161,12 @@ def test_toggle_encryption_under_ping(
 
 @pytest.mark.parametrize("backend", BACKEND)
 def test_agent_restart_keeps_traffic_and_writes_nothing(
-    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str
+    meshes: Meshes, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str
 ) -> None:
-    mesh = _mesh(lab, tmp_path, 3, backend)
+    mesh = meshes.get(backend)
+    lab = mesh.lab
+    mesh.set_mode("Enabled")  # as a new mesh has it: a toggle before may have left IPIP as the fallback
+    assert mesh.wait_for("wireguard", timeout=slow(60))
     victim = mesh.agents[1]
     ping = PingWatch.start(lab, mesh.nodes[0], mesh.nodes[1], tmp_path / "ping.txt")
     time.sleep(1)

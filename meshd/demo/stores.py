@@ -8,7 +8,6 @@ it, registers and removes node records, and switches the MeshConfig mode, each t
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,6 +15,7 @@ from typing import Any, Protocol
 import yaml
 
 from meshd.demo.netlab import Lab, LabNode
+from meshd.demo.nshttp import request_in_ns
 from meshd.fsutil import write_atomic
 
 Obj = dict[str, Any]
@@ -122,27 +122,12 @@ class ApiCallError(RuntimeError):
         self.status = status
 
 
-_HTTP = """\
-import sys, urllib.request, urllib.error
-method, url, ctype, body = sys.argv[1:5]
-req = urllib.request.Request(url, method=method, data=body.encode() or None, headers={"Content-Type": ctype})
-try:
-    with urllib.request.urlopen(req, timeout=10) as r:
-        print(r.status); print(r.read().decode())
-except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode())
-except OSError as e:
-    print(0); print(e)
-"""
-
-
 def http_in_ns(
     lab: Lab, ns: str, method: str, url: str, body: str = "", *, content_type: str = "application/json"
 ) -> tuple[int, str]:
-    """One HTTP request made from inside namespace `ns`: (status, body); status 0 when unreachable."""
-    res = lab.sh(ns, sys.executable, "-c", _HTTP, method, url, content_type, body, check=False)
-    head, _, rest = res.stdout.partition("\n")
-    return (int(head) if head.strip().isdigit() else 0), rest
+    """One HTTP request made from inside namespace `ns` (one of `lab`'s) by this process, no child
+    process: (status, body); status 0 when unreachable."""
+    return request_in_ns(ns, method, url, body, content_type=content_type)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -41,6 +41,8 @@ class RotationDriver:
     rekey: Callable[[NodeKey], None]  # the main device must carry this key from now on
     registry: CollectorRegistry
     trigger: Callable[[], None] = lambda: None  # asks for a pass (set once the loop exists)
+    on_rotated: Callable[[str], None] = lambda key: None  # a rotation completed (the new public key)
+    on_switch: Callable[[], Awaitable[None]] | None = None  # runs just before the main device's key changes
     timeout: float = 10.0  # how long a phase waits for a silent peer
     grace: float = 3.0  # how long an unneeded helper link stays (packets in flight)
     stale_after: float = 60.0  # a peer's rotation record unchanged this long is ignored
@@ -167,6 +169,8 @@ class RotationDriver:
         elif step is r.Step.SWITCH:
             await asyncio.to_thread(commit_next, self.key_file)
             new = await asyncio.to_thread(load, self.key_file)
+            if self.on_switch is not None:
+                await self.on_switch()
             self.rekey(new)
             return replace(identity, public_key=new.public_key(), key_proof=new.proof(self.name))
         elif step is r.Step.DONE:
@@ -177,6 +181,7 @@ class RotationDriver:
         key = identity.public_key.base64 if identity.public_key is not None else ""
         log.info("rotated key: node %s now uses %s...", self.name, key[:8])
         self._count.inc()
+        self.on_rotated(key)
         self._due = (
             None if not self._interval else self.clock() + self._interval * (1 - random.uniform(0, JITTER))
         )

@@ -102,6 +102,22 @@ class PskManager:
                 gone.task.cancel()
         self.states = states
 
+    async def own_key_changing(self) -> None:
+        """Our WireGuard key is about to change (a key rotation switches): every pair becomes a new one, so
+        clear every PSK now, before the new key is live. Both ends of each new pair then start without a
+        PSK (the peer makes a new entry for our new key) and exchange at once (the next pass plans them)."""
+        for st in self.states.values():
+            if st.task is not None:
+                st.task.cancel()
+        peers = sorted({st.pair.peer_key for st in self.states.values()} | self._with_psk, key=str)
+        self.states = {}
+        try:
+            if peers:
+                await self.device.set_preshared_keys([(k, None) for k in peers])
+            self._with_psk.clear()
+        except Exception:  # the rotation goes on: the stale PSKs are replaced by the next exchanges
+            log.exception("clearing the preshared keys before our key switch failed")
+
     async def _held(self) -> frozenset[PublicKey]:
         """Peers whose device entry holds a PSK now (an earlier run may have set it)."""
         reading = await self.device.observe_device()

@@ -16,6 +16,7 @@ from meshd.demo.agents import Mesh
 from meshd.demo.netlab import Lab, LabNode, build_cluster
 from meshd.demo.stores import FileStore
 from tests.support.observe import eventually, metric, wg_show
+from tests.support.psk import events
 from tests.support.rotation import (
     ROTATION,
     KeyWatch,
@@ -120,6 +121,10 @@ def test_keys_rotate_command_rotates_now(
     _no_loss(pings.stop(), capsys, "meshd keys rotate")
     _, text = mesh.agents[1].http_get(lab, "/metrics")
     assert metric(text, "meshd_key_rotations_total") == 1
+    assert eventually(lambda: len(events(store.root, "KeyRotated", n1.name)) == 1, timeout=15)
+    (event,) = events(store.root, "KeyRotated", n1.name)  # one Event, naming the new key
+    assert event["count"] == 1 and event["message"].endswith(new), event
+    assert not any(events(store.root, "KeyRotated", n.name) for n in (n0, n2))
 
 
 @pytest.mark.parametrize("killed", [0, 1], ids=["rotating-node", "hosting-peer"])

@@ -23,11 +23,11 @@ from meshd.fsutil import write_atomic
 from tests.support.kernel import BACKEND, slow
 from tests.support.observe import eventually, metric, wg_show
 from tests.support.pinging import PingWatch
+from tests.support.psk import NONE, all_agree, pair_psks, psks
 from tests.support.sniff import Sniffer, add_gateway, switch_ns
 
 pytestmark = pytest.mark.netns
 USERSPACE = ("--wireguard", "userspace")
-NONE = "(none)"
 
 
 @pytest.fixture
@@ -46,26 +46,6 @@ def write_config(mesh: Mesh, *, interval: str = "20s") -> None:
         "spec": {"wireguard": {"postQuantum": "Enabled", "pskRotationInterval": interval}},
     }
     write_atomic(root / "meshconfig.yaml", yaml.safe_dump(obj).encode())
-
-
-def psks(lab: Lab, node: LabNode) -> dict[str, str]:
-    """Peer public key -> its PSK as `wg show IF preshared-keys` prints it (never shown, only compared)."""
-    lines = wg_show(lab, node, "preshared-keys").splitlines()
-    return dict(line.split("\t") for line in lines if "\t" in line)
-
-
-def pair_psks(lab: Lab, nodes: list[LabNode]) -> dict[tuple[str, str], tuple[str, str]]:
-    """(a, b) -> (a's PSK for b, b's PSK for a), for every pair."""
-    keys = {n.name: wg_show(lab, n, "public-key") for n in nodes}
-    table = {n.name: psks(lab, n) for n in nodes}
-    return {
-        (a.name, b.name): (table[a.name].get(keys[b.name], "?"), table[b.name].get(keys[a.name], "?"))
-        for a, b in itertools.combinations(nodes, 2)
-    }
-
-
-def all_agree(got: dict[tuple[str, str], tuple[str, str]]) -> bool:
-    return all(x == y and x not in (NONE, "?") for x, y in got.values())
 
 
 def pq_peers(lab: Lab, agent: Agent) -> dict[str, dict[str, object]]:

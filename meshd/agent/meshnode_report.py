@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +35,7 @@ class MeshNodeReporter:
     """MeshNode writes so far (what the write-rate measurements count)."""
     _written: dict[str, Any] | None = None
     _seen: object = None
+    _psk: Mapping[str, str] | None = None
     _checked: float = field(default=float("-inf"))
     _failures: int = 0
     _loaded: bool = False
@@ -57,18 +58,25 @@ class MeshNodeReporter:
         if not self._loaded:  # what a previous run wrote: unchanged, it is not written again
             self._written = await self.store.read_meshnode(self.view.identity.name)
             self._loaded = True
-        now = self.clock()
+        now, psk = self.clock(), self.view.psk_states()
         fresh = last is not self._seen
         due = self._waiting_for_handshakes() and now - self._checked >= self.recheck
-        if not fresh and not due:
+        if not fresh and not due and psk == self._psk:
             return False
+        self._psk = psk
         if fresh:
             self.events.observe("local", local_events(self.view.identity.name, *last))
         self._seen = last
         if due:
             last, self._checked = await self._with_live_handshakes(last), now
         status = meshnode_status(
-            self.view.identity, snapshot, last, now=now, previous=self._written, stale_after=self.stale_after
+            self.view.identity,
+            snapshot,
+            last,
+            now=now,
+            previous=self._written,
+            stale_after=self.stale_after,
+            psk=psk,
         )
         if status == self._written:
             return False

@@ -11,7 +11,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,12 +19,13 @@ from prometheus_client import CollectorRegistry, Counter
 
 from keys.rotation import commit_next, discard_next, prepare_next
 from keys.store import NodeKey, load
+from keys.values import PublicKey
 from meshd.agent.helper_link import HelperLink, helper_port
 from meshd.core import rotation as r
 from meshd.core.local import Identity
 from meshd.core.model import LocalNode, Node, Snapshot
 from meshd.core.rotation_record import ROTATION, ROTATION_ACK, RotationAck, RotationRecord
-from meshd.core.state import DesiredState
+from meshd.core.state import DesiredState, PeerSpec
 from overlay.wireguard import OVERHEAD
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class RotationDriver:
     rekey: Callable[[NodeKey], None]  # the main device must carry this key from now on
     registry: CollectorRegistry
     trigger: Callable[[], None] = lambda: None  # asks for a pass (set once the loop exists)
+    on_rotated: Callable[[str], None] = lambda key: None  # a rotation completed (the new public key)
+    on_switch: Callable[[], Awaitable[None]] | None = None  # runs just before the main device's key changes
     timeout: float = 10.0  # how long a phase waits for a silent peer
     grace: float = 3.0  # how long an unneeded helper link stays (packets in flight)
     stale_after: float = 60.0  # a peer's rotation record unchanged this long is ignored
@@ -57,6 +60,9 @@ class RotationDriver:
     _reported: frozenset[str] = frozenset()
     _resumed: bool = False  # our record's ack was read once (after a restart)
     _mtu: int = 0
+    _recent: dict[PublicKey, tuple[PeerSpec, float]] = field(
+        default_factory=dict
+    )  # helper peers, last needed
 
     def __post_init__(self) -> None:
         self._helper_used = self.clock()
@@ -167,6 +173,8 @@ class RotationDriver:
         elif step is r.Step.SWITCH:
             await asyncio.to_thread(commit_next, self.key_file)
             new = await asyncio.to_thread(load, self.key_file)
+            if self.on_switch is not None:
+                await self.on_switch()
             self.rekey(new)
             return replace(identity, public_key=new.public_key(), key_proof=new.proof(self.name))
         elif step is r.Step.DONE:
@@ -177,6 +185,7 @@ class RotationDriver:
         key = identity.public_key.base64 if identity.public_key is not None else ""
         log.info("rotated key: node %s now uses %s...", self.name, key[:8])
         self._count.inc()
+        self.on_rotated(key)
         self._due = (
             None if not self._interval else self.clock() + self._interval * (1 - random.uniform(0, JITTER))
         )
@@ -210,12 +219,26 @@ class RotationDriver:
         own = next((n for n in snapshot.nodes if isinstance(n, Node) and n.name == self.name), None)
         return own.rotation_ack if own is not None else None
 
+    def _keep_recent(self, peers: tuple[PeerSpec, ...], now: float) -> tuple[PeerSpec, ...]:
+        """`peers` and those needed within `grace` seconds (unless a planned one took their addresses): a
+        peer removed and re-added between two phases (hosting a peer's rotation, then our own) loses its
+        session, and the packets its other end still sends on it."""
+        for p in peers:
+            self._recent[p.public_key] = (p, now)
+        self._recent = {k: v for k, v in self._recent.items() if now - v[1] < self.grace}
+        taken = {a for p in peers for a in p.allowed_ips}
+        planned = {p.public_key for p in peers}
+        return peers + tuple(
+            p for k, (p, _) in self._recent.items() if k not in planned and not p.allowed_ips & taken
+        )
+
     async def after_apply(self) -> None:
         """Delete the helper link once no rotation has needed it for `grace` seconds. Called after the
         pass applied its routes, so no route of ours points at the link when it goes."""
         needed = self.plan.peers or self.own is not None
         if needed:
-            await self.helper.ensure(port=self._port, mtu=self._mtu, peers=self.plan.peers, prune=True)
+            peers = self._keep_recent(self.plan.peers, self.clock())
+            await self.helper.ensure(port=self._port, mtu=self._mtu, peers=peers, prune=True)
         elif self._helper_up and self.clock() - self._helper_used >= self.grace:
             await self.helper.remove()
             self._helper_up = False

@@ -33,12 +33,17 @@ def make_status_store(settings: Settings) -> StatusStore:
     return KubeStatusStore(kubeconfig=settings.datastore.kubeconfig, namespace=namespace)
 
 
+def key_rotated(events: EventRecorder, me: str) -> Callable[[str], None]:
+    """What a completed key rotation calls: one KeyRotated Event on our Node, naming the new public key."""
+    return lambda key: events.emit(key_event(me, key, rotated=True))
+
+
 @contextlib.asynccontextmanager
 async def status_reporting(
     settings: Settings, view: MeshView, config_error: Callable[[], str | None], *, key_created: bool
 ) -> AsyncIterator[EventRecorder]:
     """Runs the MeshNode and MeshConfig-status reporters while the agent runs. Yields the recorder, whose
-    `emit(key_event(..., rotated=True))` is the hook for key rotation."""
+    `emit(key_event(..., rotated=True))` records key rotations (`key_rotated`)."""
     store = make_status_store(settings)
     events = EventRecorder(store)
     me, key = view.identity.name, view.identity.public_key

@@ -4,7 +4,7 @@ metrics. Their peer figures are read from the WireGuard device when asked, on th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +31,8 @@ class MeshView:
     """The snapshot the last complete pass applied (set with `last`)."""
     extra: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     """More top-level parts of /status, e.g. `postQuantum` (meshd.pq)."""
+    psk_states: Callable[[], Mapping[str, str]] = dict
+    """Peer -> its post-quantum PSK state (meshd.pq), for the MeshNode."""
 
     def peer_names(self) -> dict[str, str]:
         """Public key (base64) to node name, from the last plan."""

@@ -27,7 +27,7 @@ from meshd.agent.passes import AfterPass, PassDatastore
 from meshd.agent.reconciler import Reconciler
 from meshd.agent.rotation import RotationDriver
 from meshd.agent.settings import Settings
-from meshd.agent.status_wiring import status_reporting
+from meshd.agent.status_wiring import key_rotated, status_reporting
 from meshd.agent.underlay import underlay_mtu
 from meshd.agent.view import MeshView
 from meshd.core.local import Identity
@@ -36,7 +36,7 @@ from meshd.core.ports import WireGuardDevice
 from meshd.core.state import DesiredState
 from meshd.errors import UnsupportedError
 from meshd.pq.manager import PskDevice, PskManager
-from meshd.pq.report import PskCollector
+from meshd.pq.report import PskCollector, pair_states
 from meshd.pq.report import status as pq_status
 from overlay.detect import select_backend
 from overlay.device import KeyedDevice
@@ -162,6 +162,7 @@ def post_quantum(
     manager = PskManager(node=identity.name, device=wireguard)
     registry.register(PskCollector(manager))
     view.extra["postQuantum"] = lambda: pq_status(manager)
+    view.psk_states = lambda: pair_states(manager)
 
     async def update(local: LocalNode, desired: DesiredState) -> None:
         await manager.update(datastore.snapshot(), local, desired)
@@ -215,8 +216,13 @@ async def run_agent(settings: Settings) -> int:
     side = [r.run(stop) for r in (rotation, psk and psk[0]) if r]  # key rotation, PSK exchanges
     if rotation is not None:
         rotation.trigger = loop.trigger
+        rotation.on_switch = psk[0].own_key_changing if psk else None  # a PSK belongs to the pair's keys
     try:
-        async with status_reporting(settings, view, lambda: datastore.config_error, key_created=created):
+        async with status_reporting(
+            settings, view, lambda: datastore.config_error, key_created=created
+        ) as recorder:
+            if rotation is not None:
+                rotation.on_rotated = key_rotated(recorder, agent.node_name)
             await asyncio.gather(loop.run(stop), *side)
     finally:
         log.info("stopping; the dataplane stays in place")

@@ -6,7 +6,7 @@ on change: no per-handshake churn; a handshake time appears only once it is stal
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from meshd.core.local import Identity
@@ -34,7 +34,7 @@ class PeerFacts:
     reason: str | None
     handshake: str | None = None
     last_handshake: float | None = None
-    psk: str | None = None  # the pair's preshared-key state, once post-quantum keys exist (README)
+    psk: str | None = None  # the pair's post-quantum PSK state (active, stale, pending, off), if enabled
 
 
 def rfc3339(ts: float) -> str:
@@ -70,16 +70,19 @@ def peer_facts(
     *,
     now: float,
     stale_after: float = STALE_HANDSHAKE,
+    psk: Mapping[str, str] | None = None,
 ) -> tuple[PeerFacts, ...]:
-    """Every pair of the plan, with the handshake state of the WireGuard ones (from the observed device)."""
+    """Every pair of the plan, with the handshake state of the WireGuard ones (from the observed device)
+    and, given `psk` (peer -> state), their PSK state."""
     keys = {p.node: p.public_key for p in desired.peers}
     seen: dict[Any, ObservedPeer] = {
         p.public_key: p for p in (actual.wireguard.peers if actual.wireguard else ())
     }
-    return tuple(
+    facts = (
         _facts(pair, seen.get(keys.get(pair.node)), now=now, stale_after=stale_after)
         for pair in desired.pairs
     )
+    return tuple(replace(f, psk=(psk or {}).get(f.node)) if f.encrypted else f for f in facts)
 
 
 def _facts(pair: PairDecision, seen: ObservedPeer | None, *, now: float, stale_after: float) -> PeerFacts:
@@ -168,11 +171,12 @@ def meshnode_status(
     now: float,
     previous: Mapping[str, Any] | None = None,
     stale_after: float = STALE_HANDSHAKE,
+    psk: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The `status` of our MeshNode after a pass that applied `snapshot.config`. `previous`: the status
-    last written (its condition transition times are kept)."""
+    last written (its condition transition times are kept). `psk`: peer -> post-quantum PSK state."""
     desired, actual = last
-    facts = peer_facts(desired, actual, now=now, stale_after=stale_after)
+    facts = peer_facts(desired, actual, now=now, stale_after=stale_after, psk=psk)
     conds = conditions(facts, _should_encrypt(snapshot, identity.name), snapshot.config.mode)
     status: dict[str, Any] = {
         "observedGeneration": snapshot.config.generation,

@@ -28,6 +28,7 @@ from meshd.pq.wire import Init
 
 log = logging.getLogger(__name__)
 MAX_RETRY = 8.0  # seconds: far inside WireGuard's 60 s between a session's rekey and its rejection
+SETTLE = 2.0  # seconds a pair whose keys changed waits before its first exchange (its handshakes settle)
 TICK = 0.25
 
 
@@ -95,12 +96,29 @@ class PskManager:
                 continue
             if old is not None and old.task is not None:
                 old.task.cancel()
-            states[pair.peer] = PairState(pair, epoch=old.epoch if old else 0)
+            settle = self.clock() + SETTLE if old is not None else 0.0  # a key rotation: let it settle
+            states[pair.peer] = PairState(pair, epoch=old.epoch if old else 0, next_try=settle)
             self._with_psk.add(pair.peer_key)  # its device entry may hold a PSK of an earlier run
         for gone in self.states.values():
             if gone.task is not None:
                 gone.task.cancel()
         self.states = states
+
+    async def own_key_changing(self) -> None:
+        """Our WireGuard key is about to change (a key rotation switches): every pair becomes a new one, so
+        clear every PSK now, before the new key is live. Both ends of each new pair then start without a
+        PSK (the peer makes a new entry for our new key), then exchange (the next pass plans them)."""
+        for st in self.states.values():
+            if st.task is not None:
+                st.task.cancel()
+            st.since, st.next_try = None, float("inf")  # no exchange until the next pass adopts the new pair
+        peers = sorted({st.pair.peer_key for st in self.states.values()} | self._with_psk, key=str)
+        try:
+            if peers:
+                await self.device.set_preshared_keys([(k, None) for k in peers])
+            self._with_psk.clear()
+        except Exception:  # the rotation goes on: the stale PSKs are replaced by the next exchanges
+            log.exception("clearing the preshared keys before our key switch failed")
 
     async def _held(self) -> frozenset[PublicKey]:
         """Peers whose device entry holds a PSK now (an earlier run may have set it)."""

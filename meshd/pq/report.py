@@ -24,6 +24,16 @@ def pair_state(st: PairState, *, now: float, interval: float) -> str:
     return ACTIVE if now - st.since <= 2 * interval + 30 else STALE
 
 
+def pair_states(manager: PskManager) -> dict[str, str]:
+    """Peer -> its PSK state, for the MeshNode (states only: they change seldom, so writes stay rare);
+    empty while `postQuantum` is Disabled."""
+    plan, now = manager.plan, manager.clock()
+    if not plan.enabled:
+        return {}
+    states = {n: pair_state(st, now=now, interval=plan.interval) for n, st in manager.states.items()}
+    return states | {name: OFF for name, _ in plan.off}
+
+
 def status(manager: PskManager) -> dict[str, Any]:
     plan, now = manager.plan, manager.clock()
     peers: list[dict[str, Any]] = []

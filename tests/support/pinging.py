@@ -22,7 +22,7 @@ class PingWatch:
     def start(cls, lab: Lab, src: LabNode, dst: LabNode, out: Path) -> PingWatch:
         with out.open("wb") as sink:
             proc = lab.popen(
-                src.pod_ns, "ping", "-n", "-i", "0.05", "-W", "1", str(dst.pod_ips[0]),
+                src.pod_ns, "ping", "-n", "-D", "-i", "0.05", "-W", "1", str(dst.pod_ips[0]),
                 stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
         return cls(proc, out)

@@ -22,10 +22,11 @@ from tests.support.pinging import PingWatch
 ROTATION = "meshd.io/key-rotation"
 
 
-def set_rotation_interval(store: FileStore, interval: str) -> None:
+def set_rotation_interval(store: FileStore, interval: str, **wireguard: str) -> None:
+    """A new MeshConfig generation with `keyRotationInterval` and the other `spec.wireguard` fields given."""
     store.generation += 1
     obj = meshconfig_object("Enabled", "VXLAN", store.generation)
-    obj["spec"]["wireguard"] = {"keyRotationInterval": interval}
+    obj["spec"]["wireguard"] = {"keyRotationInterval": interval, **wireguard}
     write_atomic(store.root / "meshconfig.yaml", yaml.safe_dump(obj).encode())
 
 

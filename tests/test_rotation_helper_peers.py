@@ -1,0 +1,47 @@
+"""The helper link keeps a peer between two phases (hosting a peer's rotation, then our own): removed and
+re-added, the peer would lose its session while its other end still sends on it (a lost packet)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from keys.values import PrivateKey
+from meshd.agent.helper_link import HelperLink
+from meshd.agent.rotation import RotationDriver
+from meshd.core.state import PeerSpec
+
+
+def driver(clock: list[float]) -> RotationDriver:
+    def unused(*_: Any) -> Any:
+        raise AssertionError("no device here")
+
+    helper = HelperLink("wg-r", unused, unused)  # type: ignore[arg-type]
+    return RotationDriver(
+        name="a",
+        key_file=Path("/nonexistent"),
+        main="wg",
+        helper=helper,
+        rekey=unused,
+        registry=CollectorRegistry(),
+        clock=lambda: clock[0],
+    )
+
+
+def peer(cidr: str) -> PeerSpec:
+    return PeerSpec(PrivateKey.generate().public_key(), None, frozenset({ipaddress.ip_network(cidr)}))
+
+
+def test_a_peer_stays_for_grace_seconds_unless_its_addresses_moved() -> None:
+    clock = [0.0]
+    d = driver(clock)
+    b, c = peer("198.19.2.0/24"), peer("198.19.3.0/24")
+    assert d._keep_recent((b,), 0.0) == (b,)  # hosting b's rotation
+    clock[0] = 1.0
+    assert d._keep_recent((c,), 1.0) == (c, b)  # our own rotation starts: b stays a while
+    b2 = peer("198.19.2.0/24")  # b's next key on the helper takes b's addresses: the old entry goes
+    assert d._keep_recent((c, b2), 2.0) == (c, b2)
+    assert d._keep_recent((c,), 2.0 + d.grace) == (c,)  # b2 unneeded for grace seconds: gone

@@ -163,8 +163,11 @@ class FileDatastore:
     async def _follow(self) -> None:
         """Read again what inotify named (many events, one read each), or everything on the slow rescan."""
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races with the
+            # event it waits for, and close() then waits for this task forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._rescan_interval)
+                async with asyncio.timeout(self._rescan_interval):
+                    await self._wake.wait()
             self._wake.clear()
             keys, self._pending = self._pending, set()
             try:

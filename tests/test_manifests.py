@@ -148,7 +148,7 @@ def test_rbac_is_least_privilege(base: list[Doc]) -> None:
     expected = {("", "nodes", v) for v in ("get", "list", "watch", "patch")}
     expected |= {("meshd.io", "meshconfigs", v) for v in ("get", "list", "watch")}
     expected |= {("meshd.io", "meshconfigs/status", v) for v in ("get", "patch", "update")}
-    expected |= {("meshd.io", "meshnodes", v) for v in ("get", "list", "watch", "create")}
+    expected |= {("meshd.io", "meshnodes", v) for v in ("get", "list", "watch", "create", "patch")}
     expected |= {("meshd.io", "meshnodes/status", v) for v in ("get", "patch", "update")}
     expected |= {(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")}
     expected.add(("", "events", "get"))

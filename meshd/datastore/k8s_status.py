@@ -65,9 +65,20 @@ class KubeStatusStore:
         try:
             await api.call("POST", PATHS[MESHNODES], meshnode_object(name, uid))
         except PermanentApiError as exc:
-            if exc.status != 409:  # 409: it exists (we restarted)
+            if exc.status != 409:  # 409: it exists (we restarted, or an earlier Node of this name left it)
                 raise
+            await self._own(api, name, uid)
         self._created.add(name)
+
+    async def _own(self, api: KubeApi, name: str, uid: str) -> None:
+        """An existing MeshNode owned by an earlier Node of the same name (deleted before the garbage
+        collector got to its MeshNode) is handed to the current Node, so it goes with it."""
+        existing = await api.call("GET", f"{PATHS[MESHNODES]}/{name}")
+        owners = (existing.get("metadata") or {}).get("ownerReferences") or []
+        if [o.get("uid") for o in owners if isinstance(o, dict)] != [uid]:
+            meta = meshnode_object(name, uid)["metadata"]
+            body = {"metadata": {"ownerReferences": meta["ownerReferences"]}}
+            await api.call("PATCH", f"{PATHS[MESHNODES]}/{name}", body, content_type=MERGE_PATCH)
 
     async def _uid(self, kind: str, name: str) -> str | None:
         if (kind, name) not in self._uids:

@@ -52,6 +52,10 @@ def real_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealApi]:
 def reset(api: RealApi) -> None:
     """Back to the state right after the manifests were applied: no nodes, no agent pods."""
     api.kubectl("delete", "nodes", "--all", "--wait=false")
+    # what the garbage collector does to the MeshNodes those Nodes own (this server runs no
+    # kube-controller-manager): a later test's Node of the same name starts without one
+    api.kubectl("delete", "meshnodes", "--all", "--wait=false")
+    api.kubectl("delete", "events", "--all", "-n", "default", "--wait=false")  # each test counts its own
     api.kubectl(
         "delete", "pods", "-n", "kube-system", "-l", "meshd-test=agent", "--force", "--grace-period=0"
     )

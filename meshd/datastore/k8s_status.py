@@ -70,10 +70,11 @@ class KubeStatusStore:
             await self._own(api, name, uid)
         self._created.add(name)
 
-    async def _own(self, api: KubeApi, name: str, uid: str) -> None:
+    async def _own(self, api: KubeApi, name: str, uid: str, existing: dict[str, Any] | None = None) -> None:
         """An existing MeshNode owned by an earlier Node of the same name (deleted before the garbage
         collector got to its MeshNode) is handed to the current Node, so it goes with it."""
-        existing = await api.call("GET", f"{PATHS[MESHNODES]}/{name}")
+        if existing is None:
+            existing = await api.call("GET", f"{PATHS[MESHNODES]}/{name}")
         owners = (existing.get("metadata") or {}).get("ownerReferences") or []
         if [o.get("uid") for o in owners if isinstance(o, dict)] != [uid]:
             meta = meshnode_object(name, uid)["metadata"]
@@ -112,7 +113,10 @@ class KubeStatusStore:
         obj = await self._get(MESHNODES, name)
         if obj is None:
             return None
-        self._created.add(name)
+        uid = await self._uid("Node", name)
+        if uid is not None:  # kept as ours only once it is owned by the Node of this name that exists now
+            await self._own(await self._connect(), name, uid, obj)
+            self._created.add(name)
         status = obj.get("status")
         return status if isinstance(status, dict) else None
 

@@ -219,6 +219,8 @@ class RealStore:
 
     def remove(self, name: str) -> None:
         self.api.kubectl("delete", "node", name)
+        # the garbage collector's part (no kube-controller-manager here): its MeshNode goes with it
+        self.api.kubectl("delete", "meshnode", name, "--ignore-not-found", "--wait=false")
 
     def node(self, name: str) -> Obj | None:
         res = self.api.kubectl("get", "node", name, "-o", "json", check=False)

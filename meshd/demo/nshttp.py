@@ -5,41 +5,16 @@ the emulated test VM each one costs seconds."""
 
 from __future__ import annotations
 
-import ctypes
 import http.client
-import os
 import socket
-import threading
 from urllib.parse import urlsplit
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from meshd.rtnl import in_netns
 
 
 def connect_in_ns(ns: str, host: str, port: int, timeout: float) -> socket.socket:
     """A TCP connection to host:port made inside network namespace `ns` (named by `ip netns`)."""
-    out: list[socket.socket | BaseException] = []
-
-    def work() -> None:
-        try:
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns into {ns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            out.append(socket.create_connection((host, port), timeout=timeout))
-        except BaseException as exc:
-            out.append(exc)
-
-    worker = threading.Thread(target=work, name=f"netns-{ns}", daemon=True)
-    worker.start()
-    worker.join()
-    result = out[0]
-    if isinstance(result, BaseException):
-        raise result
-    return result
+    return in_netns(ns, lambda: socket.create_connection((host, port), timeout=timeout))
 
 
 class _NsConnection(http.client.HTTPConnection):

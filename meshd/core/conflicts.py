@@ -107,9 +107,8 @@ def _duplicate_keys(nodes: Sequence[Node]) -> tuple[frozenset[PublicKey], dict[s
     unusable: set[PublicKey] = set()
     copiers: dict[str, str] = {}
     problems = []
-    for key, holders in sorted(owners.items()):
-        if len(holders) < 2:
-            continue
+    shared = sorted((key, holders) for key, holders in owners.items() if len(holders) > 1)
+    for key, holders in shared:  # sorting only the shared keys: sorting every key costs more than the rest
         names = sorted(n.name for n in holders)
         provers = sorted(
             n.name for n in holders if n.key_proof is not None and n.key_proof.proves(n.name, key)

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keys.values import PublicKey
+from meshd.agent.passes import PlanMemo
 from meshd.core.incremental import Planned, replan
 from meshd.core.model import (
     Endpoint,
@@ -23,6 +24,8 @@ from meshd.core.model import (
     Transport,
 )
 from meshd.core.planner import plan
+from meshd.core.state import DeviceNames
+from tests.fakes.dataplane import actual_of
 from tests.test_properties import SETTINGS, configs, nodes
 
 KEY_POOL = 12  # small: keys sometimes collide, so duplicate-key facts come and go
@@ -103,3 +106,17 @@ def test_a_change_to_one_node_decides_only_its_pair_and_a_shared_fact_decides_ev
 
     # a MeshConfig change decides every pair again
     assert replan(first, Snapshot.of(cluster, replace(MeshConfig(), generation=2)), local).decided == 39
+
+
+def test_the_pass_memo_replans_incrementally_and_skips_the_diff_of_an_unchanged_kernel() -> None:
+    cluster = [_node(i) for i in range(10)]
+    memo, local, names = PlanMemo(), LocalNode(cluster[0]), DeviceNames()
+    desired = memo.plan(Snapshot.of(cluster), local, names)
+    assert memo.plan(Snapshot.of(cluster), local, names) is desired, "nothing changed: nothing planned"
+    grown = memo.plan(Snapshot.of([*cluster, _node(10)]), local, names)
+    assert grown == plan(Snapshot.of([*cluster, _node(10)]), local, names=names)
+    actions = memo.diff(grown, actual_of(grown))
+    assert actions == (), "the kernel holds the plan"
+    behind = actual_of(desired)  # a full read that is a new object, equal to the last one: same answer
+    actions = memo.diff(grown, behind)
+    assert actions and memo.diff(grown, actual_of(desired)) is actions

@@ -73,7 +73,8 @@ class PlanMemo:
 
     def diff(self, desired: DesiredState, actual: ActualState) -> tuple[Action, ...]:
         last = self._diff
-        if last is None or last[0] is not desired or last[1] is not actual:
+        if last is None or last[0] is not desired or (last[1] is not actual and last[1] != actual):
+            # a resync's fresh read is a new object: comparing it costs a fraction of diffing it
             self._diff = last = (desired, actual, diff(desired, actual))
         return last[2]
 

@@ -71,12 +71,14 @@ class PlanMemo:
             self._plan = last = (key, replan(last and last[1], snapshot, local, names=names))
         return last[1].state
 
-    def diff(self, desired: DesiredState, actual: ActualState) -> tuple[Action, ...]:
+    def diff(self, desired: DesiredState, actual: ActualState) -> tuple[tuple[Action, ...], ActualState]:
+        """The actions, and the view they were diffed against: the last one when `actual` equals it (a
+        resync's fresh read is a new object; comparing costs a fraction of diffing), so that what follows
+        (the report) sees one object while the kernel holds still."""
         last = self._diff
         if last is None or last[0] is not desired or (last[1] is not actual and last[1] != actual):
-            # a resync's fresh read is a new object: comparing it costs a fraction of diffing it
             self._diff = last = (desired, actual, diff(desired, actual))
-        return last[2]
+        return last[2], last[1]
 
 
 @dataclass
@@ -125,7 +127,7 @@ class ReconcilePass:
             desired = self.memo.plan(snapshot, local, self.dataplane.names)
             if self.rotation is not None:
                 desired = self.rotation.after_plan(desired)
-            actions = self.memo.diff(desired, actual)
+            actions, actual = self.memo.diff(desired, actual)
         except Exception as exc:
             raise PassError("plan", exc) from exc
         encryption = snapshot.config.mode != EncryptionMode.DISABLED

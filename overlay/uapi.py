@@ -8,6 +8,7 @@ one are already applied. `replace_peers` is never emitted; peers change one at a
 from __future__ import annotations
 
 import errno as errno_mod
+import functools
 import ipaddress
 import os
 from collections.abc import Iterable, Sequence
@@ -166,7 +167,11 @@ def _pairs(reply: str) -> list[tuple[str, str]]:
 
 def reply_errno(reply: str) -> int:
     """The `errno=N` that ends every reply."""
-    for key, value in reversed(_pairs(reply)):
+    return _errno(_pairs(reply))
+
+
+def _errno(pairs: Sequence[tuple[str, str]]) -> int:
+    for key, value in reversed(pairs):
         if key == "errno":
             try:
                 return int(value)
@@ -210,6 +215,22 @@ class _PeerFields:
         )
 
 
+# Every resync reads the same peers again: their values are parsed once and the parsed (immutable) values
+# shared, which also makes the next read compare equal to the last one quickly. Never the private key.
+PARSED_VALUES = 1 << 14
+
+
+@functools.lru_cache(maxsize=PARSED_VALUES)
+def _public_key(value: str) -> PublicKey:
+    return PublicKey.from_hex(value)
+
+
+@functools.lru_cache(maxsize=PARSED_VALUES)
+def _network(value: str) -> IPNetwork:
+    return ipaddress.ip_network(value, strict=False)
+
+
+@functools.lru_cache(maxsize=PARSED_VALUES)
 def _parse_endpoint(value: str) -> Endpoint | None:
     """wireguard-go may show a link-local v6 endpoint with a zone (`[fe80::1%eth0]:p`): not ours, None."""
     try:
@@ -223,7 +244,7 @@ def _apply_peer_field(peer: _PeerFields, key: str, value: str) -> None:
         case "endpoint":
             peer.endpoint = _parse_endpoint(value)
         case "allowed_ip":
-            peer.allowed_ips = peer.allowed_ips | {ipaddress.ip_network(value, strict=False)}
+            peer.allowed_ips = peer.allowed_ips | {_network(value)}
         case "persistent_keepalive_interval":
             peer.keepalive = int(value)
         case "last_handshake_time_sec":
@@ -242,14 +263,17 @@ def _apply_peer_field(peer: _PeerFields, key: str, value: str) -> None:
 
 def parse_get(reply: str) -> WireGuardReading:
     """Parse a `get=1` reply (raises UapiError for a non-zero errno)."""
-    check_reply(reply, "reading the device")
+    pairs = _pairs(reply)
+    code = _errno(pairs)
+    if code != 0:
+        raise UapiError("reading the device", code)
     public_key: PublicKey | None = None
     listen_port = 0
     peers: list[_PeerFields] = []
-    for key, value in _pairs(reply):
+    for key, value in pairs:
         try:
             if key == "public_key":
-                peers.append(_PeerFields(PublicKey.from_hex(value)))
+                peers.append(_PeerFields(_public_key(value)))
             elif key == "private_key":
                 raw = bytes.fromhex(value)
                 public_key = PrivateKey(raw).public_key() if any(raw) else None

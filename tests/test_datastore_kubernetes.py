@@ -129,14 +129,16 @@ async def test_node_add_modify_delete_and_garbage(
     kube.put("nodes", _node("b", 2))
     ds = await _started(make_ds)
     kube.put("nodes", _node("c", 3))
-    await _until_changed(ds, lambda s: _names(s) == ["a", "b", "c"])
+    first = await _until_changed(ds, lambda s: _names(s) == ["a", "b", "c"])
+    assert ds.snapshot() is first, "nothing changed: the same snapshot and records, shared, not rebuilt"
     kube.put("nodes", _node("a", 9))
     snap = await _until_changed(
         ds, lambda s: isinstance(s.nodes[0], Node) and s.nodes[0].pod_cidrs[0].network_address.packed[2] == 9
     )
     assert str(snap.nodes[0].underlay_ip) == "198.18.0.9"  # type: ignore[union-attr]
     kube.remove("nodes", "b")
-    await _until_changed(ds, lambda s: _names(s) == ["a", "c"])
+    after = await _until_changed(ds, lambda s: _names(s) == ["a", "c"])
+    assert after.nodes[1] is first.nodes[2], "an unchanged node keeps its decoded record"
     kube.put("nodes", _node("c", 3, **{KEY: "garbage"}))
     snap = await _until_changed(ds, lambda s: isinstance(s.nodes[1], InvalidNode))
     assert isinstance(snap.nodes[0], Node), "one bad node does not disturb the others"

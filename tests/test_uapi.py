@@ -189,6 +189,8 @@ def test_parse_get_reply() -> None:
         25,
     )
     assert second.endpoint == EP6 and second.last_handshake is None and second.allowed_ips == frozenset()
+    again = uapi.parse_get(reply).peers[0]  # the next read shares the values already parsed
+    assert again == first and again.public_key is first.public_key and again.endpoint is first.endpoint
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ from meshd.agent.report import Report
 from meshd.agent.view import MeshView
 from meshd.core.actions import Action
 from meshd.core.diff import diff
+from meshd.core.incremental import Planned, replan
 from meshd.core.local import Identity, annotations_to_publish, local_node
 from meshd.core.model import EncryptionMode, IPNetwork, LocalNode, Node, Snapshot
-from meshd.core.planner import plan
 from meshd.core.ports import Applied, Dataplane, Datastore
 from meshd.core.state import ActualState, DesiredState, DeviceNames
 
@@ -58,22 +58,27 @@ class PassDatastore(Datastore, Protocol):
 @dataclass
 class PlanMemo:
     """The last plan and diff, reused while their inputs are unchanged: a pass that finds the datastore and
-    the kernel as the last pass left them plans and diffs nothing. Both stay pure functions of their inputs."""
+    the kernel as the last pass left them plans and diffs nothing, and a pass after a change decides again
+    only the pairs it touches (meshd.core.incremental). Both stay pure functions of their inputs."""
 
-    _plan: tuple[tuple[object, ...], DesiredState] | None = None
+    _plan: tuple[tuple[object, ...], Planned] | None = None
     _diff: tuple[DesiredState, ActualState, tuple[Action, ...]] | None = None
 
     def plan(self, snapshot: Snapshot, local: LocalNode, names: DeviceNames) -> DesiredState:
         key = (snapshot.nodes, snapshot.config, local, names)
-        if self._plan is None or self._plan[0] != key:
-            self._plan = (key, plan(snapshot, local, names=names))
-        return self._plan[1]
+        last = self._plan
+        if last is None or last[0] != key:
+            self._plan = last = (key, replan(last and last[1], snapshot, local, names=names))
+        return last[1].state
 
-    def diff(self, desired: DesiredState, actual: ActualState) -> tuple[Action, ...]:
+    def diff(self, desired: DesiredState, actual: ActualState) -> tuple[tuple[Action, ...], ActualState]:
+        """The actions, and the view they were diffed against: the last one when `actual` equals it (a
+        resync's fresh read is a new object; comparing costs a fraction of diffing), so that what follows
+        (the report) sees one object while the kernel holds still."""
         last = self._diff
-        if last is None or last[0] is not desired or last[1] is not actual:
+        if last is None or last[0] is not desired or (last[1] is not actual and last[1] != actual):
             self._diff = last = (desired, actual, diff(desired, actual))
-        return last[2]
+        return last[2], last[1]
 
 
 @dataclass
@@ -122,7 +127,7 @@ class ReconcilePass:
             desired = self.memo.plan(snapshot, local, self.dataplane.names)
             if self.rotation is not None:
                 desired = self.rotation.after_plan(desired)
-            actions = self.memo.diff(desired, actual)
+            actions, actual = self.memo.diff(desired, actual)
         except Exception as exc:
             raise PassError("plan", exc) from exc
         encryption = snapshot.config.mode != EncryptionMode.DISABLED

@@ -37,6 +37,17 @@ class ClusterView:
         """Why the pair (local, peer) is out of the mesh, or None. Symmetric in its two names."""
         return self.excluded.get(local) or self.excluded.get(peer)
 
+    def facts(self, node: Node) -> tuple[object, ...]:
+        """Every cluster-wide fact about `node` that a pair decision may read (meshd.core.pairs and the
+        transports' blockers): a decision whose two nodes and their facts are unchanged stays the same."""
+        mac = node.vxlan_mac.lower() if node.vxlan_mac is not None else None
+        return (
+            self.excluded.get(node.name),
+            node.name in self.key_copiers,
+            node.public_key in self.duplicate_keys,
+            mac in self.duplicate_macs,
+        )
+
 
 def cluster_view(local: Node, records: Iterable[NodeRecord]) -> ClusterView:
     """Sort the records out: drop our own, report invalid and ambiguous ones, find global conflicts."""
@@ -96,9 +107,8 @@ def _duplicate_keys(nodes: Sequence[Node]) -> tuple[frozenset[PublicKey], dict[s
     unusable: set[PublicKey] = set()
     copiers: dict[str, str] = {}
     problems = []
-    for key, holders in sorted(owners.items()):
-        if len(holders) < 2:
-            continue
+    shared = sorted((key, holders) for key, holders in owners.items() if len(holders) > 1)
+    for key, holders in shared:  # sorting only the shared keys: sorting every key costs more than the rest
         names = sorted(n.name for n in holders)
         provers = sorted(
             n.name for n in holders if n.key_proof is not None and n.key_proof.proves(n.name, key)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from meshd.core.conflicts import cluster_view
+from meshd.core.conflicts import ClusterView, cluster_view
 from meshd.core.guard import plan_guards
-from meshd.core.model import LocalNode, Snapshot, Transport
+from meshd.core.model import LocalNode, MeshConfig, Snapshot, Transport
 from meshd.core.pairs import decide_pair
 from meshd.core.registry import TRANSPORTS
 from meshd.core.state import DesiredState, DeviceNames, Problem, Route
@@ -25,13 +25,20 @@ def plan(snapshot: Snapshot, local: LocalNode, *, names: DeviceNames = DEFAULT_N
     """The desired kernel state of `local` for this snapshot: devices, peers, FDB/neighbours, routes."""
     view = cluster_view(local.node, snapshot.nodes)
     pairs = tuple(decide_pair(local, peer, config=snapshot.config, view=view) for peer in view.remotes)
-    ctx = PlanContext(local, snapshot.config, names, device_addresses(local.node.pod_cidrs))
+    return assemble(pairs, local, snapshot.config, view, names)
+
+
+def assemble(
+    pairs: Sequence[PairPlan], local: LocalNode, config: MeshConfig, view: ClusterView, names: DeviceNames
+) -> DesiredState:
+    """The desired state from the pairs' decisions (one per remote of `view`, in its order)."""
+    ctx = PlanContext(local, config, names, device_addresses(local.node.pod_cidrs))
     state = DesiredState(pairs=tuple(p.decision for p in pairs))
     for encapsulation in TRANSPORTS.values():
         state = encapsulation.plan(state, pairs, ctx)
     routes, route_problems = plan_routes(pairs, names)
     problems = (*view.problems, *_pair_problems(pairs), *route_problems)
-    guards = plan_guards(snapshot.config, local.node, view, (r.dst for r in routes))
+    guards = plan_guards(config, local.node, view, (r.dst for r in routes))
     return replace(state, routes=routes, problems=problems, guards=guards)
 
 

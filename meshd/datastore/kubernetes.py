@@ -96,6 +96,7 @@ class KubernetesDatastore:
         self._reflectors: list[Reflector] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
+        self._snapshot: Snapshot | None = None  # the last snapshot, shared until something changes
 
     @property
     def failure(self) -> str | None:
@@ -122,6 +123,16 @@ class KubernetesDatastore:
             self._tasks.append(task)
 
     def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            self._snapshot = self._build_snapshot()
+        return self._snapshot
+
+    def _touch(self) -> None:
+        """Something the snapshot holds changed: the next one is built afresh, and the loop wakes."""
+        self._snapshot = None
+        self._changed.set()
+
+    def _build_snapshot(self) -> Snapshot:
         records = tuple(self._record(name, obj) for name, obj in sorted(self._nodes.items()))
         for gone in self._records.keys() - self._nodes.keys():
             del self._records[gone]
@@ -225,7 +236,7 @@ class KubernetesDatastore:
         old = self._nodes.get(name)
         if name and (old is None or not _older(obj, old)):
             self._nodes[name] = obj
-            self._changed.set()
+            self._touch()
 
     def _on_list(self, resource: str, items: list[Obj]) -> None:
         if resource == NODES:
@@ -237,7 +248,7 @@ class KubernetesDatastore:
             changed = self._set_config(found)
         if changed or resource not in self._listed:
             self._listed.add(resource)
-            self._changed.set()
+            self._touch()
 
     def _on_event(self, resource: str, kind: str, obj: Obj) -> None:
         name = str(_meta(obj).get("name", ""))
@@ -245,11 +256,11 @@ class KubernetesDatastore:
             if kind == "DELETED":
                 if self._nodes.pop(name, None) is not None:
                     log.info("node %s deleted", name)
-                    self._changed.set()
+                    self._touch()
             else:
                 self._remember(obj)
         elif name == MESHCONFIG_NAME and self._set_config(None if kind == "DELETED" else obj):
-            self._changed.set()
+            self._touch()
 
     def _set_config(self, obj: Obj | None) -> bool:
         """Decode a new MeshConfig version; a bad one leaves the previous one in force. True if it changed."""

@@ -1,0 +1,59 @@
+"""Incremental planning: the next plan from the last one, deciding again only the pairs a change touches.
+Pure: the last plan goes in, the next one comes out, and `replan(...).state` always equals
+`plan(snapshot, local, names=names)` (the property test in tests/test_properties.py holds them equal).
+
+Cluster-wide conflicts (duplicate keys and MACs, overlapping pod CIDRs, invalid records) are found again
+over the whole snapshot each time: they are global facts. A pair is decided again only when the peer's
+record, the facts about either node (`ClusterView.facts`), the MeshConfig, the local node or the device
+names changed; so a change that alters a cluster-wide fact decides again every pair that fact touches.
+Unchanged peers keep their decoded record and their decision: shared, not copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from meshd.core.conflicts import cluster_view
+from meshd.core.model import LocalNode, Node, Snapshot
+from meshd.core.pairs import decide_pair
+from meshd.core.planner import DEFAULT_NAMES, assemble
+from meshd.core.state import DesiredState, DeviceNames
+from meshd.core.transport import PairPlan
+
+Decided = tuple[Node, tuple[object, ...], PairPlan]
+"""A peer's record, the cluster-wide facts about it, and the decision made from them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A plan and what it was decided from, for the next `replan`."""
+
+    state: DesiredState
+    context: tuple[object, ...]  # MeshConfig, local node, device names, the facts about the local node
+    pairs: Mapping[str, Decided]  # peer name -> its decision, in the order of the view's remotes
+    decided: int = 0  # pairs decided afresh by this plan (the rest were reused)
+
+
+def replan(
+    previous: Planned | None, snapshot: Snapshot, local: LocalNode, *, names: DeviceNames = DEFAULT_NAMES
+) -> Planned:
+    """The plan for `snapshot`, reusing the decisions of `previous` whose inputs did not change."""
+    view = cluster_view(local.node, snapshot.nodes)
+    context = (snapshot.config, local, names, view.facts(local.node))
+    last: Mapping[str, Decided] = {}
+    if previous is not None and previous.context == context:
+        last = previous.pairs
+    pairs: dict[str, Decided] = {}
+    decided = 0
+    for peer in view.remotes:
+        facts, kept = view.facts(peer), last.get(peer.name)
+        if kept is not None and (kept[0] is peer or kept[0] == peer) and kept[1] == facts:
+            pairs[peer.name] = kept
+            continue
+        pairs[peer.name] = (peer, facts, decide_pair(local, peer, config=snapshot.config, view=view))
+        decided += 1
+    plans = tuple(entry[2] for entry in pairs.values())
+    state = assemble(plans, local, snapshot.config, view, names)
+    return Planned(state, context, MappingProxyType(pairs), decided)

@@ -53,6 +53,18 @@ def _open(groups: int) -> socket.socket:
     return sock
 
 
+def enter_netns(netns: str) -> None:
+    """Move the calling thread into network namespace `netns` (threads it starts later follow it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/var/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"entering network namespace {netns}: {os.strerror(code)}")
+    finally:
+        os.close(fd)
+
+
 def in_netns(netns: str, make: Callable[[], T]) -> T:
     """`make()` run in network namespace `netns`, from a short-lived thread that enters it (setns changes
     only that thread), e.g. to open a socket that then stays in that namespace."""
@@ -60,14 +72,7 @@ def in_netns(netns: str, make: Callable[[], T]) -> T:
 
     def enter_and_make() -> None:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/var/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    code = ctypes.get_errno()
-                    raise OSError(code, f"entering network namespace {netns}: {os.strerror(code)}")
-            finally:
-                os.close(fd)
+            enter_netns(netns)
             result.append(make())
         except BaseException as exc:  # handed to the caller's thread
             result.append(exc)

@@ -4,6 +4,7 @@ way the DaemonSet runs them. Tests using them are marked `realapi` (and `netns`)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ from tests.support.realapi import REPO, RealApi, RealStore
 # without anything being wrong. Tests never assert times, so none of these either.
 settings.register_profile("meshd", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("meshd")
+
+# Agents and meshd commands in labs are forks of one warm server (meshd/demo/forked.py), not a cold Python
+# each: a second here, minutes in the test VM. The demo and the benchmarks keep starting them cold.
+os.environ.setdefault("MESHD_LAB_FORK", "1")
 
 MANIFESTS = REPO / "manifests"
 

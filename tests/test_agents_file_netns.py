@@ -199,9 +199,8 @@ def test_cleanup_removes_what_meshd_owns(lab: Lab, tmp_path: Path, backend: str)
         "SIGTERM must keep the mesh"
     )
     lab.ip(node.ns, "route", "add", "198.19.200.0/24", "dev", "eth0", "proto", "static")  # not ours
-    argv = agent.argv()
-    res = lab.sh(node.ns, *argv[: argv.index("run")], "cleanup", *argv[argv.index("run") + 1 :], check=False)
-    assert res.returncode == 0, res.stderr
+    code, out = agent.command(lab, "cleanup")
+    assert code == 0, out
     links = lab.ip(node.ns, "-br", "link").stdout
     assert node.wg_name not in links and "meshd-vxlan" not in links
     assert link_names(lab, node.ns) == links_before - {node.wg_name, "meshd-vxlan"}, "a link not ours went"
@@ -218,6 +217,7 @@ def test_a_file_datastore_agent_never_imports_the_kubernetes_client(
     """Lazy imports (memory): a whole run on the file datastore, mesh formed, loads neither the Kubernetes
     client nor its pydantic models. Python reports every import it makes (PYTHONPROFILEIMPORTTIME)."""
     monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # inherited by the agents through `ip netns exec`
+    monkeypatch.setenv("MESHD_LAB_FORK", "0")  # a cold start, as a user's: a fork inherits warm imports
     mesh = Mesh(lab, build_cluster(lab, 2), tmp_path)
     mesh.start()
     assert mesh.wait_for("wireguard"), "the agents did not converge"

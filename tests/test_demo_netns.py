@@ -4,6 +4,7 @@ wireguard-go processes and sockets, and the root namespace's links, addresses, r
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -56,6 +57,7 @@ def test_the_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> N
     svg = tmp_path / "mesh.svg"
     res = subprocess.run(
         [sys.executable, "-m", "meshd", "demo", "--nodes", "2", "--graph", str(svg)],
+        env={**os.environ, "MESHD_LAB_FORK": "0"},  # the demo as a user runs it: agents started cold
         capture_output=True,
         text=True,
         timeout=600,

@@ -120,9 +120,8 @@ def test_required_never_sends_pod_traffic_in_clear(lab: Lab, tmp_path: Path) -> 
 def _cleanup_removes_guards(lab: Lab, mesh: Mesh, workdir: Path) -> None:
     node, agent = mesh.nodes[0], mesh.agents[0]
     agent.stop()
-    argv = agent.argv()
-    res = lab.sh(node.ns, *argv[: argv.index("run")], "cleanup", *argv[argv.index("run") + 1 :], check=False)
-    assert res.returncode == 0, res.stderr
+    code, out = agent.command(lab, "cleanup")
+    assert code == 0, out
     assert owned_routes(lab, node).strip() == ""
     assert not (workdir / "keys" / f"{node.name}.guards.json").exists()
 

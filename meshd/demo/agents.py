@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from meshd.cli.status import fetch_status
-from meshd.demo.netlab import Lab, LabNode
+from meshd.demo.netlab import Lab, LabNode, Proc
 from meshd.demo.stores import FileStore, Store, http_in_ns
 from meshd.errors import ConfigError
 
@@ -27,7 +27,7 @@ class Agent:
     node: LabNode
     workdir: Path
     store: Store
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Proc | None = None
     extra: tuple[str, ...] = ()
 
     @property
@@ -44,9 +44,14 @@ class Agent:
         return self.workdir / "cni" / self.node.name
 
     def argv(self) -> list[str]:
+        """The agent's command line as a user types it."""
+        return [sys.executable, "-m", "meshd", *self.args()]
+
+    def args(self) -> list[str]:
+        """`meshd ARGS` for this agent."""
         n = self.node
         args = [
-            sys.executable, "-m", "meshd", "--log-format", "json", "run",
+            "--log-format", "json", "run",
             "--node-name", n.name,
             "--key-file", str(self.workdir / "keys" / f"{n.name}.key"),
             "--interface", n.wg_name,
@@ -59,8 +64,14 @@ class Agent:
 
     def start(self, lab: Lab) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = lab.popen(self.node.ns, *self.argv(), stdout=log, stderr=subprocess.STDOUT)
+        self.proc = lab.meshd(self.node.ns, self.args(), self.log_path)
+
+    def command(self, lab: Lab, name: str, *, timeout: float = 60) -> tuple[int, str]:
+        """Another meshd command (e.g. `cleanup`) with this agent's flags, in its namespace: (code, output)."""
+        args = self.args()
+        at = args.index("run")
+        log = self.log_path.with_name(f"{self.node.name}-{name}.log")
+        return lab.meshd_run(self.node.ns, [*args[:at], name, *args[at + 1 :]], log, timeout=timeout)
 
     def stop(self, sig: int = signal.SIGTERM, *, timeout: float = 10) -> int | None:
         """Stop this agent process (only it: wireguard-go, detached, keeps running)."""

@@ -13,13 +13,34 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
+
+from meshd.demo import forked
 
 SLOW = float(os.environ.get("MESHD_LAB_SLOW", "1"))
 """Scales every command timeout: a slow machine (the test VM, emulated) starts processes far slower."""
+
+
+def forking() -> bool:
+    """MESHD_LAB_FORK=1: meshd commands are forks of a warm server (forked.py), not a cold Python each.
+    The tests set it (a cold start takes a second here and minutes in the test VM); the demo and the
+    benchmarks start meshd cold, as a user does."""
+    return os.environ.get("MESHD_LAB_FORK") == "1"
+
+
+class Proc(Protocol):
+    """What the lab needs of a process it started: `subprocess.Popen` or `forked.Forked`."""
+
+    @property
+    def pid(self) -> int: ...
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def kill(self) -> None: ...
 
 
 def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -35,7 +56,7 @@ class Lab:
 
     token: str = field(default_factory=lambda: secrets.token_hex(3))
     namespaces: list[str] = field(default_factory=list)
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    procs: list[Proc] = field(default_factory=list)
 
     def ns(self, role: str) -> str:
         name = f"mt{self.token}-{role}"
@@ -66,6 +87,28 @@ class Lab:
         p: subprocess.Popen[bytes] = subprocess.Popen(argv, **kw)  # type: ignore[call-overload]
         self.procs.append(p)
         return p
+
+    def meshd(self, ns: str | None, args: Sequence[str], log: Path) -> Proc:
+        """`meshd ARGS` in `ns`, its output appended to `log`: a fork of a warm server when forking(),
+        else `python -m meshd` (the same `main()`)."""
+        if forking():
+            proc: Proc = forked.start(ns, args, log)
+            self.procs.append(proc)
+            return proc
+        with log.open("ab") as out:
+            return self.popen(ns, sys.executable, "-m", "meshd", *args, stdout=out, stderr=subprocess.STDOUT)
+
+    def meshd_run(
+        self, ns: str | None, args: Sequence[str], log: Path, *, timeout: float = 60
+    ) -> tuple[int, str]:
+        """`meshd ARGS` in `ns` to its end (as `meshd()` starts it): (exit code, its output)."""
+        if forking():
+            return forked.run(ns, args, log, timeout=timeout * SLOW)
+        cmd = [sys.executable, "-m", "meshd", *args]
+        res = (
+            self.sh(ns, *cmd, check=False, timeout=timeout) if ns else run(cmd, check=False, timeout=timeout)
+        )
+        return res.returncode, res.stdout + res.stderr
 
     def veth(self, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
         run(["ip", "-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b])
@@ -99,7 +142,7 @@ class Lab:
         self.close()
 
 
-def _stop(pid: int, proc: subprocess.Popen[bytes] | None) -> None:
+def _stop(pid: int, proc: Proc | None) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 3

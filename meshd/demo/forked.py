@@ -1,0 +1,113 @@
+"""meshd commands run as forks of one warm process instead of a cold `python -m meshd` each.
+
+A cold start imports meshd's whole stack (kubernetes, cryptography, pyroute2, aiohttp): about a second on
+a normal host, and 11-137 s in the test VM, where Python runs emulated. multiprocessing's fork server
+imports it once; each command is a fork of that server which enters its node's network namespace and
+calls `meshd.cli.main(argv)`, exactly what the console script calls. Each is a separate, real process,
+stopped by its PID like any other (`ip netns exec` also gives a command its own /sys and /etc/netns
+mounts: meshd reads neither).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from multiprocessing.context import ForkServerContext, ForkServerProcess
+from pathlib import Path
+
+from meshd.rtnl import enter_netns
+
+_PACKAGES = ("meshd", "overlay", "vxlan", "keys")
+_ROOT = Path(__file__).resolve().parents[2]
+_context: list[ForkServerContext] = []
+
+
+def _modules() -> list[str]:
+    """Every module of meshd's packages, by file (nothing imported here): what the server preloads."""
+    names = []
+    for top in _PACKAGES:
+        for path in sorted((_ROOT / top).rglob("*.py")):
+            parts = path.relative_to(_ROOT).with_suffix("").parts
+            if parts[-1] == "__main__":
+                continue
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def _server() -> ForkServerContext:
+    if not _context:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_modules())
+        _context.append(ctx)
+    return _context[0]
+
+
+def _main(netns: str | None, argv: list[str], log: str) -> None:
+    """In the fork: output to `log`, into the namespace, then the command."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    if netns is not None:
+        enter_netns(netns)
+    from meshd.cli.main import main
+
+    sys.exit(main(argv))
+
+
+class Forked:
+    """A forked meshd command, with the part of `subprocess.Popen` the lab and the tests use."""
+
+    def __init__(self, proc: ForkServerProcess, argv: Sequence[str]) -> None:
+        self._proc = proc
+        self.args = ["meshd", *argv]
+        assert proc.pid is not None
+        self.pid: int = proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.exitcode
+
+    def poll(self) -> int | None:
+        return self._proc.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._proc.join(timeout)
+        code = self._proc.exitcode
+        if code is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self._proc.exitcode is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def start(netns: str | None, argv: Sequence[str], log: Path) -> Forked:
+    """`meshd ARGV` in namespace `netns`, its output appended to `log`."""
+    proc = _server().Process(target=_main, args=(netns, list(argv), str(log)), daemon=True)
+    proc.start()
+    return Forked(proc, argv)
+
+
+def run(netns: str | None, argv: Sequence[str], log: Path, *, timeout: float) -> tuple[int, str]:
+    """`meshd ARGV` in `netns` to its end: (exit code, its output)."""
+    log.unlink(missing_ok=True)
+    proc = start(netns, argv, log)
+    try:
+        code = proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    return code, log.read_text(errors="replace") if log.exists() else ""

@@ -22,19 +22,22 @@ from pathlib import Path
 from meshd.rtnl import enter_netns
 
 _PACKAGES = ("meshd", "overlay", "vxlan", "keys")
+_KUBERNETES = ("meshd.datastore.k8s_", "meshd.datastore.kubernetes", "meshd.datastore.lease")
 _ROOT = Path(__file__).resolve().parents[2]
 _context: list[ForkServerContext] = []
 
 
 def _modules() -> list[str]:
-    """Every module of meshd's packages, by file (nothing imported here): what the server preloads."""
+    """What the server preloads: every module of meshd's packages, found by file (nothing imported here),
+    but the Kubernetes datastore's. Those load the Kubernetes client (seconds in the VM), which an agent on
+    the file datastore never imports: the agents that use it import it themselves."""
     names = []
     for top in _PACKAGES:
         for path in sorted((_ROOT / top).rglob("*.py")):
             parts = path.relative_to(_ROOT).with_suffix("").parts
-            if parts[-1] == "__main__":
-                continue
-            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            if parts[-1] != "__main__" and not name.startswith(_KUBERNETES):
+                names.append(name)
     return names
 
 

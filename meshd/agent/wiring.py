@@ -19,7 +19,7 @@ from meshd.agent.cni import cni_conflist, write_cni_config
 from meshd.agent.dataplane import Dataplane
 from meshd.agent.guards import SavedGuards, guard_file
 from meshd.agent.health import Health
-from meshd.agent.helper_link import HelperLink, helper_name
+from meshd.agent.helper_link import HelperLink
 from meshd.agent.http import serve_metrics, serve_status
 from meshd.agent.kernel_events import KernelEvents
 from meshd.agent.metrics import Metrics, PeerCollector
@@ -88,11 +88,7 @@ def make_rotation(
     """Key rotation for a node with WireGuard (its helper link uses the main device's backend)."""
     if not isinstance(wireguard, KeyedDevice):
         return None
-    main, mode, run_dir = (
-        settings.backends.names.wireguard,
-        settings.backends.wireguard,
-        settings.agent.run_dir,
-    )
+    names, mode, run_dir = settings.backends.names, settings.backends.wireguard, settings.agent.run_dir
 
     async def make(name: str, key: PrivateKey) -> WireGuardDevice:
         return await select_backend(mode, name=name, private_key=key, run_dir=run_dir)
@@ -100,8 +96,8 @@ def make_rotation(
     return RotationDriver(
         name=settings.agent.node_name,
         key_file=settings.agent.key_file,
-        main=main,
-        helper=HelperLink(helper_name(main), make, links),
+        main=names.wireguard,
+        helper=HelperLink(names.rotation_helper, make, links),
         rekey=lambda key: wireguard.rekey(key.private),
         registry=registry,
     )

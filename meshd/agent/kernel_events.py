@@ -201,7 +201,7 @@ class KernelEvents:
             return self._link(payload, deleted=kind == RTM_DELLINK)
         elif kind in (RTM_NEWADDR, RTM_DELADDR):
             index, scope = decode_addr(payload)
-            ours = self._links.get(index) in self.names.all()
+            ours = self._links.get(index) in self.names.owned()
             if scope != RT_SCOPE_LINK and (ours or kind == RTM_DELADDR):
                 self._stale = True  # our links' addresses are state; a removed one takes routes silently
             return False
@@ -240,7 +240,7 @@ class KernelEvents:
 
     def _link(self, payload: memoryview, *, deleted: bool) -> bool:
         index, name = decode_link(payload)
-        ours = self.names.all()
+        ours = self.names.owned()
         if name in ours or self._links.get(index) in ours:
             self._stale = True  # one of our links changed: read it, and what it holds, again
             self.on_repair()

@@ -19,6 +19,8 @@ from typing import Any, Self
 
 from pyroute2 import AsyncIPRoute, AsyncWireGuard
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTM_GETROUTE
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 
 from meshd.core.model import IPAddress
 from meshd.errors import (
@@ -30,18 +32,12 @@ from meshd.errors import (
     UnsupportedError,
 )
 from meshd.rtnl import RawRtnl
-from meshd.rtnl_msgs import RTM_GETROUTE, RouteMsg, decode_route
+from meshd.rtnl_msgs import RouteMsg, decode_route
 
 log = logging.getLogger(__name__)
 
 TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.ENOBUFS, errno.EINTR})
 NOT_SUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EAFNOSUPPORT})
-IFF_UP = 0x1
-NUD_NOARP = 0x40
-NUD_PERMANENT = 0x80
-NTF_SELF = 0x02
-RTNH_F_ONLINK = 0x04
-IFA_F_NODAD = 0x02
 
 
 def family_of(addr: IPAddress | ipaddress.IPv4Network | ipaddress.IPv6Network) -> int:

@@ -19,10 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from pyroute2.netlink import NLMSG_DONE, NLMSG_ERROR
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTM_GETLINK
 
 from meshd.errors import PermanentError
-from meshd.rtnl_msgs import NLMSG_DONE, NLMSG_ERROR, RTM_GETLINK, decode_link, dump_request, split
+from meshd.rtnl_msgs import decode_link, dump_request, split
 
 CLONE_NEWNET = 0x40000000
 NETLINK_CAP_ACK = 10

@@ -1,8 +1,9 @@
 """rtnetlink messages as bytes: the few meshd writes in batches (routes, neighbour and FDB entries) and the
-few it reads from dumps and events (routes, neighbours, links), without a general-purpose library.
+few it reads from dumps and events (routes, neighbours, links), with struct rather than pyroute2's codec.
 
 Decoding a route or neighbour here costs a few microseconds where a general decoder costs about half a
-millisecond, which matters when the kernel holds thousands of them. Pure: no sockets, no I/O.
+millisecond, which matters when the kernel holds thousands of them. The numbers (message types, flags,
+attribute types) are pyroute2's. Pure: no sockets, no I/O.
 """
 
 from __future__ import annotations
@@ -12,6 +13,29 @@ import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+
+from pyroute2.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+)
+from pyroute2.netlink.rtnl import (
+    RTM_DELNEIGH,
+    RTM_DELROUTE,
+    RTM_GETLINK,
+    RTM_GETNEIGH,
+    RTM_GETROUTE,
+    RTM_NEWNEIGH,
+    RTM_NEWROUTE,
+    rt_type,
+)
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl.rtmsg import RT_SCOPE_LINK, RT_SCOPE_NOWHERE, RT_SCOPE_UNIVERSE, rtmsg
 
 from meshd.core.model import IPAddress, IPNetwork
 
@@ -24,17 +48,19 @@ ATTR = struct.Struct("=HH")
 U32 = struct.Struct("=I")
 NEXTHOP = struct.Struct("=HBBi")  # rtnexthop: length, flags, hops, ifindex
 
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
-NLM_F_DUMP, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x300, 0x100, 0x200, 0x400
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_DELADDR = 16, 17, 18, 20, 21
-RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
-RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
-NDA_DST, NDA_LLADDR = 1, 2
-IFLA_IFNAME = 3
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255  # NOWHERE in a delete: any scope
-RTN_UNICAST = 1
+
+def _nla(msg: Any, name: str) -> int:
+    """The type number of attribute `name` of a pyroute2 message class (its nla_map lists them in order)."""
+    return [entry[0] for entry in msg.nla_map].index(name)
+
+
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = (
+    _nla(rtmsg, f"RTA_{name}") for name in ("DST", "OIF", "GATEWAY", "PRIORITY", "MULTIPATH", "TABLE")
+)
+NDA_DST, NDA_LLADDR = _nla(ndmsg, "NDA_DST"), _nla(ndmsg, "NDA_LLADDR")
+IFLA_IFNAME = _nla(ifinfmsg, "IFLA_IFNAME")
+RTN_UNICAST: int = rt_type["unicast"]
+RTN_UNREACHABLE: int = rt_type["unreachable"]
 
 VERBS = {
     "add": NLM_F_CREATE | NLM_F_EXCL,
@@ -71,7 +97,7 @@ class RouteRequest:
 
     def encode(self, seq: int) -> bytes:
         scope = RT_SCOPE_LINK if self.gateway is None else RT_SCOPE_UNIVERSE
-        scope = RT_SCOPE_NOWHERE if self.verb == "del" else scope
+        scope = RT_SCOPE_NOWHERE if self.verb == "del" else scope  # NOWHERE in a delete: any scope
         head = RTMSG.pack(
             _family(self.dst), self.dst.prefixlen, 0, 0, self.table if self.table < 256 else 252, self.protocol, scope,
             self.kind, self.flags,

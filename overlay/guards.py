@@ -16,11 +16,10 @@ from meshd.core.guard import GUARD_METRIC
 from meshd.core.model import IPNetwork
 from meshd.core.state import RTPROT_MESHD
 from meshd.netlink import NetlinkSocket, family_of, translate
-from meshd.rtnl_msgs import RouteMsg
+from meshd.rtnl_msgs import RTN_UNREACHABLE, RouteMsg
 
 log = logging.getLogger(__name__)
 
-RTN_UNREACHABLE = 7
 _GONE = frozenset({errno.ESRCH, errno.ENOENT})
 
 

@@ -16,12 +16,12 @@ import socket
 from collections.abc import Iterable, Sequence
 
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.rtmsg import RTNH_F_ONLINK
 
 from meshd.core.model import IPNetwork
 from meshd.core.state import RTPROT_MESHD, Route
 from meshd.errors import PermanentError
 from meshd.netlink import (
-    RTNH_F_ONLINK,
     NetlinkSocket,
     OnSocket,
     batch_failure,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from meshd.core.state import DeviceNames
 from meshd.demo.agents import Mesh
 from meshd.demo.netlab import Lab, LabNode, build_cluster
 from meshd.demo.stores import FileStore
@@ -56,7 +57,10 @@ def _no_loss(result: dict[str, tuple[int, list[int]]], capsys: pytest.CaptureFix
 
 
 def _helper_gone(lab: Lab, node: LabNode) -> bool:
-    return f"{node.wg_name[:13]}-r" not in lab.ip(node.ns, "-o", "link", "show").stdout
+    return (
+        DeviceNames(wireguard=node.wg_name).rotation_helper
+        not in lab.ip(node.ns, "-o", "link", "show").stdout
+    )
 
 
 def test_keys_rotate_command_rotates_now(

@@ -47,3 +47,11 @@ def test_every_link_name_is_validated(flag: str, name: str, capsys: pytest.Captu
     assert main(["run", "--node-name", "n1", flag, name]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"meshd: error: {flag} ") and "a link name has 1 to 15 characters" in err
+
+
+@pytest.mark.parametrize("interface", ["wg0", "x" * 15])
+def test_the_rotation_helper_link_is_named_from_the_interface_and_is_ours(interface: str) -> None:
+    names = settings_from(parse("--node-name", "n1", "--interface", interface)).backends.names
+    helper = names.rotation_helper
+    assert helper == f"{interface[:13]}-r" and len(helper) <= 15
+    assert names.owned() == {interface, names.vxlan, names.ipip, helper}

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
 from meshd.core.model import IPAddress
 from meshd.core.state import FdbEntry, IPInterface, NeighborEntry
 from meshd.core.transport import LinkAdapter, LinkSpec
 from meshd.errors import MeshdError, PermanentError, TransientError
-from meshd.netlink import IFA_F_NODAD, NetlinkSocket, OnSocket, family_of, netlink_errors, translate
+from meshd.netlink import NetlinkSocket, OnSocket, family_of, netlink_errors, translate
 from vxlan import neighbors
 
 __all__ = ["NetlinkLinks", "ipip_supported", "link_kind"]

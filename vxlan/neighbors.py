@@ -15,18 +15,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
+from pyroute2.netlink.rtnl import RTM_GETNEIGH
+from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_NOARP, NUD_PERMANENT
+
 from meshd.core.model import IPAddress
 from meshd.core.state import FdbEntry, NeighborEntry
 from meshd.netlink import (
-    NTF_SELF,
-    NUD_NOARP,
-    NUD_PERMANENT,
     NetlinkSocket,
     batch_failure,
     family_of,
     netlink_errors,
 )
-from meshd.rtnl_msgs import RTM_GETNEIGH, NeighMsg, NeighRequest, decode_neigh, neigh_header
+from meshd.rtnl_msgs import NeighMsg, NeighRequest, decode_neigh, neigh_header
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -4,6 +4,7 @@ applying diff actions in order. It decides nothing; it dispatches."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -224,4 +225,5 @@ def describe(action: a.Action) -> str:
 
 
 def _fields(action: object) -> list[tuple[str, object]]:
-    return [(k, getattr(action, k)) for k in getattr(action, "__slots__", ())]
+    names = [f.name for f in dataclasses.fields(action)] if dataclasses.is_dataclass(action) else []
+    return [(k, getattr(action, k)) for k in names]

@@ -18,11 +18,6 @@ log = logging.getLogger(__name__)
 MakeDevice = Callable[[str, PrivateKey], Awaitable[WireGuardDevice]]
 
 
-def helper_name(main: str) -> str:
-    """The helper link's name: the main link's, plus `-r` (at most 15 characters)."""
-    return f"{main[:13]}-r"
-
-
 def helper_port(listen_port: int) -> int:
     """The helper listens next to the main device: its port + 1 (- 1 for 65535)."""
     return listen_port + 1 if listen_port < 65535 else listen_port - 1

@@ -16,15 +16,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from meshd.agent.helper_link import helper_name
-from meshd.core.guard import GUARD_METRIC
-from meshd.core.model import IPNetwork
-from meshd.core.state import ActualState, DeviceNames, FdbEntry, NeighborEntry, Route
-from meshd.netlink import IFF_UP
-from meshd.rtnl import RawRtnl
-from meshd.rtnl_msgs import (
-    NLM_F_REPLACE,
-    RT_SCOPE_LINK,
+from pyroute2.netlink import NLM_F_REPLACE
+from pyroute2.netlink.rtnl import (
     RTM_DELADDR,
     RTM_DELLINK,
     RTM_DELNEIGH,
@@ -33,6 +26,22 @@ from meshd.rtnl_msgs import (
     RTM_NEWLINK,
     RTM_NEWNEIGH,
     RTM_NEWROUTE,
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_IPV6_ROUTE,
+    RTMGRP_LINK,
+    RTMGRP_NEIGH,
+)
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
+from pyroute2.netlink.rtnl.rtmsg import RT_SCOPE_LINK
+
+from meshd.core.guard import GUARD_METRIC
+from meshd.core.model import IPNetwork
+from meshd.core.state import ActualState, DeviceNames, FdbEntry, NeighborEntry, Route
+from meshd.rtnl import RawRtnl
+from meshd.rtnl_msgs import (
+    RTN_UNREACHABLE,
     RouteMsg,
     decode_addr,
     decode_link,
@@ -41,14 +50,11 @@ from meshd.rtnl_msgs import (
     link_flags,
     neigh_header,
 )
-from overlay.guards import RTN_UNREACHABLE
 from overlay.routes import NetlinkRouteTable, route_of
 from vxlan.neighbors import NEIGH_FAMILIES, permanent_entry
 
 log = logging.getLogger(__name__)
 
-RTMGRP_LINK, RTMGRP_NEIGH, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x4, 0x10, 0x40
-RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE = 0x100, 0x400
 GROUPS = (
     RTMGRP_LINK
     | RTMGRP_NEIGH
@@ -195,7 +201,7 @@ class KernelEvents:
             return self._link(payload, deleted=kind == RTM_DELLINK)
         elif kind in (RTM_NEWADDR, RTM_DELADDR):
             index, scope = decode_addr(payload)
-            ours = self._links.get(index) in self._ours()
+            ours = self._links.get(index) in self.names.owned()
             if scope != RT_SCOPE_LINK and (ours or kind == RTM_DELADDR):
                 self._stale = True  # our links' addresses are state; a removed one takes routes silently
             return False
@@ -234,7 +240,7 @@ class KernelEvents:
 
     def _link(self, payload: memoryview, *, deleted: bool) -> bool:
         index, name = decode_link(payload)
-        ours = self._ours()
+        ours = self.names.owned()
         if name in ours or self._links.get(index) in ours:
             self._stale = True  # one of our links changed: read it, and what it holds, again
             self.on_repair()
@@ -245,10 +251,6 @@ class KernelEvents:
         elif name:
             self._links[index] = name
         return False
-
-    def _ours(self) -> set[str]:
-        # the key rotation's helper link carries pod routes for a while: a change to it is ours too
-        return {self.names.wireguard, self.names.vxlan, self.names.ipip, helper_name(self.names.wireguard)}
 
     def close(self) -> None:
         if self._raw is not None:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -19,7 +19,7 @@ from meshd.agent.cni import cni_conflist, write_cni_config
 from meshd.agent.dataplane import Dataplane
 from meshd.agent.guards import SavedGuards, guard_file
 from meshd.agent.health import Health
-from meshd.agent.helper_link import HelperLink, helper_name
+from meshd.agent.helper_link import HelperLink
 from meshd.agent.http import serve_metrics, serve_status
 from meshd.agent.kernel_events import KernelEvents
 from meshd.agent.metrics import Metrics, PeerCollector
@@ -88,11 +88,7 @@ def make_rotation(
     """Key rotation for a node with WireGuard (its helper link uses the main device's backend)."""
     if not isinstance(wireguard, KeyedDevice):
         return None
-    main, mode, run_dir = (
-        settings.backends.names.wireguard,
-        settings.backends.wireguard,
-        settings.agent.run_dir,
-    )
+    names, mode, run_dir = settings.backends.names, settings.backends.wireguard, settings.agent.run_dir
 
     async def make(name: str, key: PrivateKey) -> WireGuardDevice:
         return await select_backend(mode, name=name, private_key=key, run_dir=run_dir)
@@ -100,8 +96,8 @@ def make_rotation(
     return RotationDriver(
         name=settings.agent.node_name,
         key_file=settings.agent.key_file,
-        main=main,
-        helper=HelperLink(helper_name(main), make, links),
+        main=names.wireguard,
+        helper=HelperLink(names.rotation_helper, make, links),
         rekey=lambda key: wireguard.rekey(key.private),
         registry=registry,
     )
@@ -170,14 +166,41 @@ def post_quantum(
     return manager, update
 
 
+def load_key(key_file: Path) -> tuple[NodeKey, bool]:
+    """Our node key (and whether it was just created), after finishing or rolling back a rotation an
+    earlier agent left half done."""
+    recover(key_file)
+    key, created = load_or_create(key_file)
+    if created:
+        log.info("generated a new WireGuard key in %s", key_file)
+    return key, created
+
+
+def stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def close_all(*closers: Callable[[], Awaitable[None]]) -> None:
+    """Close each adapter in order; one failing to close does not keep the others open."""
+    for close in closers:
+        with contextlib.suppress(Exception):
+            await close()
+
+
+def connect_rotation(rotation: RotationDriver, loop: Reconciler, psk: PskManager | None) -> None:
+    """A rotation step asks for a pass; a key switch tells the PSK layer (a PSK belongs to the pair's keys)."""
+    rotation.trigger = loop.trigger
+    rotation.on_switch = psk.own_key_changing if psk else None
+
+
 async def run_agent(settings: Settings) -> int:
     agent = settings.agent
     registry = CollectorRegistry()
     metrics, health = Metrics(registry), Health()
-    recover(agent.key_file)  # a rotation an earlier agent left half done: finish or roll back
-    key, created = load_or_create(agent.key_file)
-    if created:
-        log.info("generated a new WireGuard key in %s", agent.key_file)
+    key, created = load_key(agent.key_file)
     wireguard, ipip = await make_wireguard(settings, key.private), await ipip_supported()
     identity = make_identity(settings, key if wireguard is not None else None, ipip=ipip, wireguard=wireguard)
     view = MeshView(identity, wireguard)
@@ -204,9 +227,7 @@ async def run_agent(settings: Settings) -> int:
         events=events,
         rotation=rotation,
     )
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     servers = [
         await serve_metrics(settings.http.metrics_addr, registry, health, collector),
         await serve_status(agent.status_socket, view, rotation.request if rotation else None),
@@ -215,8 +236,7 @@ async def run_agent(settings: Settings) -> int:
     log.info("meshd agent for node %s started (%s datastore)", agent.node_name, settings.datastore.kind)
     side = [r.run(stop) for r in (rotation, psk and psk[0]) if r]  # key rotation, PSK exchanges
     if rotation is not None:
-        rotation.trigger = loop.trigger
-        rotation.on_switch = psk[0].own_key_changing if psk else None  # a PSK belongs to the pair's keys
+        connect_rotation(rotation, loop, psk and psk[0])
     try:
         async with status_reporting(
             settings, view, lambda: datastore.config_error, key_created=created
@@ -228,9 +248,7 @@ async def run_agent(settings: Settings) -> int:
         log.info("stopping; the dataplane stays in place")
         await datastore.close()
         events.close()
-        for closer in (links, routes, kernel_guards):
-            with contextlib.suppress(Exception):
-                await closer.close()
+        await close_all(links.close, routes.close, kernel_guards.close)
         for server in servers:
             await server.cleanup()
     return 0

@@ -1,4 +1,8 @@
-"""Kernel actions: the verbs `diff` produces and the backends apply. Each is idempotent when applied."""
+"""Kernel actions: the verbs `diff` produces and the backends apply. Each is idempotent when applied.
+
+A pair of verbs on the same object (add and remove an address, an FDB entry, ...) shares one frozen
+dataclass base: each verb is a class of its own (actions of two verbs never compare equal), its fields the
+base's."""
 
 from __future__ import annotations
 
@@ -20,15 +24,18 @@ from meshd.core.state import (
 
 
 @dataclass(frozen=True, slots=True)
-class CreateWireGuardDevice:
+class _WireGuardSpec:
     spec: WireGuardDeviceSpec
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigureWireGuardDevice:
+class CreateWireGuardDevice(_WireGuardSpec):
+    __slots__ = ()
+
+
+class ConfigureWireGuardDevice(_WireGuardSpec):
     """Set private key (the backend's own), listen port and MTU on an existing device."""
 
-    spec: WireGuardDeviceSpec
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +61,17 @@ class DeleteDevice:
 
 
 @dataclass(frozen=True, slots=True)
-class AddAddress:
+class _Address:
     dev: str
     address: IPInterface
 
 
-@dataclass(frozen=True, slots=True)
-class RemoveAddress:
-    dev: str
-    address: IPInterface
+class AddAddress(_Address):
+    __slots__ = ()
+
+
+class RemoveAddress(_Address):
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,37 +97,45 @@ class RemovePeer:
 
 
 @dataclass(frozen=True, slots=True)
-class AddNeighbor:
+class _Neighbor:
     entry: NeighborEntry
 
 
-@dataclass(frozen=True, slots=True)
-class RemoveNeighbor:
-    entry: NeighborEntry
+class AddNeighbor(_Neighbor):
+    __slots__ = ()
+
+
+class RemoveNeighbor(_Neighbor):
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
-class AddFdb:
+class _Fdb:
     dev: str
     entry: FdbEntry
 
 
-@dataclass(frozen=True, slots=True)
-class RemoveFdb:
-    dev: str
-    entry: FdbEntry
+class AddFdb(_Fdb):
+    __slots__ = ()
+
+
+class RemoveFdb(_Fdb):
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
-class ReplaceRoute:
+class _Route:
+    route: Route
+
+
+class ReplaceRoute(_Route):
     """Add the route, or atomically move an existing owned route with the same destination."""
 
-    route: Route
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class RemoveRoute:
-    route: Route
+class RemoveRoute(_Route):
+    __slots__ = ()
 
 
 PeerAction = AddPeer | UpdatePeer | RemovePeer

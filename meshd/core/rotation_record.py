@@ -49,7 +49,7 @@ class RotationRecord:
     nodes: frozenset[str] = frozenset()
 
     def encode(self) -> str:
-        return f"v1:{self.id}:{self.phase.value}:{self.helper.encode()}:{','.join(sorted(self.nodes))}"
+        return _encode(self.id, self.phase, self.helper, ",".join(sorted(self.nodes)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,19 @@ class RotationAck:
     helper: Helper
 
     def encode(self) -> str:
-        return f"v1:{self.node}:{self.id}:{self.phase.value}:{self.helper.encode()}"
+        return _encode(self.node, self.id, self.phase, self.helper)
+
+
+def _encode(*fields: str | Phase | Helper) -> str:
+    return ":".join(["v1", *(f.encode() if isinstance(f, Helper) else str(f) for f in fields)])
+
+
+def _fields(value: object, limit: int) -> list[str] | None:
+    """The six fields of a v1 annotation of at most `limit` characters (the first one, "v1", checked)."""
+    if not isinstance(value, str) or len(value) > limit:
+        return None
+    parts = value.split(":")
+    return parts if len(parts) == 6 and parts[0] == "v1" else None
 
 
 def _helper(key: str, port: str) -> Helper | None:
@@ -79,10 +91,8 @@ def _phase(text: str) -> Phase | None:
 
 
 def decode_rotation(value: object) -> RotationRecord | None:
-    if not isinstance(value, str) or len(value) > 8192:
-        return None
-    parts = value.split(":")
-    if len(parts) != 6 or parts[0] != "v1" or not _ID.fullmatch(parts[1]):
+    parts = _fields(value, 8192)
+    if parts is None or not _ID.fullmatch(parts[1]):
         return None
     phase, helper = _phase(parts[2]), _helper(parts[3], parts[4])
     nodes = frozenset(n for n in parts[5].split(",") if n)
@@ -92,10 +102,8 @@ def decode_rotation(value: object) -> RotationRecord | None:
 
 
 def decode_ack(value: object) -> RotationAck | None:
-    if not isinstance(value, str) or len(value) > 512:
-        return None
-    parts = value.split(":")
-    if len(parts) != 6 or parts[0] != "v1" or not _NAME.fullmatch(parts[1]) or not _ID.fullmatch(parts[2]):
+    parts = _fields(value, 512)
+    if parts is None or not _NAME.fullmatch(parts[1]) or not _ID.fullmatch(parts[2]):
         return None
     phase, helper = _phase(parts[3]), _helper(parts[4], parts[5])
     if phase is None or helper is None:

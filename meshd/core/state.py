@@ -20,6 +20,15 @@ class DeviceNames:
     vxlan: str = "meshd-vxlan"
     ipip: str = "meshd-ipip"
 
+    @property
+    def rotation_helper(self) -> str:
+        """The key rotation's helper WireGuard link: the main link's name plus `-r` (at most 15 characters)."""
+        return f"{self.wireguard[:13]}-r"
+
+    def owned(self) -> frozenset[str]:
+        """Every link meshd owns; the helper link carries pod routes during a rotation, so it is one of them."""
+        return frozenset((self.wireguard, self.vxlan, self.ipip, self.rotation_helper))
+
 
 @dataclass(frozen=True, slots=True)
 class WireGuardDeviceSpec:

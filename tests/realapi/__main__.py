@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from tests.realapi import build, server
+from tests.support.gobuild import BuildError
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print(f"apiserver {args.cmd}: interrupted ({exc or 'SIGINT'}); cleaned up", file=sys.stderr)
         return 130
-    except (server.UpError, build.BuildError, OSError, ValueError) as exc:
+    except (server.UpError, BuildError, OSError, ValueError) as exc:
         print(f"apiserver {args.cmd}: {exc}".replace("\n", " "), file=sys.stderr)
         return 1
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyroute2.netlink import genlmsg
+from pyroute2.netlink import NLM_F_DUMP, genlmsg
 from pyroute2.netlink.nlsocket import NetlinkRequest
 
 from keys.values import PrivateKey, PublicKey
@@ -29,7 +29,7 @@ from meshd.core.ports import WireGuardDevice
 from meshd.core.state import ActualState, DesiredState, DeviceNames, ObservedPeer
 from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from meshd.rtnl import Message, RawRtnl, Request
-from meshd.rtnl_msgs import HEADER, NLM_F_DUMP
+from meshd.rtnl_msgs import HEADER
 from overlay.kernel import KernelWireGuard
 from overlay.routes import NetlinkRouteTable
 from overlay.userspace import UapiClient, WireGuardGo

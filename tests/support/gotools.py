@@ -12,21 +12,15 @@ promtool is built without Prometheus's service-discovery plugins (build tag `rem
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from tests.realapi.build import go_env  # the same Go caches and flags as the API server build
+from tests.support.gobuild import CACHE, BuildError, build_once, fresh_dir, go, put_in_place
 
 HELM_VERSION = os.environ.get("MESHD_HELM_VERSION", "v3.22.0")
 PROMETHEUS_VERSION = os.environ.get("MESHD_PROMETHEUS_VERSION", "v0.316.0")
-CACHE = Path(os.environ.get("MESHD_TEST_CACHE", "/var/cache/meshd-test"))
 HELM_MODULE = "helm.sh/helm/v3"
 PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
 MAINS = {"helm": f"{HELM_MODULE}/cmd/helm", "promtool": f"{PROMETHEUS_MODULE}/cmd/promtool"}
@@ -35,35 +29,15 @@ MAINS = {"helm": f"{HELM_MODULE}/cmd/helm", "promtool": f"{PROMETHEUS_MODULE}/cm
 TAGS = "remove_all_sd"
 
 
-class BuildError(RuntimeError):
-    pass
-
-
 def bin_dir() -> Path:
     return CACHE / f"gotools-helm-{HELM_VERSION}-promtool-{PROMETHEUS_VERSION}" / "bin"
-
-
-def _go(args: list[str], cwd: Path, log: Path) -> str:
-    go = shutil.which("go") or "/usr/local/go/bin/go"
-    if not Path(go).exists():
-        raise BuildError("no Go toolchain (looked for `go` on PATH and /usr/local/go/bin/go)")
-    with log.open("ab") as err:
-        err.write(f"$ go {' '.join(args)}\n".encode())
-        err.flush()
-        res = subprocess.run(
-            [go, *args], check=False, cwd=cwd, env=go_env(), stdout=subprocess.PIPE, stderr=err
-        )
-    if res.returncode != 0:
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-        raise BuildError(f"go {args[0]} failed ({res.returncode}), see {log}: {tail[0]}")
-    return res.stdout.decode()
 
 
 def ldflags(work: Path, log: Path) -> str:
     """What the upstream Makefiles stamp in: the versions, and the Kubernetes version helm assumes when it
     renders offline (`.Capabilities.KubeVersion`; else v1.20, below the chart's kubeVersion), from the
     k8s.io/client-go this build links, as helm's Makefile derives it."""
-    client_go = _go(["list", "-m", "-f", "{{.Version}}", "k8s.io/client-go"], work, log).strip()
+    client_go = go(["list", "-m", "-f", "{{.Version}}", "k8s.io/client-go"], work, log).strip()
     major, minor = client_go.removeprefix("v").split(".")[:2]
     stamps = {
         "helm.sh/helm/v3/internal/version.version": HELM_VERSION,
@@ -88,15 +62,6 @@ def scratch_gomod() -> str:
     )
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One build per version pair at a time on this machine (other test runs may build concurrently)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
 def _complete(out: Path) -> bool:
     return all((out / name).is_file() for name in MAINS)
 
@@ -104,33 +69,24 @@ def _complete(out: Path) -> bool:
 def build(*, force: bool = False) -> Path:
     """The directory holding helm and promtool, built first when missing."""
     out = bin_dir()
-    if not force and _complete(out):
-        return out
     top = out.parent
-    with _locked(top / "build.lock"):
-        if not force and _complete(out):
-            return out  # another process built it while we waited
-        work, log = top / "src", top / "build.log"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        log.write_text("")
+
+    def compile_into_place() -> None:
+        work, log, tmp = fresh_dir(top / "src"), top / "build.log", fresh_dir(top / "bin.tmp")
         (work / "go.mod").write_text(scratch_gomod())
-        tmp = top / "bin.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         t0 = time.monotonic()
         print(f"building helm {HELM_VERSION} and promtool {PROMETHEUS_VERSION} (first time: minutes) ...",
               file=sys.stderr)  # fmt: skip
-        _go(["mod", "download", HELM_MODULE, PROMETHEUS_MODULE], work, log)
+        go(["mod", "download", HELM_MODULE, PROMETHEUS_MODULE], work, log)
         flags = ldflags(work, log)
-        _go(
+        go(
             ["build", "-trimpath", f"-tags={TAGS}", f"-ldflags={flags}", "-o", f"{tmp}/", *MAINS.values()],
             work,
             log,
         )
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-        print(f"built in {time.monotonic() - t0:.0f}s into {out}", file=sys.stderr)
+        put_in_place(tmp, out, t0)
+
+    build_once(top, lambda: _complete(out), compile_into_place, force=force)
     return out
 
 

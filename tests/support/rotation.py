@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from meshd.core.state import DeviceNames
 from meshd.demo.agents import Agent, Mesh
 from meshd.demo.netlab import Lab, LabNode
 from meshd.demo.stores import FileStore, meshconfig_object
@@ -128,7 +129,7 @@ class KeyWatch:
         wg = node.wg_name
         for line in owned_routes(self.lab, node).splitlines():
             dev = line.split(" dev ")[1].split()[0] if " dev " in line else ""
-            if dev not in (wg, f"{wg[:13]}-r"):
+            if dev not in (wg, DeviceNames(wireguard=wg).rotation_helper):
                 self.off_wireguard.append(f"{node.name}: {line}")
 
     def stop(self) -> None:

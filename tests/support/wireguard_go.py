@@ -8,14 +8,12 @@ binary, named `wireguard-go` like Debian's (meshd recognises the process by that
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.realapi.build import CACHE, BuildError, go_binary, go_env
+from tests.support.gobuild import CACHE, build_once, go, go_env
 
 MODULE = "golang.zx2c4.com/wireguard"
 VERSION = os.environ.get("MESHD_WIREGUARD_GO_VERSION", "v0.0.0-20260522210424-ecfc5a8d5446")
@@ -28,24 +26,17 @@ def binary() -> Path:
 def build(*, force: bool = False) -> Path:
     """The binary's path, built first when missing (one build at a time on this machine)."""
     out = binary()
-    if out.is_file() and not force:
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with (out.parent / "build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if out.is_file() and not force:
-            return out
-        gobin, log = out.parent / "bin.tmp", out.parent / "build.log"
+    top = out.parent
+
+    def install() -> None:
+        gobin = top / "bin.tmp"
         shutil.rmtree(gobin, ignore_errors=True)
-        with log.open("wb") as err:
-            res = subprocess.run(
-                [go_binary(), "install", "-trimpath", "-ldflags=-s -w", f"{MODULE}@{VERSION}"],
-                check=False, env=go_env() | {"GOBIN": str(gobin)}, cwd=out.parent, stderr=err,
-            )  # fmt: skip
-        if res.returncode != 0:
-            raise BuildError(f"go install {MODULE}@{VERSION} failed ({res.returncode}), see {log}")
+        env = go_env() | {"GOBIN": str(gobin)}
+        go(["install", "-trimpath", "-ldflags=-s -w", f"{MODULE}@{VERSION}"], top, top / "build.log", env)
         (gobin / "wireguard").rename(out)
         shutil.rmtree(gobin, ignore_errors=True)
+
+    build_once(top, out.is_file, install, force=force)
     return out
 
 

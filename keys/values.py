@@ -37,8 +37,25 @@ def _decode_b64_key(text: str, what: str) -> bytes:
     return raw
 
 
+class _KeyText:
+    """The two text forms of a key's 32 bytes (`_bytes()`): base64 as `wg` writes keys, hex as UAPI wants."""
+
+    __slots__ = ()
+
+    def _bytes(self) -> bytes:
+        raise NotImplementedError
+
+    @property
+    def base64(self) -> str:
+        return base64.b64encode(self._bytes()).decode("ascii")
+
+    @property
+    def hex(self) -> str:
+        return self._bytes().hex()
+
+
 @dataclass(frozen=True, slots=True, order=True)
-class PublicKey:
+class PublicKey(_KeyText):
     """A WireGuard (X25519) public key: 32 raw bytes, shown as standard base64."""
 
     raw: bytes
@@ -58,13 +75,8 @@ class PublicKey:
         except ValueError:
             raise InvalidKeyError("public key is not valid hex") from None
 
-    @property
-    def base64(self) -> str:
-        return base64.b64encode(self.raw).decode("ascii")
-
-    @property
-    def hex(self) -> str:
-        return self.raw.hex()
+    def _bytes(self) -> bytes:
+        return self.raw
 
     @property
     def short(self) -> str:
@@ -78,7 +90,7 @@ class PublicKey:
         return f"PublicKey({self.base64!r})"
 
 
-class _Secret:
+class _Secret(_KeyText):
     """32 secret bytes. The value leaves only through `base64`/`hex` (for its file and the backend), never
     through repr, str, format, comparison errors or pickling."""
 
@@ -91,13 +103,8 @@ class _Secret:
             raise InvalidKeyError(f"{self._what} must be {KEY_LEN} bytes")
         object.__setattr__(self, "_raw", raw)
 
-    @property
-    def base64(self) -> str:
-        return base64.b64encode(self._raw).decode("ascii")
-
-    @property
-    def hex(self) -> str:
-        return self._raw.hex()
+    def _bytes(self) -> bytes:
+        return self._raw
 
     def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError(f"{type(self).__name__} is immutable")

@@ -29,6 +29,9 @@ class _WireGuardSpec:
 
 
 class CreateWireGuardDevice(_WireGuardSpec):
+    """Create the WireGuard link (kernel) or start or adopt wireguard-go (userspace), then configure it.
+    The backend holds the private key; the spec's public key only tells whether a found device is ours."""
+
     __slots__ = ()
 
 
@@ -40,24 +43,35 @@ class ConfigureWireGuardDevice(_WireGuardSpec):
 
 @dataclass(frozen=True, slots=True)
 class CreateVxlanDevice:
+    """Create or adopt the VXLAN link with its addresses and MTU, and set it up. The backend reports its
+    MAC, which goes into this node's record: peers point their FDB and neighbour entries at it."""
+
     spec: VxlanDeviceSpec
 
 
 @dataclass(frozen=True, slots=True)
 class CreateIpipDevice:
+    """Create or adopt the IPIP link with its addresses and MTU, and set it up. A kernel without the ipip
+    module makes the backend raise UnsupportedError."""
+
     spec: IpipDeviceSpec
 
 
 @dataclass(frozen=True, slots=True)
 class SetLinkMtu:
+    """Change the MTU of a link we keep. A link whose identity changed (e.g. the VNI) is not fixed in
+    place: it is deleted and created again."""
+
     dev: str
     mtu: int
 
 
 @dataclass(frozen=True, slots=True)
 class DeleteDevice:
+    """Delete one of our links (wireguard-go exits with its link); with it go its addresses and routes."""
+
     dev: str
-    reason: str
+    reason: str  # why, for the log: "no longer wanted" or "recreating: ..." with what changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +81,23 @@ class _Address:
 
 
 class AddAddress(_Address):
+    """Add an address to a link; one that is there already is not an error."""
+
     __slots__ = ()
 
 
 class RemoveAddress(_Address):
+    """Remove an address from one of our links that is no longer wanted there. A link that is recreated
+    loses its addresses with it: they are not removed one by one."""
+
     __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
 class AddPeer:
+    """Add one WireGuard peer with its endpoint, allowed IPs and keepalive. A run of peer changes goes to
+    the device in as few writes as the backend allows."""
+
     peer: PeerSpec
 
 
@@ -92,8 +114,10 @@ class UpdatePeer:
 
 @dataclass(frozen=True, slots=True)
 class RemovePeer:
+    """Remove one WireGuard peer, and with it the allowed IPs that route to it inside the device."""
+
     public_key: PublicKey
-    node: str = ""
+    node: str = ""  # the node name, for the log only
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +126,15 @@ class _Neighbor:
 
 
 class AddNeighbor(_Neighbor):
+    """Add or fix a permanent neighbour entry (batched with the adds next to it)."""
+
     __slots__ = ()
 
 
 class RemoveNeighbor(_Neighbor):
+    """Remove a neighbour entry, only while it still has the MAC we gave it. A run of removes goes to the
+    kernel in one batch."""
+
     __slots__ = ()
 
 
@@ -116,10 +145,15 @@ class _Fdb:
 
 
 class AddFdb(_Fdb):
+    """Add or fix a static FDB entry on the VXLAN link `dev`: frames for the peer's MAC go to its underlay
+    address. A run of adds on one device goes to the kernel in one batch."""
+
     __slots__ = ()
 
 
 class RemoveFdb(_Fdb):
+    """Remove the exact (MAC, dst) FDB entry from `dev` (batched with the removes on `dev` next to it)."""
+
     __slots__ = ()
 
 
@@ -129,12 +163,15 @@ class _Route:
 
 
 class ReplaceRoute(_Route):
-    """Add the route, or atomically move an existing owned route with the same destination."""
+    """Add the route, or atomically move an existing owned route with the same destination. A switch of
+    transport thus never leaves the destination without a route."""
 
     __slots__ = ()
 
 
 class RemoveRoute(_Route):
+    """Remove one of our routes (protocol 109); a foreign route is never touched."""
+
     __slots__ = ()
 
 

@@ -38,6 +38,9 @@ class AddGuard:
 
 @dataclass(frozen=True, slots=True)
 class RemoveGuard:
+    """Remove the guard of a pod CIDR that need not be guarded any more. Guards go after everything else
+    in a pass, so leaving Required is make-before-break: the new routes are in place before it goes."""
+
     dst: IPNetwork
 
 

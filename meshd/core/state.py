@@ -54,6 +54,9 @@ class PeerSpec:
 
 @dataclass(frozen=True, slots=True)
 class VxlanDeviceSpec:
+    """The VXLAN link: VNI `vni` over UDP `port`, from the underlay address `local`. Name, VNI, port and
+    local are its identity: a change of one recreates the link; MTU and addresses are fixed in place."""
+
     name: str
     vni: int
     port: int
@@ -64,6 +67,9 @@ class VxlanDeviceSpec:
 
 @dataclass(frozen=True, slots=True)
 class IpipDeviceSpec:
+    """The IPIP link, from the underlay address `local`. Name and local are its identity: a change of
+    either recreates the link; MTU and addresses are fixed in place."""
+
     name: str
     local: IPAddress
     mtu: int
@@ -164,6 +170,9 @@ class ObservedWireGuard:
 
 @dataclass(frozen=True, slots=True)
 class ObservedVxlan:
+    """The VXLAN link as netlink reports it. `local` None: the link has no local address, so its identity
+    matches no spec and it is recreated. `mac` is what peers put in their FDB and neighbour entries."""
+
     name: str
     vni: int
     port: int
@@ -175,6 +184,9 @@ class ObservedVxlan:
 
 @dataclass(frozen=True, slots=True)
 class ObservedIpip:
+    """The IPIP link as netlink reports it. `local` None: the link has no local address, so its identity
+    matches no spec and it is recreated."""
+
     name: str
     local: IPAddress | None
     mtu: int

@@ -26,7 +26,8 @@ PSK_SIZE = 32
 
 @dataclass(frozen=True, slots=True)
 class PairKeys:
-    """Who is who in one exchange: the initiator (lower node name) first."""
+    """Who is who in one exchange: the initiator (lower node name) first. Both sides build it from the
+    node records, so a different view of a name or key changes the transcript and fails the confirmation."""
 
     initiator: str
     responder: str

@@ -53,6 +53,8 @@ class ExchangeError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """A finished exchange: this side installed the PSK of `epoch`; `fingerprint` names that PSK."""
+
     epoch: int
     fingerprint: str
 

@@ -35,32 +35,44 @@ class Kind(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Init:
+    """Opens an exchange: the initiator (lower node name) proposes `epoch` and sends a fresh ML-KEM key."""
+
     epoch: int
     initiator: str
     responder: str
-    ek: bytes
+    ek: bytes  # the ML-KEM-768 encapsulation key, EK_SIZE bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
+    """The responder's answer to an accepted INIT, at an epoch never lower than the one proposed (raised
+    to the pair's next epoch when the initiator is behind)."""
+
     epoch: int
-    ct: bytes
-    mac: bytes
+    ct: bytes  # the KEM ciphertext, CT_SIZE bytes
+    mac: bytes  # the responder's key confirmation
 
 
 @dataclass(frozen=True, slots=True)
 class Confirm:
+    """The initiator's key confirmation, sent once the responder's checked out. The responder installs
+    the PSK only after checking it, then answers DONE."""
+
     epoch: int
     mac: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Done:
+    """The responder checked the initiator's confirmation and installed the PSK; now the initiator does."""
+
     epoch: int
 
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
+    """Either side gives up: a one-line reason (sent cut to 200 bytes), then the connection closes."""
+
     reason: str
 
 

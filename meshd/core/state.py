@@ -10,9 +10,6 @@ from meshd.core.model import Endpoint, IPAddress, IPNetwork, Transport
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
-RTPROT_MESHD = 109
-"""Route protocol number marking the routes meshd owns (`ip route ... proto 109`). Only these are removed."""
-
 
 @dataclass(frozen=True, slots=True)
 class DeviceNames:
@@ -65,17 +62,6 @@ class VxlanDeviceSpec:
     addresses: frozenset[IPInterface] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
-class IpipDeviceSpec:
-    """The IPIP link, from the underlay address `local`. Name and local are its identity: a change of
-    either recreates the link; MTU and addresses are fixed in place."""
-
-    name: str
-    local: IPAddress
-    mtu: int
-    addresses: frozenset[IPInterface] = frozenset()
-
-
 @dataclass(frozen=True, slots=True, order=True)
 class FdbEntry:
     """A VXLAN forwarding entry on the VXLAN device: frames for `mac` go to the underlay address `dst`."""
@@ -91,6 +77,21 @@ class NeighborEntry:
     dev: str
     ip: IPAddress
     mac: str
+
+
+@dataclass(frozen=True, slots=True)
+class IpipDeviceSpec:
+    """The IPIP link, from the underlay address `local`. Name and local are its identity: a change of
+    either recreates the link; MTU and addresses are fixed in place."""
+
+    name: str
+    local: IPAddress
+    mtu: int
+    addresses: frozenset[IPInterface] = frozenset()
+
+
+RTPROT_MESHD = 109
+"""Route protocol number marking the routes meshd owns (`ip route ... proto 109`). Only these are removed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,9 @@ class DesiredState:
 
 @dataclass(frozen=True, slots=True)
 class ObservedPeer:
+    """One peer as the device reports it. The diff compares its endpoint (only where we pin one), allowed
+    IPs and keepalive with the PeerSpec; the handshake time and byte counts are for status and metrics."""
+
     public_key: PublicKey
     endpoint: Endpoint | None
     allowed_ips: frozenset[IPNetwork]

@@ -59,7 +59,10 @@ def run_demo(nodes: int, *, seconds: float = 3, graph: Path | None = None) -> in
 
 
 def _demo(lab: Lab, n: int, workdir: Path, seconds: float, graph: Path) -> int:
-    say(f"building {n} node namespaces on a bridged underlay (198.18.0.0/24), each with a pod namespace ...")
+    say(
+        f"building {n} node namespaces on a bridged underlay (198.18.0.0/24), each with a pod namespace"
+        f" (`ip netns list`: mt{lab.token}-*) ..."
+    )
     mesh = Mesh(lab, build_cluster(lab, n), workdir)
     say(f"starting {n} meshd agents (file datastore in {workdir}/store) ...")
     started = time.monotonic()

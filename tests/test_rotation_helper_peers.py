@@ -26,6 +26,7 @@ def driver(clock: list[float]) -> RotationDriver:
         main="wg",
         helper=helper,
         rekey=unused,
+        observe_main=unused,
         registry=CollectorRegistry(),
         clock=lambda: clock[0],
     )

@@ -103,6 +103,7 @@ def make_rotation(
         main=main,
         helper=HelperLink(helper_name(main), make, links),
         rekey=lambda key: wireguard.rekey(key.private),
+        observe_main=wireguard.observe_device,
         registry=registry,
     )
 

@@ -241,17 +241,22 @@ class RotationDriver:
         return own.rotation_ack if own is not None else None
 
     def _keep_recent(self, peers: tuple[PeerSpec, ...], now: float) -> tuple[PeerSpec, ...]:
-        """`peers` and those needed within `grace` seconds (unless a planned one took their addresses): a
-        peer removed and re-added between two phases (hosting a peer's rotation, then our own) loses its
-        session, and the packets its other end still sends on it."""
+        """`peers` and those needed within `grace` seconds: a peer removed and re-added between two phases
+        (hosting a peer's rotation, then our own) loses its session, and the packets its other end still
+        sends on it. Of entries whose addresses overlap only the newest stays (two would take the addresses
+        from each other on every pass); one whose addresses another took is gone for good (added again, it
+        would have no session)."""
         for p in peers:
             self._recent[p.public_key] = (p, now)
-        self._recent = {k: v for k, v in self._recent.items() if now - v[1] < self.grace}
-        taken = {a for p in peers for a in p.allowed_ips}
         planned = {p.public_key for p in peers}
-        return peers + tuple(
-            p for k, (p, _) in self._recent.items() if k not in planned and not p.allowed_ips & taken
-        )
+        taken = {a for p in peers for a in p.allowed_ips}
+        kept: dict[PublicKey, tuple[PeerSpec, float]] = {}
+        for key, (spec, used) in sorted(self._recent.items(), key=lambda kv: -kv[1][1]):  # newest first
+            if key in planned or (now - used < self.grace and not spec.allowed_ips & taken):
+                kept[key] = (spec, used)
+                taken |= spec.allowed_ips
+        self._recent = kept
+        return peers + tuple(spec for key, (spec, _) in kept.items() if key not in planned)
 
     async def after_apply(self) -> None:
         """Delete the helper link once no rotation has needed it for `grace` seconds. Called after the

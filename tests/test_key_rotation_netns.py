@@ -29,7 +29,9 @@ from tests.support.rotation import (
     published_key,
     rotate_now,
     set_rotation_interval,
+    settle,
     status_transports,
+    stop_watching,
 )
 from tests.support.sniff import Sniffer, add_gateway, switch_ns
 
@@ -77,16 +79,9 @@ def test_scheduled_rotation_every_15s_loses_nothing(
             transports |= status_transports(mesh)
             time.sleep(5)
         set_rotation_interval(store, "0s")
-        settled = eventually(
-            lambda: keys_agree(lab, mesh, store) and peers_hold(lab, mesh, store), timeout=slow(40)
-        )
-        assert settled, "keys did not settle"
-        time.sleep(2)
-        watch.stop()
-        result = pings.stop()
-        tally = sniff.take()
-    with capsys.disabled():
-        print(f"\nkeys seen: { {n: len(k) for n, k in watch.keys.items()} }; capture: {tally}")
+        assert settle(lab, mesh, store, timeout=slow(40)), "keys did not settle"
+        with capsys.disabled():
+            result, tally = stop_watching(watch, pings, sniff)
     _no_loss(result, capsys, "scheduled rotation")
     assert all(len(watch.keys[n.name]) >= 3 for n in mesh.nodes), watch.keys  # changed at least twice
     assert transports == {"wireguard"}, transports

@@ -18,7 +18,7 @@ from meshd.demo.stores import FileStore
 from tests.support.kernel import slow
 from tests.support.observe import eventually
 from tests.support.psk import all_agree, events, meshnode_psk, pair_psks
-from tests.support.rotation import KeyWatch, Pings, keys_agree, peers_hold, set_rotation_interval
+from tests.support.rotation import KeyWatch, Pings, set_rotation_interval, settle, stop_watching
 from tests.support.sniff import Sniffer, add_gateway, switch_ns
 
 pytestmark = pytest.mark.netns
@@ -51,18 +51,13 @@ def test_rotation_with_pq_loses_nothing_and_ends_with_equal_psks(
         set_rotation_interval(store, "15s", **PQ)
         time.sleep(slow(60))
         set_rotation_interval(store, "0s", **PQ)
-        assert eventually(
-            lambda: keys_agree(lab, mesh, store) and peers_hold(lab, mesh, store), timeout=slow(40)
-        )
+        assert settle(lab, mesh, store, timeout=slow(40)), "keys did not settle"
         assert eventually(lambda: all_agree(pair_psks(lab, nodes)), timeout=slow(40)), (
             "a pair has no common PSK"
         )
-        time.sleep(2)
-        watch.stop()
-        result = pings.stop()
-        tally = sniff.take()
+        with capsys.disabled():
+            result, tally = stop_watching(watch, pings, sniff)
     with capsys.disabled():
-        print(f"\nkeys seen: { {n: len(k) for n, k in watch.keys.items()} }; capture: {tally}")
         for label, (replies, lost) in result.items():
             print(f"rotation with PQ: {label}: {replies} replies, {len(lost)} lost {lost[:20]}")
     assert all(replies > 0 and not lost for replies, lost in result.values()), result

@@ -16,18 +16,25 @@ from meshd.core.state import DeviceNames
 from meshd.demo.agents import Mesh
 from meshd.demo.netlab import Lab, LabNode, build_cluster
 from meshd.demo.stores import FileStore
+from tests.support.kernel import slow
 from tests.support.observe import eventually, metric, wg_show
 from tests.support.psk import events
 from tests.support.rotation import (
     ROTATION,
+    KeyWatch,
     Pings,
     keys_agree,
+    log_text,
     node_annotations,
     peers_hold,
     published_key,
     rotate_now,
+    set_rotation_interval,
+    settle,
+    status_transports,
+    stop_watching,
 )
-from tests.support.sniff import add_gateway
+from tests.support.sniff import Sniffer, add_gateway, switch_ns
 
 pytestmark = pytest.mark.netns
 
@@ -54,6 +61,43 @@ def _no_loss(result: dict[str, tuple[int, list[int]]], capsys: pytest.CaptureFix
             print(f"\n{what}: {label}: {replies} replies, {len(lost)} lost {lost[:20]}")
     assert all(replies > 0 for replies, _ in result.values()), result
     assert all(not lost for _, lost in result.values()), f"{what}: pings lost {result}"
+
+
+def test_scheduled_rotation_every_15s_loses_nothing(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mesh, store = _mesh(lab, tmp_path)
+    n0, n1, n2 = mesh.nodes
+    with Sniffer(switch_ns(lab)) as sniff:
+        sniff.take()
+        pings = Pings.start(lab, [(n0, n1), (n1, n2)], tmp_path)
+        watch = KeyWatch(lab, mesh, store).start()
+        time.sleep(1)
+        set_rotation_interval(store, "15s")
+        deadline = time.monotonic() + slow(80)  # a minute and a margin: a loaded machine passes slowly
+        transports: set[str] = set()
+        while time.monotonic() < deadline:
+            transports |= status_transports(mesh)
+            time.sleep(5)
+        set_rotation_interval(store, "0s")
+        assert settle(lab, mesh, store, timeout=slow(40)), "keys did not settle"
+        with capsys.disabled():
+            result, tally = stop_watching(watch, pings, sniff)
+    _no_loss(result, capsys, "scheduled rotation")
+    assert all(len(watch.keys[n.name]) >= 3 for n in mesh.nodes), watch.keys  # changed at least twice
+    assert transports == {"wireguard"}, transports
+    assert not watch.off_wireguard, watch.off_wireguard[:5]
+    assert tally.in_clear == 0 and tally.drops == 0 and tally.wireguard > 0, str(tally)
+    for agent in mesh.agents:
+        _, text = agent.http_get(lab, "/metrics")
+        assert (metric(text, "meshd_key_rotations_total") or 0) >= 2
+    logs = log_text(mesh)
+    assert logs.count("rotated key") >= 6
+    for agent in mesh.agents:  # no key material in any log: neither the current key nor a seed
+        secret = (agent.workdir / "keys" / f"{agent.node.name}.key").read_text().strip()
+        seed = (agent.workdir / "keys" / f"{agent.node.name}.key.ed25519").read_text().strip()
+        assert secret not in logs and seed not in logs
+    assert eventually(lambda: all(_helper_gone(lab, n) for n in mesh.nodes), timeout=slow(15))
 
 
 def _helper_gone(lab: Lab, node: LabNode) -> bool:

@@ -26,6 +26,7 @@ def driver(clock: list[float]) -> RotationDriver:
         main="wg",
         helper=helper,
         rekey=unused,
+        observe_main=unused,
         registry=CollectorRegistry(),
         clock=lambda: clock[0],
     )
@@ -45,3 +46,18 @@ def test_a_peer_stays_for_grace_seconds_unless_its_addresses_moved() -> None:
     b2 = peer("198.19.2.0/24")  # b's next key on the helper takes b's addresses: the old entry goes
     assert d._keep_recent((c, b2), 2.0) == (c, b2)
     assert d._keep_recent((c,), 2.0 + d.grace) == (c,)  # b2 unneeded for grace seconds: gone
+
+
+def test_of_two_entries_for_the_same_addresses_only_the_newest_stays_and_a_dropped_one_never_returns() -> (
+    None
+):
+    """A node's helper key changes with each of its rotations: hosting two rotations of b in a row leaves
+    two entries for b's pod CIDR. Both kept, they would take the addresses from each other on every pass;
+    the older one, once dropped, must not come back when a rotation of c no longer covers b's addresses."""
+    clock = [0.0]
+    d = driver(clock)
+    b1, b2, c = peer("198.19.2.0/24"), peer("198.19.2.0/24"), peer("198.19.3.0/24")
+    assert d._keep_recent((b1,), 0.0) == (b1,)  # hosting b's first rotation
+    assert d._keep_recent((b2,), 1.0) == (b2,)  # b's next rotation, a new helper key: b1 goes
+    assert d._keep_recent((c,), 1.5) == (c, b2)  # hosting c: b2 stays a while, b1 does not return
+    assert d._keep_recent((c,), 1.0 + d.grace) == (c,)

@@ -10,6 +10,8 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 from keys.values import PublicKey
 from meshd.agent.events import EventRecorder
 from meshd.agent.meshnode_report import MeshNodeReporter
@@ -136,3 +138,15 @@ def test_our_key_switch_clears_every_psk_first() -> None:
     asyncio.run(m.own_key_changing())
     assert device.writes == [[(KB, None)]]
     assert pair_states(m) == {"b": "pending"} and m._due(m.states["b"]) == float("inf")
+
+
+def test_an_exchange_in_flight_installs_nothing_once_our_key_switches() -> None:
+    """An exchange we answer that completes after our switch began (its pair has our old key) installs
+    nothing: its PSK would sit on the entry the pair's new session handshakes on, and fail it."""
+    m, device = manager([0.0]), Recording()
+    m.device = device
+    pair = m.states["b"].pair
+    asyncio.run(m.own_key_changing())
+    with pytest.raises(RuntimeError, match="keys changed"):
+        asyncio.run(m._install(pair, bytes(32)))
+    assert all(psk is None for write in device.writes for _, psk in write)

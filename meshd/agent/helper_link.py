@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from keys.values import PrivateKey
+from keys.values import PrivateKey, PublicKey
 from meshd.agent.dataplane import describe
 from meshd.core.actions import AddPeer, RemovePeer, UpdatePeer
 from meshd.core.ports import Links, WireGuardDevice
 from meshd.core.rotation_record import Helper
 from meshd.core.state import PeerSpec, WireGuardDeviceSpec
+from overlay.device import KeyedDevice
 from overlay.wireguard import diff_peers
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,19 @@ class HelperLink:
         self._links = links
         self._key = PrivateKey.generate()  # throwaway: never written anywhere, new in every agent run
         self._device: WireGuardDevice | None = None
+
+    def renew(self) -> None:
+        """A new throwaway key (a rotation starts): the next `ensure` sets it, which ends our sessions."""
+        self._key = PrivateKey.generate()
+        if isinstance(self._device, KeyedDevice):
+            self._device.rekey(self._key)
+        else:
+            self._device = None  # made again, with the new key, when next needed
+
+    async def handshakes(self) -> dict[PublicKey, float | None]:
+        """Our peers' last handshakes (unix seconds; None: never), read from the link now."""
+        reading = await (await self._dev()).observe_device()
+        return {p.public_key: p.last_handshake for p in reading.peers} if reading is not None else {}
 
     def helper(self, port: int) -> Helper:
         return Helper(self._key.public_key(), port)

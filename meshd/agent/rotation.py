@@ -24,8 +24,8 @@ from meshd.agent.helper_link import HelperLink, helper_port
 from meshd.core import rotation as r
 from meshd.core.local import Identity
 from meshd.core.model import LocalNode, Node, Snapshot
-from meshd.core.rotation_record import ROTATION, ROTATION_ACK, RotationAck, RotationRecord
-from meshd.core.state import DesiredState, PeerSpec
+from meshd.core.rotation_record import ROTATION, ROTATION_ACK, Phase, RotationAck, RotationRecord
+from meshd.core.state import DesiredState, PeerSpec, WireGuardReading
 from overlay.wireguard import OVERHEAD
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class RotationDriver:
     main: str  # the main WireGuard link's name
     helper: HelperLink
     rekey: Callable[[NodeKey], None]  # the main device must carry this key from now on
+    observe_main: Callable[[], Awaitable[WireGuardReading | None]]  # a fresh read of the main device
     registry: CollectorRegistry
     trigger: Callable[[], None] = lambda: None  # asks for a pass (set once the loop exists)
     on_rotated: Callable[[str], None] = lambda key: None  # a rotation completed (the new public key)
@@ -82,13 +83,30 @@ class RotationDriver:
         if self.own is None and self._wanted(now) and r.can_start(snapshot, self.name):
             await self._start(now)
         if self.own is not None:
-            own, step = r.advance(self.own, snapshot, self.name, now=now, timeout=self.timeout)
+            ready = await self._helpers_ready(self.own, snapshot)
+            own, step = r.advance(self.own, snapshot, self.name, now=now, timeout=self.timeout, ready=ready)
             switched = await self._step(step, identity)  # if it fails, the next pass takes the step again
             self.own = own
         await self._plan_helper(snapshot, local, now)
         return switched
 
+    async def _helpers_ready(self, own: r.OwnRotation, snapshot: Snapshot) -> frozenset[str]:
+        """While we prepare: the acked peers whose helper tunnel is in session (read from the helper)."""
+        if own.phase is not Phase.PREPARE:
+            return frozenset()
+        return r.helpers_ready(own, snapshot, self.name, await self.helper.handshakes())
+
+    async def _main_ready(self, node: Node) -> bool:
+        """Hosting `node` past its switch: our main device's entry for its new key had a handshake."""
+        rot = node.rotation
+        if rot is None or rot.phase is not Phase.SWITCH or self.name not in rot.nodes:
+            return False
+        reading = await self.observe_main()
+        peers = reading.peers if reading is not None else ()
+        return any(p.public_key == node.public_key and p.last_handshake for p in peers)
+
     def after_plan(self, desired: DesiredState) -> DesiredState:
+        desired = r.nudge(desired, self.plan.nudge)
         return r.divert_routes(desired, self.plan.divert, main=self.main, helper=self.helper.name)
 
     def annotations(self, local: LocalNode) -> dict[str, str | None]:
@@ -110,12 +128,14 @@ class RotationDriver:
             with contextlib.suppress(ValueError):
                 self._requests.remove(fut)
 
-    async def run(self, stop: asyncio.Event, period: float = 0.5) -> None:
-        """Passes while a rotation is due, runs or is hosted (for timeouts and the schedule)."""
+    async def run(self, stop: asyncio.Event, period: float = 0.5, busy: float = 0.1) -> None:
+        """Passes while a rotation is due, runs or is hosted (for timeouts and the schedule), every `busy`
+        seconds while one runs or is hosted (a step may wait for a handshake, which no event announces)."""
         while not stop.is_set():
+            active = self.own is not None or self.plan.ack is not None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), period)
-            if self.own is not None or self.plan.peers or self._helper_up or self._wanted(self.clock()):
+                await asyncio.wait_for(stop.wait(), busy if active else period)
+            if active or self.plan.peers or self._helper_up or self._wanted(self.clock()):
                 self.trigger()
 
     # --- internals ------------------------------------------------------------------------------------
@@ -160,6 +180,7 @@ class RotationDriver:
 
     async def _start(self, now: float) -> None:
         await asyncio.to_thread(prepare_next, self.key_file)
+        self.helper.renew()  # a fresh helper key: no entry anywhere holds a session of it (no stale one)
         self.own = r.OwnRotation(id=secrets.token_hex(4), since=now)
         log.info("key rotation %s: preparing (helper link %s)", self.own.id, self.helper.name)
 
@@ -202,7 +223,7 @@ class RotationDriver:
         if self.own is not None:
             plan = r.plan_own(self.own, snapshot, self.name)
         elif host is not None:
-            plan = r.plan_host(host, self.name, mine)
+            plan = r.plan_host(host, self.name, mine, main_ready=await self._main_ready(host))
         else:
             plan = r.HelperPlan()
         self._port, self._mtu = port, wg.mtu or local.underlay_mtu - OVERHEAD
@@ -220,17 +241,22 @@ class RotationDriver:
         return own.rotation_ack if own is not None else None
 
     def _keep_recent(self, peers: tuple[PeerSpec, ...], now: float) -> tuple[PeerSpec, ...]:
-        """`peers` and those needed within `grace` seconds (unless a planned one took their addresses): a
-        peer removed and re-added between two phases (hosting a peer's rotation, then our own) loses its
-        session, and the packets its other end still sends on it."""
+        """`peers` and those needed within `grace` seconds: a peer removed and re-added between two phases
+        (hosting a peer's rotation, then our own) loses its session, and the packets its other end still
+        sends on it. Of entries whose addresses overlap only the newest stays (two would take the addresses
+        from each other on every pass); one whose addresses another took is gone for good (added again, it
+        would have no session)."""
         for p in peers:
             self._recent[p.public_key] = (p, now)
-        self._recent = {k: v for k, v in self._recent.items() if now - v[1] < self.grace}
-        taken = {a for p in peers for a in p.allowed_ips}
         planned = {p.public_key for p in peers}
-        return peers + tuple(
-            p for k, (p, _) in self._recent.items() if k not in planned and not p.allowed_ips & taken
-        )
+        taken = {a for p in peers for a in p.allowed_ips}
+        kept: dict[PublicKey, tuple[PeerSpec, float]] = {}
+        for key, (spec, used) in sorted(self._recent.items(), key=lambda kv: -kv[1][1]):  # newest first
+            if key in planned or (now - used < self.grace and not spec.allowed_ips & taken):
+                kept[key] = (spec, used)
+                taken |= spec.allowed_ips
+        self._recent = kept
+        return peers + tuple(spec for key, (spec, _) in kept.items() if key not in planned)
 
     async def after_apply(self) -> None:
         """Delete the helper link once no rotation has needed it for `grace` seconds. Called after the

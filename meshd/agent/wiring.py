@@ -99,6 +99,7 @@ def make_rotation(
         main=names.wireguard,
         helper=HelperLink(names.rotation_helper, make, links),
         rekey=lambda key: wireguard.rekey(key.private),
+        observe_main=wireguard.observe_device,
         registry=registry,
     )
 

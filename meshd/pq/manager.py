@@ -69,6 +69,7 @@ class PskManager:
     _strangers: set[str] = field(default_factory=set)  # addresses refused (warned about once)
     _servers: list[asyncio.Server] = field(default_factory=list)  # one per inner address (family)
     _bound: tuple[frozenset[IPAddress], int] | None = None
+    _switching: bool = False  # our key is changing: no install until the next pass plans the new pairs
 
     # --- after each pass ------------------------------------------------------------------------
 
@@ -88,6 +89,7 @@ class PskManager:
             log.exception("updating the post-quantum PSK pairs failed")
 
     def _adopt(self, plan: PqPlan) -> None:
+        self._switching = False
         states: dict[str, PairState] = {}
         for pair in plan.pairs:
             old = self.states.pop(pair.peer, None)
@@ -108,6 +110,7 @@ class PskManager:
         """Our WireGuard key is about to change (a key rotation switches): every pair becomes a new one, so
         clear every PSK now, before the new key is live. Both ends of each new pair then start without a
         PSK (the peer makes a new entry for our new key), then exchange (the next pass plans them)."""
+        self._switching = True  # an exchange we answer, in flight, must not install after the clear
         for st in self.states.values():
             if st.task is not None:
                 st.task.cancel()
@@ -228,6 +231,11 @@ class PskManager:
         return Accepted(keys, st.epoch + 1, partial(self._install, st.pair))
 
     async def _install(self, pair: PqPair, psk: bytes) -> None:
+        """Set the PSK, unless the pair's keys changed meanwhile (a key rotation's switch): a PSK of the
+        old pair on the entry the new pair uses would fail its first handshake, which carries traffic."""
+        current = self.states.get(pair.peer)
+        if self._switching or current is None or current.pair != pair:
+            raise RuntimeError("the pair's WireGuard keys changed during the exchange")
         self._with_psk.add(pair.peer_key)
         await self.device.set_preshared_keys([(pair.peer_key, psk)])
 

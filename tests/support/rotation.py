@@ -17,8 +17,9 @@ from meshd.demo.agents import Agent, Mesh
 from meshd.demo.netlab import Lab, LabNode
 from meshd.demo.stores import FileStore, meshconfig_object
 from meshd.fsutil import write_atomic
-from tests.support.observe import owned_routes, wg_show
+from tests.support.observe import eventually, owned_routes, wg_show
 from tests.support.pinging import PingWatch
+from tests.support.sniff import Sniffer, Tally
 
 ROTATION = "meshd.io/key-rotation"
 
@@ -149,3 +150,20 @@ def log_text(mesh: Mesh) -> str:
 
 def json_lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def settle(lab: Lab, mesh: Mesh, store: FileStore, *, timeout: float) -> bool:
+    """Rotations over: every published key is on its device and in its key file, and every peer holds it."""
+    return eventually(lambda: keys_agree(lab, mesh, store) and peers_hold(lab, mesh, store), timeout=timeout)
+
+
+def stop_watching(
+    watch: KeyWatch, pings: Pings, sniff: Sniffer
+) -> tuple[dict[str, tuple[int, list[int]]], Tally]:
+    """A moment for replies in flight, then the key watch, the pings and the capture stop; prints the keys
+    seen and the capture. Returns the pings (`Pings.stop`) and the capture's tally."""
+    time.sleep(2)
+    watch.stop()
+    result, tally = pings.stop(), sniff.take()
+    print(f"\nkeys seen: { {n: len(k) for n, k in watch.keys.items()} }; capture: {tally}")
+    return result, tally

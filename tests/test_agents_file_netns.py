@@ -199,8 +199,8 @@ def test_cleanup_removes_what_meshd_owns(lab: Lab, tmp_path: Path, backend: str)
         "SIGTERM must keep the mesh"
     )
     lab.ip(node.ns, "route", "add", "198.19.200.0/24", "dev", "eth0", "proto", "static")  # not ours
-    code, out = agent.command(lab, "cleanup")
-    assert code == 0, out
+    res = agent.command(lab, "cleanup")
+    assert res.returncode == 0, res.stdout + res.stderr
     links = lab.ip(node.ns, "-br", "link").stdout
     assert node.wg_name not in links and "meshd-vxlan" not in links
     assert link_names(lab, node.ns) == links_before - {node.wg_name, "meshd-vxlan"}, "a link not ours went"

@@ -16,7 +16,7 @@ from meshd.core.state import DeviceNames
 from meshd.demo.agents import Mesh
 from meshd.demo.netlab import Lab, LabNode, build_cluster
 from meshd.demo.stores import FileStore
-from tests.support.kernel import slow
+from tests.support.kernel import BACKEND, slow
 from tests.support.observe import eventually, metric, wg_show
 from tests.support.psk import events
 from tests.support.rotation import (
@@ -45,12 +45,12 @@ def lab() -> Iterator[Lab]:
         yield lab
 
 
-def _mesh(lab: Lab, tmp_path: Path) -> tuple[Mesh, FileStore]:
+def _mesh(lab: Lab, tmp_path: Path, backend: str = "userspace") -> tuple[Mesh, FileStore]:
     nodes = build_cluster(lab, 3)
     add_gateway(lab, nodes)  # a real node's default route: anything not sealed would show on the capture
     mesh = Mesh(lab, nodes, tmp_path)
-    mesh.start(extra=("--wireguard", "userspace"))
-    assert mesh.wait_for("wireguard", timeout=60), "the agents did not converge"
+    mesh.start(extra=("--wireguard", backend))
+    assert mesh.wait_for("wireguard", timeout=slow(60)), "the agents did not converge"
     assert isinstance(mesh.store, FileStore)
     return mesh, mesh.store
 
@@ -107,11 +107,15 @@ def _helper_gone(lab: Lab, node: LabNode) -> bool:
     )
 
 
+@pytest.mark.parametrize("backend", BACKEND)
 def test_keys_rotate_command_rotates_now(
-    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str
 ) -> None:
-    mesh, store = _mesh(lab, tmp_path)
+    """Also on kernel WireGuard (main and helper links both kernel devices), in the kernel tier."""
+    mesh, store = _mesh(lab, tmp_path, backend)
     n0, n1, n2 = mesh.nodes
+    kind = lab.ip(n1.ns, "-d", "-o", "link", "show", n1.wg_name).stdout
+    assert (" wireguard " in kind) == (backend == "kernel"), kind
     before = published_key(store, n1.name)
     pings = Pings.start(lab, [(n0, n1), (n1, n2)], tmp_path)
     time.sleep(1)
@@ -119,12 +123,12 @@ def test_keys_rotate_command_rotates_now(
     assert res.returncode == 0, res.stdout + res.stderr
     new = res.stdout.strip()
     assert new != before and new == published_key(store, n1.name) == wg_show(lab, n1, "public-key")
-    assert eventually(lambda: keys_agree(lab, mesh, store) and peers_hold(lab, mesh, store), timeout=20)
+    assert eventually(lambda: keys_agree(lab, mesh, store) and peers_hold(lab, mesh, store), timeout=slow(20))
     time.sleep(1)
-    _no_loss(pings.stop(), capsys, "meshd keys rotate")
+    _no_loss(pings.stop(), capsys, f"meshd keys rotate ({backend})")
     _, text = mesh.agents[1].http_get(lab, "/metrics")
     assert metric(text, "meshd_key_rotations_total") == 1
-    assert eventually(lambda: len(events(store.root, "KeyRotated", n1.name)) == 1, timeout=15)
+    assert eventually(lambda: len(events(store.root, "KeyRotated", n1.name)) == 1, timeout=slow(15))
     (event,) = events(store.root, "KeyRotated", n1.name)  # one Event, naming the new key
     assert event["count"] == 1 and event["message"].endswith(new), event
     assert not any(events(store.root, "KeyRotated", n.name) for n in (n0, n2))

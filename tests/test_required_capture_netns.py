@@ -120,8 +120,8 @@ def test_required_never_sends_pod_traffic_in_clear(lab: Lab, tmp_path: Path) -> 
 def _cleanup_removes_guards(lab: Lab, mesh: Mesh, workdir: Path) -> None:
     node, agent = mesh.nodes[0], mesh.agents[0]
     agent.stop()
-    code, out = agent.command(lab, "cleanup")
-    assert code == 0, out
+    res = agent.command(lab, "cleanup")
+    assert res.returncode == 0, res.stdout + res.stderr
     assert owned_routes(lab, node).strip() == ""
     assert not (workdir / "keys" / f"{node.name}.guards.json").exists()
 

@@ -66,12 +66,16 @@ class Agent:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.proc = lab.meshd(self.node.ns, self.args(), self.log_path)
 
-    def command(self, lab: Lab, name: str, *, timeout: float = 60) -> tuple[int, str]:
-        """Another meshd command (e.g. `cleanup`) with this agent's flags, in its namespace: (code, output)."""
+    def command(self, lab: Lab, name: str, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Another meshd command (e.g. `cleanup`) with this agent's flags, in its namespace."""
         args = self.args()
         at = args.index("run")
-        log = self.log_path.with_name(f"{self.node.name}-{name}.log")
-        return lab.meshd_run(self.node.ns, [*args[:at], name, *args[at + 1 :]], log, timeout=timeout)
+        return lab.meshd_run(
+            self.node.ns, [*args[:at], name, *args[at + 1 :]], self._log(name), timeout=timeout
+        )
+
+    def _log(self, command: str) -> Path:
+        return self.log_path.with_name(f"{self.node.name}-{command}.log")
 
     def stop(self, sig: int = signal.SIGTERM, *, timeout: float = 10) -> int | None:
         """Stop this agent process (only it: wireguard-go, detached, keeps running)."""

@@ -49,12 +49,12 @@ def _server() -> ForkServerContext:
     return _context[0]
 
 
-def _main(netns: str | None, argv: list[str], log: str) -> None:
-    """In the fork: output to `log`, into the namespace, then the command."""
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+def _main(netns: str | None, argv: list[str], out: str, err: str) -> None:
+    """In the fork: output to files, into the namespace, then the command."""
+    for fileno, path in ((1, out), (2, err)):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        os.dup2(fd, fileno)
+        os.close(fd)
     if netns is not None:
         enter_netns(netns)
     from meshd.cli.main import main
@@ -96,21 +96,25 @@ class Forked:
         self.send_signal(signal.SIGKILL)
 
 
-def start(netns: str | None, argv: Sequence[str], log: Path) -> Forked:
-    """`meshd ARGV` in namespace `netns`, its output appended to `log`."""
-    proc = _server().Process(target=_main, args=(netns, list(argv), str(log)), daemon=True)
+def start(netns: str | None, argv: Sequence[str], log: Path, err: Path | None = None) -> Forked:
+    """`meshd ARGV` in namespace `netns`, its output appended to `log` (its stderr to `err` if given)."""
+    files = (str(log), str(err or log))
+    proc = _server().Process(target=_main, args=(netns, list(argv), *files), daemon=True)
     proc.start()
     return Forked(proc, argv)
 
 
-def run(netns: str | None, argv: Sequence[str], log: Path, *, timeout: float) -> tuple[int, str]:
-    """`meshd ARGV` in `netns` to its end: (exit code, its output)."""
-    log.unlink(missing_ok=True)
-    proc = start(netns, argv, log)
+def run(netns: str | None, argv: Sequence[str], log: Path, *, timeout: float) -> tuple[int, str, str]:
+    """`meshd ARGV` in `netns` to its end: (exit code, stdout, stderr), kept in `log` and `log`.err."""
+    err = log.with_name(log.name + ".err")
+    for path in (log, err):
+        path.unlink(missing_ok=True)
+    proc = start(netns, argv, log, err)
     try:
         code = proc.wait(timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-    return code, log.read_text(errors="replace") if log.exists() else ""
+    out, errors = (p.read_text(errors="replace") if p.exists() else "" for p in (log, err))
+    return code, out, errors

@@ -100,15 +100,17 @@ class Lab:
 
     def meshd_run(
         self, ns: str | None, args: Sequence[str], log: Path, *, timeout: float = 60
-    ) -> tuple[int, str]:
-        """`meshd ARGS` in `ns` to its end (as `meshd()` starts it): (exit code, its output)."""
+    ) -> subprocess.CompletedProcess[str]:
+        """`meshd ARGS` in `ns` to its end, as `meshd()` starts it (its output also kept in `log`)."""
         if forking():
-            return forked.run(ns, args, log, timeout=timeout * SLOW)
+            code, out, err = forked.run(ns, args, log, timeout=timeout * SLOW)
+            return subprocess.CompletedProcess(["meshd", *args], code, out, err)
         cmd = [sys.executable, "-m", "meshd", *args]
         res = (
             self.sh(ns, *cmd, check=False, timeout=timeout) if ns else run(cmd, check=False, timeout=timeout)
         )
-        return res.returncode, res.stdout + res.stderr
+        log.write_text(res.stdout + res.stderr)
+        return res
 
     def veth(self, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
         run(["ip", "-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -72,10 +71,10 @@ def peers_hold(lab: Lab, mesh: Mesh, store: FileStore) -> bool:
 
 
 def rotate_now(lab: Lab, agent: Agent, *, timeout: float = 130) -> subprocess.CompletedProcess[str]:
-    return lab.sh(
-        agent.node.ns, sys.executable, "-m", "meshd", "keys", "rotate", "--run-dir", str(agent.run_dir),
-        check=False, timeout=timeout,
-    )  # fmt: skip
+    log = agent.log_path.with_name(f"{agent.node.name}-rotate.log")
+    return lab.meshd_run(
+        agent.node.ns, ["keys", "rotate", "--run-dir", str(agent.run_dir)], log, timeout=timeout
+    )
 
 
 @dataclass

@@ -96,10 +96,10 @@ def test_fewer_peers_removes_only_what_is_no_longer_wanted() -> None:
     fewer = planned(node(4))
     pruned = diff(fewer, fake.observe())
     assert kinds(pruned) == [
+        "ReplaceRoute",  # node-d's tunnel route, new: before its peer (see the test below)
         "AddPeer",
         "AddNeighbor",
         "AddFdb",
-        "ReplaceRoute",
         "RemoveRoute",
         "RemoveRoute",
         "RemoveFdb",
@@ -110,6 +110,19 @@ def test_fewer_peers_removes_only_what_is_no_longer_wanted() -> None:
     ]
     fake.apply(pruned)
     assert diff(fewer, fake.observe()) == ()
+
+
+def test_a_new_peers_tunnel_route_comes_before_its_peer() -> None:
+    """Its queued packets arrive the moment its entry is in; our answers must find the tunnel, never the
+    default route (in clear). A route into the tunnel before its peer only drops what nothing carried."""
+    fake = converged(planned(node(2)))
+    more = planned(node(2), node(3))
+    actions = diff(more, fake.observe())
+    routes = [(i, x) for i, x in enumerate(actions) if isinstance(x, a.ReplaceRoute)]
+    new_peer = next(i for i, x in enumerate(actions) if isinstance(x, a.AddPeer))
+    assert [x.route.via for _, x in routes] == [None] and routes[0][0] < new_peer, kinds(actions)
+    fake.apply(actions)
+    assert diff(more, fake.observe()) == ()
 
 
 def test_unwanted_devices_go_and_take_their_entries_along() -> None:

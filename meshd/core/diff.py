@@ -4,11 +4,15 @@ Order (make-before-break: a new transport is ready before routes move onto it, a
 their transport goes):
   1. device deletes that are part of a recreate
   2. device creates / configures / MTU / address adds
-  3. per-peer entry adds and updates, transport by transport (peers; neighbours, then FDB)
-  4. route replaces                 5. route removes
+  3. routes straight into a device (no gateway: the WireGuard tunnel) to destinations we route nowhere yet
+  4. per-peer entry adds and updates, transport by transport (peers; neighbours, then FDB)
+  5. the other route replaces       5b. route removes
   6. per-peer entry removes, transports in reverse (FDB, then neighbours; peers)
   7. address removes                8. device deletes
 Guards (meshd.core.guard) go around all of it: added before step 1, removed after step 8.
+Step 3 closes a window: a new peer's queued packets arrive the moment its entry is in, and our answers
+must find the tunnel route, not the default route (in clear). A route into the tunnel before its peer
+only drops what no route carried before; a route that moves waits for its entries (step 5).
 Within each group the order is sorted, so the result is deterministic. Each transport's part comes from its
 `Encapsulation.diff` (meshd.core.registry); routes are generic: ours carry our protocol number.
 The reconciler diffs only once the datastore completed its first full sync, so what is not desired goes.
@@ -31,13 +35,16 @@ def diff(desired: DesiredState, actual: ActualState) -> tuple[a.Action, ...]:
     parts = tuple(encapsulation.diff(desired, actual) for encapsulation in TRANSPORTS.values())
     vanished = {p.vanished for p in parts if p.vanished is not None}
     route_replaces, route_removes = _diff_routes(desired, actual, vanished=vanished)
+    routed = {r.dst for r in actual.routes if r.dev not in vanished}
+    first = [x for x in route_replaces if x.route.via is None and x.route.dst not in routed]
     guard_adds, guard_removes = diff_guards(desired.guards, actual.guards)
     return (
         *guard_adds,
         *(x for p in parts for x in p.recreate),
         *(x for p in parts for x in p.setup),
+        *first,
         *(x for p in parts for x in p.entry_adds),
-        *route_replaces,
+        *(x for x in route_replaces if x not in first),
         *route_removes,
         *(x for p in reversed(parts) for x in p.entry_removes),
         *(x for p in parts for x in p.address_removes),
@@ -48,7 +55,7 @@ def diff(desired: DesiredState, actual: ActualState) -> tuple[a.Action, ...]:
 
 def _diff_routes(
     desired: DesiredState, actual: ActualState, *, vanished: set[str]
-) -> tuple[Sequence[a.Action], Sequence[a.Action]]:
+) -> tuple[Sequence[a.ReplaceRoute], Sequence[a.RemoveRoute]]:
     """Routes are keyed by destination: a route that moves between transports is replaced atomically.
     A destination that a foreign route already holds in our table is left to it (the reconciler reports
     it): replacing would overwrite a route we do not own."""

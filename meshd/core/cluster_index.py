@@ -21,17 +21,13 @@ from typing import TypeVar
 
 from meshd.core.codec.node import decode_node, encode_node
 from meshd.core.conflicts import ClusterView, duplicate_keys, duplicate_macs, one_record, self_cover
-from meshd.core.model import InvalidNode, IPNetwork, Node, NodeRecord
+from meshd.core.model import InvalidNode, Node, NodeRecord
+from meshd.core.netset import NetKey, enclosing, net_key
 from meshd.core.overlaps import outer_addresses, resolve_clashes
 from meshd.core.state import Problem
 
 T = TypeVar("T")
-NetKey = tuple[int, int, int]  # (IP version, first address, prefix length)
 PointKey = tuple[int, int]  # (IP version, address)
-
-
-def _net_key(net: IPNetwork) -> NetKey:
-    return (net.version, int(net.network_address), net.prefixlen)
 
 
 @dataclass(slots=True)
@@ -47,7 +43,7 @@ class _Spatial:
 
     def add(self, node: Node) -> None:
         for net in node.pod_cidrs:
-            key = _net_key(net)
+            key = net_key(net)
             self.nets[key] = self.nets.get(key, frozenset()) | {node.name}
             bisect.insort(self.starts, (key, node.name))
         for addr in outer_addresses(node):
@@ -55,7 +51,7 @@ class _Spatial:
 
     def remove(self, node: Node) -> None:
         for net in node.pod_cidrs:
-            key = _net_key(net)
+            key = net_key(net)
             left = self.nets.get(key, frozenset()) - {node.name}
             if left:
                 self.nets[key] = left
@@ -70,7 +66,7 @@ class _Spatial:
         addresses lie in its pod CIDRs."""
         found: set[str] = set()
         for net in node.pod_cidrs:
-            version, start, plen = _net_key(net)
+            version, start, plen = net_key(net)
             found.update(*self._enclosing(version, start, plen))  # equal or larger: they contain it
             end = int(net.broadcast_address)
             lo = bisect.bisect_left(self.starts, ((version, start, plen + 1), ""))
@@ -85,9 +81,8 @@ class _Spatial:
         return found
 
     def _enclosing(self, version: int, start: int, plen: int) -> Iterable[frozenset[str]]:
-        bits = 32 if version == 4 else 128
-        for p in range(plen + 1):
-            owners = self.nets.get((version, start >> (bits - p) << (bits - p) if p else 0, p))
+        for key in enclosing(version, start, plen):
+            owners = self.nets.get(key)
             if owners:
                 yield owners
 

@@ -7,12 +7,14 @@ millisecond, which matters when the kernel holds thousands of them. Pure: no soc
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from meshd.core.interned import interned
 from meshd.core.model import IPAddress, IPNetwork
 
 HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
@@ -127,7 +129,7 @@ def attributes(payload: memoryview, offset: int) -> dict[int, memoryview]:
 
 
 def _address(raw: memoryview | None) -> IPAddress | None:
-    return ipaddress.ip_address(bytes(raw)) if raw is not None and len(raw) in (4, 16) else None
+    return interned(ipaddress.ip_address(bytes(raw))) if raw is not None and len(raw) in (4, 16) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +144,19 @@ class RouteMsg:
     priority: int | None
 
 
+DECODED_ROUTES = 1 << 15
+
+
 def decode_route(payload: memoryview) -> RouteMsg | None:
+    """The route a message describes (None: not IPv4 or IPv6). Every full read dumps the same routes
+    again: a message seen before (the same bytes) gives the same decoded value, shared, without decoding
+    it again; and equal routes compare at the identity check."""
+    return _decode_route(bytes(payload))
+
+
+@functools.lru_cache(maxsize=DECODED_ROUTES)
+def _decode_route(raw: bytes) -> RouteMsg | None:
+    payload = memoryview(raw)
     family, dst_len, _, _, table, proto, _, kind, flags = RTMSG.unpack_from(payload)
     if family not in (socket.AF_INET, socket.AF_INET6):
         return None
@@ -156,7 +170,7 @@ def decode_route(payload: memoryview) -> RouteMsg | None:
         length, _, _, oif = NEXTHOP.unpack_from(hop)
         gateway = _address(attributes(hop[:length], NEXTHOP.size).get(RTA_GATEWAY))
     return RouteMsg(
-        dst=ipaddress.ip_network((raw_dst, dst_len)),
+        dst=interned(ipaddress.ip_network((raw_dst, dst_len))),
         table=U32.unpack(attrs[RTA_TABLE])[0] if RTA_TABLE in attrs else table,
         protocol=proto,
         kind=kind,

@@ -1,10 +1,10 @@
 """Keeps this node's MeshNode in line with its last complete pass, writing only when it changed and at
 most once per `interval` (a burst of passes is one write of the last state), so a quiet node writes
-nothing. While a WireGuard peer has no recent handshake, its handshake is re-read from the device `recheck` seconds
-after the last pass (passes run only on change or resync), so "Never" clears soon after the first one; a
-re-read that changes nothing doubles the wait, up to `recheck_max` (a standby WireGuard peer that carries
-no traffic never handshakes: re-reading a 1000-peer device every 5 s for it would be most of an idle
-agent's work)."""
+nothing. While a WireGuard peer has no recent handshake, its handshake is re-read from the device every `recheck`
+seconds (passes run only on change or resync), so "Never" clears soon after the first one. Once the status
+has stood for `grace` seconds, a re-read that changes nothing doubles the wait, up to `recheck_max`: a
+standby WireGuard peer that carries no traffic never handshakes, and re-reading a 1000-peer device every
+5 s for it would be most of an idle agent's work."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class MeshNodeReporter:
     interval: float = 1.0
     recheck: float = 5.0
     recheck_max: float = 30.0
+    grace: float = 60.0
     stale_after: float = STALE_HANDSHAKE
     clock: Callable[[], float] = time.time
     writes: int = 0
@@ -42,6 +43,7 @@ class MeshNodeReporter:
     _psk: Mapping[str, str] | None = None
     _checked: float = field(default=float("-inf"))
     _wait: float = 0.0  # seconds from the last re-read to the next one; 0: `recheck`
+    _written_at: float = field(default=float("-inf"))
     _failures: int = 0
     _loaded: bool = False
 
@@ -65,8 +67,6 @@ class MeshNodeReporter:
             self._loaded = True
         now, psk = self.clock(), self.view.psk_states()
         fresh = not _same(last, self._seen)  # a pass that planned and saw the same objects is not new
-        if fresh and self._written is None:
-            self._checked = now  # the first status: its handshakes are as new as a re-read's
         due = self._waiting_for_handshakes() and now - self._checked >= (self._wait or self.recheck)
         if not fresh and not due and psk == self._psk:
             return False
@@ -86,7 +86,7 @@ class MeshNodeReporter:
             psk=psk,
         )
         if status == self._written:
-            if due:  # nothing came of this re-read: wait longer for the next
+            if due and now - self._written_at >= self.grace:  # nothing new for a while: wait longer
                 self._wait = min(2 * (self._wait or self.recheck), self.recheck_max)
             return False
         try:
@@ -94,7 +94,8 @@ class MeshNodeReporter:
         except Exception:
             self._seen = None  # rebuilt and retried next round (run() backs off and says it once)
             raise
-        self._failures, self._written, self.writes, self._wait = 0, status, self.writes + 1, self.recheck
+        self._failures, self._written, self.writes = 0, status, self.writes + 1
+        self._wait, self._written_at = self.recheck, now
         log.info("wrote MeshNode %s: %s", self.view.identity.name, status["summary"])
         return True
 

@@ -34,8 +34,11 @@ IDLE_WINDOW = 30.0  # seconds of nothing changing; the agent's default resync (3
 
 
 def agent_argv(work: Path, interface: str, kubeconfig: Path) -> list[str]:
+    """The agent's command line; with MESHD_BENCH_PROFILE=FILE it runs under cProfile, which writes FILE
+    when the agent stops (for finding where a pass spends its time, not for the figures)."""
+    profile = os.environ.get("MESHD_BENCH_PROFILE")
     return [
-        sys.executable, "-m", "meshd", "--log-format", "json", "run",
+        sys.executable, *(("-m", "cProfile", "-o", profile) if profile else ()), "-m", "meshd", "--log-format", "json", "run",
         "--node-name", "node0", "--datastore", "kubernetes", "--kubeconfig", str(kubeconfig),
         "--key-file", str(work / "node0.key"), "--interface", interface, "--wireguard", "userspace",
         "--metrics-addr", METRICS, "--run-dir", str(work / "run"),

@@ -8,6 +8,7 @@ attribute types) are pyroute2's. Pure: no sockets, no I/O.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import struct
@@ -37,6 +38,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import RT_SCOPE_LINK, RT_SCOPE_NOWHERE, RT_SCOPE_UNIVERSE, rtmsg
 
+from meshd.core.interned import interned
 from meshd.core.model import IPAddress, IPNetwork
 
 HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
@@ -153,7 +155,7 @@ def attributes(payload: memoryview, offset: int) -> dict[int, memoryview]:
 
 
 def _address(raw: memoryview | None) -> IPAddress | None:
-    return ipaddress.ip_address(bytes(raw)) if raw is not None and len(raw) in (4, 16) else None
+    return interned(ipaddress.ip_address(bytes(raw))) if raw is not None and len(raw) in (4, 16) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +170,19 @@ class RouteMsg:
     priority: int | None
 
 
+DECODED_ROUTES = 1 << 15
+
+
 def decode_route(payload: memoryview) -> RouteMsg | None:
+    """The route a message describes (None: not IPv4 or IPv6). Every full read dumps the same routes
+    again: a message seen before (the same bytes) gives the same decoded value, shared, without decoding
+    it again; and equal routes compare at the identity check."""
+    return _decode_route(bytes(payload))
+
+
+@functools.lru_cache(maxsize=DECODED_ROUTES)
+def _decode_route(raw: bytes) -> RouteMsg | None:
+    payload = memoryview(raw)
     family, dst_len, _, _, table, proto, _, kind, flags = RTMSG.unpack_from(payload)
     if family not in (socket.AF_INET, socket.AF_INET6):
         return None
@@ -182,7 +196,7 @@ def decode_route(payload: memoryview) -> RouteMsg | None:
         length, _, _, oif = NEXTHOP.unpack_from(hop)
         gateway = _address(attributes(hop[:length], NEXTHOP.size).get(RTA_GATEWAY))
     return RouteMsg(
-        dst=ipaddress.ip_network((raw_dst, dst_len)),
+        dst=interned(ipaddress.ip_network((raw_dst, dst_len))),
         table=U32.unpack(attrs[RTA_TABLE])[0] if RTA_TABLE in attrs else table,
         protocol=proto,
         kind=kind,

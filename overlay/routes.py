@@ -19,6 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.rtmsg import RTNH_F_ONLINK
 
 from meshd.core.model import IPNetwork
+from meshd.core.netset import NetworkSet
 from meshd.core.state import RTPROT_MESHD, Route
 from meshd.errors import PermanentError
 from meshd.netlink import (
@@ -49,10 +50,6 @@ def route_of(msg: RouteMsg, names: dict[int, str]) -> Route:
     )
 
 
-def _inside(dst: IPNetwork, nets: Iterable[IPNetwork]) -> bool:
-    return any(dst.version == net.version and dst.subnet_of(net) for net in nets)  # type: ignore[arg-type]
-
-
 class NetlinkRouteTable(OnSocket):
     """Our routes in one table of one network namespace (None: the namespace of this process)."""
 
@@ -67,15 +64,15 @@ class NetlinkRouteTable(OnSocket):
         self.sock = NetlinkSocket(netns=netns)
         self.table = table
         self.protocol = protocol
-        self._watch = frozenset(watch)
-        self._owned: set[IPNetwork] = set()  # destinations of our routes, as last observed or changed
+        self._watch = NetworkSet(watch)
+        self._owned = NetworkSet()  # destinations of our routes, as last observed or changed
         self.foreign_all: set[tuple[Route, int]] = (
             set()
         )  # others' routes in our table (with metrics), last read
 
     def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
         """Networks (peers' pod CIDRs) for which foreign routes are reported, besides ours."""
-        self._watch = frozenset(nets)
+        self._watch = NetworkSet(nets)
 
     async def _routes(self, names: dict[int, str]) -> list[tuple[int, Route, int]]:
         """(protocol, route, metric) of every unicast-ish route in our table, both families."""
@@ -89,10 +86,9 @@ class NetlinkRouteTable(OnSocket):
     async def observe(self) -> tuple[frozenset[Route], frozenset[Route]]:
         routes = await self._routes(await self.sock.names_by_index())
         ours = frozenset(r for proto, r, _ in routes if proto == self.protocol)
-        self._owned = {r.dst for r in ours}
+        self._owned = NetworkSet(r.dst for r in ours)
         self.foreign_all = {(r, metric) for proto, r, metric in routes if proto != self.protocol}
-        watched = self._watch | self._owned
-        return ours, frozenset(r for r, _ in self.foreign_all if _inside(r.dst, watched))
+        return ours, frozenset(r for r, _ in self.foreign_all if self.is_watched(r.dst))
 
     def forget(self, dst: IPNetwork) -> None:
         """Our route to `dst` is gone (deleted by someone else): the next one there is added exclusively."""
@@ -100,7 +96,7 @@ class NetlinkRouteTable(OnSocket):
 
     def is_watched(self, dst: IPNetwork) -> bool:
         """Whether a foreign route to `dst` is reported: it lies inside a watched network or one of ours."""
-        return _inside(dst, self._watch | self._owned)
+        return self._watch.covers(dst) or self._owned.covers(dst)
 
     async def replace(self, route: Route) -> None:
         await self.replace_all([route])

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from keys.values import PrivateKey, PublicKey
 from meshd.core.actions import AddPeer, RemovePeer, UpdatePeer
+from meshd.core.interned import interned
 from meshd.core.model import Endpoint, IPNetwork
 from meshd.core.state import ObservedPeer, PeerSpec, WireGuardReading
 from meshd.errors import InvalidValueError, PermanentError
@@ -227,7 +228,7 @@ def _public_key(value: str) -> PublicKey:
 
 @functools.lru_cache(maxsize=PARSED_VALUES)
 def _network(value: str) -> IPNetwork:
-    return ipaddress.ip_network(value, strict=False)
+    return interned(ipaddress.ip_network(value, strict=False))
 
 
 @functools.lru_cache(maxsize=PARSED_VALUES)

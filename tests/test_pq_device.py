@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -23,7 +24,7 @@ from tests.support.wg import add_peer
 from tests.test_wg_kernel import peer, spec_for
 
 PSK = bytes(range(32))
-A, B = PublicKey(b"\x01" * 32), PublicKey(b"\x02" * 32)
+A, B, C = PublicKey(b"\x01" * 32), PublicKey(b"\x02" * 32), PublicKey(b"\x03" * 32)
 
 
 def test_uapi_sets_and_clears_only_the_preshared_key_of_existing_peers() -> None:
@@ -104,6 +105,24 @@ async def test_a_restart_with_no_psk_on_the_device_writes_nothing() -> None:
     for _ in range(3):
         await manager.update(*mesh(pq_peer=False))
     assert (device.writes, device.reads) == ([], 1)
+
+
+async def test_peers_that_join_later_are_not_read_for_an_earlier_runs_psk() -> None:
+    device = Recorder()
+    manager = PskManager(node="node0", device=device, port=0)
+    snapshot, local, desired = mesh(pq_peer=False)
+    await manager.update(snapshot, local, desired)
+    (other,) = (n for n in snapshot.nodes if isinstance(n, Node) and n.name == "node1")
+    later = replace(other, name="node2", public_key=C)
+    grown = replace(
+        desired,
+        peers=(*desired.peers, PeerSpec(C, None, frozenset(later.pod_cidrs), node="node2")),
+        pairs=(*desired.pairs, PairDecision("node2", Transport.WIREGUARD, "")),
+    )
+    await manager.update(Snapshot.of([*snapshot.nodes, later], snapshot.config), local, grown)
+    assert (device.writes, device.reads) == ([], 1), "the device was read once, at the first pass"
+    assert [p["node"] for p in status(manager)["peers"]] == ["node1", "node2"]
+    await manager.close()
 
 
 async def test_manager_clears_psks_of_pairs_that_do_not_take_part_once() -> None:

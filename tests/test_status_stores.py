@@ -136,3 +136,43 @@ def test_graph_command_writes_dot_and_svg_and_refuses_bad_input(tmp_path: Path) 
     assert main(["graph", "--datastore", f"file:{tmp_path}/nope", "--output", str(tmp_path / "x.svg")]) == 2
     assert main(["graph", "--datastore", "etcd", "--output", str(tmp_path / "x.svg")]) == 2
     assert main(["graph", "--datastore", f"file:{tmp_path}", "--output", str(tmp_path / "x.gif")]) == 2
+
+
+def test_a_peer_that_never_handshakes_is_re_read_less_and_less_often(tmp_path: Path) -> None:
+    """A standby WireGuard peer carries no traffic and never handshakes: its "Never" is re-read from the
+    device every 5 s for the first minute after the status was written, then every 10, 20, 30 s (not
+    every 5 s forever); a handshake that shows up is written at the next re-read."""
+    from meshd.agent.meshnode_report import MeshNodeReporter
+    from meshd.core.state import ObservedPeer, WireGuardReading
+    from tests.test_status_objects import KB, ME, NOW, snap, state
+
+    clock = [NOW]
+    handshake: list[float | None] = [None]
+    reads: list[float] = []
+
+    class Device:
+        async def observe_device(self) -> WireGuardReading:
+            reads.append(clock[0] - NOW)
+            return WireGuardReading(
+                None, 0, (ObservedPeer(KB, None, frozenset(), last_handshake=handshake[0]),)
+            )
+
+    async def run() -> list[dict[str, str]]:
+        store = FileStatusStore(tmp_path)
+        view = MeshView(ME, Device())
+        view.last, view.applied = state(None), snap()
+        rep = MeshNodeReporter(store, view, EventRecorder(store), clock=lambda: clock[0])
+        for _ in range(150):
+            await rep.step()
+            clock[0] += 1
+        handshake[0] = clock[0] - 1
+        for _ in range(31):
+            await rep.step()
+            clock[0] += 1
+        await store.close()
+        return list((rep._written or {})["peers"])
+
+    peers = asyncio.run(run())
+    assert reads[:12] == [1 + 5 * i for i in range(12)], "every 5 s for a minute"
+    assert reads[12:] == [61, 71, 91, 121, 151], "then 10, 20, 30 s apart; the handshake seen at 151"
+    assert all("handshake" not in p for p in peers), "Never cleared"

@@ -1,7 +1,10 @@
 """Keeps this node's MeshNode in line with its last complete pass, writing only when it changed and at
 most once per `interval` (a burst of passes is one write of the last state), so a quiet node writes
-nothing. While a WireGuard peer has no recent handshake, its handshake is re-read from the device every
-`recheck` seconds (passes run only on change or resync), so "Never" clears soon after the first one."""
+nothing. While a WireGuard peer has no recent handshake, its handshake is re-read from the device every `recheck`
+seconds (passes run only on change or resync), so "Never" clears soon after the first one. Once the status
+has stood for `grace` seconds, a re-read that changes nothing doubles the wait, up to `recheck_max`: a
+standby WireGuard peer that carries no traffic never handshakes, and re-reading a 1000-peer device every
+5 s for it would be most of an idle agent's work."""
 
 from __future__ import annotations
 
@@ -29,14 +32,18 @@ class MeshNodeReporter:
     events: EventRecorder
     interval: float = 1.0
     recheck: float = 5.0
+    recheck_max: float = 30.0
+    grace: float = 60.0
     stale_after: float = STALE_HANDSHAKE
     clock: Callable[[], float] = time.time
     writes: int = 0
     """MeshNode writes so far (what the write-rate measurements count)."""
     _written: dict[str, Any] | None = None
-    _seen: object = None
+    _seen: tuple[DesiredState, ActualState] | None = None
     _psk: Mapping[str, str] | None = None
     _checked: float = field(default=float("-inf"))
+    _wait: float = 0.0  # seconds from the last re-read to the next one; 0: `recheck`
+    _written_at: float = field(default=float("-inf"))
     _failures: int = 0
     _loaded: bool = False
 
@@ -59,8 +66,8 @@ class MeshNodeReporter:
             self._written = await self.store.read_meshnode(self.view.identity.name)
             self._loaded = True
         now, psk = self.clock(), self.view.psk_states()
-        fresh = last is not self._seen
-        due = self._waiting_for_handshakes() and now - self._checked >= self.recheck
+        fresh = not _same(last, self._seen)  # a pass that planned and saw the same objects is not new
+        due = self._waiting_for_handshakes() and now - self._checked >= (self._wait or self.recheck)
         if not fresh and not due and psk == self._psk:
             return False
         self._psk = psk
@@ -79,6 +86,8 @@ class MeshNodeReporter:
             psk=psk,
         )
         if status == self._written:
+            if due and now - self._written_at >= self.grace:  # nothing new for a while: wait longer
+                self._wait = min(2 * (self._wait or self.recheck), self.recheck_max)
             return False
         try:
             await self.store.write_meshnode(self.view.identity.name, status)
@@ -86,6 +95,7 @@ class MeshNodeReporter:
             self._seen = None  # rebuilt and retried next round (run() backs off and says it once)
             raise
         self._failures, self._written, self.writes = 0, status, self.writes + 1
+        self._wait, self._written_at = self.recheck, now
         log.info("wrote MeshNode %s: %s", self.view.identity.name, status["summary"])
         return True
 
@@ -101,3 +111,7 @@ class MeshNodeReporter:
         if live is None or actual.wireguard is None:
             return last
         return desired, replace(actual, wireguard=replace(actual.wireguard, peers=live))
+
+
+def _same(last: tuple[DesiredState, ActualState], seen: tuple[DesiredState, ActualState] | None) -> bool:
+    return seen is not None and last[0] is seen[0] and last[1] is seen[1]

@@ -9,7 +9,7 @@ The local node is judged as its peers judge it: through the record it publishes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -58,16 +58,9 @@ def cluster_view(local: Node, records: Iterable[NodeRecord]) -> ClusterView:
     remotes: list[Node] = []
     problems: list[Problem] = []
     for name in sorted(by_name):
-        recs = by_name[name]
-        if len(recs) > 1:
-            detail = f"{len(recs)} different records are named {name}: none of them is used"
-            problems.append(Problem("duplicate-node-name", (name,), detail))
-            continue
-        (rec,) = recs
-        if isinstance(rec, InvalidNode):
-            problems.append(Problem("invalid-node", (name,), f"node {name or '?'}: {rec.detail}"))
-        else:
-            remotes.append(rec)
+        node = one_record(name, by_name[name], problems)
+        if node is not None:
+            remotes.append(node)
     excluded: dict[str, str] = {}
     own = decode_node(encode_node(local))  # what every peer makes of the record we publish
     if isinstance(own, InvalidNode):
@@ -79,10 +72,11 @@ def cluster_view(local: Node, records: Iterable[NodeRecord]) -> ClusterView:
         everyone: tuple[Node, ...] = tuple(remotes)
     else:
         everyone = (local, *remotes)
-    dup_keys, copiers, key_problems = _duplicate_keys(everyone)
-    dup_macs, mac_problems = _duplicate_macs(everyone)
-    self_covering, cover_problems = _self_covers(everyone)
-    excluded.update(self_covering)
+    dup_keys, copiers, key_problems = duplicate_keys(everyone)
+    dup_macs, mac_problems = duplicate_macs(everyone)
+    covers = [(n.name, cover) for n in sorted(everyone, key=lambda n: n.name) if (cover := self_cover(n))]
+    excluded.update((name, detail) for name, (detail, _) in covers)
+    cover_problems = [problem for _, (_, problem) in covers]
     clashing, clash_problems = resolve_clashes([n for n in everyone if n.name not in excluded])
     excluded.update(clashing)
     return ClusterView(
@@ -95,7 +89,21 @@ def cluster_view(local: Node, records: Iterable[NodeRecord]) -> ClusterView:
     )
 
 
-def _duplicate_keys(nodes: Sequence[Node]) -> tuple[frozenset[PublicKey], dict[str, str], list[Problem]]:
+def one_record(name: str, recs: Collection[NodeRecord], problems: list[Problem]) -> Node | None:
+    """The node the distinct records of one name stand for, or None (a problem added: several records
+    under that name, or an invalid one)."""
+    if len(recs) > 1:
+        detail = f"{len(recs)} different records are named {name}: none of them is used"
+        problems.append(Problem("duplicate-node-name", (name,), detail))
+        return None
+    (rec,) = recs
+    if isinstance(rec, InvalidNode):
+        problems.append(Problem("invalid-node", (name,), f"node {name or '?'}: {rec.detail}"))
+        return None
+    return rec
+
+
+def duplicate_keys(nodes: Sequence[Node]) -> tuple[frozenset[PublicKey], dict[str, str], list[Problem]]:
     """Keys published by more than one node. When exactly one of them proves it holds the key, it keeps
     it and the others (copiers) are left out of WireGuard; otherwise (no proof: legacy keys; or several:
     a copied identity seed) nobody can be told apart and the key is unusable. Returns (unusable keys,
@@ -130,7 +138,7 @@ def _duplicate_keys(nodes: Sequence[Node]) -> tuple[frozenset[PublicKey], dict[s
     return frozenset(unusable), copiers, problems
 
 
-def _duplicate_macs(nodes: Sequence[Node]) -> tuple[frozenset[str], list[Problem]]:
+def duplicate_macs(nodes: Sequence[Node]) -> tuple[frozenset[str], list[Problem]]:
     """A unicast MAC has one FDB destination: nodes sharing a VXLAN MAC (cloned machines) cannot use VXLAN."""
     owners: dict[str, set[str]] = {}
     for node in nodes:
@@ -145,15 +153,12 @@ def _duplicate_macs(nodes: Sequence[Node]) -> tuple[frozenset[str], list[Problem
     return frozenset(m for m, names in owners.items() if len(names) > 1), problems
 
 
-def _self_covers(nodes: Sequence[Node]) -> tuple[dict[str, str], list[Problem]]:
-    """Nodes with a pod CIDR that holds their own underlay address or endpoint: out, whoever else is there."""
-    excluded: dict[str, str] = {}
-    problems = []
-    for node in sorted(nodes, key=lambda n: n.name):
-        covers = self_covers(node)
-        if covers:
-            cidr, addr, label = covers[0]
-            detail = f"pod CIDR {cidr} of {node.name} covers its own {label} {addr}: {node.name} is left out of the mesh {LOOP}"
-            excluded[node.name] = detail
-            problems.append(Problem(COVER, (node.name,), detail))
-    return excluded, problems
+def self_cover(node: Node) -> tuple[str, Problem] | None:
+    """A node with a pod CIDR that holds its own underlay address or endpoint is out, whoever else is
+    there: why, and the problem; None when it covers neither."""
+    covers = self_covers(node)
+    if not covers:
+        return None
+    cidr, addr, label = covers[0]
+    detail = f"pod CIDR {cidr} of {node.name} covers its own {label} {addr}: {node.name} is left out of the mesh {LOOP}"
+    return detail, Problem(COVER, (node.name,), detail)

@@ -59,7 +59,7 @@ def _diff_routes(
     """Routes are keyed by destination: a route that moves between transports is replaced atomically.
     A destination that a foreign route already holds in our table is left to it (the reconciler reports
     it): replacing would overwrite a route we do not own."""
-    have = frozenset(r for r in actual.routes if r.dev not in vanished)
+    have = frozenset(r for r in actual.routes if r.dev not in vanished) if vanished else actual.routes
     wanted_dsts = {r.dst for r in desired.routes}
     taken = {r.dst for r in actual.foreign_routes} - {r.dst for r in have}  # ours there too: ours to move
     replaces = [a.ReplaceRoute(r) for r in _sorted_routes(desired.routes - have) if r.dst not in taken]

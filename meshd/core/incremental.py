@@ -2,8 +2,9 @@
 Pure: the last plan goes in, the next one comes out, and `replan(...).state` always equals
 `plan(snapshot, local, names=names)` (the property test in tests/test_properties.py holds them equal).
 
-Cluster-wide conflicts (duplicate keys and MACs, overlapping pod CIDRs, invalid records) are found again
-over the whole snapshot each time: they are global facts. A pair is decided again only when the peer's
+Cluster-wide conflicts (duplicate keys and MACs, overlapping pod CIDRs, invalid records) are global facts:
+`ClusterIndex` keeps them current from the records that changed, with the verdicts `cluster_view` reaches
+over the whole snapshot. A pair is decided again only when the peer's
 record, the facts about either node (`ClusterView.facts`), the MeshConfig, the local node or the device
 names changed; so a change that alters a cluster-wide fact decides again every pair that fact touches.
 Unchanged peers keep their decoded record and their decision: shared, not copied.
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from meshd.core.conflicts import cluster_view
+from meshd.core.cluster_index import ClusterIndex
 from meshd.core.model import LocalNode, Node, Snapshot
 from meshd.core.pairs import decide_pair
 from meshd.core.planner import DEFAULT_NAMES, assemble
@@ -34,13 +35,20 @@ class Planned:
     context: tuple[object, ...]  # MeshConfig, local node, device names, the facts about the local node
     pairs: Mapping[str, Decided]  # peer name -> its decision, in the order of the view's remotes
     decided: int = 0  # pairs decided afresh by this plan (the rest were reused)
+    index: ClusterIndex | None = None  # the conflict search's indexes, for the next plan
 
 
 def replan(
     previous: Planned | None, snapshot: Snapshot, local: LocalNode, *, names: DeviceNames = DEFAULT_NAMES
 ) -> Planned:
     """The plan for `snapshot`, reusing the decisions of `previous` whose inputs did not change."""
-    view = cluster_view(local.node, snapshot.nodes)
+    index = previous.index if previous is not None else None
+    index = (
+        ClusterIndex.build(local.node, snapshot.nodes)
+        if index is None
+        else index.update(local.node, snapshot.nodes)
+    )
+    view = index.view
     context = (snapshot.config, local, names, view.facts(local.node))
     last: Mapping[str, Decided] = {}
     if previous is not None and previous.context == context:
@@ -56,4 +64,4 @@ def replan(
         decided += 1
     plans = tuple(entry[2] for entry in pairs.values())
     state = assemble(plans, local, snapshot.config, view, names)
-    return Planned(state, context, MappingProxyType(pairs), decided)
+    return Planned(state, context, MappingProxyType(pairs), decided, index)

@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 from keys.proof import KeyProof
 from keys.values import PublicKey
+from meshd.core.interned import interned
 from meshd.core.rotation_record import RotationAck, RotationRecord
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -118,6 +119,7 @@ class Endpoint:
             addr = ipaddress.IPv4Address(host)
         if addr.version == 6 and addr.scope_id:
             raise ValueError(f"endpoint {text!r} has a scoped address")
+        addr = interned(addr)
         if not _PORT.fullmatch(port):  # ASCII digits only: str.isdigit and int() accept other scripts' digits
             raise ValueError(f"endpoint {text!r} has no numeric port")
         return cls(addr, int(port))

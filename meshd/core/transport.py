@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from meshd.core.conflicts import ClusterView
 from meshd.core.devices import DeviceChanges
+from meshd.core.interned import interned
 from meshd.core.model import IPAddress, IPNetwork, LocalNode, MeshConfig, Node, Transport
 from meshd.core.state import ActualState, DesiredState, DeviceNames, IPInterface, PairDecision, Problem, Route
 
@@ -123,7 +124,7 @@ class LinkAdapter(Protocol[SpecT_contra, ObservedT]):
 
 def gateway(cidr: IPNetwork) -> IPAddress:
     """A node's overlay gateway for one pod CIDR: the CIDR's network address, held by its overlay devices."""
-    return cidr.network_address
+    return interned(cidr.network_address)
 
 
 def device_addresses(cidrs: Iterable[IPNetwork]) -> frozenset[IPInterface]:

@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from kubernetes.aio import client as kclient
-from kubernetes.aio import config as kconfig
 
+from meshd.datastore.bare import bare_packages
 from meshd.errors import ConfigError, PermanentError, TransientError
+
+bare_packages("kubernetes", "kubernetes.aio")  # not their __init__s: the sync client is not loaded
+from kubernetes.aio import client as kclient  # noqa: E402
+from kubernetes.aio import config as kconfig  # noqa: E402
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]

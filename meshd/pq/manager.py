@@ -66,6 +66,7 @@ class PskManager:
     errors: Counter[str] = field(default_factory=Counter)
     _with_psk: set[PublicKey] = field(default_factory=set)  # peers we may have left a PSK on
     _seen: set[PublicKey] = field(default_factory=set)  # off peers checked once for an earlier run's PSK
+    _read: bool = False  # the device was read once: peers that came later hold no earlier run's PSK
     _strangers: set[str] = field(default_factory=set)  # addresses refused (warned about once)
     _servers: list[asyncio.Server] = field(default_factory=list)  # one per inner address (family)
     _bound: tuple[frozenset[IPAddress], int] | None = None
@@ -81,7 +82,8 @@ class PskManager:
             keys = {p.node: p.public_key for p in desired.peers}
             off = [(peer, keys[peer]) for peer, _ in self.plan.off if peer in keys]
             unseen = {k for _, k in off if k not in self._seen}
-            held = await self._held() if unseen else frozenset()  # one read, at first sight only
+            held = await self._held() if unseen and not self._read else frozenset()  # one read, once
+            self._read = self._read or bool(unseen)
             await self._clear([(p, k) for p, k in off if k in self._with_psk or k in held])
             self._seen |= unseen
             await self._listen(frozenset(p.local_addr for p in self.plan.pairs))

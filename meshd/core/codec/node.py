@@ -32,6 +32,7 @@ from meshd.core.codec.annotations import (
     string_annotation,
 )
 from meshd.core.codec.text import json_type, one_line, show
+from meshd.core.interned import interned
 from meshd.core.model import (
     InvalidNode,
     IPAddress,
@@ -183,7 +184,7 @@ def _network(item: object, field: str) -> IPNetwork:
         problem = pod_cidr_problem(net)
         if problem is not None:
             raise Invalid("bad-pod-cidr", f"{field} entry {show(item)} {problem}")
-        return net
+        return interned(net)
     try:
         loose = ipaddress.ip_network(item, strict=False)
     except ValueError:
@@ -219,7 +220,7 @@ def _ip(raw: object, where: str) -> IPAddress:
     problem = address_problem(addr)
     if problem is not None:
         raise Invalid("bad-underlay-address", f"{where} {show(raw)} {problem}")
-    return addr
+    return interned(addr)
 
 
 def encode_node(node: Node) -> dict[str, Any]:

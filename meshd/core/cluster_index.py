@@ -1,0 +1,264 @@
+"""The cluster-wide conflict search, kept current from one snapshot to the next. Pure.
+
+`ClusterIndex.update(local, records)` gives the same `ClusterView` as `cluster_view(local, records)`
+(tests/test_cluster_index_properties.py holds them equal after any history), but it looks again only at the
+records that changed: records are told apart by identity (a datastore shares unchanged decoded records
+between snapshots), public keys, VXLAN MACs and pod CIDRs are indexed, and a changed node's clashes are
+found by looking its pod CIDRs and outer addresses up in those indexes. The verdicts themselves are still
+reached over the whole cluster by the same rules: only the few nodes that clash at all go to
+`resolve_clashes`, which decides them exactly as it would with every node there (nodes without a clash add
+no edge to the clash graph). An update copies the index (dicts and lists, shallowly: cheap) and never
+changes the one it started from.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeVar
+
+from meshd.core.codec.node import decode_node, encode_node
+from meshd.core.conflicts import ClusterView, duplicate_keys, duplicate_macs, one_record, self_cover
+from meshd.core.model import InvalidNode, Node, NodeRecord
+from meshd.core.netset import NetKey, enclosing, net_key
+from meshd.core.overlaps import outer_addresses, resolve_clashes
+from meshd.core.state import Problem
+
+T = TypeVar("T")
+PointKey = tuple[int, int]  # (IP version, address)
+
+
+@dataclass(slots=True)
+class _Spatial:
+    """Pod CIDRs and outer addresses of the nodes that may clash, for finding a node's clashes."""
+
+    nets: dict[NetKey, frozenset[str]] = field(default_factory=dict)  # pod CIDR -> who has it
+    starts: list[tuple[NetKey, str]] = field(default_factory=list)  # sorted
+    points: list[tuple[PointKey, str]] = field(default_factory=list)  # outer addresses, sorted
+
+    def copy(self) -> _Spatial:
+        return _Spatial(dict(self.nets), list(self.starts), list(self.points))
+
+    def add(self, node: Node) -> None:
+        for net in node.pod_cidrs:
+            key = net_key(net)
+            self.nets[key] = self.nets.get(key, frozenset()) | {node.name}
+            bisect.insort(self.starts, (key, node.name))
+        for addr in outer_addresses(node):
+            bisect.insort(self.points, ((addr.version, int(addr)), node.name))
+
+    def remove(self, node: Node) -> None:
+        for net in node.pod_cidrs:
+            key = net_key(net)
+            left = self.nets.get(key, frozenset()) - {node.name}
+            if left:
+                self.nets[key] = left
+            else:
+                self.nets.pop(key, None)
+            _discard(self.starts, (key, node.name))
+        for addr in outer_addresses(node):
+            _discard(self.points, ((addr.version, int(addr)), node.name))
+
+    def clashing(self, node: Node) -> set[str]:
+        """The other nodes whose pod CIDRs overlap node's or cover its outer addresses, or whose outer
+        addresses lie in its pod CIDRs."""
+        found: set[str] = set()
+        for net in node.pod_cidrs:
+            version, start, plen = net_key(net)
+            found.update(*self._enclosing(version, start, plen))  # equal or larger: they contain it
+            end = int(net.broadcast_address)
+            lo = bisect.bisect_left(self.starts, ((version, start, plen + 1), ""))
+            hi = bisect.bisect_right(self.starts, ((version, end, 1 << 8), ""))
+            found.update(name for _, name in self.starts[lo:hi])  # smaller, inside it
+            lo = bisect.bisect_left(self.points, ((version, start), ""))
+            hi = bisect.bisect_right(self.points, ((version, end), "\U0010ffff"))
+            found.update(name for _, name in self.points[lo:hi])
+        for addr in outer_addresses(node):
+            found.update(*self._enclosing(addr.version, int(addr), addr.max_prefixlen))
+        found.discard(node.name)
+        return found
+
+    def _enclosing(self, version: int, start: int, plen: int) -> Iterable[frozenset[str]]:
+        for key in enclosing(version, start, plen):
+            owners = self.nets.get(key)
+            if owners:
+                yield owners
+
+
+def _discard(items: list[T], item: T) -> None:
+    i = bisect.bisect_left(items, item)  # type: ignore[call-overload]
+    if i < len(items) and items[i] == item:
+        del items[i]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterIndex:
+    """The records last seen and what is derived from them; `view` is their ClusterView."""
+
+    view: ClusterView
+    local: Node
+    own_usable: str | None  # why peers cannot use our own record, or None
+    records: Mapping[int, NodeRecord]  # id -> record (held, so that ids stay unique)
+    by_name: Mapping[str, tuple[NodeRecord, ...]]
+    members: Mapping[str, Node]  # valid, unambiguous nodes, ours included when peers can use it
+    covering: Mapping[str, tuple[str, Problem]]  # members whose pod CIDR holds their own outer address
+    partners: Mapping[str, frozenset[str]]  # members (not covering) -> those they clash with
+    spatial: _Spatial
+
+    @classmethod
+    def build(cls, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
+        own = decode_node(encode_node(local))  # what every peer makes of the record we publish
+        why = (
+            f"this node's own record is not usable by peers: {own.detail}"
+            if isinstance(own, InvalidNode)
+            else None
+        )
+        work = _Work.start(cls(ClusterView(()), local, why, {}, {}, {}, {}, {}, _Spatial()))
+        work.set_name(local.name, ())  # our own node is a member whatever the records say
+        return work.apply({}, {id(r): r for r in records})
+
+    def update(self, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
+        """The index of `records` seen from `local`, from this one: only changed records are looked at."""
+        if local != self.local:
+            return ClusterIndex.build(local, records)
+        now = {id(r): r for r in records}
+        if now.keys() == self.records.keys():
+            return self
+        return _Work.start(self).apply(self.records, now)
+
+
+@dataclass
+class _Work:
+    """One update in progress: copies of the index's parts, changed name by name."""
+
+    base: ClusterIndex
+    by_name: dict[str, tuple[NodeRecord, ...]]
+    members: dict[str, Node]
+    covering: dict[str, tuple[str, Problem]]
+    partners: dict[str, frozenset[str]]
+    spatial: _Spatial
+
+    @classmethod
+    def start(cls, base: ClusterIndex) -> _Work:
+        return cls(
+            base, dict(base.by_name), dict(base.members), dict(base.covering), dict(base.partners),
+            base.spatial.copy(),
+        )  # fmt: skip
+
+    def apply(self, before: Mapping[int, NodeRecord], now: dict[int, NodeRecord]) -> ClusterIndex:
+        """Look again at the names of the records that came or went between `before` and `now`."""
+        gone, new = before.keys() - now.keys(), now.keys() - before.keys()
+        added: dict[str, list[NodeRecord]] = {}
+        for i in new:
+            added.setdefault(now[i].name, []).append(now[i])
+        for name in {before[i].name for i in gone} | added.keys():
+            held = [r for r in self.by_name.get(name, ()) if id(r) not in gone]
+            self.set_name(name, (*held, *added.get(name, ())))
+        return self.finish(now)
+
+    def set_name(self, name: str, held: tuple[NodeRecord, ...]) -> None:
+        if held:
+            self.by_name[name] = held
+        else:
+            self.by_name.pop(name, None)
+        local = self.base.local
+        if name == local.name:  # records of our name are not peers; our own node stands for it
+            node: Node | None = local if self.base.own_usable is None else None
+        else:
+            distinct = set(held)
+            (only,) = distinct if len(distinct) == 1 else (None,)
+            node = only if isinstance(only, Node) else None
+        old = self.members.get(name)
+        if old is node:
+            return
+        if old is not None:
+            self._leave(old)
+        if node is not None:
+            self._join(node)
+
+    def _leave(self, node: Node) -> None:
+        del self.members[node.name]
+        if self.covering.pop(node.name, None) is not None:
+            return
+        self.spatial.remove(node)
+        for other in self.partners.pop(node.name, frozenset()):
+            self.partners[other] = self.partners[other] - {node.name}
+
+    def _join(self, node: Node) -> None:
+        self.members[node.name] = node
+        cover = self_cover(node)
+        if cover is not None:
+            self.covering[node.name] = cover
+            return
+        found = frozenset(self.spatial.clashing(node))
+        self.spatial.add(node)
+        self.partners[node.name] = found
+        for other in found:
+            self.partners[other] = self.partners[other] | {node.name}
+
+    def finish(self, records: dict[int, NodeRecord]) -> ClusterIndex:
+        base = self.base
+        view = _view(base.local, base.own_usable, self)
+        return ClusterIndex(
+            view, base.local, base.own_usable, records, self.by_name, self.members, self.covering,
+            self.partners, self.spatial,
+        )  # fmt: skip
+
+
+def _view(local: Node, own_usable: str | None, work: _Work) -> ClusterView:
+    """The ClusterView, in the order and with the wording of `cluster_view`."""
+    by_name, members, covering, partners = work.by_name, work.members, work.covering, work.partners
+    remotes = tuple(members[name] for name in sorted(members) if name != local.name)
+    problems = _record_problems(local.name, by_name, members)
+    excluded: dict[str, str] = {}
+    if own_usable is not None:
+        excluded[local.name] = own_usable
+        problems.append(Problem("local-node-unusable", (local.name,), own_usable))
+    dup_keys, copiers, key_problems = duplicate_keys(_sharing(members.values(), _key))
+    dup_macs, mac_problems = duplicate_macs(_sharing(members.values(), _mac))
+    for name in sorted(covering):
+        excluded[name] = covering[name][0]
+    clashing = [members[name] for name, others in partners.items() if others]
+    clash_out, clash_problems = resolve_clashes(clashing)
+    excluded.update(clash_out)
+    return ClusterView(
+        remotes=remotes,
+        duplicate_keys=dup_keys,
+        key_copiers=MappingProxyType(copiers),
+        duplicate_macs=dup_macs,
+        excluded=MappingProxyType(excluded),
+        problems=(
+            *problems, *key_problems, *mac_problems, *(covering[n][1] for n in sorted(covering)),
+            *clash_problems,
+        ),
+    )  # fmt: skip
+
+
+def _key(node: Node) -> object:
+    return node.public_key
+
+
+def _mac(node: Node) -> object:
+    return node.vxlan_mac.lower() if node.vxlan_mac is not None else None
+
+
+def _sharing(nodes: Iterable[Node], value: Callable[[Node], object]) -> list[Node]:
+    """The nodes whose value (a public key, a MAC) another node has too."""
+    seen: dict[object, list[Node]] = {}
+    for node in nodes:
+        v = value(node)
+        if v is not None:
+            seen.setdefault(v, []).append(node)
+    return [n for holders in seen.values() if len(holders) > 1 for n in holders]
+
+
+def _record_problems(
+    me: str, by_name: Mapping[str, tuple[NodeRecord, ...]], members: Mapping[str, Node]
+) -> list[Problem]:
+    """Duplicate names and invalid records, by name (names of members are neither)."""
+    problems: list[Problem] = []
+    for name in sorted(n for n in by_name if n != me and n not in members):
+        one_record(name, set(by_name[name]), problems)
+    return problems

@@ -35,7 +35,7 @@ def diff(desired: DesiredState, actual: ActualState) -> tuple[a.Action, ...]:
     parts = tuple(encapsulation.diff(desired, actual) for encapsulation in TRANSPORTS.values())
     vanished = {p.vanished for p in parts if p.vanished is not None}
     route_replaces, route_removes = _diff_routes(desired, actual, vanished=vanished)
-    routed = {r.dst for r in actual.routes if r.dev not in vanished}
+    routed = {r.dst for r in actual.routes if r.dev not in vanished} if route_replaces else set()
     first = [x for x in route_replaces if x.route.via is None and x.route.dst not in routed]
     guard_adds, guard_removes = diff_guards(desired.guards, actual.guards)
     return (

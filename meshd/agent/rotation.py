@@ -26,6 +26,7 @@ from meshd.core.local import Identity
 from meshd.core.model import LocalNode, Node, Snapshot
 from meshd.core.rotation_record import ROTATION, ROTATION_ACK, Phase, RotationAck, RotationRecord
 from meshd.core.state import DesiredState, PeerSpec, WireGuardReading
+from meshd.errors import TransientError
 from overlay.wireguard import OVERHEAD
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,12 @@ class RotationDriver:
         """While we prepare: the acked peers whose helper tunnel is in session (read from the helper)."""
         if own.phase is not Phase.PREPARE:
             return frozenset()
-        return r.helpers_ready(own, snapshot, self.name, await self.helper.handshakes())
+        try:
+            handshakes = await self.helper.handshakes()
+        except TransientError as exc:  # none ready: the rotation's timeout still runs
+            log.warning("key rotation: reading the helper link failed: %s", exc)
+            return frozenset()
+        return r.helpers_ready(own, snapshot, self.name, handshakes)
 
     async def _main_ready(self, node: Node) -> bool:
         """Hosting `node` past its switch: our main device's entry for its new key had a handshake."""

@@ -36,13 +36,13 @@ def diff(desired: DesiredState, actual: ActualState) -> tuple[a.Action, ...]:
     vanished = {p.vanished for p in parts if p.vanished is not None}
     route_replaces, route_removes = _diff_routes(desired, actual, vanished=vanished)
     routed = {r.dst for r in actual.routes if r.dev not in vanished} if route_replaces else set()
-    first = [x for x in route_replaces if x.route.via is None and x.route.dst not in routed]
+    first = {x for x in route_replaces if x.route.via is None and x.route.dst not in routed}
     guard_adds, guard_removes = diff_guards(desired.guards, actual.guards)
     return (
         *guard_adds,
         *(x for p in parts for x in p.recreate),
         *(x for p in parts for x in p.setup),
-        *first,
+        *(x for x in route_replaces if x in first),
         *(x for p in parts for x in p.entry_adds),
         *(x for x in route_replaces if x not in first),
         *route_removes,

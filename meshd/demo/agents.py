@@ -81,8 +81,9 @@ class Agent:
         """Stop this agent process (only it: wireguard-go, detached, keeps running)."""
         if self.proc is None:
             return None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, sig)
+        if self.proc.poll() is None:  # a forked agent's PID is free once it ended: signal only a live one
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, sig)
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

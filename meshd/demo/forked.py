@@ -10,12 +10,15 @@ mounts: meshd reads neither).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 from pathlib import Path
 
@@ -49,17 +52,46 @@ def _server() -> ForkServerContext:
     return _context[0]
 
 
-def _main(netns: str | None, argv: list[str], out: str, err: str) -> None:
-    """In the fork: output to files, into the namespace, then the command."""
-    for fileno, path in ((1, out), (2, err)):
+def drop_inherited() -> None:
+    """Mark every open descriptor close-on-exec (a fork server's child holds the server's pipes)."""
+    for fd in (int(name) for name in os.listdir("/proc/self/fd")):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            os.set_inheritable(fd, False)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One command for the fork server: what to run, where, with what, output where."""
+
+    netns: str | None
+    argv: list[str]
+    out: str
+    err: str
+    env: dict[str, str]
+    cwd: str
+
+
+def _main(call: _Call) -> None:
+    """In the fork: the caller's environment and directory, output to files, none of the fork server's
+    own descriptors for what the command starts (wireguard-go), into the namespace, then the command,
+    and its exit handlers (multiprocessing ends a fork with os._exit, which skips them)."""
+    os.environ.clear()
+    os.environ.update(call.env)
+    os.chdir(call.cwd)
+    drop_inherited()
+    for fileno, path in ((1, call.out), (2, call.err)):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        os.dup2(fd, fileno)
+        os.dup2(fd, fileno)  # inheritable again: fds 0-2 are the command's stdio
         os.close(fd)
-    if netns is not None:
-        enter_netns(netns)
+    if call.netns is not None:
+        enter_netns(call.netns)
     from meshd.cli.main import main
 
-    sys.exit(main(argv))
+    try:
+        code = main(call.argv)
+    finally:
+        atexit._run_exitfuncs()
+    sys.exit(code)
 
 
 class Forked:
@@ -98,8 +130,8 @@ class Forked:
 
 def start(netns: str | None, argv: Sequence[str], log: Path, err: Path | None = None) -> Forked:
     """`meshd ARGV` in namespace `netns`, its output appended to `log` (its stderr to `err` if given)."""
-    files = (str(log), str(err or log))
-    proc = _server().Process(target=_main, args=(netns, list(argv), *files), daemon=True)
+    call = _Call(netns, list(argv), str(log), str(err or log), dict(os.environ), os.getcwd())
+    proc = _server().Process(target=_main, args=(call,), daemon=True)
     proc.start()
     return Forked(proc, argv)
 

@@ -145,6 +145,8 @@ class Lab:
 
 
 def _stop(pid: int, proc: Proc | None) -> None:
+    if proc is not None and proc.poll() is not None:
+        return  # ended: a fork server's child is reaped at once, so its PID may be another's by now
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 3

@@ -14,14 +14,20 @@ changes the one it started from.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
-from meshd.core.codec.node import decode_node, encode_node
-from meshd.core.conflicts import ClusterView, duplicate_keys, duplicate_macs, one_record, self_cover
-from meshd.core.model import InvalidNode, Node, NodeRecord
+from meshd.core.conflicts import (
+    ClusterView,
+    duplicate_keys,
+    duplicate_macs,
+    one_record,
+    own_record_problem,
+    self_cover,
+)
+from meshd.core.model import Node, NodeRecord
 from meshd.core.netset import NetKey, enclosing, net_key
 from meshd.core.overlaps import outer_addresses, resolve_clashes
 from meshd.core.state import Problem
@@ -109,12 +115,7 @@ class ClusterIndex:
 
     @classmethod
     def build(cls, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
-        own = decode_node(encode_node(local))  # what every peer makes of the record we publish
-        why = (
-            f"this node's own record is not usable by peers: {own.detail}"
-            if isinstance(own, InvalidNode)
-            else None
-        )
+        why = own_record_problem(local)
         work = _Work.start(cls(ClusterView(()), local, why, {}, {}, {}, {}, {}, _Spatial()))
         work.set_name(local.name, ())  # our own node is a member whatever the records say
         return work.apply({}, {id(r): r for r in records})
@@ -216,8 +217,8 @@ def _view(local: Node, own_usable: str | None, work: _Work) -> ClusterView:
     if own_usable is not None:
         excluded[local.name] = own_usable
         problems.append(Problem("local-node-unusable", (local.name,), own_usable))
-    dup_keys, copiers, key_problems = duplicate_keys(_sharing(members.values(), _key))
-    dup_macs, mac_problems = duplicate_macs(_sharing(members.values(), _mac))
+    dup_keys, copiers, key_problems = duplicate_keys(tuple(members.values()))
+    dup_macs, mac_problems = duplicate_macs(tuple(members.values()))
     for name in sorted(covering):
         excluded[name] = covering[name][0]
     clashing = [members[name] for name, others in partners.items() if others]
@@ -234,24 +235,6 @@ def _view(local: Node, own_usable: str | None, work: _Work) -> ClusterView:
             *clash_problems,
         ),
     )  # fmt: skip
-
-
-def _key(node: Node) -> object:
-    return node.public_key
-
-
-def _mac(node: Node) -> object:
-    return node.vxlan_mac.lower() if node.vxlan_mac is not None else None
-
-
-def _sharing(nodes: Iterable[Node], value: Callable[[Node], object]) -> list[Node]:
-    """The nodes whose value (a public key, a MAC) another node has too."""
-    seen: dict[object, list[Node]] = {}
-    for node in nodes:
-        v = value(node)
-        if v is not None:
-            seen.setdefault(v, []).append(node)
-    return [n for holders in seen.values() if len(holders) > 1 for n in holders]
 
 
 def _record_problems(

@@ -40,12 +40,11 @@ class ClusterView:
     def facts(self, node: Node) -> tuple[object, ...]:
         """Every cluster-wide fact about `node` that a pair decision may read (meshd.core.pairs and the
         transports' blockers): a decision whose two nodes and their facts are unchanged stays the same."""
-        mac = node.vxlan_mac.lower() if node.vxlan_mac is not None else None
         return (
             self.excluded.get(node.name),
             node.name in self.key_copiers,
             node.public_key in self.duplicate_keys,
-            mac in self.duplicate_macs,
+            mac_key(node) in self.duplicate_macs,
         )
 
 
@@ -62,11 +61,10 @@ def cluster_view(local: Node, records: Iterable[NodeRecord]) -> ClusterView:
         if node is not None:
             remotes.append(node)
     excluded: dict[str, str] = {}
-    own = decode_node(encode_node(local))  # what every peer makes of the record we publish
-    if isinstance(own, InvalidNode):
+    detail = own_record_problem(local)
+    if detail is not None:
         # Peers drop our record as invalid, so we are in nobody's mesh; and we judge the rest of the
         # cluster without ourselves, exactly as they do.
-        detail = f"this node's own record is not usable by peers: {own.detail}"
         excluded[local.name] = detail
         problems.append(Problem("local-node-unusable", (local.name,), detail))
         everyone: tuple[Node, ...] = tuple(remotes)
@@ -138,19 +136,35 @@ def duplicate_keys(nodes: Sequence[Node]) -> tuple[frozenset[PublicKey], dict[st
     return frozenset(unusable), copiers, problems
 
 
+def own_record_problem(local: Node) -> str | None:
+    """Why peers cannot use the record we publish (they decode it as invalid), or None."""
+    own = decode_node(encode_node(local))  # what every peer makes of the record we publish
+    return (
+        f"this node's own record is not usable by peers: {own.detail}"
+        if isinstance(own, InvalidNode)
+        else None
+    )
+
+
+def mac_key(node: Node) -> str | None:
+    """The node's VXLAN MAC as compared across nodes (case does not tell two MACs apart)."""
+    return node.vxlan_mac.lower() if node.vxlan_mac is not None else None
+
+
 def duplicate_macs(nodes: Sequence[Node]) -> tuple[frozenset[str], list[Problem]]:
     """A unicast MAC has one FDB destination: nodes sharing a VXLAN MAC (cloned machines) cannot use VXLAN."""
     owners: dict[str, set[str]] = {}
     for node in nodes:
-        if node.vxlan_mac is not None:
-            owners.setdefault(node.vxlan_mac.lower(), set()).add(node.name)
+        mac = mac_key(node)
+        if mac is not None:
+            owners.setdefault(mac, set()).add(node.name)
+    shared = sorted((mac, names) for mac, names in owners.items() if len(names) > 1)  # only these sorted
     problems = []
-    for mac, names in sorted(owners.items()):
-        if len(names) > 1:
-            listed = ", ".join(sorted(names))
-            detail = f"nodes {listed} publish the same VXLAN MAC {mac}: none of them uses VXLAN"
-            problems.append(Problem("duplicate-vxlan-mac", tuple(sorted(names)), detail))
-    return frozenset(m for m, names in owners.items() if len(names) > 1), problems
+    for mac, names in shared:
+        listed = ", ".join(sorted(names))
+        detail = f"nodes {listed} publish the same VXLAN MAC {mac}: none of them uses VXLAN"
+        problems.append(Problem("duplicate-vxlan-mac", tuple(sorted(names)), detail))
+    return frozenset(mac for mac, _ in shared), problems
 
 
 def self_cover(node: Node) -> tuple[str, Problem] | None:

@@ -34,8 +34,9 @@ def diff(desired: DesiredState, actual: ActualState) -> tuple[a.Action, ...]:
     """The actions, in order, that make the kernel hold `desired`."""
     parts = tuple(encapsulation.diff(desired, actual) for encapsulation in TRANSPORTS.values())
     vanished = {p.vanished for p in parts if p.vanished is not None}
-    route_replaces, route_removes = _diff_routes(desired, actual, vanished=vanished)
-    routed = {r.dst for r in actual.routes if r.dev not in vanished} if route_replaces else set()
+    have = frozenset(r for r in actual.routes if r.dev not in vanished) if vanished else actual.routes
+    route_replaces, route_removes = _diff_routes(desired, actual, have)
+    routed = {r.dst for r in have} if route_replaces else set()
     first = {x for x in route_replaces if x.route.via is None and x.route.dst not in routed}
     guard_adds, guard_removes = diff_guards(desired.guards, actual.guards)
     return (
@@ -54,12 +55,11 @@ def diff(desired: DesiredState, actual: ActualState) -> tuple[a.Action, ...]:
 
 
 def _diff_routes(
-    desired: DesiredState, actual: ActualState, *, vanished: set[str]
+    desired: DesiredState, actual: ActualState, have: frozenset[Route]
 ) -> tuple[Sequence[a.ReplaceRoute], Sequence[a.RemoveRoute]]:
     """Routes are keyed by destination: a route that moves between transports is replaced atomically.
     A destination that a foreign route already holds in our table is left to it (the reconciler reports
     it): replacing would overwrite a route we do not own."""
-    have = frozenset(r for r in actual.routes if r.dev not in vanished) if vanished else actual.routes
     wanted_dsts = {r.dst for r in desired.routes}
     taken = {r.dst for r in actual.foreign_routes} - {r.dst for r in have}  # ours there too: ours to move
     replaces = [a.ReplaceRoute(r) for r in _sorted_routes(desired.routes - have) if r.dst not in taken]

@@ -65,6 +65,9 @@ class RotationDriver:
     _recent: dict[PublicKey, tuple[PeerSpec, float]] = field(
         default_factory=dict
     )  # helper peers, last needed
+    _main_seen: set[tuple[str, PublicKey | None]] = field(
+        default_factory=set
+    )  # (node, its new key) in session
 
     def __post_init__(self) -> None:
         self._helper_used = self.clock()
@@ -107,9 +110,13 @@ class RotationDriver:
         rot = node.rotation
         if rot is None or rot.phase is not Phase.SWITCH or self.name not in rot.nodes:
             return False
-        reading = await self.observe_main()
-        peers = reading.peers if reading is not None else ()
-        return any(p.public_key == node.public_key and p.last_handshake for p in peers)
+        seen = (node.name, node.public_key)
+        if seen not in self._main_seen:  # a device read per pass only until the session is there
+            reading = await self.observe_main()
+            peers = reading.peers if reading is not None else ()
+            if any(p.public_key == node.public_key and p.last_handshake for p in peers):
+                self._main_seen = {x for x in self._main_seen if x[0] != node.name} | {seen}
+        return seen in self._main_seen
 
     def after_plan(self, desired: DesiredState) -> DesiredState:
         desired = r.nudge(desired, self.plan.nudge)

@@ -6,8 +6,6 @@ stopped by `stop()`/`close()`; the Lab removes the namespaces (and whatever stil
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -71,19 +69,18 @@ class Agent:
         args = self.args()
         at = args.index("run")
         return lab.meshd_run(
-            self.node.ns, [*args[:at], name, *args[at + 1 :]], self._log(name), timeout=timeout
+            self.node.ns, [*args[:at], name, *args[at + 1 :]], self.log_for(name), timeout=timeout
         )
 
-    def _log(self, command: str) -> Path:
+    def log_for(self, command: str) -> Path:
+        """Where another meshd command run for this agent keeps its output."""
         return self.log_path.with_name(f"{self.node.name}-{command}.log")
 
     def stop(self, sig: int = signal.SIGTERM, *, timeout: float = 10) -> int | None:
         """Stop this agent process (only it: wireguard-go, detached, keeps running)."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:  # a forked agent's PID is free once it ended: signal only a live one
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, sig)
+        self.proc.send_signal(sig)  # a no-op once it ended (a forked agent's PID is free at once then)
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from meshd.demo.netlab import Lab
+from meshd.demo.nshttp import request_in_ns
 from meshd.demo.stores import Obj, meshconfig_object
 from tests.realapi.procs import State, probe
 from tests.realapi.server import ETCD_URL, start_apiserver
@@ -111,13 +112,10 @@ class RealApi:
 
     def etcd(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to etcd's v3 JSON gateway from inside the namespace (127.0.0.1 there)."""
-        code = (
-            "import sys, urllib.request; r = urllib.request.urlopen(urllib.request.Request("
-            "sys.argv[1], data=sys.argv[2].encode(), method='POST'), timeout=10); print(r.read().decode())"
-        )
-        res = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", code,
-                              ETCD_URL + path, json.dumps(body)], capture_output=True, text=True, check=True)  # fmt: skip
-        doc: dict[str, Any] = json.loads(res.stdout)
+        status, text = request_in_ns(self.netns, "POST", ETCD_URL + path, json.dumps(body))
+        if status != 200:
+            raise RuntimeError(f"etcd {path}: HTTP {status}: {text[:200]}")
+        doc: dict[str, Any] = json.loads(text)
         return doc
 
     def bump_and_compact(self, writes: int = 5) -> int:

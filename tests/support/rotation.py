@@ -71,10 +71,8 @@ def peers_hold(lab: Lab, mesh: Mesh, store: FileStore) -> bool:
 
 
 def rotate_now(lab: Lab, agent: Agent, *, timeout: float = 130) -> subprocess.CompletedProcess[str]:
-    log = agent.log_path.with_name(f"{agent.node.name}-rotate.log")
-    return lab.meshd_run(
-        agent.node.ns, ["keys", "rotate", "--run-dir", str(agent.run_dir)], log, timeout=timeout
-    )
+    args = ["keys", "rotate", "--run-dir", str(agent.run_dir)]
+    return lab.meshd_run(agent.node.ns, args, agent.log_for("rotate"), timeout=timeout)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tests.support.gobuild import CACHE, build_once, go, go_env
+from tests.support.gobuild import CACHE, build_once, fresh_dir, go, go_env
 
 MODULE = "golang.zx2c4.com/wireguard"
 VERSION = os.environ.get("MESHD_WIREGUARD_GO_VERSION", "v0.0.0-20260522210424-ecfc5a8d5446")
@@ -29,8 +29,7 @@ def build(*, force: bool = False) -> Path:
     top = out.parent
 
     def install() -> None:
-        gobin = top / "bin.tmp"
-        shutil.rmtree(gobin, ignore_errors=True)
+        gobin = fresh_dir(top / "bin.tmp")
         env = go_env() | {"GOBIN": str(gobin)}
         go(["install", "-trimpath", "-ldflags=-s -w", f"{MODULE}@{VERSION}"], top, top / "build.log", env)
         (gobin / "wireguard").rename(out)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +112,16 @@ async def _json(call: Any) -> Obj:
     return data
 
 
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment (HTTPS_PROXY, NO_PROXY, ...) names for the API server, looked up once.
+    The client's session would otherwise look it up, and parse ~/.netrc, in a thread on every request
+    (`trust_env`): most of an idle agent's request cost."""
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies_environment().get(parts.scheme)
+
+
 @dataclass(frozen=True, slots=True)
 class KubeApi:
     """Nodes (core/v1) and MeshConfigs (meshd.io/v1alpha1, cluster-scoped; only `default` matters)."""
@@ -129,6 +141,8 @@ class KubeApi:
             where = kubeconfig or "in-cluster service account"
             raise ConfigError(f"cannot load Kubernetes configuration ({where}): {exc}") from exc
         cfg.retries = None  # retries are ours (tenacity), never aiohttp_retry's
+        cfg.proxy = cfg.proxy or environment_proxy(cfg.host)
+        cfg.client_session_kwargs = {"trust_env": False}
         return cls(kclient.ApiClient(cfg), request_timeout)
 
     async def close(self) -> None:

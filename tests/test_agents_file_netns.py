@@ -15,7 +15,7 @@ import pytest
 from meshd.demo.agents import Mesh
 from meshd.demo.netlab import Lab, build_cluster
 from tests.support.kernel import BACKEND, kernel, slow
-from tests.support.observe import log_records, metric, owned_routes, wg_peers
+from tests.support.observe import eventually, log_records, metric, owned_routes, wg_peers, wg_show
 from tests.support.pinging import PingWatch
 
 pytestmark = pytest.mark.netns
@@ -157,6 +157,26 @@ def test_toggle_encryption_under_ping(
         for p in store.glob("*.json")
     }
     assert gens == {str(gen)}
+
+
+@pytest.mark.parametrize("backend", BACKEND)
+def test_a_peer_and_a_route_removed_by_hand_come_back(meshes: Meshes, backend: str) -> None:
+    """WireGuard sends no notifications, so every resync (5 s here) reads the device again: a peer removed
+    with `wg` comes back then, without waiting for a full read of the kernel. A route deleted with `ip`
+    comes back at once, from its notification."""
+    mesh = meshes.get(backend)
+    lab = mesh.lab
+    mesh.set_mode("Enabled")
+    assert mesh.wait_for("wireguard", timeout=slow(60))
+    n0, n1 = mesh.nodes[0], mesh.nodes[1]
+    key1 = wg_show(lab, n1, "public-key")
+    lab.sh(n0.ns, "wg", "set", n0.wg_name, "peer", key1, "remove")
+    assert key1 not in wg_peers(lab, n0)
+    assert eventually(lambda: key1 in wg_peers(lab, n0), timeout=slow(20)), "the peer was not put back"
+    cidr = str(n1.pod_cidrs[0])
+    lab.ip(n0.ns, "route", "del", cidr)
+    assert eventually(lambda: cidr in owned_routes(lab, n0), timeout=slow(20)), "the route was not put back"
+    assert eventually(lambda: mesh.reachable(n0, n1), timeout=slow(20))
 
 
 @pytest.mark.parametrize("backend", BACKEND)

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from meshd.agent.dataplane import Dataplane
 from meshd.agent.health import Health
 from meshd.agent.kernel_events import KernelEvents
-from meshd.agent.kernel_view import KernelView
+from meshd.agent.kernel_view import KernelView, Read
 from meshd.agent.metrics import Metrics
 from meshd.agent.reconciler import Reconciler
 from meshd.core.guard import GUARD_METRIC
@@ -248,14 +248,14 @@ async def test_the_notified_view_equals_a_full_read_after_random_changes(
         events = KernelEvents(routes, NAMES, netns=n.ns)
         view = KernelView(dataplane.observe, None, events)
         try:
-            view.settle(await view.actual(full=True), 1500, ())
+            view.settle(await view.actual(Read.FULL), 1500, ())
             for round_ in range(6):
                 ip, bridge = _random_changes(rng, str(n.underlay + 100))
                 for tool, lines in (("ip", ip), ("bridge", bridge)):
                     (tmp_path / tool).write_text("".join(f"{line}\n" for line in lines))
                     lab.sh(n.ns, tool, "-force", "-batch", str(tmp_path / tool), check=False)
                 print(f"round {round_}:", *ip, *bridge, sep="\n  ")
-                carried = await view.actual(full=False)
+                carried = await view.actual(Read.KEPT)
                 view.settle(carried, 1500, ())
                 assert view.full_reads == 1, f"seed {seed}: round {round_} read the kernel"
                 full = await dataplane.observe()

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from meshd.agent.kernel_view import Read
 from meshd.agent.passes import PassError
-from meshd.agent.scheduler import Scheduler
+from meshd.agent.scheduler import Scheduler, resync_read
 from meshd.errors import ConfigError, TransientError
 from meshd.retry import Backoff
 
@@ -17,11 +18,12 @@ async def forever() -> None:
 
 async def run(failures: list[BaseException], *, resync: float) -> tuple[list[float], list[bool]]:
     """Run a scheduler whose passes fail with `failures` in turn, then succeed; stop at the first success
-    or at the first failure retried later than 1 s. Returns the retry delays and each pass's `full`."""
+    or at the first failure retried later than 1 s. Returns the retry delays and whether each pass read
+    the whole kernel."""
     stop, delays, fulls = asyncio.Event(), [], []
 
-    async def one_pass(full: bool) -> bool:
-        fulls.append(full)
+    async def one_pass(read: Read) -> bool:
+        fulls.append(read is Read.FULL)
         if failures:
             raise PassError("apply", failures.pop(0))
         stop.set()
@@ -54,3 +56,37 @@ async def test_a_permanent_failure_is_retried_at_the_resync_cadence() -> None:
     delays, fulls = await run([ConfigError("underlay address not assigned")], resync=3600)
     assert delays == [3600]
     assert fulls == [True]  # stopped while waiting: no further pass
+
+
+async def test_resyncs_read_the_wireguard_peers_and_every_full_every_th_the_whole_kernel() -> None:
+    stop, reads = asyncio.Event(), []
+
+    async def one_pass(read: Read) -> bool:
+        reads.append(read)
+        if len(reads) == 8:
+            stop.set()
+        return False
+
+    scheduler = Scheduler(one_pass, forever, lambda _e, _d: None, resync=0.01, full_every=3)
+    await asyncio.wait_for(scheduler.run(stop), 30)
+    first, *resyncs = reads
+    assert first is Read.FULL  # the first pass reads everything
+    assert Read.PEERS in resyncs and Read.FULL in resyncs and Read.KEPT not in resyncs
+    assert [resync_read(t, 3) for t in range(1, 8)] == [Read.PEERS, Read.PEERS, Read.FULL] * 2 + [Read.PEERS]
+    assert {resync_read(t, 1) for t in range(1, 5)} == {Read.FULL}
+
+
+async def test_a_change_does_not_lower_a_pending_full_read() -> None:
+    reads: list[Read] = []
+    stop = asyncio.Event()
+
+    async def one_pass(read: Read) -> bool:
+        reads.append(read)
+        stop.set()
+        return False
+
+    scheduler = Scheduler(one_pass, forever, lambda _e, _d: None, resync=3600)
+    scheduler.trigger(Read.PEERS)
+    scheduler.trigger()
+    await asyncio.wait_for(scheduler.run(stop), 30)
+    assert reads == [Read.FULL]

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
-from meshd.agent.kernel_view import KernelView
+from meshd.agent.kernel_view import KernelView, Read
 from meshd.agent.report import Report
 from meshd.agent.view import MeshView
 from meshd.core.actions import Action
@@ -95,18 +95,18 @@ class ReconcilePass:
     applied_generation: int | None = None
     """The MeshConfig generation the last complete pass applied (published as observedGeneration)."""
 
-    async def __call__(self, *, full: bool = True) -> bool:
+    async def __call__(self, read: Read = Read.FULL) -> bool:
         """One pass. Returns True when it changed the kernel. Raises PassError naming the failed phase.
-        `full=False` may start from the kernel view of the previous pass (KernelView)."""
+        `read` below FULL may start from the kernel view of the previous pass (KernelView)."""
         try:
-            return await self._run(full=full)
+            return await self._run(read)
         except PassError:
             raise
         except Exception as exc:  # a bug must not end the loop: count it, back off, try again
             log.exception("reconcile pass failed unexpectedly")
             raise PassError("internal", exc) from exc
 
-    async def _run(self, *, full: bool) -> bool:
+    async def _run(self, read: Read) -> bool:
         started = time.perf_counter()
         self.report.started()
         snapshot, store = self.datastore.snapshot(), self.datastore
@@ -116,7 +116,7 @@ class ReconcilePass:
         ):
             return False
         self.dataplane.watch_networks(_peer_networks(snapshot, self.identity.name))
-        actual = await _phase("observe", self.kernel.actual(full=full))
+        actual = await _phase("observe", self.kernel.actual(read))
         local = await self._local(snapshot, actual)
         if local is None:
             self.report.waiting_for_own_record()

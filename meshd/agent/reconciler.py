@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from meshd.agent.health import Health
 from meshd.agent.kernel_events import KernelEvents
-from meshd.agent.kernel_view import KernelView
+from meshd.agent.kernel_view import KernelView, Read
 from meshd.agent.metrics import Metrics
 from meshd.agent.passes import AfterPass, PassDatastore, PassError, ReconcilePass, RotationHook
 from meshd.agent.report import Report
@@ -19,6 +19,7 @@ from meshd.agent.view import MeshView
 from meshd.core.local import Identity
 from meshd.core.model import IPAddress
 from meshd.core.ports import Dataplane
+from meshd.core.state import WireGuardReading
 from meshd.retry import Backoff
 
 __all__ = ["PassError", "Reconciler"]
@@ -35,6 +36,8 @@ class Reconciler:
     """Where /status and the per-peer metrics read the last pass; None: a private one."""
     underlay_mtu: Callable[[IPAddress], Awaitable[int]] | None = None  # None: assume 1500
     resync: float = 30.0
+    full_every: int = 10
+    """Every this many resyncs reads the whole kernel (the others read the WireGuard peers)."""
     retry: Backoff = field(default_factory=Backoff)
     after_pass: AfterPass | None = None
     events: KernelEvents | None = None
@@ -49,18 +52,21 @@ class Reconciler:
             datastore=self.datastore,
             dataplane=self.dataplane,
             identity=self.identity,
-            kernel=KernelView(self.dataplane.observe, self.underlay_mtu, self.events),
+            kernel=KernelView(
+                self.dataplane.observe, self.underlay_mtu, self.events, _device(self.dataplane)
+            ),
             report=report,
             view=self.view or MeshView(self.identity),
             after_pass=self.after_pass,
             rotation=self.rotation,
         )
         self._scheduler = Scheduler(
-            run_pass=lambda full: self._pass(full=full),
+            run_pass=self._pass,
             wait_changed=self.datastore.wait_changed,
             on_failure=lambda exc, delay: report.failed(exc.phase, exc, retry_in=delay),
             resync=self.resync,
             backoff=self.retry,
+            full_every=self.full_every,
         )
         if self.events is not None:
             self.events.on_repair = self.trigger  # a deleted entry of ours is put back at once
@@ -78,4 +84,10 @@ class Reconciler:
 
     async def reconcile_once(self, *, full: bool = True) -> bool:
         """One pass now, outside the schedule (tests, tools). Raises PassError naming the failed phase."""
-        return await self._pass(full=full)
+        return await self._pass(Read.FULL if full else Read.KEPT)
+
+
+def _device(dataplane: Dataplane) -> Callable[[], Awaitable[WireGuardReading | None]] | None:
+    """How the resync reads the WireGuard device alone (None: no WireGuard backend)."""
+    wireguard = dataplane.wireguard
+    return wireguard.observe_device if wireguard is not None else None

@@ -1,7 +1,8 @@
 """When passes run: every trigger marks one dirty flag (a pass after a change verifies it), a timer forces
-a full pass every `resync` seconds, and a failed pass is retried (tenacity): a transient failure with
-capped exponential backoff and jitter, a permanent one (bad configuration, a missing kernel feature, a
-refused write) at the resync cadence, since trying sooner would fail the same way."""
+a pass every `resync` seconds (reading the WireGuard peers again, and the whole kernel every
+`full_every`-th time), and a failed pass is retried (tenacity), reading the whole kernel: a transient
+failure with capped exponential backoff and jitter, a permanent one (bad configuration, a missing kernel
+feature, a refused write) at the resync cadence, since trying sooner would fail the same way."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from meshd.agent.kernel_view import Read
 from meshd.agent.passes import PassError
 from meshd.errors import PermanentError
 from meshd.retry import Backoff
 
-RunPass = Callable[[bool], Awaitable[bool]]
-"""Runs one pass (`full`: read the whole kernel); True when it changed something. Raises PassError."""
+RunPass = Callable[[Read], Awaitable[bool]]
+"""Runs one pass reading that much of the kernel; True when it changed something. Raises PassError."""
 OnFailure = Callable[[PassError, float], None]
 """Told of each failed pass and the seconds until the retry."""
 
@@ -30,11 +32,13 @@ class Scheduler:
     on_failure: OnFailure
     resync: float = 30.0
     backoff: Backoff = field(default_factory=Backoff)
+    full_every: int = 10
+    """Every this many resyncs reads the whole kernel; the others read the WireGuard peers."""
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
-    _full: bool = True  # the next pass reads the whole kernel
+    _read: Read = Read.FULL  # what the next pass reads of the kernel
 
-    def trigger(self, *, full: bool = False) -> None:
-        self._full = self._full or full
+    def trigger(self, read: Read = Read.KEPT) -> None:
+        self._read = max(self._read, read)
         self._dirty.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -42,15 +46,15 @@ class Scheduler:
             asyncio.create_task(self._watch(), name="watch"),
             asyncio.create_task(self._tick(), name="tick"),
         ]
-        self.trigger(full=True)
+        self.trigger(Read.FULL)
         try:
             while not stop.is_set():
                 await _first(self._dirty.wait(), stop.wait())
                 if stop.is_set():
                     break
                 self._dirty.clear()
-                full, self._full = self._full, False
-                if await self._run_until_done(stop, full=full):
+                read, self._read = self._read, Read.KEPT
+                if await self._run_until_done(stop, read):
                     self.trigger()  # verify: the next pass must find nothing to do
         finally:
             for t in tasks:
@@ -65,11 +69,13 @@ class Scheduler:
             self.trigger()
 
     async def _tick(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(self.resync)
-            self.trigger(full=True)
+            ticks += 1
+            self.trigger(resync_read(ticks, self.full_every))
 
-    async def _run_until_done(self, stop: asyncio.Event, *, full: bool) -> bool:
+    async def _run_until_done(self, stop: asyncio.Event, read: Read) -> bool:
         """One pass, retried until it succeeds or `stop` is set; every retry reads the whole kernel."""
 
         async def sleep(seconds: float) -> None:
@@ -89,7 +95,8 @@ class Scheduler:
                 with attempt:
                     if stop.is_set():
                         return False
-                    return await self.run_pass(full or attempt.retry_state.attempt_number > 1)
+                    retry = attempt.retry_state.attempt_number > 1
+                    return await self.run_pass(Read.FULL if retry else read)
         except PassError:  # stopped while failing
             return False
         return False
@@ -102,6 +109,11 @@ class Scheduler:
     def _failed(self, state: RetryCallState) -> None:
         sleep = state.next_action.sleep if state.next_action is not None else 0.0
         self.on_failure(_error(state), sleep)
+
+
+def resync_read(tick: int, full_every: int) -> Read:
+    """What the `tick`-th resync (from 1) reads of the kernel."""
+    return Read.FULL if tick % max(1, full_every) == 0 else Read.PEERS
 
 
 def _error(state: RetryCallState) -> PassError:

@@ -62,7 +62,7 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
         "--label", action="append", default=None, help="KEY=VALUE label of our record (file datastore)"
     )
     _flag(p, "--metrics-addr", HTTP.metrics_addr, "/metrics, /healthz, /readyz")
-    _flag(p, "--resync", AGENT.resync, "seconds between full passes")
+    _flag(p, "--resync", AGENT.resync, "seconds between resync passes (every 10th reads the whole kernel)")
     _flag(p, "--cni-conf-dir", None, "write a CNI conflist there")
     _flag(p, "--post-quantum", "on", "on|off: take part in post-quantum PSKs when MeshConfig enables them")
     add_run_dir_flag(p)

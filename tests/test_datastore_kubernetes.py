@@ -147,6 +147,7 @@ async def test_node_add_modify_delete_and_garbage(
 async def test_meshconfig_lifecycle(kube: FakeKube, make_ds: Callable[[], KubernetesDatastore]) -> None:
     ds = await _started(make_ds)
     assert ds.snapshot().config == MeshConfig(), "no MeshConfig: defaults"
+    assert ds.meshconfig_generation is None
     kube.put("meshconfigs", _config("Disabled"))
     await _until_changed(ds, lambda s: s.config.mode is EncryptionMode.DISABLED)
     kube.put("meshconfigs", _config("Required"))
@@ -156,12 +157,14 @@ async def test_meshconfig_lifecycle(kube: FakeKube, make_ds: Callable[[], Kubern
     await _until(lambda: ds.config_error is not None)
     assert "Bogus" in (ds.config_error or "")
     assert ds.snapshot().config.mode is EncryptionMode.REQUIRED, "the previous good config stays in force"
+    assert ds.meshconfig_generation == 3  # the status reports the rejected generation
     kube.put("meshconfigs", _config("Enabled", name="other"))  # only `default` counts
     kube.put("meshconfigs", _config("Disabled"))
     await _until_changed(ds, lambda s: s.config.mode is EncryptionMode.DISABLED)
     assert ds.config_error is None
     kube.remove("meshconfigs", "default")
     await _until_changed(ds, lambda s: s.config == MeshConfig())
+    assert ds.meshconfig_generation is None
 
 
 def _resume_point(ds: KubernetesDatastore, resource: str) -> str | None:

@@ -27,7 +27,7 @@ class MeshConfigReporter:
     events: EventRecorder
     config_error: Callable[[], str | None]
     """Why the datastore rejects the latest MeshConfig (None: accepted)."""
-    interval: float = 2.0
+    interval: float = 5.0
     lease_duration: float = 15.0
     recount: float = 10.0
     """Seconds between MeshNode lists while the MeshConfig stays the same (a new one is counted at once)."""

@@ -18,7 +18,8 @@ from meshd.core.ports import StatusStore
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-def make_status_store(settings: Settings) -> StatusStore:
+def make_status_store(settings: Settings, generation: Callable[[], int | None] | None = None) -> StatusStore:
+    """`generation`: the MeshConfig's generation as the Kubernetes datastore watches it (saves a read)."""
     file_dir = settings.datastore.file_dir
     if file_dir is not None:
         from meshd.datastore.file_status import FileStatusStore
@@ -30,7 +31,9 @@ def make_status_store(settings: Settings) -> StatusStore:
         namespace = SA_NAMESPACE.read_text().strip() or DEFAULT_NAMESPACE
     except OSError:
         namespace = DEFAULT_NAMESPACE
-    return KubeStatusStore(kubeconfig=settings.datastore.kubeconfig, namespace=namespace)
+    return KubeStatusStore(
+        kubeconfig=settings.datastore.kubeconfig, namespace=namespace, generation=generation
+    )
 
 
 def key_rotated(events: EventRecorder, me: str) -> Callable[[str], None]:
@@ -40,11 +43,16 @@ def key_rotated(events: EventRecorder, me: str) -> Callable[[str], None]:
 
 @contextlib.asynccontextmanager
 async def status_reporting(
-    settings: Settings, view: MeshView, config_error: Callable[[], str | None], *, key_created: bool
+    settings: Settings,
+    view: MeshView,
+    config_error: Callable[[], str | None],
+    *,
+    key_created: bool,
+    generation: Callable[[], int | None] | None = None,
 ) -> AsyncIterator[EventRecorder]:
     """Runs the MeshNode and MeshConfig-status reporters while the agent runs. Yields the recorder, whose
     `emit(key_event(..., rotated=True))` records key rotations (`key_rotated`)."""
-    store = make_status_store(settings)
+    store = make_status_store(settings, generation)
     events = EventRecorder(store)
     me, key = view.identity.name, view.identity.public_key
     if key_created and key is not None:

@@ -6,7 +6,7 @@ is one request; a failure raises (meshd.errors) and the caller tries again on it
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,18 @@ def _events_path(name: str = "") -> str:
 
 
 class KubeStatusStore:
-    def __init__(self, *, kubeconfig: Path | None, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def __init__(
+        self,
+        *,
+        kubeconfig: Path | None,
+        namespace: str = DEFAULT_NAMESPACE,
+        generation: Callable[[], int | None] | None = None,
+    ) -> None:
+        """`generation`: the MeshConfig's generation as the datastore's watch last saw it (None: read it
+        from the API each time it is asked)."""
         self._kubeconfig = kubeconfig
         self._namespace = namespace
+        self._generation = generation
         self._api: KubeApi | None = None
         self._lease: Lease | None = None
         self._meshnodes: MeshNodeCache | None = None
@@ -131,6 +140,8 @@ class KubeStatusStore:
         return await self._lease.hold(holder, duration=duration)
 
     async def meshconfig_generation(self) -> int | None:
+        if self._generation is not None:
+            return self._generation()
         obj = await self._get("meshconfigs", MESHCONFIG_NAME)
         if obj is None:
             return None

@@ -92,6 +92,8 @@ class KubernetesDatastore:
         self._config_good = False  # a MeshConfig (or its absence) decoded: else no first sync (fail closed)
         self.config_error: str | None = None
         """Why the latest MeshConfig was rejected (the previous one stays in force), or None."""
+        self.meshconfig_generation: int | None = None
+        """The latest MeshConfig's `metadata.generation`, rejected or not; None when there is none."""
         self._listed: set[str] = set()
         self._reflectors: list[Reflector] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -268,6 +270,8 @@ class KubernetesDatastore:
         if key == self._config_key:
             return False
         self._config_key = key
+        generation = _meta(obj).get("generation") if obj is not None else None
+        self.meshconfig_generation = None if obj is None else generation if isinstance(generation, int) else 0
         try:
             config = decode_meshconfig(obj)
         except ConfigError as exc:

@@ -1,6 +1,7 @@
 """A `coordination.k8s.io/v1` Lease electing the one agent that writes the MeshConfig status.
 
-As client-go's leader election: a holder renews `renewTime` every few seconds; the others remember when
+As client-go's leader election: a holder renews `renewTime` every few seconds (from the object its last
+write returned, without reading it first, as client-go's fast path); the others remember when
 they last saw the record change (their own monotonic clock, so clocks need not agree) and take over with
 an update guarded by the resourceVersion once it has not changed for `leaseDurationSeconds`. Two agents
 racing for it: one update wins, the other gets 409 and stays a follower.
@@ -31,6 +32,7 @@ class Lease:
     """The holder this object last wrote the lease for (None: it does not hold it)."""
     _seen: tuple[Any, ...] | None = None
     _seen_at: float = field(default=0.0)
+    _mine: dict[str, Any] | None = None  # the lease as our last write left it
 
     async def hold(self, holder: str, *, duration: float) -> bool:
         """Take or renew the lease for `holder`; True while it holds it."""
@@ -38,6 +40,9 @@ class Lease:
         return self.held is not None
 
     async def _hold(self, holder: str, duration: float) -> bool:
+        mine, self._mine = self._mine, None
+        if self.held == holder and mine is not None and await self._renew(mine, holder, duration):
+            return True
         try:
             obj = await self.api.call("GET", self._path(self.name))
         except PermanentApiError as exc:
@@ -53,6 +58,15 @@ class Lease:
         if current not in ("", holder) and not expired:
             return False
         return await self._write(obj, holder, duration)
+
+    async def _renew(self, mine: dict[str, Any], holder: str, duration: float) -> bool:
+        """Renew from our last write, unread; False when somebody changed or deleted it since (read it)."""
+        try:
+            return await self._write(mine, holder, duration)
+        except PermanentApiError as exc:
+            if exc.status != 404:
+                raise
+            return False
 
     async def release(self) -> None:
         """Give the lease up (on a clean stop) so another agent takes over without waiting it out."""
@@ -80,14 +94,14 @@ class Lease:
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
         try:
             if old is None:
-                await self.api.call("POST", self._path(), body)
+                self._mine = await self.api.call("POST", self._path(), body)
             else:
-                await self._put(body)
+                self._mine = await self._put(body)
         except PermanentApiError as exc:
             if exc.status == 409:  # another agent wrote it first
                 return False
             raise
         return True
 
-    async def _put(self, body: dict[str, Any]) -> None:
-        await self.api.call("PUT", self._path(self.name), body)
+    async def _put(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.api.call("PUT", self._path(self.name), body)

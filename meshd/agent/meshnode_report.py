@@ -2,9 +2,10 @@
 most once per `interval` (a burst of passes is one write of the last state), so a quiet node writes
 nothing. While a WireGuard peer has no recent handshake, its handshake is re-read from the device every `recheck`
 seconds (passes run only on change or resync), so "Never" clears soon after the first one. Once the status
-has stood for `grace` seconds, a re-read that changes nothing doubles the wait, up to `recheck_max`: a
-standby WireGuard peer that carries no traffic never handshakes, and re-reading a 1000-peer device every
-5 s for it would be most of an idle agent's work."""
+has stood for `grace` seconds, a re-read that changes nothing doubles the wait; past `recheck_max` the
+reporter stops re-reading and the resync passes, which read the device anyway, bring the next handshake
+(a new reading is a new pass view). A standby WireGuard peer that carries no traffic never handshakes, and
+re-reading a 1000-peer device for it besides the resync would be most of an idle agent's work."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class MeshNodeReporter:
     events: EventRecorder
     interval: float = 1.0
     recheck: float = 5.0
-    recheck_max: float = 30.0
+    recheck_max: float = 20.0
     grace: float = 60.0
     stale_after: float = STALE_HANDSHAKE
     clock: Callable[[], float] = time.time
@@ -67,7 +68,8 @@ class MeshNodeReporter:
             self._loaded = True
         now, psk = self.clock(), self.view.psk_states()
         fresh = not _same(last, self._seen)  # a pass that planned and saw the same objects is not new
-        due = self._waiting_for_handshakes() and now - self._checked >= (self._wait or self.recheck)
+        wait = self._wait or self.recheck
+        due = wait <= self.recheck_max and self._waiting_for_handshakes() and now - self._checked >= wait
         if not fresh and not due and psk == self._psk:
             return False
         self._psk = psk
@@ -87,7 +89,7 @@ class MeshNodeReporter:
         )
         if status == self._written:
             if due and now - self._written_at >= self.grace:  # nothing new for a while: wait longer
-                self._wait = min(2 * (self._wait or self.recheck), self.recheck_max)
+                self._wait = 2 * (self._wait or self.recheck)  # past recheck_max: the resyncs read
             return False
         try:
             await self.store.write_meshnode(self.view.identity.name, status)

@@ -111,6 +111,7 @@ class FakeKube:
         for k in KINDS.values():
             app.router.add_route("*", k.prefix, self._collection)
             app.router.add_route("*", k.prefix + "/{name}", self._item)
+            app.router.add_route("*", k.prefix + "/{name}/status", self._item)
         app.router.add_route("*", "/_control/{op}", self._control)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()

@@ -28,6 +28,15 @@ KINDS = {
     "meshconfigs": Kind(
         "meshconfigs", "MeshConfig", "meshd.io/v1alpha1", "/apis/meshd.io/v1alpha1/meshconfigs", True
     ),
+    # what the agent's status side writes (namespaced kinds in the namespaces meshd uses by default)
+    "meshnodes": Kind("meshnodes", "MeshNode", "meshd.io/v1alpha1", "/apis/meshd.io/v1alpha1/meshnodes"),
+    "leases": Kind(
+        "leases",
+        "Lease",
+        "coordination.k8s.io/v1",
+        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases",
+    ),
+    "events": Kind("events", "Event", "v1", "/api/v1/namespaces/default/events"),
 }
 
 

@@ -262,29 +262,66 @@ def _apply_peer_field(peer: _PeerFields, key: str, value: str) -> None:
             pass  # protocol_version: not ours to compare
 
 
-def parse_get(reply: str) -> WireGuardReading:
-    """Parse a `get=1` reply (raises UapiError for a non-zero errno)."""
-    pairs = _pairs(reply)
-    code = _errno(pairs)
+PeerMemo = dict[str, ObservedPeer]
+"""A device's peers as its last read parsed them, by their reply text (the PSK line only as 0 or 1)."""
+
+PEER_START, PSK_LINE = "\npublic_key=", "\npreshared_key="
+
+
+def parse_get(reply: str, memo: PeerMemo | None = None) -> WireGuardReading:
+    """Parse a `get=1` reply (raises UapiError for a non-zero errno). With `memo` (one per device, kept by
+    the caller), a peer whose lines are as the last read left them is the object that read made: an idle
+    resync parses nothing again and its comparison with the last view stops at identity."""
+    body = reply.rstrip("\n")
+    code = _errno(_pairs(body[body.rfind("\n") + 1 :]))  # the last line
     if code != 0:
         raise UapiError("reading the device", code)
+    head, *blocks = ("\n" + reply[: reply.rfind("errno=")]).split(PEER_START)
+    public_key, listen_port = _device_fields(head)
+    seen: PeerMemo = {}
+    for block in blocks:
+        text = _without_psk_value(block)
+        seen[text] = (memo or {}).get(text) or _parse_peer(block)
+    if memo is not None:
+        memo.clear()
+        memo.update(seen)
+    return WireGuardReading(public_key, listen_port, tuple(seen.values()))
+
+
+def _device_fields(head: str) -> tuple[PublicKey | None, int]:
     public_key: PublicKey | None = None
     listen_port = 0
-    peers: list[_PeerFields] = []
-    for key, value in pairs:
+    for key, value in _pairs(head):
         try:
-            if key == "public_key":
-                peers.append(_PeerFields(_public_key(value)))
-            elif key == "private_key":
+            if key == "private_key":
                 raw = bytes.fromhex(value)
                 public_key = PrivateKey(raw).public_key() if any(raw) else None
-            elif key == "errno":
-                continue
-            elif peers:
-                _apply_peer_field(peers[-1], key, value)
             elif key == "listen_port":
                 listen_port = int(value)
         except ValueError:
             # The value may be the private key: name only the field.
             raise UapiProtocolError(f"UAPI reply has a malformed {key!r} value") from None
-    return WireGuardReading(public_key, listen_port, tuple(p.observed() for p in peers))
+    return public_key, listen_port
+
+
+def _parse_peer(block: str) -> ObservedPeer:
+    """One peer's lines, its `public_key=` taken off."""
+    (name, key), *fields = _pairs("public_key=" + block)
+    try:
+        peer = _PeerFields(_public_key(key))
+        for name, value in fields:
+            _apply_peer_field(peer, name, value)
+    except ValueError:
+        raise UapiProtocolError(f"UAPI reply has a malformed {name!r} value") from None
+    return peer.observed()
+
+
+def _without_psk_value(block: str) -> str:
+    """A peer's text with its preshared key reduced to whether it has one: the memo never holds a secret."""
+    start = block.find(PSK_LINE)
+    if start < 0:
+        return block
+    value = start + len(PSK_LINE)
+    end = block.find("\n", value)
+    end = len(block) if end < 0 else end
+    return f"{block[:value]}{int(block[value:end].strip('0') != '')}{block[end:]}"

@@ -193,6 +193,29 @@ def test_parse_get_reply() -> None:
     assert again == first and again.public_key is first.public_key and again.endpoint is first.endpoint
 
 
+def test_a_memo_reuses_unchanged_peers_and_keeps_no_preshared_key() -> None:
+    psk = "c7" * 32
+
+    def reply(rx: int, *keys: PublicKey) -> str:
+        peers = "".join(
+            f"public_key={k.hex}\npreshared_key={psk}\nendpoint=198.18.0.2:51820\nrx_bytes={rx if k == K1 else 0}\n"
+            "allowed_ip=198.19.2.0/24\n"
+            for k in keys
+        )
+        return f"listen_port=51820\n{peers}errno=0\n\n"
+
+    memo: uapi.PeerMemo = {}
+    first = uapi.parse_get(reply(1, K1, K2), memo).peers
+    again = uapi.parse_get(reply(1, K1, K2), memo).peers
+    assert again == first and all(a is b for a, b in zip(again, first, strict=True))
+    changed = uapi.parse_get(reply(2, K1, K2), memo).peers
+    assert changed[0].rx_bytes == 2 and changed[0] is not first[0] and changed[1] is first[1]
+    assert all(p.has_psk for p in changed)
+    uapi.parse_get(reply(2, K2), memo)
+    assert len(memo) == 1, "only the last read's peers are kept"
+    assert psk not in "".join(memo) and not any(psk in repr(p) for p in memo.values())
+
+
 @pytest.mark.parametrize(
     ("reply", "public_key", "port"),
     [

@@ -21,7 +21,7 @@ from meshd.core.actions import AddPeer, PeerAction, UpdatePeer
 from meshd.core.state import WireGuardDeviceSpec, WireGuardReading
 from meshd.errors import PermanentError, TransientError, UnsupportedError
 from meshd.netlink import NetlinkSocket
-from overlay import uapi, wireguard
+from overlay import uapi, uapi_get, wireguard
 from overlay.device import KeyedDevice
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class UapiClient:
     def __init__(self, path: Path, *, timeout: float = 5.0) -> None:
         self.path = path
         self.timeout = timeout
-        self._peers: uapi.PeerMemo = {}  # the last read's peers, reused while their lines are unchanged
+        self._peers: uapi_get.PeerMemo = {}  # the last read's peers, reused while their lines are unchanged
 
     async def _exchange(self, request: str, operation: str) -> str:
         try:
@@ -66,7 +66,7 @@ class UapiClient:
         return reply.decode("ascii", errors="replace")
 
     async def get(self, operation: str) -> WireGuardReading:
-        return uapi.parse_get(await self._exchange(uapi.GET_REQUEST, operation), self._peers)
+        return uapi_get.parse_get(await self._exchange(uapi.GET_REQUEST, operation), self._peers)
 
     async def set(self, request: str, operation: str) -> None:
         uapi.check_reply(await self._exchange(request, operation), operation)

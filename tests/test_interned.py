@@ -9,7 +9,7 @@ import ipaddress
 from meshd.core.codec import decode_node, encode_node
 from meshd.core.model import Endpoint, Node
 from meshd.rtnl_msgs import HEADER, RouteRequest, decode_route
-from overlay.uapi import parse_get
+from overlay.uapi_get import parse_get
 
 NET = ipaddress.ip_network("198.19.7.0/24")
 UNDERLAY = ipaddress.ip_address("198.18.0.7")

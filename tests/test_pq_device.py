@@ -17,7 +17,7 @@ from meshd.core.state import DesiredState, ObservedPeer, PairDecision, PeerSpec,
 from meshd.errors import InvalidValueError, PermanentError
 from meshd.pq.manager import PskManager
 from meshd.pq.report import PskCollector, render, status
-from overlay import uapi
+from overlay import uapi, uapi_get
 from overlay.kernel import WGPEER_F_UPDATE_ONLY, KernelWireGuard
 from tests.fakes.wg_genl import FakeWireGuardNetlink
 from tests.support.wg import add_peer
@@ -162,6 +162,6 @@ def test_a_device_read_says_which_peers_hold_a_psk_and_nothing_more() -> None:
         f"public_key={A.hex}\npreshared_key={PSK.hex()}\nprotocol_version=1\n"
         f"public_key={B.hex}\npreshared_key={'00' * 32}\nerrno=0\n\n"
     )
-    peers = {p.public_key: p for p in uapi.parse_get(reply).peers}
+    peers = {p.public_key: p for p in uapi_get.parse_get(reply).peers}
     assert peers[A].has_psk and not peers[B].has_psk
     assert PSK.hex() not in repr(peers[A])

@@ -12,7 +12,7 @@ from keys.values import PrivateKey, PublicKey
 from meshd.core.actions import AddPeer, RemovePeer, UpdatePeer
 from meshd.core.model import Endpoint
 from meshd.core.state import PeerSpec
-from overlay import uapi
+from overlay import uapi, uapi_get
 
 K1 = PublicKey(bytes(range(32)))
 K2 = PublicKey(bytes([0xAB]) * 32)
@@ -177,7 +177,7 @@ def test_parse_get_reply() -> None:
         "last_handshake_time_sec=0\nlast_handshake_time_nsec=0\ntx_bytes=0\nrx_bytes=0\n"
         "persistent_keepalive_interval=0\nerrno=0\n\n"
     )
-    dev = uapi.parse_get(reply)
+    dev = uapi_get.parse_get(reply)
     assert (dev.public_key, dev.listen_port) == (key.public_key(), 51820)
     first, second = dev.peers
     assert first.public_key == K1 and first.endpoint == EP4
@@ -189,7 +189,7 @@ def test_parse_get_reply() -> None:
         25,
     )
     assert second.endpoint == EP6 and second.last_handshake is None and second.allowed_ips == frozenset()
-    again = uapi.parse_get(reply).peers[0]  # the next read shares the values already parsed
+    again = uapi_get.parse_get(reply).peers[0]  # the next read shares the values already parsed
     assert again == first and again.public_key is first.public_key and again.endpoint is first.endpoint
 
 
@@ -204,14 +204,14 @@ def test_a_memo_reuses_unchanged_peers_and_keeps_no_preshared_key() -> None:
         )
         return f"listen_port=51820\n{peers}errno=0\n\n"
 
-    memo: uapi.PeerMemo = {}
-    first = uapi.parse_get(reply(1, K1, K2), memo).peers
-    again = uapi.parse_get(reply(1, K1, K2), memo).peers
+    memo: uapi_get.PeerMemo = {}
+    first = uapi_get.parse_get(reply(1, K1, K2), memo).peers
+    again = uapi_get.parse_get(reply(1, K1, K2), memo).peers
     assert again == first and all(a is b for a, b in zip(again, first, strict=True))
-    changed = uapi.parse_get(reply(2, K1, K2), memo).peers
+    changed = uapi_get.parse_get(reply(2, K1, K2), memo).peers
     assert changed[0].rx_bytes == 2 and changed[0] is not first[0] and changed[1] is first[1]
     assert all(p.has_psk for p in changed)
-    uapi.parse_get(reply(2, K2), memo)
+    uapi_get.parse_get(reply(2, K2), memo)
     assert len(memo) == 1, "only the last read's peers are kept"
     assert psk not in "".join(memo) and not any(psk in repr(p) for p in memo.values())
 
@@ -224,7 +224,7 @@ def test_a_memo_reuses_unchanged_peers_and_keeps_no_preshared_key() -> None:
     ],
 )
 def test_parse_get_without_a_private_key(reply: str, public_key: None, port: int) -> None:
-    dev = uapi.parse_get(reply)
+    dev = uapi_get.parse_get(reply)
     assert (dev.public_key, dev.listen_port, dev.peers) == (public_key, port, ())
 
 
@@ -256,13 +256,13 @@ def test_errno_reply_raises_naming_the_operation() -> None:
 )
 def test_malformed_replies_are_protocol_errors(reply: str) -> None:
     with pytest.raises(uapi.UapiProtocolError):
-        uapi.parse_get(reply)
+        uapi_get.parse_get(reply)
 
 
 def test_malformed_private_key_is_not_echoed() -> None:
     secret = "zz" + "11" * 31
     with pytest.raises(uapi.UapiProtocolError) as err:
-        uapi.parse_get(f"private_key={secret}\nerrno=0\n\n")
+        uapi_get.parse_get(f"private_key={secret}\nerrno=0\n\n")
     assert secret not in str(err.value)
 
 

@@ -21,7 +21,7 @@ from meshd.agent.view import MeshView
 from meshd.core.events import local_events
 from meshd.core.meshnode import STALE_HANDSHAKE, meshnode_status
 from meshd.core.ports import StatusStore
-from meshd.core.state import ActualState, DesiredState
+from meshd.core.state import ActualState, DesiredState, ObservedPeer
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ class MeshNodeReporter:
     _written_at: float = field(default=float("-inf"))
     _failures: int = 0
     _loaded: bool = False
+    _live: tuple[ObservedPeer, ...] | None = None  # the peers the last re-read found
+    _built_at: float = field(default=float("-inf"))
 
     async def run(self) -> None:
         while True:
@@ -72,12 +74,17 @@ class MeshNodeReporter:
         due = wait <= self.recheck_max and self._waiting_for_handshakes() and now - self._checked >= wait
         if not fresh and not due and psk == self._psk:
             return False
-        self._psk = psk
-        if fresh:
-            self.events.observe("local", local_events(self.view.identity.name, *last))
-        self._seen = last
+        passed = last
         if due:
-            last, self._checked = await self._with_live_handshakes(last), now
+            live, self._checked = await self.view.live_peers(), now
+            if not fresh and psk == self._psk and self._reads_as_before(live, now):
+                self._stood(now)  # the status would be the same: not built again
+                return False
+            self._live, last = live, _with_live(last, live)
+        self._psk, self._built_at = psk, now
+        if fresh:
+            self.events.observe("local", local_events(self.view.identity.name, *passed))
+        self._seen = passed
         status = meshnode_status(
             self.view.identity,
             snapshot,
@@ -88,8 +95,8 @@ class MeshNodeReporter:
             psk=psk,
         )
         if status == self._written:
-            if due and now - self._written_at >= self.grace:  # nothing new for a while: wait longer
-                self._wait = 2 * (self._wait or self.recheck)  # past recheck_max: the resyncs read
+            if due:
+                self._stood(now)
             return False
         try:
             await self.store.write_meshnode(self.view.identity.name, status)
@@ -101,18 +108,35 @@ class MeshNodeReporter:
         log.info("wrote MeshNode %s: %s", self.view.identity.name, status["summary"])
         return True
 
+    def _reads_as_before(self, live: tuple[ObservedPeer, ...] | None, now: float) -> bool:
+        """The device shows what the last re-read showed, and no handshake turned stale since the status
+        was built (the unchanged peers are the same objects: UAPI reads are memoized)."""
+        if live is None or live != self._live:
+            return False
+        since = now - self.stale_after
+        return not any(
+            since >= p.last_handshake > self._built_at - self.stale_after for p in live if p.last_handshake
+        )
+
+    def _stood(self, now: float) -> None:
+        """A re-read found nothing new: once the status stood `grace` seconds, wait twice as long (past
+        `recheck_max`, the resyncs' reads take over)."""
+        if now - self._written_at >= self.grace:
+            self._wait = 2 * (self._wait or self.recheck)
+
     def _waiting_for_handshakes(self) -> bool:
         peers = (self._written or {}).get("peers") or ()
         return any(p.get("handshake") for p in peers)
 
-    async def _with_live_handshakes(
-        self, last: tuple[DesiredState, ActualState]
-    ) -> tuple[DesiredState, ActualState]:
-        desired, actual = last
-        live = await self.view.live_peers()
-        if live is None or actual.wireguard is None:
-            return last
-        return desired, replace(actual, wireguard=replace(actual.wireguard, peers=live))
+
+def _with_live(
+    last: tuple[DesiredState, ActualState], live: tuple[ObservedPeer, ...] | None
+) -> tuple[DesiredState, ActualState]:
+    """The last pass's view with the peers as the device shows them now (`live` None: as the pass saw them)."""
+    desired, actual = last
+    if live is None or actual.wireguard is None:
+        return last
+    return desired, replace(actual, wireguard=replace(actual.wireguard, peers=live))
 
 
 def _same(last: tuple[DesiredState, ActualState], seen: tuple[DesiredState, ActualState] | None) -> bool:

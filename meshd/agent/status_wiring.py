@@ -10,6 +10,7 @@ from pathlib import Path
 from meshd.agent.events import EventRecorder
 from meshd.agent.meshconfig_report import MeshConfigReporter
 from meshd.agent.meshnode_report import MeshNodeReporter
+from meshd.agent.passes import PassDatastore
 from meshd.agent.settings import Settings
 from meshd.agent.view import MeshView
 from meshd.core.events import key_event
@@ -36,6 +37,13 @@ def make_status_store(settings: Settings, generation: Callable[[], int | None] |
     )
 
 
+def _watched_generation(datastore: PassDatastore) -> Callable[[], int | None] | None:
+    """The MeshConfig generation as the datastore's watch saw it (Kubernetes), else None (read it)."""
+    if not hasattr(datastore, "meshconfig_generation"):
+        return None
+    return lambda: getattr(datastore, "meshconfig_generation", None)
+
+
 def key_rotated(events: EventRecorder, me: str) -> Callable[[str], None]:
     """What a completed key rotation calls: one KeyRotated Event on our Node, naming the new public key."""
     return lambda key: events.emit(key_event(me, key, rotated=True))
@@ -43,23 +51,18 @@ def key_rotated(events: EventRecorder, me: str) -> Callable[[str], None]:
 
 @contextlib.asynccontextmanager
 async def status_reporting(
-    settings: Settings,
-    view: MeshView,
-    config_error: Callable[[], str | None],
-    *,
-    key_created: bool,
-    generation: Callable[[], int | None] | None = None,
+    settings: Settings, view: MeshView, datastore: PassDatastore, *, key_created: bool
 ) -> AsyncIterator[EventRecorder]:
     """Runs the MeshNode and MeshConfig-status reporters while the agent runs. Yields the recorder, whose
     `emit(key_event(..., rotated=True))` records key rotations (`key_rotated`)."""
-    store = make_status_store(settings, generation)
+    store = make_status_store(settings, _watched_generation(datastore))
     events = EventRecorder(store)
     me, key = view.identity.name, view.identity.public_key
     if key_created and key is not None:
         events.emit(key_event(me, key.base64))
     reporters = (
         MeshNodeReporter(store, view, events),
-        MeshConfigReporter(store, view, events, config_error),
+        MeshConfigReporter(store, view, events, lambda: datastore.config_error),
     )
     tasks = [asyncio.create_task(r.run(), name=type(r).__name__) for r in reporters]
     try:

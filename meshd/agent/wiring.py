@@ -48,13 +48,6 @@ from vxlan.links import NetlinkLinks, ipip_supported
 log = logging.getLogger(__name__)
 
 
-def _watched(datastore: PassDatastore) -> Callable[[], int | None] | None:
-    """The MeshConfig generation as the datastore's watch saw it (Kubernetes), else None."""
-    if not hasattr(datastore, "meshconfig_generation"):
-        return None
-    return lambda: getattr(datastore, "meshconfig_generation", None)
-
-
 def make_datastore(
     settings: Settings, *, register: bool = True, on_error: Callable[[str], None] | None = None
 ) -> PassDatastore:
@@ -269,13 +262,7 @@ async def run_agent(settings: Settings) -> int:
     if rotation is not None:
         connect_rotation(rotation, loop, psk and psk[0])
     try:
-        async with status_reporting(
-            settings,
-            view,
-            lambda: datastore.config_error,
-            key_created=created,
-            generation=_watched(datastore),
-        ) as recorder:
+        async with status_reporting(settings, view, datastore, key_created=created) as recorder:
             if rotation is not None:
                 rotation.on_rotated = key_rotated(recorder, agent.node_name)
             await asyncio.gather(loop.run(stop), *side)

@@ -6,7 +6,7 @@ on change: no per-handshake churn; a handshake time appears only once it is stal
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from meshd.core.local import Identity
@@ -78,24 +78,25 @@ def peer_facts(
     seen: dict[Any, ObservedPeer] = {
         p.public_key: p for p in (actual.wireguard.peers if actual.wireguard else ())
     }
-    facts = (
-        _facts(pair, seen.get(keys.get(pair.node)), now=now, stale_after=stale_after)
+    states = psk or {}
+    return tuple(
+        _facts(pair, seen.get(keys.get(pair.node)), now=now, stale_after=stale_after, psk=states)
         for pair in desired.pairs
     )
-    return tuple(replace(f, psk=(psk or {}).get(f.node)) if f.encrypted else f for f in facts)
 
 
-def _facts(pair: PairDecision, seen: ObservedPeer | None, *, now: float, stale_after: float) -> PeerFacts:
-    encrypted = pair.transport is Transport.WIREGUARD
-    reason = None if encrypted else pair.reason
-    if not encrypted:
-        return PeerFacts(pair.node, pair.transport, False, reason)
+def _facts(
+    pair: PairDecision, seen: ObservedPeer | None, *, now: float, stale_after: float, psk: Mapping[str, str]
+) -> PeerFacts:
+    if pair.transport is not Transport.WIREGUARD:
+        return PeerFacts(pair.node, pair.transport, False, pair.reason)
     last = seen.last_handshake if seen else None
+    state = psk.get(pair.node)
     if not last:
-        return PeerFacts(pair.node, pair.transport, True, None, "Never")
+        return PeerFacts(pair.node, pair.transport, True, None, "Never", psk=state)
     if now - last > stale_after:
-        return PeerFacts(pair.node, pair.transport, True, None, "Stale", last)
-    return PeerFacts(pair.node, pair.transport, True, None)
+        return PeerFacts(pair.node, pair.transport, True, None, "Stale", last, state)
+    return PeerFacts(pair.node, pair.transport, True, None, psk=state)
 
 
 def _peer_entry(f: PeerFacts) -> dict[str, Any]:

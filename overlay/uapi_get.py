@@ -99,14 +99,15 @@ PEER_START, PSK_LINE = "\npublic_key=", "\npreshared_key="
 
 
 def parse_get(reply: str, memo: PeerMemo | None = None) -> WireGuardReading:
-    """Parse a `get=1` reply (raises UapiError for a non-zero errno). With `memo` (one per device, kept by
+    """Parse a `get=1` reply (raises UapiError for a non-zero errno); peers in public-key order, so that two
+    reads of an unchanged device are equal. With `memo` (one per device, kept by
     the caller), a peer whose lines are as the last read left them is the object that read made: an idle
     resync parses nothing again and its comparison with the last view stops at identity."""
     body = reply.rstrip("\n")
     code = errno_of(pairs_of(body[body.rfind("\n") + 1 :]))  # the last line
     if code != 0:
         raise UapiError("reading the device", code)
-    head, *blocks = ("\n" + reply[: reply.rfind("errno=")]).split(PEER_START)
+    head, *blocks = ("\n" + reply[: reply.rfind("errno=")].rstrip("\n")).split(PEER_START)
     public_key, listen_port = _device_fields(head)
     seen: PeerMemo = {}
     for block in blocks:
@@ -115,7 +116,12 @@ def parse_get(reply: str, memo: PeerMemo | None = None) -> WireGuardReading:
     if memo is not None:
         memo.clear()
         memo.update(seen)
-    return WireGuardReading(public_key, listen_port, tuple(seen.values()))
+    peers = sorted(seen.values(), key=_by_key)  # wireguard-go lists them in Go map order: random
+    return WireGuardReading(public_key, listen_port, tuple(peers))
+
+
+def _by_key(peer: ObservedPeer) -> bytes:
+    return peer.public_key.raw
 
 
 def _device_fields(head: str) -> tuple[PublicKey | None, int]:

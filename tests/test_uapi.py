@@ -211,6 +211,8 @@ def test_a_memo_reuses_unchanged_peers_and_keeps_no_preshared_key() -> None:
     changed = uapi_get.parse_get(reply(2, K1, K2), memo).peers
     assert changed[0].rx_bytes == 2 and changed[0] is not first[0] and changed[1] is first[1]
     assert all(p.has_psk for p in changed)
+    reordered = uapi_get.parse_get(reply(2, K2, K1), memo).peers  # wireguard-go's order is a Go map's
+    assert reordered == changed and all(a is b for a, b in zip(reordered, changed, strict=True))
     uapi_get.parse_get(reply(2, K2), memo)
     assert len(memo) == 1, "only the last read's peers are kept"
     assert psk not in "".join(memo) and not any(psk in repr(p) for p in memo.values())

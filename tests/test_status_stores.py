@@ -180,3 +180,62 @@ def test_a_peer_that_never_handshakes_is_re_read_less_and_less_often(tmp_path: P
     assert reads[:12] == [1 + 5 * i for i in range(12)], "every 5 s for a minute"
     assert reads[12:] == [61, 71, 91], "then 10 and 20 s apart, then no more"
     assert all("handshake" not in p for p in peers), "Never cleared by the resync's reading"
+
+
+def test_a_handshake_that_turns_stale_is_written_though_the_device_reads_the_same(tmp_path: Path) -> None:
+    """A re-read that finds the device exactly as before builds no status, unless a handshake crossed the
+    3-minute line since the last build: then `Stale` is written."""
+    from meshd.agent.meshnode_report import MeshNodeReporter
+    from meshd.core.meshnode import STALE_HANDSHAKE
+    from meshd.core.model import Transport
+    from meshd.core.state import (
+        ActualState,
+        DesiredState,
+        ObservedPeer,
+        ObservedWireGuard,
+        PairDecision,
+        PeerSpec,
+        WireGuardReading,
+    )
+    from tests.test_status_objects import KB, KC, ME, NOW, snap
+
+    clock = [NOW]
+    shook = NOW - 60  # c handshook a minute ago; b never did (so the reporter keeps re-reading)
+    live = (
+        ObservedPeer(KB, None, frozenset()),
+        ObservedPeer(KC, None, frozenset(), last_handshake=shook),
+    )
+
+    class Device:
+        async def observe_device(self) -> WireGuardReading:
+            return WireGuardReading(None, 0, live)  # always the same objects
+
+    pairs = (
+        PairDecision("b", Transport.WIREGUARD, "encrypted with WireGuard"),
+        PairDecision("c", Transport.WIREGUARD, "encrypted with WireGuard"),
+    )
+    desired = DesiredState(
+        peers=(PeerSpec(KB, None, frozenset(), node="b"), PeerSpec(KC, None, frozenset(), node="c")),
+        pairs=pairs,
+    )
+    actual = ActualState(wireguard=ObservedWireGuard("meshd0", ME.public_key, 51820, 1420, peers=live))
+
+    def handshakes(rep: MeshNodeReporter) -> dict[str, str | None]:
+        return {p["node"]: p.get("handshake") for p in (rep._written or {})["peers"]}
+
+    async def run() -> list[dict[str, str | None]]:
+        store = FileStatusStore(tmp_path)
+        view = MeshView(ME, Device())
+        view.last, view.applied = (desired, actual), snap()
+        rep = MeshNodeReporter(store, view, EventRecorder(store), clock=lambda: clock[0])
+        seen = []
+        for _ in range(int(STALE_HANDSHAKE) + 10):
+            await rep.step()
+            seen.append(handshakes(rep))
+            clock[0] += 1
+        await store.close()
+        return seen
+
+    seen = asyncio.run(run())
+    assert seen[0] == {"b": "Never", "c": None}
+    assert seen[-1] == {"b": "Never", "c": "Stale"}

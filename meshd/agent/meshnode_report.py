@@ -1,7 +1,8 @@
 """Keeps this node's MeshNode in line with its last complete pass, writing only when it changed and at
 most once per `interval` (a burst of passes is one write of the last state), so a quiet node writes
 nothing. While a WireGuard peer has no recent handshake, its handshake is re-read from the device every `recheck`
-seconds (passes run only on change or resync), so "Never" clears soon after the first one. Once the status
+seconds (passes run only on change or resync), so "Never" clears soon after the first one; a handshake
+that turns stale is written when it does, from the last reading (no re-read needed). Once the status
 has stood for `grace` seconds, a re-read that changes nothing doubles the wait; past `recheck_max` the
 reporter stops re-reading and the resync passes, which read the device anyway, bring the next handshake
 (a new reading is a new pass view). A standby WireGuard peer that carries no traffic never handshakes, and
@@ -48,7 +49,7 @@ class MeshNodeReporter:
     _failures: int = 0
     _loaded: bool = False
     _live: tuple[ObservedPeer, ...] | None = None  # the peers the last re-read found
-    _built_at: float = field(default=float("-inf"))
+    _next_stale: float = field(default=float("inf"))  # when the next handshake turns stale
 
     async def run(self) -> None:
         while True:
@@ -72,16 +73,17 @@ class MeshNodeReporter:
         fresh = not _same(last, self._seen)  # a pass that planned and saw the same objects is not new
         wait = self._wait or self.recheck
         due = wait <= self.recheck_max and self._waiting_for_handshakes() and now - self._checked >= wait
-        if not fresh and not due and psk == self._psk:
+        aged = now >= self._next_stale  # a handshake turned stale since the status was built
+        if not fresh and not due and not aged and psk == self._psk:
             return False
         passed = last
         if due:
             live, self._checked = await self.view.live_peers(), now
-            if not fresh and psk == self._psk and self._reads_as_before(live, now):
-                self._stood(now)  # the status would be the same: not built again
+            if not fresh and not aged and psk == self._psk and live is not None and live == self._live:
+                self._stood(now)  # the device reads as before (memoized peers: by identity): no new status
                 return False
             self._live, last = live, _with_live(last, live)
-        self._psk, self._built_at = psk, now
+        self._psk, self._next_stale = psk, _next_stale(last[1], now, self.stale_after)
         if fresh:
             self.events.observe("local", local_events(self.view.identity.name, *passed))
         self._seen = passed
@@ -108,16 +110,6 @@ class MeshNodeReporter:
         log.info("wrote MeshNode %s: %s", self.view.identity.name, status["summary"])
         return True
 
-    def _reads_as_before(self, live: tuple[ObservedPeer, ...] | None, now: float) -> bool:
-        """The device shows what the last re-read showed, and no handshake turned stale since the status
-        was built (the unchanged peers are the same objects: UAPI reads are memoized)."""
-        if live is None or live != self._live:
-            return False
-        since = now - self.stale_after
-        return not any(
-            since >= p.last_handshake > self._built_at - self.stale_after for p in live if p.last_handshake
-        )
-
     def _stood(self, now: float) -> None:
         """A re-read found nothing new: once the status stood `grace` seconds, wait twice as long (past
         `recheck_max`, the resyncs' reads take over)."""
@@ -127,6 +119,13 @@ class MeshNodeReporter:
     def _waiting_for_handshakes(self) -> bool:
         peers = (self._written or {}).get("peers") or ()
         return any(p.get("handshake") for p in peers)
+
+
+def _next_stale(actual: ActualState, now: float, stale_after: float) -> float:
+    """When the first of the WireGuard peers' handshakes that are fresh now turns stale (inf: none)."""
+    peers = actual.wireguard.peers if actual.wireguard else ()
+    times = (h + stale_after for p in peers if (h := p.last_handshake) and h + stale_after >= now)
+    return min(times, default=float("inf"))
 
 
 def _with_live(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from meshd.core.conflicts import ClusterView
@@ -35,10 +35,12 @@ class PairPlan:
     )  # transports with no blocker: their per-peer entries stay ready
     excluded: bool = False  # left out of the mesh by a conflict: nothing at all for this pair
     problem: str | None = None  # Problem kind when the pair gets no pod route for a non-conflict reason
+    decision: PairDecision = field(init=False, compare=False, repr=False)
+    """What status and metrics show; made once, so a plan that keeps the pair keeps this object too."""
 
-    @property
-    def decision(self) -> PairDecision:
-        return PairDecision(self.peer.name, self.transport, self.reason, self.peer.pod_cidrs)
+    def __post_init__(self) -> None:
+        decision = PairDecision(self.peer.name, self.transport, self.reason, self.peer.pod_cidrs)
+        object.__setattr__(self, "decision", decision)
 
 
 @dataclass(frozen=True, slots=True)

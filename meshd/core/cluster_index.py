@@ -23,6 +23,7 @@ from meshd.core.conflicts import (
     ClusterView,
     duplicate_keys,
     duplicate_macs,
+    mac_key,
     one_record,
     own_record_problem,
     self_cover,
@@ -93,6 +94,54 @@ class _Spatial:
                 yield owners
 
 
+@dataclass(slots=True)
+class _Sharing:
+    """Who publishes each public key and VXLAN MAC, and which are published by more than one member: the
+    duplicate searches look only at those members (their verdicts depend on nothing else)."""
+
+    keys: dict[object, frozenset[str]] = field(default_factory=dict)
+    macs: dict[object, frozenset[str]] = field(default_factory=dict)
+    shared_keys: set[object] = field(default_factory=set)
+    shared_macs: set[object] = field(default_factory=set)
+
+    def copy(self) -> _Sharing:
+        return _Sharing(dict(self.keys), dict(self.macs), set(self.shared_keys), set(self.shared_macs))
+
+    def join(self, node: Node) -> None:
+        _add(self.keys, self.shared_keys, node.public_key, node.name)
+        _add(self.macs, self.shared_macs, mac_key(node), node.name)
+
+    def leave(self, node: Node) -> None:
+        _drop(self.keys, self.shared_keys, node.public_key, node.name)
+        _drop(self.macs, self.shared_macs, mac_key(node), node.name)
+
+    def key_sharers(self, members: Mapping[str, Node]) -> tuple[Node, ...]:
+        return tuple(members[n] for k in self.shared_keys for n in self.keys[k])
+
+    def mac_sharers(self, members: Mapping[str, Node]) -> tuple[Node, ...]:
+        return tuple(members[n] for m in self.shared_macs for n in self.macs[m])
+
+
+def _add(owners: dict[object, frozenset[str]], shared: set[object], value: object, name: str) -> None:
+    if value is None:
+        return
+    owners[value] = held = owners.get(value, frozenset()) | {name}
+    if len(held) > 1:
+        shared.add(value)
+
+
+def _drop(owners: dict[object, frozenset[str]], shared: set[object], value: object, name: str) -> None:
+    if value is None:
+        return
+    held = owners.get(value, frozenset()) - {name}
+    if held:
+        owners[value] = held
+    else:
+        owners.pop(value, None)
+    if len(held) < 2:
+        shared.discard(value)
+
+
 def _discard(items: list[T], item: T) -> None:
     i = bisect.bisect_left(items, item)  # type: ignore[call-overload]
     if i < len(items) and items[i] == item:
@@ -112,11 +161,12 @@ class ClusterIndex:
     covering: Mapping[str, tuple[str, Problem]]  # members whose pod CIDR holds their own outer address
     partners: Mapping[str, frozenset[str]]  # members (not covering) -> those they clash with
     spatial: _Spatial
+    sharing: _Sharing
 
     @classmethod
     def build(cls, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
         why = own_record_problem(local)
-        work = _Work.start(cls(ClusterView(()), local, why, {}, {}, {}, {}, {}, _Spatial()))
+        work = _Work.start(cls(ClusterView(()), local, why, {}, {}, {}, {}, {}, _Spatial(), _Sharing()))
         work.set_name(local.name, ())  # our own node is a member whatever the records say
         return work.apply({}, {id(r): r for r in records})
 
@@ -140,12 +190,13 @@ class _Work:
     covering: dict[str, tuple[str, Problem]]
     partners: dict[str, frozenset[str]]
     spatial: _Spatial
+    sharing: _Sharing
 
     @classmethod
     def start(cls, base: ClusterIndex) -> _Work:
         return cls(
             base, dict(base.by_name), dict(base.members), dict(base.covering), dict(base.partners),
-            base.spatial.copy(),
+            base.spatial.copy(), base.sharing.copy(),
         )  # fmt: skip
 
     def apply(self, before: Mapping[int, NodeRecord], now: dict[int, NodeRecord]) -> ClusterIndex:
@@ -181,6 +232,7 @@ class _Work:
 
     def _leave(self, node: Node) -> None:
         del self.members[node.name]
+        self.sharing.leave(node)
         if self.covering.pop(node.name, None) is not None:
             return
         self.spatial.remove(node)
@@ -189,6 +241,7 @@ class _Work:
 
     def _join(self, node: Node) -> None:
         self.members[node.name] = node
+        self.sharing.join(node)
         cover = self_cover(node)
         if cover is not None:
             self.covering[node.name] = cover
@@ -204,7 +257,7 @@ class _Work:
         view = _view(base.local, base.own_usable, self)
         return ClusterIndex(
             view, base.local, base.own_usable, records, self.by_name, self.members, self.covering,
-            self.partners, self.spatial,
+            self.partners, self.spatial, self.sharing,
         )  # fmt: skip
 
 
@@ -217,8 +270,8 @@ def _view(local: Node, own_usable: str | None, work: _Work) -> ClusterView:
     if own_usable is not None:
         excluded[local.name] = own_usable
         problems.append(Problem("local-node-unusable", (local.name,), own_usable))
-    dup_keys, copiers, key_problems = duplicate_keys(tuple(members.values()))
-    dup_macs, mac_problems = duplicate_macs(tuple(members.values()))
+    dup_keys, copiers, key_problems = duplicate_keys(work.sharing.key_sharers(members))
+    dup_macs, mac_problems = duplicate_macs(work.sharing.mac_sharers(members))
     for name in sorted(covering):
         excluded[name] = covering[name][0]
     clashing = [members[name] for name, others in partners.items() if others]

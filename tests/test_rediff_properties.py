@@ -1,0 +1,286 @@
+"""The diff from the last one equals the whole diff: after any history of (desired, actual) states (entries
+added, removed and changed in every per-key table, equal values rebuilt as new objects, objects shared
+between states, devices changed, foreign routes and guards, duplicate keys, a kernel that applied some of
+the last actions or none), `rediff` gives exactly `diff(desired, actual)`, in the same order."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from operator import attrgetter
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keys.values import PublicKey
+from meshd.core import actions as a
+from meshd.core.diff import diff
+from meshd.core.incremental import Planned, replan
+from meshd.core.model import Endpoint, MeshConfig, NodeRecord, Snapshot
+from meshd.core.rediff import Diffed, rediff
+from meshd.core.state import (
+    ActualState,
+    DesiredState,
+    FdbEntry,
+    IpipDeviceSpec,
+    NeighborEntry,
+    ObservedIpip,
+    ObservedPeer,
+    ObservedVxlan,
+    ObservedWireGuard,
+    PeerSpec,
+    Route,
+    VxlanDeviceSpec,
+    WireGuardDeviceSpec,
+)
+from tests.fakes import FakeDataplane
+from tests.test_incremental_properties import _local, histories
+from tests.test_properties import SETTINGS
+
+KEYS = [PublicKey(bytes([i]) * 32) for i in range(1, 7)]
+NETS = [ipaddress.ip_network(f"198.19.{i}.0/24") for i in range(6)]
+ADDRS = [ipaddress.ip_address(f"198.18.0.{i}") for i in range(1, 5)]
+MACS = [f"02:00:00:00:00:{i:02x}" for i in range(1, 5)]
+IFACES = st.frozensets(st.sampled_from([ipaddress.ip_interface(f"198.19.{i}.0/32") for i in (0, 9)]))
+ENDPOINTS = st.none() | st.builds(Endpoint, st.sampled_from(ADDRS), st.just(51820))
+ALLOWED = st.frozensets(st.sampled_from(NETS), max_size=2)
+KEEPALIVE = st.sampled_from([0, 25])
+ENTRIES: dict[str, st.SearchStrategy[Any]] = {
+    "peers": st.builds(PeerSpec, st.sampled_from(KEYS), ENDPOINTS, ALLOWED, KEEPALIVE),
+    "observed": st.builds(ObservedPeer, st.sampled_from(KEYS), ENDPOINTS, ALLOWED, KEEPALIVE),
+    "routes": st.builds(
+        Route,
+        st.sampled_from(NETS),
+        st.sampled_from(["meshd0", "meshd-vxlan", "meshd-ipip", "eth1"]),
+        st.none() | st.sampled_from(ADDRS),
+        st.booleans(),
+    ),
+    "fdb": st.builds(FdbEntry, st.sampled_from(MACS), st.sampled_from(ADDRS)),
+    "neighbors": st.builds(
+        NeighborEntry,
+        st.sampled_from(["meshd-vxlan", "other"]),
+        st.sampled_from(ADDRS),
+        st.sampled_from(MACS),
+    ),
+    "guards": st.sampled_from(NETS),
+}
+KEY_OF: dict[str, Callable[[Any], object]] = {  # the key a table holds one entry under
+    "peers": attrgetter("public_key"),
+    "observed": attrgetter("public_key"),
+    "routes": attrgetter("dst"),
+    "fdb": attrgetter("mac"),
+    "neighbors": attrgetter("dev", "ip"),
+    "guards": lambda net: net,
+}
+TABLES = {  # table -> the kind of its entries
+    "d.peers": "peers",
+    "a.observed": "observed",
+    "d.routes": "routes",
+    "a.routes": "routes",
+    "a.foreign_routes": "routes",
+    "d.fdb": "fdb",
+    "a.fdb": "fdb",
+    "d.neighbors": "neighbors",
+    "a.neighbors": "neighbors",
+    "d.guards": "guards",
+    "a.guards": "guards",
+}
+DEVICES: dict[str, st.SearchStrategy[Any]] = {
+    "d.wireguard": st.none()
+    | st.builds(WireGuardDeviceSpec, st.just("meshd0"), st.sampled_from(KEYS[:2]), st.just(51820), st.just(1420), IFACES),
+    "a.wireguard": st.none()
+    | st.builds(
+        ObservedWireGuard,
+        st.sampled_from(["meshd0", "other0"]),
+        st.sampled_from([None, *KEYS[:2]]),
+        st.sampled_from([51820, 0]),
+        st.sampled_from([1420, 1380]),
+        IFACES,
+    ),
+    "d.vxlan": st.none() | st.builds(VxlanDeviceSpec, st.just("meshd-vxlan"), st.just(1), st.just(4789), st.just(ADDRS[0]), st.just(1450), IFACES),
+    "a.vxlan": st.none()
+    | st.builds(
+        ObservedVxlan,
+        st.just("meshd-vxlan"),
+        st.sampled_from([1, 2]),
+        st.just(4789),
+        st.just(ADDRS[0]),
+        st.sampled_from([1450, 1400]),
+        st.just("02:00:00:00:00:ff"),
+        IFACES,
+    ),
+    "d.ipip": st.none() | st.builds(IpipDeviceSpec, st.just("meshd-ipip"), st.just(ADDRS[0]), st.just(1480), IFACES),
+    "a.ipip": st.none() | st.builds(ObservedIpip, st.just("meshd-ipip"), st.sampled_from([None, ADDRS[0]]), st.just(1480), IFACES),
+}  # fmt: skip
+EVERY = float("inf")  # cut the states down however many keys changed: the cut path runs whenever it can
+STEPS = st.sampled_from(
+    [
+        "add",
+        "add",
+        "remove",
+        "remove",
+        "change",
+        "rebuild",
+        "device",
+        "converge",
+        "converge",
+        "none",
+        "duplicate",
+    ]
+)
+
+
+@dataclass
+class Model:
+    """One side's tables and devices, each table kept as the object the states share until it changes."""
+
+    tables: dict[str, Any] = field(default_factory=dict)
+    devices: dict[str, Any] = field(default_factory=dict)
+
+    def states(self) -> tuple[DesiredState, ActualState]:
+        t, dev = self.tables, self.devices
+        desired = DesiredState(
+            wireguard=dev["d.wireguard"],
+            peers=t["d.peers"],
+            vxlan=dev["d.vxlan"],
+            fdb=t["d.fdb"],
+            neighbors=t["d.neighbors"],
+            ipip=dev["d.ipip"],
+            routes=t["d.routes"],
+            guards=t["d.guards"],
+        )
+        wireguard = dev["a.wireguard"]
+        actual = ActualState(
+            wireguard=replace(wireguard, peers=t["a.observed"]) if wireguard is not None else None,
+            vxlan=dev["a.vxlan"],
+            fdb=t["a.fdb"],
+            neighbors=t["a.neighbors"],
+            ipip=dev["a.ipip"],
+            routes=t["a.routes"],
+            foreign_routes=t["a.foreign_routes"],
+            guards=t["a.guards"],
+        )
+        return desired, actual
+
+
+def _collection(table: str, entries: list[Any]) -> Any:
+    return tuple(entries) if table in ("d.peers", "a.observed") else frozenset(entries)
+
+
+def _step(draw: st.DrawFn, model: Model) -> None:
+    step, table = draw(STEPS), draw(st.sampled_from(sorted(TABLES)))
+    entries = list(model.tables[table])
+    kind = TABLES[table]
+    if step in ("add", "duplicate"):  # add: a new entry, or one that takes the place of its key's
+        entry, key = draw(ENTRIES[kind]), KEY_OF[kind]
+        keep = step == "duplicate"
+        entries = [*(e for e in entries if keep or key(e) != key(entry)), entry]
+    elif step in ("remove", "change") and entries:
+        i = draw(st.integers(0, len(entries) - 1))
+        entries[i : i + 1] = [draw(ENTRIES[kind])] if step == "change" else []
+    elif step == "rebuild":  # equal values, new objects (a plan builds its entries afresh)
+        entries = [
+            copy.copy(e) if TABLES[table] != "guards" else ipaddress.ip_network(str(e)) for e in entries
+        ]
+    elif step == "device":
+        name = draw(st.sampled_from(sorted(DEVICES)))
+        model.devices[name] = draw(DEVICES[name])
+        return
+    elif step == "converge":  # the kernel holds what is wanted, sharing its objects
+        for kind in ("routes", "fdb", "neighbors", "guards"):
+            model.tables[f"a.{kind}"] = model.tables[f"d.{kind}"]
+        model.tables["a.observed"] = tuple(
+            ObservedPeer(p.public_key, p.endpoint, p.allowed_ips, p.persistent_keepalive)
+            for p in model.tables["d.peers"]
+        )
+        return
+    else:
+        return
+    model.tables[table] = _collection(table, entries)
+
+
+@st.composite
+def state_histories(draw: st.DrawFn) -> list[tuple[DesiredState, ActualState]]:
+    model = Model()
+    for table, kind in TABLES.items():
+        entries = st.lists(ENTRIES[kind], max_size=5, unique_by=KEY_OF[kind])
+        model.tables[table] = _collection(table, draw(entries))
+    for name, strategy in DEVICES.items():
+        model.devices[name] = draw(strategy)
+    history = [model.states()]
+    for _ in range(draw(st.integers(1, 20))):
+        for _ in range(draw(st.integers(1, 3))):
+            _step(draw, model)
+        history.append(model.states())
+    return history
+
+
+@given(state_histories())
+@settings(SETTINGS, max_examples=200)  # small states, long histories: 200 examples take a few seconds
+def test_the_diff_from_the_last_one_equals_the_whole_diff_after_any_history(
+    history: list[tuple[DesiredState, ActualState]],
+) -> None:
+    last: Diffed | None = None
+    for desired, actual in history:
+        last = rediff(last, desired, actual, whole_past=EVERY)
+        assert last.actions == diff(desired, actual)
+
+
+@given(histories(), st.data())
+@SETTINGS
+def test_the_diff_from_the_last_one_equals_the_whole_diff_over_plans_and_a_kernel_that_applies_part(
+    history: list[tuple[tuple[NodeRecord, ...], MeshConfig]], data: st.DataObject
+) -> None:
+    """Planned states (shared values) against a kernel that applied some of the last actions."""
+    fake, planned, last = FakeDataplane(), None, None
+    for records, config in history:
+        planned = replan(planned, Snapshot.of(records, config), _local(records))
+        actual = fake.observe()
+        last = rediff(last, planned.state, actual, whole_past=EVERY)
+        assert last.actions == diff(planned.state, actual)
+        fake.apply(last.actions[: data.draw(st.integers(0, len(last.actions)))])
+    assert isinstance(planned, Planned)
+
+
+# --- the cases a wrong cut would miss, one by one -------------------------------------------------------
+
+WG = WireGuardDeviceSpec("meshd0", KEYS[0], 51820, 1420)
+PEER = PeerSpec(KEYS[1], None, frozenset({NETS[1]}))
+SEEN = ObservedPeer(KEYS[1], None, frozenset({NETS[1]}))
+ROUTE = Route(NETS[1], "meshd0")
+
+
+def _kernel(*peers: ObservedPeer, **tables: Any) -> ActualState:
+    return ActualState(wireguard=ObservedWireGuard("meshd0", KEYS[0], 51820, 1420, peers=peers), **tables)
+
+
+def _cut(before: tuple[DesiredState, ActualState], after: tuple[DesiredState, ActualState]) -> Diffed:
+    """The diff of `after` from the one of `before`, which must have cut the states down."""
+    now = rediff(rediff(None, *before), *after, whole_past=EVERY)
+    assert (now.actions, now.whole) == (diff(*after), False)
+    return now
+
+
+def test_a_peer_the_kernel_loses_is_added_again_and_one_no_longer_wanted_is_removed() -> None:
+    desired = DesiredState(wireguard=WG, peers=(PEER,))
+    assert _cut((desired, _kernel(SEEN)), (desired, _kernel())).actions == (a.AddPeer(PEER),)
+    unwanted = DesiredState(wireguard=WG)
+    assert _cut((desired, _kernel(SEEN)), (unwanted, _kernel(SEEN))).actions == (a.RemovePeer(KEYS[1]),)
+
+
+def test_a_foreign_route_that_goes_frees_its_destination_for_ours() -> None:
+    desired = DesiredState(wireguard=WG, routes=frozenset({ROUTE}))
+    held = _kernel(foreign_routes=frozenset({Route(NETS[1], "eth9")}))
+    assert rediff(None, desired, held).actions == ()
+    assert _cut((desired, held), (desired, _kernel())).actions == (a.ReplaceRoute(ROUTE),)
+
+
+def test_what_the_last_diff_did_and_the_kernel_does_not_show_is_still_owed() -> None:
+    desired = DesiredState(wireguard=WG, peers=(PEER,), routes=frozenset({ROUTE}))
+    other = replace(PEER, public_key=KEYS[2], allowed_ips=frozenset({NETS[2]}))
+    grown = replace(desired, peers=(PEER, other))
+    now = _cut((desired, _kernel()), (grown, _kernel()))  # the kernel applied nothing
+    assert now.actions == (a.ReplaceRoute(ROUTE), a.AddPeer(PEER), a.AddPeer(other))

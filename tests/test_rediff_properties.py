@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from typing import Any
 
@@ -284,3 +284,26 @@ def test_what_the_last_diff_did_and_the_kernel_does_not_show_is_still_owed() -> 
     grown = replace(desired, peers=(PEER, other))
     now = _cut((desired, _kernel()), (grown, _kernel()))  # the kernel applied nothing
     assert now.actions == (a.ReplaceRoute(ROUTE), a.AddPeer(PEER), a.AddPeer(other))
+
+
+def test_every_field_the_diff_reads_is_a_table_or_a_device_rediff_follows() -> None:
+    """A new field of the states must be followed by rediff (a table or a device) before this passes."""
+    devices = {"wireguard", "vxlan", "ipip"}
+    assert {f.name for f in fields(DesiredState)} == {
+        *devices,
+        "peers",
+        "routes",
+        "fdb",
+        "neighbors",
+        "guards",
+        "pairs",
+        "problems",
+    }  # pairs and problems: not read by the diff
+    assert {f.name for f in fields(ActualState)} == {
+        *devices,
+        "routes",
+        "foreign_routes",
+        "fdb",
+        "neighbors",
+        "guards",
+    }

@@ -122,8 +122,10 @@ def _build(entries: Collection[Any], key: Callable[[Any], Hashable]) -> Index | 
 def _follow_set(
     index: Index, old: frozenset[Any], new: frozenset[Any], key: Callable[[Any], Hashable]
 ) -> tuple[Index | None, set[Hashable] | None]:
-    """A set's entries compare by value (hashes kept in the sets, identity checked first)."""
-    gone, came = old - new, new - old
+    """A set's entries compare by value (hashes kept in the sets, identity checked first), each once."""
+    changed = old ^ new
+    came = changed & new
+    gone = changed - came
     if not gone and not came:
         return index, set()
     following = dict(index)
@@ -210,10 +212,8 @@ def _same_devices(last: Diffed, desired: DesiredState, actual: ActualState) -> b
     return all(x is y or x == y for x, y in pairs)
 
 
-def _device(observed: ObservedWireGuard | None) -> object:
-    if observed is None:
-        return None
-    return (observed.name, observed.public_key, observed.listen_port, observed.mtu, observed.addresses)
+def _device(observed: ObservedWireGuard | None) -> ObservedWireGuard | None:
+    return replace(observed, peers=()) if observed is not None else None
 
 
 def _large(keys: Keys, desired: DesiredState, actual: ActualState, share: float) -> bool:

@@ -16,14 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keys.values import PublicKey
+from meshd.agent.passes import PlanMemo
 from meshd.core import actions as a
 from meshd.core.diff import diff
 from meshd.core.incremental import Planned, replan
-from meshd.core.model import Endpoint, MeshConfig, NodeRecord, Snapshot
+from meshd.core.model import Endpoint, LocalNode, MeshConfig, NodeRecord, Snapshot
 from meshd.core.rediff import Diffed, rediff
 from meshd.core.state import (
     ActualState,
     DesiredState,
+    DeviceNames,
     FdbEntry,
     IpipDeviceSpec,
     NeighborEntry,
@@ -37,7 +39,7 @@ from meshd.core.state import (
     WireGuardDeviceSpec,
 )
 from tests.fakes import FakeDataplane
-from tests.test_incremental_properties import _local, histories
+from tests.test_incremental_properties import _local, _node, histories
 from tests.test_properties import SETTINGS
 
 KEYS = [PublicKey(bytes([i]) * 32) for i in range(1, 7)]
@@ -284,6 +286,22 @@ def test_what_the_last_diff_did_and_the_kernel_does_not_show_is_still_owed() -> 
     grown = replace(desired, peers=(PEER, other))
     now = _cut((desired, _kernel()), (grown, _kernel()))  # the kernel applied nothing
     assert now.actions == (a.ReplaceRoute(ROUTE), a.AddPeer(PEER), a.AddPeer(other))
+
+
+def test_the_pass_memo_diffs_a_node_add_from_the_last_diff_and_then_the_kernel_that_holds_it() -> None:
+    cluster = [_node(i) for i in range(40)]
+    memo, local, names, fake = PlanMemo(), LocalNode(cluster[0]), DeviceNames(), FakeDataplane()
+    desired = memo.plan(Snapshot.of(cluster), local, names)
+    fake.apply(memo.diff(desired, fake.observe())[0])
+    assert memo.diff(desired, fake.observe())[0] == ()
+    grown = memo.plan(Snapshot.of([*cluster, _node(40)]), local, names)
+    added = rediff(rediff(None, desired, fake.observe()), grown, fake.observe())
+    assert not added.whole and added.actions == diff(grown, fake.observe())
+    assert {type(x) for x in added.actions} == {a.AddPeer, a.AddFdb, a.AddNeighbor, a.ReplaceRoute}
+    actions, _ = memo.diff(grown, fake.observe())
+    assert actions == added.actions
+    fake.apply(actions)
+    assert memo.diff(grown, fake.observe())[0] == ()
 
 
 def test_every_field_the_diff_reads_is_a_table_or_a_device_rediff_follows() -> None:

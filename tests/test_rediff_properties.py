@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Any
 
@@ -16,16 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keys.values import PublicKey
-from meshd.agent.passes import PlanMemo
-from meshd.core import actions as a
 from meshd.core.diff import diff
 from meshd.core.incremental import Planned, replan
-from meshd.core.model import Endpoint, LocalNode, MeshConfig, NodeRecord, Snapshot
+from meshd.core.model import Endpoint, MeshConfig, NodeRecord, Snapshot
 from meshd.core.rediff import Diffed, rediff
 from meshd.core.state import (
     ActualState,
     DesiredState,
-    DeviceNames,
     FdbEntry,
     IpipDeviceSpec,
     NeighborEntry,
@@ -39,7 +36,7 @@ from meshd.core.state import (
     WireGuardDeviceSpec,
 )
 from tests.fakes import FakeDataplane
-from tests.test_incremental_properties import _local, _node, histories
+from tests.test_incremental_properties import _local, histories
 from tests.test_properties import SETTINGS
 
 KEYS = [PublicKey(bytes([i]) * 32) for i in range(1, 7)]
@@ -245,83 +242,3 @@ def test_the_diff_from_the_last_one_equals_the_whole_diff_over_plans_and_a_kerne
         assert last.actions == diff(planned.state, actual)
         fake.apply(last.actions[: data.draw(st.integers(0, len(last.actions)))])
     assert isinstance(planned, Planned)
-
-
-# --- the cases a wrong cut would miss, one by one -------------------------------------------------------
-
-WG = WireGuardDeviceSpec("meshd0", KEYS[0], 51820, 1420)
-PEER = PeerSpec(KEYS[1], None, frozenset({NETS[1]}))
-SEEN = ObservedPeer(KEYS[1], None, frozenset({NETS[1]}))
-ROUTE = Route(NETS[1], "meshd0")
-
-
-def _kernel(*peers: ObservedPeer, **tables: Any) -> ActualState:
-    return ActualState(wireguard=ObservedWireGuard("meshd0", KEYS[0], 51820, 1420, peers=peers), **tables)
-
-
-def _cut(before: tuple[DesiredState, ActualState], after: tuple[DesiredState, ActualState]) -> Diffed:
-    """The diff of `after` from the one of `before`, which must have cut the states down."""
-    now = rediff(rediff(None, *before), *after, whole_past=EVERY)
-    assert (now.actions, now.whole) == (diff(*after), False)
-    return now
-
-
-def test_a_peer_the_kernel_loses_is_added_again_and_one_no_longer_wanted_is_removed() -> None:
-    desired = DesiredState(wireguard=WG, peers=(PEER,))
-    assert _cut((desired, _kernel(SEEN)), (desired, _kernel())).actions == (a.AddPeer(PEER),)
-    unwanted = DesiredState(wireguard=WG)
-    assert _cut((desired, _kernel(SEEN)), (unwanted, _kernel(SEEN))).actions == (a.RemovePeer(KEYS[1]),)
-
-
-def test_a_foreign_route_that_goes_frees_its_destination_for_ours() -> None:
-    desired = DesiredState(wireguard=WG, routes=frozenset({ROUTE}))
-    held = _kernel(foreign_routes=frozenset({Route(NETS[1], "eth9")}))
-    assert rediff(None, desired, held).actions == ()
-    assert _cut((desired, held), (desired, _kernel())).actions == (a.ReplaceRoute(ROUTE),)
-
-
-def test_what_the_last_diff_did_and_the_kernel_does_not_show_is_still_owed() -> None:
-    desired = DesiredState(wireguard=WG, peers=(PEER,), routes=frozenset({ROUTE}))
-    other = replace(PEER, public_key=KEYS[2], allowed_ips=frozenset({NETS[2]}))
-    grown = replace(desired, peers=(PEER, other))
-    now = _cut((desired, _kernel()), (grown, _kernel()))  # the kernel applied nothing
-    assert now.actions == (a.ReplaceRoute(ROUTE), a.AddPeer(PEER), a.AddPeer(other))
-
-
-def test_the_pass_memo_diffs_a_node_add_from_the_last_diff_and_then_the_kernel_that_holds_it() -> None:
-    cluster = [_node(i) for i in range(40)]
-    memo, local, names, fake = PlanMemo(), LocalNode(cluster[0]), DeviceNames(), FakeDataplane()
-    desired = memo.plan(Snapshot.of(cluster), local, names)
-    fake.apply(memo.diff(desired, fake.observe())[0])
-    assert memo.diff(desired, fake.observe())[0] == ()
-    grown = memo.plan(Snapshot.of([*cluster, _node(40)]), local, names)
-    added = rediff(rediff(None, desired, fake.observe()), grown, fake.observe())
-    assert not added.whole and added.actions == diff(grown, fake.observe())
-    assert {type(x) for x in added.actions} == {a.AddPeer, a.AddFdb, a.AddNeighbor, a.ReplaceRoute}
-    actions, _ = memo.diff(grown, fake.observe())
-    assert actions == added.actions
-    fake.apply(actions)
-    assert memo.diff(grown, fake.observe())[0] == ()
-
-
-def test_every_field_the_diff_reads_is_a_table_or_a_device_rediff_follows() -> None:
-    """A new field of the states must be followed by rediff (a table or a device) before this passes."""
-    devices = {"wireguard", "vxlan", "ipip"}
-    assert {f.name for f in fields(DesiredState)} == {
-        *devices,
-        "peers",
-        "routes",
-        "fdb",
-        "neighbors",
-        "guards",
-        "pairs",
-        "problems",
-    }  # pairs and problems: not read by the diff
-    assert {f.name for f in fields(ActualState)} == {
-        *devices,
-        "routes",
-        "foreign_routes",
-        "fdb",
-        "neighbors",
-        "guards",
-    }

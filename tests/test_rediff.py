@@ -55,6 +55,15 @@ def test_a_peer_the_kernel_loses_is_added_again_and_one_no_longer_wanted_is_remo
     assert _cut((desired, _kernel(SEEN)), (unwanted, _kernel(SEEN))).actions == (a.RemovePeer(KEYS[1]),)
 
 
+def test_a_peer_changed_by_hand_is_changed_back_and_a_new_handshake_is_no_change() -> None:
+    desired = DesiredState(wireguard=WG, peers=(PEER,))
+    moved = replace(SEEN, allowed_ips=frozenset({NETS[2]}))
+    back = a.UpdatePeer(KEYS[1], allowed_ips=PEER.allowed_ips)
+    assert _cut((desired, _kernel(SEEN)), (desired, _kernel(moved))).actions == (back,)
+    talked = replace(SEEN, last_handshake=1.0, rx_bytes=1, tx_bytes=1)
+    assert _cut((desired, _kernel(SEEN)), (desired, _kernel(talked))).actions == ()
+
+
 def test_a_foreign_route_that_goes_frees_its_destination_for_ours() -> None:
     desired = DesiredState(wireguard=WG, routes=frozenset({ROUTE}))
     held = _kernel(foreign_routes=frozenset({Route(NETS[1], "eth9")}))

@@ -49,7 +49,17 @@ ALLOWED = st.frozensets(st.sampled_from(NETS), max_size=2)
 KEEPALIVE = st.sampled_from([0, 25])
 ENTRIES: dict[str, st.SearchStrategy[Any]] = {
     "peers": st.builds(PeerSpec, st.sampled_from(KEYS), ENDPOINTS, ALLOWED, KEEPALIVE),
-    "observed": st.builds(ObservedPeer, st.sampled_from(KEYS), ENDPOINTS, ALLOWED, KEEPALIVE),
+    "observed": st.builds(
+        ObservedPeer,
+        st.sampled_from(KEYS),
+        ENDPOINTS,
+        ALLOWED,
+        KEEPALIVE,
+        st.sampled_from([None, 1.0]),  # the diff reads neither handshakes nor bytes nor the PSK state
+        st.sampled_from([0, 7]),
+        st.sampled_from([0, 9]),
+        st.booleans(),
+    ),
     "routes": st.builds(
         Route,
         st.sampled_from(NETS),
@@ -74,6 +84,7 @@ KEY_OF: dict[str, Callable[[Any], object]] = {  # the key a table holds one entr
     "neighbors": attrgetter("dev", "ip"),
     "guards": lambda net: net,
 }
+EDITS = {"peers": "allowed_ips", "observed": "allowed_ips", "routes": "dev", "fdb": "dst", "neighbors": "mac"}
 TABLES = {  # table -> the kind of its entries
     "d.peers": "peers",
     "a.observed": "observed",
@@ -128,6 +139,8 @@ STEPS = st.sampled_from(
         "converge",
         "none",
         "duplicate",
+        "edit",
+        "edit",
     ]
 )
 
@@ -169,6 +182,23 @@ def _collection(table: str, entries: list[Any]) -> Any:
     return tuple(entries) if table in ("d.peers", "a.observed") else frozenset(entries)
 
 
+def _observed_devices(wanted: dict[str, Any]) -> dict[str, Any]:
+    wg, vx, ipip = wanted["d.wireguard"], wanted["d.vxlan"], wanted["d.ipip"]
+    return {
+        "a.wireguard": wg and ObservedWireGuard(wg.name, wg.public_key, wg.listen_port, wg.mtu, wg.addresses),
+        "a.vxlan": vx
+        and ObservedVxlan(vx.name, vx.vni, vx.port, vx.local, vx.mtu, "02:00:00:00:00:ff", vx.addresses),
+        "a.ipip": ipip and ObservedIpip(ipip.name, ipip.local, ipip.mtu, ipip.addresses),
+    }
+
+
+def _rebuilt(kind: str, entry: Any) -> Any:
+    """An equal entry as a new object; an observed peer as a device read after traffic finds it."""
+    if kind == "guards":
+        return ipaddress.ip_network(str(entry))
+    return replace(entry, rx_bytes=entry.rx_bytes + 1) if kind == "observed" else copy.copy(entry)
+
+
 def _step(draw: st.DrawFn, model: Model) -> None:
     step, table = draw(STEPS), draw(st.sampled_from(sorted(TABLES)))
     entries = list(model.tables[table])
@@ -177,18 +207,20 @@ def _step(draw: st.DrawFn, model: Model) -> None:
         entry, key = draw(ENTRIES[kind]), KEY_OF[kind]
         keep = step == "duplicate"
         entries = [*(e for e in entries if keep or key(e) != key(entry)), entry]
+    elif step == "edit" and entries and kind != "guards":  # one field of an entry, its key kept
+        i = draw(st.integers(0, len(entries) - 1))
+        entries[i] = replace(entries[i], **{EDITS[kind]: getattr(draw(ENTRIES[kind]), EDITS[kind])})
     elif step in ("remove", "change") and entries:
         i = draw(st.integers(0, len(entries) - 1))
         entries[i : i + 1] = [draw(ENTRIES[kind])] if step == "change" else []
-    elif step == "rebuild":  # equal values, new objects (a plan builds its entries afresh)
-        entries = [
-            copy.copy(e) if TABLES[table] != "guards" else ipaddress.ip_network(str(e)) for e in entries
-        ]
+    elif step == "rebuild":  # new objects, equal as the diff sees them (a plan builds its entries afresh)
+        entries = [_rebuilt(kind, e) for e in entries]
     elif step == "device":
         name = draw(st.sampled_from(sorted(DEVICES)))
         model.devices[name] = draw(DEVICES[name])
         return
-    elif step == "converge":  # the kernel holds what is wanted, sharing its objects
+    elif step == "converge":  # the kernel holds what is wanted (devices too), sharing its objects
+        model.devices.update(_observed_devices(model.devices))
         for kind in ("routes", "fdb", "neighbors", "guards"):
             model.tables[f"a.{kind}"] = model.tables[f"d.{kind}"]
         model.tables["a.observed"] = tuple(

@@ -45,6 +45,7 @@ class _Table:
     group: int
     read: Callable[[DesiredState, ActualState], Collection[Any]]
     key: Callable[[Any], Hashable]
+    seen: Callable[[Any], object] | None = None  # what the diff reads of a sequence's entry; None: all
 
 
 def _observed_peers(_: DesiredState, actual: ActualState) -> Collection[Any]:
@@ -52,9 +53,11 @@ def _observed_peers(_: DesiredState, actual: ActualState) -> Collection[Any]:
 
 
 _PEER_KEY = attrgetter("public_key.raw")  # bytes: hashed once, in C
+_OBSERVED = attrgetter("public_key", "endpoint", "allowed_ips", "persistent_keepalive")
+"""What the peer diff compares of an observed peer: a new handshake or byte count is no change to it."""
 TABLES = (
     _Table(PEERS, lambda d, _: d.peers, _PEER_KEY),
-    _Table(PEERS, _observed_peers, _PEER_KEY),
+    _Table(PEERS, _observed_peers, _PEER_KEY, _OBSERVED),
     _Table(ROUTES, lambda d, _: d.routes, attrgetter("dst")),
     _Table(ROUTES, lambda _, x: x.routes, attrgetter("dst")),
     _Table(FDB, lambda d, _: d.fdb, attrgetter("mac")),
@@ -108,7 +111,7 @@ def _follow(
         elif isinstance(old, frozenset) and isinstance(new, frozenset):
             follow = _follow_set(index, old, new, table.key)
         else:
-            follow = _follow_sequence(index, new, table.key)
+            follow = _follow_sequence(index, new, table.key, table.seen)
         indexes.append(follow[0])
         changed.append(follow[1])
     return tuple(indexes), changed
@@ -144,14 +147,18 @@ def _follow_set(
 
 
 def _follow_sequence(
-    index: Index, new: Collection[Any], key: Callable[[Any], Hashable]
+    index: Index, new: Collection[Any], key: Callable[[Any], Hashable], seen: Callable[[Any], object] | None
 ) -> tuple[Index | None, set[Hashable] | None]:
     """A sequence (peers) is indexed again; a key changed when its entry is neither the last one nor
-    equal to it (a plan builds its peers afresh, a device read shares the unchanged ones)."""
+    equal to it in what the diff reads (a plan builds its peers afresh, a device read shares the
+    unchanged ones)."""
     following = _build(new, key)
     if following is None:
         return None, None
-    changed = {k for k, e in following.items() if (o := index.get(k)) is not e and o != e}
+    view = seen or (lambda entry: entry)
+    changed = {
+        k for k, e in following.items() if (o := index.get(k)) is not e and (o is None or view(o) != view(e))
+    }
     changed.update(index.keys() - following.keys())
     return following, changed
 

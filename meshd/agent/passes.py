@@ -14,11 +14,11 @@ from meshd.agent.kernel_view import KernelView, Read
 from meshd.agent.report import Report
 from meshd.agent.view import MeshView
 from meshd.core.actions import Action
-from meshd.core.diff import diff
 from meshd.core.incremental import Planned, replan
 from meshd.core.local import Identity, annotations_to_publish, local_node
 from meshd.core.model import EncryptionMode, IPNetwork, LocalNode, Node, Snapshot
 from meshd.core.ports import Applied, Dataplane, Datastore
+from meshd.core.rediff import Diffed, rediff
 from meshd.core.state import ActualState, DesiredState, DeviceNames
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class PlanMemo:
     only the pairs it touches (meshd.core.incremental). Both stay pure functions of their inputs."""
 
     _plan: tuple[tuple[object, ...], Planned] | None = None
-    _diff: tuple[DesiredState, ActualState, tuple[Action, ...]] | None = None
+    _diff: Diffed | None = None
 
     def plan(self, snapshot: Snapshot, local: LocalNode, names: DeviceNames) -> DesiredState:
         key = (snapshot.nodes, snapshot.config, local, names)
@@ -74,11 +74,16 @@ class PlanMemo:
     def diff(self, desired: DesiredState, actual: ActualState) -> tuple[tuple[Action, ...], ActualState]:
         """The actions, and the view they were diffed against: the last one when `actual` equals it (a
         resync's fresh read is a new object; comparing costs a fraction of diffing), so that what follows
-        (the report) sees one object while the kernel holds still."""
+        (the report) sees one object while the kernel holds still. A change diffs again only the keys
+        it touches and those the last diff acted on (meshd.core.rediff)."""
         last = self._diff
-        if last is None or last[0] is not desired or (last[1] is not actual and last[1] != actual):
-            self._diff = last = (desired, actual, diff(desired, actual))
-        return last[2], last[1]
+        if (
+            last is None
+            or last.desired is not desired
+            or (last.actual is not actual and last.actual != actual)
+        ):
+            self._diff = last = rediff(last, desired, actual)
+        return last.actions, last.actual
 
 
 @dataclass

@@ -99,6 +99,7 @@ class ReconcilePass:
     rotation: RotationHook | None = None
     applied_generation: int | None = None
     """The MeshConfig generation the last complete pass applied (published as observedGeneration)."""
+    _watched: object = None  # the records whose pod CIDRs the dataplane watches for foreign routes
 
     async def __call__(self, read: Read = Read.FULL) -> bool:
         """One pass. Returns True when it changed the kernel. Raises PassError naming the failed phase.
@@ -120,7 +121,9 @@ class ReconcilePass:
             synced=snapshot.synced, failure=store.failure, config_error=store.config_error
         ):
             return False
-        self.dataplane.watch_networks(_peer_networks(snapshot, self.identity.name))
+        if snapshot.nodes is not self._watched:  # the datastore shares an unchanged snapshot's records
+            self.dataplane.watch_networks(_peer_networks(snapshot, self.identity.name))
+            self._watched = snapshot.nodes
         actual = await _phase("observe", self.kernel.actual(read))
         local = await self._local(snapshot, actual)
         if local is None:

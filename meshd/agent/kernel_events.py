@@ -11,6 +11,7 @@ A deleted route, guard, FDB or neighbour entry of ours wakes the loop at once, s
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from pyroute2.netlink.rtnl import (
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 from pyroute2.netlink.rtnl.rtmsg import RT_SCOPE_LINK
 
+from meshd.agent.keyed import Edit, KeyedSets
 from meshd.core.guard import GUARD_METRIC
 from meshd.core.model import IPNetwork
 from meshd.core.state import ActualState, DeviceNames, FdbEntry, NeighborEntry, Route
@@ -77,6 +79,22 @@ class Change:
     replaces: bool = False  # a route that took the place of the one with its destination and metric
 
 
+def _dst(route: Route) -> IPNetwork:
+    return route.dst
+
+
+def _on_dev(dev: str, route: Route) -> bool:
+    return route.dev == dev
+
+
+def _mac(entry: FdbEntry) -> str:
+    return entry.mac
+
+
+def _neighbor_key(entry: NeighborEntry) -> tuple[str, object]:
+    return entry.dev, entry.ip
+
+
 @dataclass
 class KernelEvents:
     """Notifications from the kernel of `netns`, as Changes to fold into the last observed state."""
@@ -91,6 +109,11 @@ class KernelEvents:
     _changes: list[Change] = field(default_factory=list)
     _stale: bool = True  # only a full read can tell what the kernel holds
     _foreign: set[tuple[Route, int]] = field(default_factory=set)  # others' routes in our table, and metrics
+    _routes: KeyedSets[IPNetwork, Route] = field(default_factory=lambda: KeyedSets(_dst))
+    _fdb: KeyedSets[str, FdbEntry] = field(default_factory=lambda: KeyedSets(_mac))
+    _neighbors: KeyedSets[tuple[str, object], NeighborEntry] = field(
+        default_factory=lambda: KeyedSets(_neighbor_key)
+    )
 
     @property
     def started(self) -> bool:
@@ -122,49 +145,41 @@ class KernelEvents:
         changes, self._changes = self._changes, []
         if not changes and self._watched_foreign() == actual.foreign_routes:
             return actual  # the same object: what was planned and diffed against it still holds
-        routes = {r.dst: r for r in actual.routes}
-        guards = set(actual.guards)
-        fdb: dict[str, set[FdbEntry]] = {}
-        for entry in actual.fdb:
-            fdb.setdefault(entry.mac, set()).add(entry)
-        neighbors = {(n.dev, n.ip): n for n in actual.neighbors}
+        routes, guards = self._routes.edit(actual.routes), set(actual.guards)
+        fdb, neighbors = self._fdb.edit(actual.fdb), self._neighbors.edit(actual.neighbors)
         for change in changes:
             value = change.value
             if isinstance(value, Route):
                 self._fold_route(change, value, routes)
             elif isinstance(value, str):
                 self._foreign = {(r, m) for r, m in self._foreign if r.dev != value}
-                for dst in [dst for dst, r in routes.items() if r.dev == value]:
-                    del routes[dst]
+                routes.discard_if(functools.partial(_on_dev, value))
             elif isinstance(value, FdbEntry):
-                fdb[value.mac] = {value} if change.present else fdb.get(value.mac, set()) - {value}
+                held = tuple(e for e in fdb.get(value.mac) if e != value)
+                fdb.set(value.mac, (value,) if change.present else held)
             elif isinstance(value, NeighborEntry):
-                neighbors.pop((value.dev, value.ip), None)
-                if change.present:
-                    neighbors[(value.dev, value.ip)] = value
+                neighbors.set((value.dev, value.ip), (value,) if change.present else ())
             else:
                 (guards.add if change.present else guards.discard)(value)
         return replace(
             actual,
-            routes=frozenset(routes.values()),
+            routes=routes.result(),
             foreign_routes=self._watched_foreign(),
             guards=frozenset(guards),
-            fdb=frozenset(e for entries in fdb.values() for e in entries),
-            neighbors=frozenset(neighbors.values()),
+            fdb=fdb.result(),
+            neighbors=neighbors.result(),
         )
 
     def _watched_foreign(self) -> frozenset[Route]:
         return frozenset(r for r, _ in self._foreign if self.routes.is_watched(r.dst))
 
-    def _fold_route(self, change: Change, route: Route, routes: dict[IPNetwork, Route]) -> None:
+    def _fold_route(self, change: Change, route: Route, routes: Edit[IPNetwork, Route]) -> None:
         if change.present and change.replaces:  # the kernel sends no deletion of the replaced route
-            routes.pop(route.dst, None)
+            routes.set(route.dst, ())
             self._foreign = {(r, m) for r, m in self._foreign if (r.dst, m) != (route.dst, change.metric)}
         if change.kind == "route":
-            routes.pop(route.dst, None)
-            if change.present:
-                routes[route.dst] = route
-            else:
+            routes.set(route.dst, (route,) if change.present else ())
+            if not change.present:
                 self.routes.forget(route.dst)
             return
         self._foreign.discard((route, change.metric))

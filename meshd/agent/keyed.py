@@ -1,0 +1,76 @@
+"""A set of kernel entries edited by key, with the index by key carried from one edit to the next: folding a
+few notifications into a set of thousands costs a few set operations (a frozenset keeps its entries'
+hashes), not a rebuild of the set and of its index."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+E = TypeVar("E", bound=Hashable)
+
+
+@dataclass
+class KeyedSets(Generic[K, E]):
+    """Makes `Edit`s of sets of entries keyed by `key`; remembers the last set an edit made, and its index."""
+
+    key: Callable[[E], K]
+    _last: tuple[frozenset[E], dict[K, tuple[E, ...]]] | None = None
+
+    def edit(self, entries: frozenset[E]) -> Edit[K, E]:
+        last = self._last
+        if last is not None and last[0] is entries:
+            index = dict(last[1])  # a copy: the index of the set the last edit made stays as it was
+        else:
+            index = {}
+            for entry in entries:
+                k = self.key(entry)
+                index[k] = (*index.get(k, ()), entry)
+        return Edit(self, entries, index)
+
+
+@dataclass
+class Edit(Generic[K, E]):
+    """One edit of `entries`: set what each touched key holds, then take the `result`."""
+
+    owner: KeyedSets[K, E]
+    entries: frozenset[E]
+    index: dict[K, tuple[E, ...]]
+    _added: set[E] = field(default_factory=set)
+    _removed: set[E] = field(default_factory=set)
+
+    def get(self, k: K) -> tuple[E, ...]:
+        return self.index.get(k, ())
+
+    def discard_if(self, gone: Callable[[E], bool]) -> None:
+        """Every entry for which `gone` is true goes (a scan of every entry: for rare events)."""
+        for k, held in list(self.index.items()):
+            if any(gone(e) for e in held):
+                self.set(k, tuple(e for e in held if not gone(e)))
+
+    def set(self, k: K, held: tuple[E, ...]) -> None:
+        """The entries with key `k` are now exactly `held`."""
+        old = self.index.get(k, ())
+        for entry in old:
+            if entry not in held:
+                self._added.discard(entry)
+                self._removed.add(entry)
+        for entry in held:
+            if entry not in old:
+                self._removed.discard(entry)
+                self._added.add(entry)
+        if held:
+            self.index[k] = held
+        else:
+            self.index.pop(k, None)
+
+    def result(self) -> frozenset[E]:
+        """The edited set (`entries` itself when nothing changed); its index is kept for the next edit."""
+        if not self._added and not self._removed:
+            new = self.entries
+        else:
+            new = (self.entries - self._removed) | self._added
+        self.owner._last = (new, self.index)
+        return new

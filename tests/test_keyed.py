@@ -1,0 +1,46 @@
+"""KeyedSets: an edit gives exactly the set a rebuild would, shares the set when nothing changed, and the
+next edit of the set it made starts from the index it kept (no scan)."""
+
+from __future__ import annotations
+
+import random
+
+from meshd.agent.keyed import KeyedSets
+
+
+def _key(entry: tuple[str, int]) -> str:
+    return entry[0]
+
+
+def test_random_edits_equal_a_rebuild() -> None:
+    rng = random.Random(7)
+    keyed: KeyedSets[str, tuple[str, int]] = KeyedSets(_key)
+    current: frozenset[tuple[str, int]] = frozenset()
+    for _ in range(300):
+        edit = keyed.edit(current)
+        model = {k: {e for e in current if e[0] == k} for k in {e[0] for e in current}}
+        for _ in range(rng.randrange(4)):
+            k = rng.choice("abcdef")
+            held = tuple({(k, rng.randrange(3)) for _ in range(rng.randrange(3))})
+            edit.set(k, held)
+            model[k] = set(held)
+        if rng.random() < 0.1:
+            edit.discard_if(lambda e: e[1] == 0)
+            model = {k: {e for e in v if e[1] != 0} for k, v in model.items()}
+        result = edit.result()
+        assert result == frozenset(e for v in model.values() for e in v)
+        current = result
+
+
+def test_an_edit_that_changes_nothing_keeps_the_set_and_the_next_uses_the_kept_index() -> None:
+    keyed: KeyedSets[str, tuple[str, int]] = KeyedSets(_key)
+    start = frozenset({("a", 1), ("b", 2)})
+    edit = keyed.edit(start)
+    edit.set("a", (("a", 1),))
+    assert edit.result() is start
+    edit = keyed.edit(start)
+    edit.set("c", (("c", 3),))
+    made = edit.result()
+    following = keyed.edit(made)
+    assert following.index == {"a": (("a", 1),), "b": (("b", 2),), "c": (("c", 3),)}
+    assert following.index is not edit.index  # a copy: the kept index is not changed under the set

@@ -71,11 +71,17 @@ class PskManager:
     _servers: list[asyncio.Server] = field(default_factory=list)  # one per inner address (family)
     _bound: tuple[frozenset[IPAddress], int] | None = None
     _switching: bool = False  # our key is changing: no install until the next pass plans the new pairs
+    _taken: tuple[object, ...] | None = None  # the view the last update took in full
 
     # --- after each pass ------------------------------------------------------------------------
 
     async def update(self, snapshot: Snapshot, local: LocalNode, desired: DesiredState) -> None:
-        """Take the pass's view: which pairs take part. Never raises (it runs inside the pass)."""
+        """Take the pass's view: which pairs take part. Never raises (it runs inside the pass). The same
+        view as the last update that went through (a verifying pass) changes nothing: not taken again."""
+        view = (snapshot.nodes, snapshot.config, local, desired)
+        if self._taken is not None and all(a is b for a, b in zip(view, self._taken, strict=True)):
+            return
+        self._taken = None
         try:
             self.plan = plan_pairs(snapshot, local, desired)
             self._adopt(self.plan)
@@ -87,6 +93,7 @@ class PskManager:
             await self._clear([(p, k) for p, k in off if k in self._with_psk or k in held])
             self._seen |= unseen
             await self._listen(frozenset(p.local_addr for p in self.plan.pairs))
+            self._taken = view
         except Exception:  # the mesh must not suffer from the PSK layer: log, try again next pass
             log.exception("updating the post-quantum PSK pairs failed")
 
@@ -112,7 +119,7 @@ class PskManager:
         """Our WireGuard key is about to change (a key rotation switches): every pair becomes a new one, so
         clear every PSK now, before the new key is live. Both ends of each new pair then start without a
         PSK (the peer makes a new entry for our new key), then exchange (the next pass plans them)."""
-        self._switching = True  # an exchange we answer, in flight, must not install after the clear
+        self._switching, self._taken = True, None  # an exchange in flight must not install after the clear
         for st in self.states.values():
             if st.task is not None:
                 st.task.cancel()

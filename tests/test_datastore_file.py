@@ -90,11 +90,17 @@ async def test_meshconfig_and_bad_config_keeps_previous(tmp_path: Path, suffix: 
     await _wait(ds)
     try:
         assert ds.snapshot().config.mode is EncryptionMode.ENABLED
+        assert ds.meshconfig_generation is None  # no MeshConfig: no status to report on
         good = {"apiVersion": "meshd.io/v1alpha1", "kind": "MeshConfig", "metadata": {"name": "default"},
                 "spec": {"encryption": {"mode": "Disabled"}}}  # fmt: skip
         (tmp_path / f"meshconfig.{suffix}").write_text(json.dumps(good))
         await _wait(ds)
         assert ds.snapshot().config.mode is EncryptionMode.DISABLED
+        assert ds.meshconfig_generation == 0  # no metadata.generation in the file
+        good["metadata"] = {"name": "default", "generation": 4}
+        (tmp_path / f"meshconfig.{suffix}").write_text(json.dumps(good))
+        await _wait(ds)
+        assert ds.meshconfig_generation == 4
         bad = {**good, "spec": {"encryption": {"mode": "Sometimes"}}}
         (tmp_path / f"meshconfig.{suffix}").write_text(json.dumps(bad))
         for _ in range(100):
@@ -102,6 +108,7 @@ async def test_meshconfig_and_bad_config_keeps_previous(tmp_path: Path, suffix: 
             if ds.config_error:
                 break
         assert ds.config_error and "mode" in ds.config_error
+        assert ds.meshconfig_generation == 4  # the rejected file's generation is the one reported on
         assert ds.snapshot().config.mode is EncryptionMode.DISABLED, (
             "a bad config must not replace a good one"
         )

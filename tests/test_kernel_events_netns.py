@@ -57,6 +57,7 @@ class Store:
     config: MeshConfig = field(default_factory=lambda: MeshConfig(fallback=Fallback.VXLAN))
     failure: str | None = None
     config_error: str | None = None
+    meshconfig_generation: int | None = None
 
     async def start(self) -> None: ...
 

@@ -64,6 +64,7 @@ class MemoryStore:
     synced: bool = True
     failure: str | None = None
     config_error: str | None = None
+    meshconfig_generation: int | None = None
     published: list[dict[str, str | None]] = field(default_factory=list)
     broken: bool = False
 

@@ -57,9 +57,6 @@ class FakeStore:
     async def hold_lease(self, holder: str, *, duration: float) -> bool:
         return self.held
 
-    async def meshconfig_generation(self) -> int | None:
-        return self.generation
-
     async def list_meshnodes(self) -> list[dict[str, Any]]:
         self.lists += 1
         c = [{"type": "Ready", "status": "True"}, {"type": "Encrypted", "status": "True"}]
@@ -78,7 +75,14 @@ def test_reporter_writes_on_change_and_lists_sparingly() -> None:
     view = MeshView(Identity(name="a", public_key=PrivateKey.generate().public_key()))
     events = EventRecorder(store, clock=lambda: clock[0])  # type: ignore[arg-type]
     errors: list[str | None] = [None]
-    rep = MeshConfigReporter(store, view, events, lambda: errors[0], clock=lambda: clock[0])  # type: ignore[arg-type]
+    rep = MeshConfigReporter(
+        store,  # type: ignore[arg-type]
+        view,
+        events,
+        lambda: errors[0],
+        lambda: store.generation,
+        clock=lambda: clock[0],
+    )
 
     def step(seconds: float = 2) -> bool:
         clock[0] += seconds

@@ -27,6 +27,8 @@ class MeshConfigReporter:
     events: EventRecorder
     config_error: Callable[[], str | None]
     """Why the datastore rejects the latest MeshConfig (None: accepted)."""
+    generation: Callable[[], int | None]
+    """The latest MeshConfig's generation as the datastore last saw it (None: there is none)."""
     interval: float = 5.0
     lease_duration: float = 15.0
     recount: float = 10.0
@@ -69,7 +71,7 @@ class MeshConfigReporter:
         problems = last[0].problems if last else ()
         found = [*cluster_events(me, problems), *([rejected_event(me, error)] if error else [])]
         self.events.observe("cluster", found)
-        generation, now = await self.store.meshconfig_generation(), self.clock()
+        generation, now = self.generation(), self.clock()
         if generation is None or not self._due(generation, error, now):
             return False
         nodes = await self.store.list_meshnodes()

@@ -54,6 +54,11 @@ class PassDatastore(Datastore, Protocol):
     def config_error(self) -> str | None:
         """Why the latest MeshConfig was rejected (the previous one stays in force), or None."""
 
+    @property
+    def meshconfig_generation(self) -> int | None:
+        """The latest MeshConfig's `metadata.generation`, accepted or rejected (0: it has none or cannot be
+        read; None: there is no MeshConfig)."""
+
 
 @dataclass
 class PlanMemo:

@@ -19,8 +19,7 @@ from meshd.core.ports import StatusStore
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-def make_status_store(settings: Settings, generation: Callable[[], int | None] | None = None) -> StatusStore:
-    """`generation`: the MeshConfig's generation as the Kubernetes datastore watches it (saves a read)."""
+def make_status_store(settings: Settings) -> StatusStore:
     file_dir = settings.datastore.file_dir
     if file_dir is not None:
         from meshd.datastore.file_status import FileStatusStore
@@ -32,16 +31,7 @@ def make_status_store(settings: Settings, generation: Callable[[], int | None] |
         namespace = SA_NAMESPACE.read_text().strip() or DEFAULT_NAMESPACE
     except OSError:
         namespace = DEFAULT_NAMESPACE
-    return KubeStatusStore(
-        kubeconfig=settings.datastore.kubeconfig, namespace=namespace, generation=generation
-    )
-
-
-def _watched_generation(datastore: PassDatastore) -> Callable[[], int | None] | None:
-    """The MeshConfig generation as the datastore's watch saw it (Kubernetes), else None (read it)."""
-    if not hasattr(datastore, "meshconfig_generation"):
-        return None
-    return lambda: getattr(datastore, "meshconfig_generation", None)
+    return KubeStatusStore(kubeconfig=settings.datastore.kubeconfig, namespace=namespace)
 
 
 def key_rotated(events: EventRecorder, me: str) -> Callable[[str], None]:
@@ -55,14 +45,16 @@ async def status_reporting(
 ) -> AsyncIterator[EventRecorder]:
     """Runs the MeshNode and MeshConfig-status reporters while the agent runs. Yields the recorder, whose
     `emit(key_event(..., rotated=True))` records key rotations (`key_rotated`)."""
-    store = make_status_store(settings, _watched_generation(datastore))
+    store = make_status_store(settings)
     events = EventRecorder(store)
     me, key = view.identity.name, view.identity.public_key
     if key_created and key is not None:
         events.emit(key_event(me, key.base64))
     reporters = (
         MeshNodeReporter(store, view, events),
-        MeshConfigReporter(store, view, events, lambda: datastore.config_error),
+        MeshConfigReporter(
+            store, view, events, lambda: datastore.config_error, lambda: datastore.meshconfig_generation
+        ),
     )
     tasks = [asyncio.create_task(r.run(), name=type(r).__name__) for r in reporters]
     try:

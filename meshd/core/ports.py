@@ -181,9 +181,6 @@ class StatusStore(Protocol):
     async def hold_lease(self, holder: str, *, duration: float) -> bool:
         """Take or renew the MeshConfig-status lease; True while `holder` holds it."""
 
-    async def meshconfig_generation(self) -> int | None:
-        """The MeshConfig's current `metadata.generation` (None: there is none)."""
-
     async def write_meshconfig_status(self, status: Mapping[str, Any]) -> None: ...
 
     async def record_event(self, event: EventRecord, *, count: int, first: float, last: float) -> None:

@@ -62,6 +62,8 @@ class FileDatastore:
         self._config_sig: tuple[str, Signature] | None = None
         self.config_error: str | None = None
         """Why the latest MeshConfig file was rejected (the previous one stays in force), or None."""
+        self.meshconfig_generation: int | None = None
+        """The latest MeshConfig file's `metadata.generation` (0: none or unreadable; None: no file)."""
         self._synced = False
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -225,12 +227,14 @@ class FileDatastore:
             return False
         self._config_sig = found
         if found is None:
-            self._config, self.config_error = MeshConfig(), None
+            self._config, self.config_error, self.meshconfig_generation = MeshConfig(), None, None
             log.info("no MeshConfig in %s: defaults apply", self.directory)
             return True
         path = self.directory / found[0]
+        self.meshconfig_generation = 0
         try:
             obj = yaml.safe_load(path.read_text())
+            self.meshconfig_generation = _generation(obj)
             config = decode_meshconfig(obj)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             self.config_error = f"{path.name}: cannot read: {str(exc).splitlines()[0]}"
@@ -242,6 +246,12 @@ class FileDatastore:
             return True
         log.error("rejected MeshConfig, the previous one stays in force: %s", self.config_error)
         return False
+
+
+def _generation(obj: object) -> int:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    gen = meta.get("generation") if isinstance(meta, dict) else None
+    return gen if isinstance(gen, int) else 0
 
 
 def _read_json(path: Path) -> object:

@@ -19,11 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from meshd.core.meshnode import meshnode_object, rfc3339
 from meshd.core.ports import EventRecord
-from meshd.datastore.file import CONFIG_NAMES
 from meshd.datastore.k8s_events import event_name, event_object
 from meshd.fsutil import write_atomic
 
@@ -93,22 +90,6 @@ class FileStatusStore:
             os.close(fd)
             return None
         return fd
-
-    async def meshconfig_generation(self) -> int | None:
-        return await asyncio.to_thread(self._generation)
-
-    def _generation(self) -> int | None:
-        for name in CONFIG_NAMES:
-            try:
-                obj = yaml.safe_load((self.directory / name).read_text())
-            except FileNotFoundError:
-                continue
-            except (OSError, UnicodeDecodeError, yaml.YAMLError):
-                return 0
-            meta = obj.get("metadata") if isinstance(obj, dict) else None
-            gen = meta.get("generation") if isinstance(meta, dict) else None
-            return gen if isinstance(gen, int) else 0
-        return None
 
     async def write_meshconfig_status(self, status: Mapping[str, Any]) -> None:
         await asyncio.to_thread(_write_if_changed, self.directory / STATUS_FILE, {"status": dict(status)})

@@ -6,7 +6,7 @@ is one request; a failure raises (meshd.errors) and the caller tries again on it
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +33,9 @@ def _events_path(name: str = "") -> str:
 
 
 class KubeStatusStore:
-    def __init__(
-        self,
-        *,
-        kubeconfig: Path | None,
-        namespace: str = DEFAULT_NAMESPACE,
-        generation: Callable[[], int | None] | None = None,
-    ) -> None:
-        """`generation`: the MeshConfig's generation as the datastore's watch last saw it (None: read it
-        from the API each time it is asked)."""
+    def __init__(self, *, kubeconfig: Path | None, namespace: str = DEFAULT_NAMESPACE) -> None:
         self._kubeconfig = kubeconfig
         self._namespace = namespace
-        self._generation = generation
         self._api: KubeApi | None = None
         self._lease: Lease | None = None
         self._meshnodes: MeshNodeCache | None = None
@@ -138,15 +129,6 @@ class KubeStatusStore:
         if self._lease is None:
             self._lease = Lease(await self._connect(), self._namespace)
         return await self._lease.hold(holder, duration=duration)
-
-    async def meshconfig_generation(self) -> int | None:
-        if self._generation is not None:
-            return self._generation()
-        obj = await self._get("meshconfigs", MESHCONFIG_NAME)
-        if obj is None:
-            return None
-        gen = (obj.get("metadata") or {}).get("generation")
-        return gen if isinstance(gen, int) else 0
 
     async def write_meshconfig_status(self, status: Mapping[str, Any]) -> None:
         await self._patch_status("meshconfigs", MESHCONFIG_NAME, status)

@@ -13,11 +13,9 @@ changes the one it started from.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TypeVar
 
 from meshd.core.conflicts import (
     ClusterView,
@@ -29,69 +27,9 @@ from meshd.core.conflicts import (
     self_cover,
 )
 from meshd.core.model import Node, NodeRecord
-from meshd.core.netset import NetKey, enclosing, net_key
-from meshd.core.overlaps import outer_addresses, resolve_clashes
+from meshd.core.overlaps import resolve_clashes
+from meshd.core.spatial import Spatial
 from meshd.core.state import Problem
-
-T = TypeVar("T")
-PointKey = tuple[int, int]  # (IP version, address)
-
-
-@dataclass(slots=True)
-class _Spatial:
-    """Pod CIDRs and outer addresses of the nodes that may clash, for finding a node's clashes."""
-
-    nets: dict[NetKey, frozenset[str]] = field(default_factory=dict)  # pod CIDR -> who has it
-    starts: list[tuple[NetKey, str]] = field(default_factory=list)  # sorted
-    points: list[tuple[PointKey, str]] = field(default_factory=list)  # outer addresses, sorted
-
-    def copy(self) -> _Spatial:
-        return _Spatial(dict(self.nets), list(self.starts), list(self.points))
-
-    def add(self, node: Node) -> None:
-        for net in node.pod_cidrs:
-            key = net_key(net)
-            self.nets[key] = self.nets.get(key, frozenset()) | {node.name}
-            bisect.insort(self.starts, (key, node.name))
-        for addr in outer_addresses(node):
-            bisect.insort(self.points, ((addr.version, int(addr)), node.name))
-
-    def remove(self, node: Node) -> None:
-        for net in node.pod_cidrs:
-            key = net_key(net)
-            left = self.nets.get(key, frozenset()) - {node.name}
-            if left:
-                self.nets[key] = left
-            else:
-                self.nets.pop(key, None)
-            _discard(self.starts, (key, node.name))
-        for addr in outer_addresses(node):
-            _discard(self.points, ((addr.version, int(addr)), node.name))
-
-    def clashing(self, node: Node) -> set[str]:
-        """The other nodes whose pod CIDRs overlap node's or cover its outer addresses, or whose outer
-        addresses lie in its pod CIDRs."""
-        found: set[str] = set()
-        for net in node.pod_cidrs:
-            version, start, plen = net_key(net)
-            found.update(*self._enclosing(version, start, plen))  # equal or larger: they contain it
-            end = int(net.broadcast_address)
-            lo = bisect.bisect_left(self.starts, ((version, start, plen + 1), ""))
-            hi = bisect.bisect_right(self.starts, ((version, end, 1 << 8), ""))
-            found.update(name for _, name in self.starts[lo:hi])  # smaller, inside it
-            lo = bisect.bisect_left(self.points, ((version, start), ""))
-            hi = bisect.bisect_right(self.points, ((version, end), "\U0010ffff"))
-            found.update(name for _, name in self.points[lo:hi])
-        for addr in outer_addresses(node):
-            found.update(*self._enclosing(addr.version, int(addr), addr.max_prefixlen))
-        found.discard(node.name)
-        return found
-
-    def _enclosing(self, version: int, start: int, plen: int) -> Iterable[frozenset[str]]:
-        for key in enclosing(version, start, plen):
-            owners = self.nets.get(key)
-            if owners:
-                yield owners
 
 
 @dataclass(slots=True)
@@ -142,12 +80,6 @@ def _drop(owners: dict[object, frozenset[str]], shared: set[object], value: obje
         shared.discard(value)
 
 
-def _discard(items: list[T], item: T) -> None:
-    i = bisect.bisect_left(items, item)  # type: ignore[call-overload]
-    if i < len(items) and items[i] == item:
-        del items[i]
-
-
 @dataclass(frozen=True, slots=True)
 class ClusterIndex:
     """The records last seen and what is derived from them; `view` is their ClusterView."""
@@ -160,13 +92,13 @@ class ClusterIndex:
     members: Mapping[str, Node]  # valid, unambiguous nodes, ours included when peers can use it
     covering: Mapping[str, tuple[str, Problem]]  # members whose pod CIDR holds their own outer address
     partners: Mapping[str, frozenset[str]]  # members (not covering) -> those they clash with
-    spatial: _Spatial
+    spatial: Spatial
     sharing: _Sharing
 
     @classmethod
     def build(cls, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
         why = own_record_problem(local)
-        work = _Work.start(cls(ClusterView(()), local, why, {}, {}, {}, {}, {}, _Spatial(), _Sharing()))
+        work = _Work.start(cls(ClusterView(()), local, why, {}, {}, {}, {}, {}, Spatial(), _Sharing()))
         work.set_name(local.name, ())  # our own node is a member whatever the records say
         return work.apply({}, {id(r): r for r in records})
 
@@ -189,7 +121,7 @@ class _Work:
     members: dict[str, Node]
     covering: dict[str, tuple[str, Problem]]
     partners: dict[str, frozenset[str]]
-    spatial: _Spatial
+    spatial: Spatial
     sharing: _Sharing
 
     @classmethod
@@ -219,7 +151,7 @@ class _Work:
         if name == local.name:  # records of our name are not peers; our own node stands for it
             node: Node | None = local if self.base.own_usable is None else None
         else:
-            distinct = set(held)
+            distinct = held if len(held) == 1 else set(held)  # one record: no hashing of it
             (only,) = distinct if len(distinct) == 1 else (None,)
             node = only if isinstance(only, Node) else None
         old = self.members.get(name)

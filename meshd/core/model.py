@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 from keys.proof import KeyProof
 from keys.values import PublicKey
-from meshd.core.interned import interned
+from meshd.core.interned import interned, parse_ipv4
 from meshd.core.rotation_record import RotationAck, RotationRecord
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -65,6 +65,17 @@ NOT_UNICAST: tuple[tuple[IPNetwork, str], ...] = tuple(
     )
 )
 # fmt: on
+_SPANS: Mapping[int, tuple[tuple[int, int, IPNetwork, str], ...]] = MappingProxyType(
+    {
+        v: tuple(
+            (int(n.network_address), int(n.broadcast_address), n, what)
+            for n, what in NOT_UNICAST
+            if n.version == v
+        )
+        for v in (4, 6)
+    }
+)  # fmt: skip
+"""NOT_UNICAST per IP version as (first, last) integers: every node's addresses are checked against it."""
 _PORT = re.compile(r"[0-9]{1,5}")
 
 
@@ -75,8 +86,9 @@ def pod_cidr_problem(net: IPNetwork) -> str | None:
     shortest = MIN_POD_PREFIX[net.version]
     if net.prefixlen < shortest:
         return f"is broader than /{shortest}, too large for one node's pods"
-    for special, what in NOT_UNICAST:
-        if special.version == net.version and special.overlaps(net):
+    first, last = int(net.network_address), int(net.broadcast_address)
+    for start, end, special, what in _SPANS[net.version]:
+        if start <= last and first <= end:
             return f"overlaps the {what} range {special}"
     return None
 
@@ -86,8 +98,9 @@ def address_problem(addr: IPAddress) -> str | None:
     if addr.version == 6 and addr.scope_id:
         return "has an interface scope (%...), which means nothing on other nodes"
     plain = addr.ipv4_mapped if addr.version == 6 and addr.ipv4_mapped else addr
-    for special, what in NOT_UNICAST:
-        if plain in special:
+    value = int(plain)
+    for start, end, _, what in _SPANS[plain.version]:
+        if start <= value <= end:
             return f"is a{'n' if what[0] in 'aeiou' else ''} {what} address"
     return None
 
@@ -116,7 +129,7 @@ class Endpoint:
             host, sep, port = text.rpartition(":")
             if not sep:
                 raise ValueError(f"endpoint {text!r} is not IP:PORT")
-            addr = ipaddress.IPv4Address(host)
+            addr = parse_ipv4(host)
         if addr.version == 6 and addr.scope_id:
             raise ValueError(f"endpoint {text!r} has a scoped address")
         addr = interned(addr)

@@ -32,7 +32,7 @@ from meshd.core.codec.annotations import (
     string_annotation,
 )
 from meshd.core.codec.text import json_type, one_line, show
-from meshd.core.interned import interned
+from meshd.core.interned import parse_address, parse_network
 from meshd.core.model import (
     InvalidNode,
     IPAddress,
@@ -177,14 +177,14 @@ def _network(item: object, field: str) -> IPNetwork:
     if "/" not in item:
         raise Invalid("bad-pod-cidr", f"{field} entry {show(item)} has no prefix length")
     try:
-        net = ipaddress.ip_network(item, strict=True)
+        net = parse_network(item)
     except ValueError:
         pass
     else:
         problem = pod_cidr_problem(net)
         if problem is not None:
             raise Invalid("bad-pod-cidr", f"{field} entry {show(item)} {problem}")
-        return interned(net)
+        return net
     try:
         loose = ipaddress.ip_network(item, strict=False)
     except ValueError:
@@ -214,13 +214,13 @@ def _ip(raw: object, where: str) -> IPAddress:
     if not isinstance(raw, str):
         raise Invalid("bad-underlay-address", f"{where} is {json_type(raw)}, not an IP address string")
     try:
-        addr = ipaddress.ip_address(raw)
+        addr = parse_address(raw)
     except ValueError:
         raise Invalid("bad-underlay-address", f"{where} {show(raw)} is not an IP address") from None
     problem = address_problem(addr)
     if problem is not None:
         raise Invalid("bad-underlay-address", f"{where} {show(raw)} {problem}")
-    return interned(addr)
+    return addr
 
 
 def encode_node(node: Node) -> dict[str, Any]:

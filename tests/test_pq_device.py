@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -105,6 +106,28 @@ async def test_a_restart_with_no_psk_on_the_device_writes_nothing() -> None:
     for _ in range(3):
         await manager.update(*mesh(pq_peer=False))
     assert (device.writes, device.reads) == ([], 1)
+
+
+async def test_a_pass_with_an_equal_view_is_not_taken_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every resync hands the manager the same plan, with its own node built afresh (equal values)."""
+    import meshd.pq.manager as manager_module
+    from meshd.pq.pairs import PqPlan, plan_pairs
+
+    plans: list[PqPlan] = []
+
+    def counted(*args: Any) -> PqPlan:
+        plans.append(plan_pairs(*args))
+        return plans[-1]
+
+    monkeypatch.setattr(manager_module, "plan_pairs", counted)
+    manager = PskManager(node="node0", device=Recorder(), port=0)
+    snapshot, local, desired = mesh(pq_peer=True)
+    for _ in range(3):
+        await manager.update(snapshot, replace(local), desired)
+    assert len(plans) == 1
+    await manager.update(snapshot, replace(local, underlay_mtu=1400), desired)  # a changed view is taken
+    assert len(plans) == 2
+    await manager.close()
 
 
 async def test_peers_that_join_later_are_not_read_for_an_earlier_runs_psk() -> None:

@@ -72,6 +72,7 @@ class PskManager:
     _bound: tuple[frozenset[IPAddress], int] | None = None
     _switching: bool = False  # our key is changing: no install until the next pass plans the new pairs
     _taken: tuple[object, ...] | None = None  # the view the last update took in full
+    _adopted: asyncio.Event = field(default_factory=asyncio.Event)  # the pairs changed: `run` looks again
 
     # --- after each pass ------------------------------------------------------------------------
 
@@ -79,8 +80,8 @@ class PskManager:
         """Take the pass's view: which pairs take part. Never raises (it runs inside the pass). The same
         view as the last update that went through (a verifying pass) changes nothing: not taken again."""
         view = (snapshot.nodes, snapshot.config, local, desired)
-        if self._taken is not None and all(a is b for a, b in zip(view, self._taken, strict=True)):
-            return
+        if self._taken is not None and all(a is b or a == b for a, b in zip(view, self._taken, strict=True)):
+            return  # (a pass builds its LocalNode afresh: equal, not the same object)
         self._taken = None
         try:
             self.plan = plan_pairs(snapshot, local, desired)
@@ -114,6 +115,7 @@ class PskManager:
             if gone.task is not None:
                 gone.task.cancel()
         self.states = states
+        self._adopted.set()
 
     async def own_key_changing(self) -> None:
         """Our WireGuard key is about to change (a key rotation switches): every pair becomes a new one, so
@@ -179,13 +181,22 @@ class PskManager:
     # --- the schedule ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Starts each pair's exchange when due (we initiate where our name is the lower one), looking every
+        TICK while we initiate for some pair; otherwise (no pair, or post-quantum off) only when a pass
+        changes the pairs."""
         while not stop.is_set():
-            now = self.clock()
+            now, initiating = self.clock(), False
+            self._adopted.clear()
             for st in self.states.values():
+                initiating |= st.pair.initiator
                 if st.pair.initiator and (st.task is None or st.task.done()) and now >= self._due(st):
                     st.task = asyncio.create_task(self._initiate(st))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), TICK)
+            waits = [asyncio.ensure_future(e.wait()) for e in (stop, self._adopted)]
+            await asyncio.wait(
+                waits, timeout=TICK if initiating else None, return_when=asyncio.FIRST_COMPLETED
+            )
+            for w in waits:
+                w.cancel()
         for st in self.states.values():
             if st.task is not None:
                 st.task.cancel()

@@ -84,8 +84,12 @@ def _fdb(verb: str, index: int, entry: FdbEntry) -> NeighRequest:
     return NeighRequest(verb, socket.AF_BRIDGE, index, entry.dst, entry.mac.lower(), state, NTF_SELF)
 
 
+Doing = Callable[[], str]
+"""What a request does, in words; formatted only for a failure or a debug log (a batch holds thousands)."""
+
+
 async def _send(
-    sock: NetlinkSocket, requests: Sequence[tuple[str, NeighRequest | None]], *, gone_ok: bool = False
+    sock: NetlinkSocket, requests: Sequence[tuple[Doing, NeighRequest | None]], *, gone_ok: bool = False
 ) -> None:
     """Send the requests in one batch (None: its link is gone, and the entry with it); name every one
     that failed. `gone_ok`: removing what is already gone is no failure."""
@@ -94,11 +98,12 @@ async def _send(
     if sent:
         with netlink_errors(f"changing {len(sent)} neighbour/FDB entries{sock.where}"):
             codes = await sock.raw.batch([request for _, request in sent])
+        debug = log.isEnabledFor(logging.DEBUG)
         for (doing, _), code in zip(sent, codes, strict=True):
             if code and not (gone_ok and code in _GONE):
-                failed.append((doing + sock.where, code))
-            else:
-                log.debug("%s%s", doing, " (already absent)" if code else "")
+                failed.append((doing() + sock.where, code))
+            elif debug:
+                log.debug("%s%s", doing(), " (already absent)" if code else "")
     if failed:
         raise batch_failure(failed)
 
@@ -154,9 +159,9 @@ def _maybe(
     return make(verb, index, entry) if index is not None else None
 
 
-def _doing(what: str, entry: NeighborEntry) -> str:
-    return f"{what} {entry.ip} → {entry.mac} on {entry.dev}"
+def _doing(what: str, entry: NeighborEntry) -> Doing:
+    return lambda: f"{what} {entry.ip} → {entry.mac} on {entry.dev}"
 
 
-def _fdb_doing(what: str, dev: str, entry: FdbEntry) -> str:
-    return f"{what} {entry.mac} → {entry.dst} on {dev}"
+def _fdb_doing(what: str, dev: str, entry: FdbEntry) -> Doing:
+    return lambda: f"{what} {entry.mac} → {entry.dst} on {dev}"

@@ -179,6 +179,23 @@ async def test_report_shows_fingerprints_and_states_never_keys() -> None:
     await manager.close()
 
 
+async def test_per_peer_psk_series_only_while_post_quantum_is_enabled() -> None:
+    """Disabled in the MeshConfig, every pair is `off`: no per-peer series (4 per peer, thousands at
+    scale), while the exchange counters stay."""
+    manager = PskManager(node="node0", device=Recorder(), port=0)
+    snapshot, local, desired = mesh(pq_peer=True)
+    registry = CollectorRegistry()
+    registry.register(PskCollector(manager))
+    await manager.update(replace(snapshot, config=MeshConfig()), local, desired)
+    text = generate_latest(registry).decode()
+    assert "meshd_peer_psk{" not in text and "meshd_psk_exchanges_total 0.0" in text
+    assert status(manager)["peers"] == [{"node": "node1", "state": "off", "reason": "disabled"}]
+    await manager.update(snapshot, local, desired)
+    text = generate_latest(registry).decode()
+    assert 'meshd_peer_psk{peer="node1",state="pending"} 1.0' in text
+    await manager.close()
+
+
 def test_a_device_read_says_which_peers_hold_a_psk_and_nothing_more() -> None:
     reply = (
         f"private_key={'11' * 32}\nlisten_port=51820\n"

@@ -127,7 +127,7 @@ class PeerCollector(Collector):
         )
         names = self._view.peer_names()
         for p in self._peers if self._peers is not None else self._view.observed_peers():
-            label = [names.get(p.public_key.base64, p.public_key.short)]
+            label = [names.get(p.public_key) or p.public_key.short]
             handshake.add_metric(label, p.last_handshake or 0)
             rx.add_metric(label, p.rx_bytes)
             tx.add_metric(label, p.tx_bytes)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from keys.values import PublicKey
 from meshd.core.local import Identity
 from meshd.core.model import MeshConfig, Snapshot
 from meshd.core.state import ActualState, DesiredState, ObservedPeer, WireGuardReading
@@ -34,9 +35,14 @@ class MeshView:
     psk_states: Callable[[], Mapping[str, str]] = dict
     """Peer -> its post-quantum PSK state (meshd.pq), for the MeshNode."""
 
-    def peer_names(self) -> dict[str, str]:
-        """Public key (base64) to node name, from the last plan."""
-        return {p.public_key.base64: p.node for p in self.last[0].peers} if self.last else {}
+    _names: tuple[object, Mapping[PublicKey, str]] | None = None
+
+    def peer_names(self) -> Mapping[PublicKey, str]:
+        """Public key to node name, from the last plan (made again only when the plan changes)."""
+        desired = self.last[0] if self.last else None
+        if self._names is None or self._names[0] is not desired:
+            self._names = (desired, {p.public_key: p.node for p in desired.peers} if desired else {})
+        return self._names[1]
 
     def observed_peers(self) -> tuple[ObservedPeer, ...]:
         """The peers as the last pass observed them."""

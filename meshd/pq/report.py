@@ -88,22 +88,23 @@ class PskCollector(Collector):
         self.manager = manager
 
     def collect(self) -> Iterator[Metric]:
-        doc = status(self.manager)
+        manager = self.manager
         gauge = GaugeMetricFamily(
             "meshd_peer_psk",
             "1 for the PSK state of each WireGuard peer (active, stale, pending, off)",
             labels=["peer", "state"],
         )
-        for p in doc["peers"]:
+        # Only while post-quantum PSKs are enabled: disabled, every pair is `off` (thousands of series)
+        for p in status(manager)["peers"] if manager.plan.enabled else ():
             for state in STATES:
                 gauge.add_metric([p["node"], state], 1.0 if p["state"] == state else 0.0)
         yield gauge
         yield CounterMetricFamily(
-            "meshd_psk_exchanges", "Completed PSK exchanges (both roles)", value=doc["exchanges"]
+            "meshd_psk_exchanges", "Completed PSK exchanges (both roles)", value=manager.exchanges
         )
         errors = CounterMetricFamily(
             "meshd_psk_exchange_errors", "Failed PSK exchanges by reason", labels=["reason"]
         )
-        for reason, n in doc["exchangeErrors"].items():
+        for reason, n in sorted(manager.errors.items()):
             errors.add_metric([reason], n)
         yield errors

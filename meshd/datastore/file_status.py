@@ -19,8 +19,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from meshd.core.meshnode import meshnode_object, rfc3339
 from meshd.core.ports import EventRecord
 from meshd.datastore.file import CONFIG_NAMES
@@ -100,10 +98,16 @@ class FileStatusStore:
     def _generation(self) -> int | None:
         for name in CONFIG_NAMES:
             try:
-                obj = yaml.safe_load((self.directory / name).read_text())
+                text = (self.directory / name).read_text()
             except FileNotFoundError:
                 continue
-            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            except (OSError, UnicodeDecodeError):
+                return 0
+            import yaml  # only where a MeshConfig file exists
+
+            try:
+                obj = yaml.safe_load(text)
+            except yaml.YAMLError:
                 return 0
             meta = obj.get("metadata") if isinstance(obj, dict) else None
             gen = meta.get("generation") if isinstance(meta, dict) else None

@@ -246,8 +246,8 @@ async def run_agent(settings: Settings) -> int:
         after_pass=chain(
             cni_writer(agent.cni_conf_dir) if agent.cni_conf_dir else None,
             psk and psk[1],
-            freeze_after_first_pass(),
         ),
+        after_publish=freeze_after_first_pass(),  # a full collection: not while peers wait for our key
         events=events,
         rotation=rotation,
     )

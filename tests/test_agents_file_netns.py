@@ -254,4 +254,9 @@ def test_a_file_datastore_agent_never_imports_the_kubernetes_client(
         assert "meshd.datastore.file" in imported, "no import report: the check would prove nothing"
         assert not {m for m in imported if m.split(".")[0] in {"kubernetes", "pydantic", "aiohttp", "yaml"}}
         assert "pyroute2.iproute.linux" in imported
-        assert not imported & {"pyroute2.ndb.main", "pyroute2.ipdb", "pyroute2.conntrack", "pyroute2.nftables"}
+        assert not imported & {
+            "pyroute2.ndb.main",
+            "pyroute2.ipdb",
+            "pyroute2.conntrack",
+            "pyroute2.nftables",
+        }

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from meshd.agent.events import EventRecorder
 from meshd.agent.meshconfig_report import MeshConfigReporter
@@ -16,11 +17,17 @@ from meshd.agent.view import MeshView
 from meshd.core.events import key_event
 from meshd.core.ports import StatusStore
 
+if TYPE_CHECKING:
+    from meshd.datastore.k8s_api import KubeApi
+
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-def make_status_store(settings: Settings, generation: Callable[[], int | None] | None = None) -> StatusStore:
-    """`generation`: the MeshConfig's generation as the Kubernetes datastore watches it (saves a read)."""
+def make_status_store(
+    settings: Settings, generation: Callable[[], int | None] | None = None, api: KubeApi | None = None
+) -> StatusStore:
+    """`generation`: the MeshConfig's generation as the Kubernetes datastore watches it (saves a read);
+    `api`: the Kubernetes datastore's connection, shared (no second client, kubeconfig load, TLS session)."""
     file_dir = settings.datastore.file_dir
     if file_dir is not None:
         from meshd.datastore.file_status import FileStatusStore
@@ -33,7 +40,10 @@ def make_status_store(settings: Settings, generation: Callable[[], int | None] |
     except OSError:
         namespace = DEFAULT_NAMESPACE
     return KubeStatusStore(
-        kubeconfig=settings.datastore.kubeconfig, namespace=namespace, generation=generation
+        kubeconfig=settings.datastore.kubeconfig,
+        namespace=namespace,
+        generation=generation,
+        api=api,
     )
 
 
@@ -55,7 +65,7 @@ async def status_reporting(
 ) -> AsyncIterator[EventRecorder]:
     """Runs the MeshNode and MeshConfig-status reporters while the agent runs. Yields the recorder, whose
     `emit(key_event(..., rotated=True))` records key rotations (`key_rotated`)."""
-    store = make_status_store(settings, _watched_generation(datastore))
+    store = make_status_store(settings, _watched_generation(datastore), getattr(datastore, "api", None))
     events = EventRecorder(store)
     me, key = view.identity.name, view.identity.public_key
     if key_created and key is not None:

@@ -39,13 +39,17 @@ class KubeStatusStore:
         kubeconfig: Path | None,
         namespace: str = DEFAULT_NAMESPACE,
         generation: Callable[[], int | None] | None = None,
+        api: KubeApi | None = None,
     ) -> None:
         """`generation`: the MeshConfig's generation as the datastore's watch last saw it (None: read it
-        from the API each time it is asked)."""
+        from the API each time it is asked). `api`: the Kubernetes datastore's connection, shared (one
+        client, one connection pool to the API server per agent) and left open by `close`; None: connect
+        from `kubeconfig` on first use."""
         self._kubeconfig = kubeconfig
         self._namespace = namespace
         self._generation = generation
-        self._api: KubeApi | None = None
+        self._api: KubeApi | None = api
+        self._shared = api is not None
         self._lease: Lease | None = None
         self._meshnodes: MeshNodeCache | None = None
         self._created: set[str] = set()
@@ -173,6 +177,6 @@ class KubeStatusStore:
                 await self._lease.release()
         if self._meshnodes is not None:
             await self._meshnodes.close()
-        if self._api is not None:
+        if self._api is not None and not self._shared:
             await self._api.close()
             self._api = None

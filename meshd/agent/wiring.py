@@ -249,7 +249,7 @@ async def run_agent(settings: Settings) -> int:
             cni_writer(agent.cni_conf_dir) if agent.cni_conf_dir else None,
             psk and psk[1],
         ),
-        after_publish=freeze_after_first_pass(),  # a full collection: not while peers wait for our key
+        after_publish=freeze_after_first_pass(),  # not while peers wait for our key
         events=events,
         rotation=rotation,
     )

@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Self
 
-from pyroute2 import AsyncIPRoute, AsyncWireGuard
+from pyroute2.iproute.linux import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.generic.wireguard import AsyncWireGuard
 from pyroute2.netlink.rtnl import RTM_GETROUTE
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 

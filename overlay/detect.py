@@ -22,11 +22,11 @@ from meshd.core.ports import WireGuardDevice
 from meshd.errors import ConfigError, MeshdError, UnsupportedError
 from meshd.netlink import NetlinkSocket, translate, wireguard_socket
 from overlay.kernel import KernelWireGuard
-from overlay.userspace import DEFAULT_RUN_DIR, WireGuardGo
+from overlay.userspace import WireGuardGo
+from overlay.wireguard import DEFAULT_RUN_DIR, MODES
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "kernel", "userspace")
 ABSENT = (errno.ENOENT, errno.EOPNOTSUPP)  # no genl family / no wireguard link kind
 
 

@@ -23,13 +23,14 @@ from meshd.errors import PermanentError, TransientError, UnsupportedError
 from meshd.netlink import NetlinkSocket
 from overlay import uapi, uapi_get, wireguard
 from overlay.device import KeyedDevice
+from overlay.wireguard import DEFAULT_RUN_DIR
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RUN_DIR = Path("/var/run/meshd")
 DEFAULT_SOCKET_DIR = Path("/var/run/wireguard")
 READ_LIMIT = 16 * 1024 * 1024
 POLL = 0.02
+START_POLL = 0.005  # while a new wireguard-go comes up (its socket appears ~20 ms after the start)
 PEER_BATCH = 500  # peers per UAPI set: bounded requests, few round trips
 
 
@@ -187,7 +188,7 @@ class WireGuardGo(KeyedDevice):
                 )
             if await self.observe_device() is not None:
                 return
-            await asyncio.sleep(POLL)
+            await asyncio.sleep(START_POLL)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         raise PermanentError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from keys.values import KEY_LEN, PublicKey
 from meshd.core import actions as a
@@ -35,6 +36,10 @@ from meshd.core.state import (
 from meshd.core.transport import Named, PairPlan, PlanContext, first_blocker
 from meshd.errors import InvalidValueError, PermanentError
 
+MODES = ("auto", "kernel", "userspace")
+"""The WireGuard backends `--wireguard` picks from (overlay/detect.py)."""
+DEFAULT_RUN_DIR = Path("/var/run/meshd")
+"""Where the userspace backend keeps wireguard-go's PID and log files (and the agent its status socket)."""
 MAX_PORT = 65535
 MAX_KEEPALIVE = 65535
 OVERHEAD = 80  # outer IPv6 + UDP + WireGuard header and tag, so IPv4 and IPv6 underlays both fit

@@ -118,7 +118,12 @@ class FakePlane:
 
 
 def make(
-    store: MemoryStore, plane: FakePlane, *, wireguard: bool = True, underlay_ip: IPAddress | None = None
+    store: MemoryStore,
+    plane: FakePlane,
+    *,
+    wireguard: bool = True,
+    underlay_ip: IPAddress | None = None,
+    **hooks: Any,
 ) -> tuple[Reconciler, Metrics, Health]:
     metrics, health = Metrics(CollectorRegistry()), Health()
     identity = Identity(name=ME, public_key=MY_KEY if wireguard else None, underlay_ip=underlay_ip)
@@ -129,6 +134,7 @@ def make(
         metrics=metrics,
         health=health,
         retry=Backoff(initial=0.001, maximum=0.01, jitter=0),
+        **hooks,
     )
     return loop, metrics, health
 

@@ -24,7 +24,8 @@ from meshd.core.state import ActualState, DesiredState, DeviceNames
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 AfterPass = Callable[[LocalNode, DesiredState], Awaitable[None]]
-"""Runs after a pass applied its changes, e.g. writes the CNI config."""
+"""Runs after a pass applied its changes, e.g. writes the CNI config (`after_pass`: before the publish;
+`after_publish`: once peers were told, for what no one waits on)."""
 
 
 class RotationHook(Protocol):
@@ -100,6 +101,7 @@ class ReconcilePass:
     report: Report
     view: MeshView
     after_pass: AfterPass | None = None
+    after_publish: AfterPass | None = None
     memo: PlanMemo = field(default_factory=PlanMemo)
     rotation: RotationHook | None = None
     applied_generation: int | None = None
@@ -187,6 +189,8 @@ class ReconcilePass:
         if self.rotation is not None:
             annotations.update(self.rotation.annotations(local))
         await _phase("publish", self.datastore.publish(self.identity.name, annotations))
+        if self.after_publish is not None:
+            await _phase("after-pass", self.after_publish(local, desired))
 
 
 def _with_learned_mac(local: LocalNode, applied: Applied) -> LocalNode:

@@ -40,6 +40,7 @@ class Reconciler:
     """Every this many resyncs reads the whole kernel (the others read the WireGuard peers)."""
     retry: Backoff = field(default_factory=Backoff)
     after_pass: AfterPass | None = None
+    after_publish: AfterPass | None = None
     events: KernelEvents | None = None
     """The kernel's notifications, keeping the view current between full reads; None: read each time."""
     rotation: RotationHook | None = None
@@ -58,6 +59,7 @@ class Reconciler:
             report=report,
             view=self.view or MeshView(self.identity),
             after_pass=self.after_pass,
+            after_publish=self.after_publish,
             rotation=self.rotation,
         )
         self._scheduler = Scheduler(

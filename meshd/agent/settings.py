@@ -13,8 +13,8 @@ from meshd.core.model import IPAddress, IPNetwork, Labels
 from meshd.core.state import DeviceNames
 from meshd.datastore.settings import WatchSettings
 from meshd.retry import Backoff
-from overlay.detect import MODES as WIREGUARD_MODES
-from overlay.userspace import DEFAULT_RUN_DIR
+from overlay.wireguard import DEFAULT_RUN_DIR
+from overlay.wireguard import MODES as WIREGUARD_MODES
 
 __all__ = [
     "WIREGUARD_MODES",

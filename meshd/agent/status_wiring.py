@@ -19,19 +19,23 @@ from meshd.core.ports import StatusStore
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-def make_status_store(settings: Settings) -> StatusStore:
+def make_status_store(settings: Settings, datastore: PassDatastore | None = None) -> StatusStore:
+    """The Kubernetes status store shares the Kubernetes datastore's connection, when it is given one
+    (one client, one kubeconfig load, one connection pool to the API server per agent)."""
     file_dir = settings.datastore.file_dir
     if file_dir is not None:
         from meshd.datastore.file_status import FileStatusStore
 
         return FileStatusStore(file_dir)
     from meshd.datastore.k8s_status import DEFAULT_NAMESPACE, KubeStatusStore
+    from meshd.datastore.kubernetes import KubernetesDatastore
 
     try:  # the Lease lives in the agent's own namespace (kube-system, or the Helm release's)
         namespace = SA_NAMESPACE.read_text().strip() or DEFAULT_NAMESPACE
     except OSError:
         namespace = DEFAULT_NAMESPACE
-    return KubeStatusStore(kubeconfig=settings.datastore.kubeconfig, namespace=namespace)
+    api = datastore.api if isinstance(datastore, KubernetesDatastore) else None
+    return KubeStatusStore(kubeconfig=settings.datastore.kubeconfig, namespace=namespace, api=api)
 
 
 def key_rotated(events: EventRecorder, me: str) -> Callable[[str], None]:
@@ -45,7 +49,7 @@ async def status_reporting(
 ) -> AsyncIterator[EventRecorder]:
     """Runs the MeshNode and MeshConfig-status reporters while the agent runs. Yields the recorder, whose
     `emit(key_event(..., rotated=True))` records key rotations (`key_rotated`)."""
-    store = make_status_store(settings)
+    store = make_status_store(settings, datastore)
     events = EventRecorder(store)
     me, key = view.identity.name, view.identity.public_key
     if key_created and key is not None:

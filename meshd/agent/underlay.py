@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from pyroute2 import AsyncIPRoute
+from pyroute2.iproute.linux import AsyncIPRoute
 
 from meshd.core.model import IPAddress
 from meshd.errors import ConfigError

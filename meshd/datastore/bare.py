@@ -5,7 +5,9 @@ its generated API and watch modules) and `kubernetes/aio/__init__.py` the asynci
 stream, watch and leader-election parts; the agent uses none of them (k8s_api.py makes its requests
 through `kubernetes.aio.client.ApiClient` and loads its configuration with `kubernetes.aio.config`). Both
 packages are registered bare: their submodules import as usual, only those two `__init__`s do not run.
-About 12 MB less for the agent. A package someone already imported is left as it is."""
+About 12 MB less for the agent. `meshd run` registers `pyroute2` bare too (cli/run.py): its `__init__`
+imports every pyroute2 module, where the agent imports the few it uses by their own names. A package
+someone already imported is left as it is."""
 
 from __future__ import annotations
 

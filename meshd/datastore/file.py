@@ -18,8 +18,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from meshd.core.codec import decode_meshconfig, decode_node, encode_node
 from meshd.core.model import InvalidNode, MeshConfig, Node, NodeRecord, Snapshot
 from meshd.datastore.file_watch import CONFIG, EVERYTHING, DirWatch, safe_close
@@ -231,6 +229,8 @@ class FileDatastore:
             log.info("no MeshConfig in %s: defaults apply", self.directory)
             return True
         path = self.directory / found[0]
+        import yaml  # only where a MeshConfig file exists: an agent without one never loads it
+
         self.meshconfig_generation = 0
         try:
             obj = yaml.safe_load(path.read_text())

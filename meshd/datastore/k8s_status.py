@@ -33,10 +33,15 @@ def _events_path(name: str = "") -> str:
 
 
 class KubeStatusStore:
-    def __init__(self, *, kubeconfig: Path | None, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def __init__(
+        self, *, kubeconfig: Path | None, namespace: str = DEFAULT_NAMESPACE, api: KubeApi | None = None
+    ) -> None:
+        """`api`: the Kubernetes datastore's connection, shared (one client, one connection pool to the API
+        server per agent) and left open by `close`; None: connect from `kubeconfig` on first use."""
         self._kubeconfig = kubeconfig
         self._namespace = namespace
-        self._api: KubeApi | None = None
+        self._api: KubeApi | None = api
+        self._shared = api is not None
         self._lease: Lease | None = None
         self._meshnodes: MeshNodeCache | None = None
         self._created: set[str] = set()
@@ -155,6 +160,6 @@ class KubeStatusStore:
                 await self._lease.release()
         if self._meshnodes is not None:
             await self._meshnodes.close()
-        if self._api is not None:
+        if self._api is not None and not self._shared:
             await self._api.close()
             self._api = None

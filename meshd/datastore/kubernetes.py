@@ -101,6 +101,11 @@ class KubernetesDatastore:
         self._snapshot: Snapshot | None = None  # the last snapshot, shared until something changes
 
     @property
+    def api(self) -> KubeApi | None:
+        """The connection to the API server, once started (the status store shares it)."""
+        return self._api
+
+    @property
     def failure(self) -> str | None:
         """Why a watch is not working (a 401/403, retried slowly; any other 4xx stops it for good), or None."""
         failed = [f"{r.resource}: {r.failure}" for r in self._reflectors if r.failure is not None]

@@ -39,8 +39,8 @@ def loaded(*argv: str) -> set[str]:
 
 
 def test_a_file_datastore_agent_loads_no_web_framework_kubernetes_client_or_yaml(tmp_path: Path) -> None:
-    """Its endpoints are served by meshd.agent.httpserver, not aiohttp; YAML is read only where a MeshConfig
-    file exists."""
+    """Its endpoints' aiohttp comes only once the first pass published (meshd.agent.endpoints, imported at
+    the time); YAML is read only where a MeshConfig file exists."""
     got = loaded(*FILE_RUN, "--datastore", f"file:{tmp_path}")
     assert {"meshd", "pyroute2", "prometheus_client"} <= got  # the probe did wire the agent
     assert not got & {"aiohttp", "kubernetes", "yaml", "pydantic", "yarl", "multidict"}

@@ -18,10 +18,10 @@ from keys.store import NodeKey, load_or_create
 from keys.values import PrivateKey
 from meshd.agent.cni import cni_conflist, write_cni_config
 from meshd.agent.dataplane import Dataplane
+from meshd.agent.endpoints import Endpoints
 from meshd.agent.guards import SavedGuards, guard_file
 from meshd.agent.health import Health
 from meshd.agent.helper_link import HelperLink
-from meshd.agent.http import serve_metrics, serve_status
 from meshd.agent.kernel_events import KernelEvents
 from meshd.agent.metrics import Metrics, PeerCollector
 from meshd.agent.passes import AfterPass, PassDatastore
@@ -235,6 +235,10 @@ async def run_agent(settings: Settings) -> int:
     events = KernelEvents(routes, settings.backends.names)
     rotation = make_rotation(settings, wireguard, links, registry)
     psk = post_quantum(identity, wireguard, datastore, view, registry)
+    endpoints = Endpoints(
+        settings.http.metrics_addr, registry, health, collector, agent.status_socket, view,
+        rotation.request if rotation else None,
+    )  # fmt: skip
     loop = Reconciler(
         datastore=datastore,
         dataplane=Dataplane(settings.backends.names, links, routes, wireguard, ipip, guards),
@@ -249,15 +253,13 @@ async def run_agent(settings: Settings) -> int:
             cni_writer(agent.cni_conf_dir) if agent.cni_conf_dir else None,
             psk and psk[1],
         ),
-        after_publish=freeze_after_first_pass(),  # not while peers wait for our key
+        # what no peer waits on: after our record is published
+        after_publish=chain(freeze_after_first_pass(), endpoints.published_hook()),
         events=events,
         rotation=rotation,
     )
     stop = stop_on_signals()
-    servers = [
-        await serve_metrics(settings.http.metrics_addr, registry, health, collector),
-        await serve_status(agent.status_socket, view, rotation.request if rotation else None),
-    ]
+    serving = endpoints.start()
     await datastore.start()
     log.info("meshd agent for node %s started (%s datastore)", agent.node_name, settings.datastore.kind)
     side = [r.run(stop) for r in (rotation, psk and psk[0]) if r]  # key rotation, PSK exchanges
@@ -267,12 +269,11 @@ async def run_agent(settings: Settings) -> int:
         async with status_reporting(settings, view, datastore, key_created=created) as recorder:
             if rotation is not None:
                 rotation.on_rotated = key_rotated(recorder, agent.node_name)
-            await asyncio.gather(loop.run(stop), *side)
+            await asyncio.gather(loop.run(stop), serving, *side)
     finally:
         log.info("stopping; the dataplane stays in place")
         await datastore.close()
         events.close()
         await close_all(links.close, routes.close, kernel_guards.close)
-        for server in servers:
-            await server.cleanup()
+        await endpoints.close()
     return 0

@@ -1,0 +1,77 @@
+"""When the agent's HTTP endpoints (meshd.agent.http: /metrics, /healthz, /readyz, and /status on its unix
+socket) start: once the first pass published our record, or after START_WITHIN seconds, whichever comes
+first. The web framework (aiohttp) is imported then, not before the first pass: its import is about a
+tenth of a second of a cold start, and a node joining waits for our first pass and our key, while no
+probe asks before seconds have passed (the DaemonSet's liveness probe waits 10 s)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from meshd.agent.health import Health
+from meshd.agent.metrics import PeerCollector
+from meshd.agent.passes import AfterPass
+from meshd.agent.view import MeshView
+from meshd.core.model import LocalNode
+from meshd.core.state import DesiredState
+
+log = logging.getLogger(__name__)
+START_WITHIN = 1.0
+"""Seconds after the agent started by which the endpoints serve, published or not (a datastore that does not
+sync must not keep /healthz and /readyz away)."""
+
+
+@dataclass
+class Endpoints:
+    metrics_addr: str
+    registry: CollectorRegistry
+    health: Health
+    collector: PeerCollector
+    status_socket: Path
+    view: MeshView
+    rotate: Callable[[float], Awaitable[str]] | None = None
+    _published: asyncio.Event = field(default_factory=asyncio.Event)
+    _runners: list[Any] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    def published_hook(self) -> AfterPass:
+        """The after-publish hook that lets the endpoints start."""
+
+        async def published(local: LocalNode, desired: DesiredState) -> None:
+            self._published.set()
+
+        return published
+
+    def start(self) -> asyncio.Task[None]:
+        """The task that starts the endpoints when due; it fails (ConfigError) when a listen fails."""
+        self._task = asyncio.create_task(self._serve(), name="endpoints")
+        return self._task
+
+    async def _serve(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._published.wait(), START_WITHIN)
+        why = "our record is published" if self._published.is_set() else f"no publish within {START_WITHIN} s"
+        log.info("starting the HTTP endpoints (%s)", why)
+        from meshd.agent.http import serve_metrics, serve_status  # aiohttp: imported now
+
+        self._runners.append(
+            await serve_metrics(self.metrics_addr, self.registry, self.health, self.collector)
+        )
+        self._runners.append(await serve_status(self.status_socket, self.view, self.rotate))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()

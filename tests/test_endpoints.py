@@ -1,0 +1,93 @@
+"""When the agent's endpoints start: once the first pass published our record (the after-publish hook), or
+START_WITHIN seconds after start when no publish comes; a port that cannot be listened on fails the task
+with a clear error. On loopback, as an agent's /metrics would be."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+import meshd.agent.endpoints as endpoints_module
+from keys.values import PrivateKey
+from meshd.agent.endpoints import Endpoints
+from meshd.agent.health import Health
+from meshd.agent.metrics import PeerCollector
+from meshd.agent.view import MeshView
+from meshd.core.local import Identity
+from meshd.core.model import LocalNode, Node
+from meshd.core.state import DesiredState
+from meshd.errors import ConfigError
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _endpoints(tmp_path: Path, port: int) -> Endpoints:
+    view = MeshView(Identity(name="node-a", public_key=PrivateKey.generate().public_key()))
+    return Endpoints(
+        f"127.0.0.1:{port}",
+        CollectorRegistry(),
+        Health(),
+        PeerCollector(view),
+        tmp_path / "status.sock",
+        view,
+    )
+
+
+async def _healthz(port: int) -> int | None:
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            return resp.status
+    except aiohttp.ClientConnectionError:
+        return None
+
+
+async def test_endpoints_start_once_our_record_is_published(tmp_path: Path) -> None:
+    port = _free_port()
+    ep = _endpoints(tmp_path, port)
+    task = ep.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert await _healthz(port) is None and not (tmp_path / "status.sock").exists()
+        me = LocalNode(Node("node-a", ipaddress.ip_address("198.18.0.1"), ()))
+        await ep.published_hook()(me, DesiredState())
+        await asyncio.wait_for(task, 10)
+        assert await _healthz(port) == 200 and (tmp_path / "status.sock").exists()
+    finally:
+        await ep.close()
+    assert await _healthz(port) is None
+
+
+async def test_endpoints_start_within_a_bound_without_a_publish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(endpoints_module, "START_WITHIN", 0.2)
+    port = _free_port()
+    ep = _endpoints(tmp_path, port)
+    try:
+        await asyncio.wait_for(ep.start(), 10)
+        assert await _healthz(port) == 200
+    finally:
+        await ep.close()
+
+
+async def test_a_port_in_use_fails_the_task_with_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(endpoints_module, "START_WITHIN", 0.0)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ep = _endpoints(tmp_path, int(taken.getsockname()[1]))
+        with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:"):
+            await asyncio.wait_for(ep.start(), 10)
+        await ep.close()

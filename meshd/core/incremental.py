@@ -16,15 +16,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from meshd.core.assembly import NO_TABLES, Part, Tables, retable, tables
 from meshd.core.cluster_index import ClusterIndex
 from meshd.core.model import LocalNode, Node, Snapshot
 from meshd.core.pairs import decide_pair
-from meshd.core.planner import DEFAULT_NAMES, assemble
+from meshd.core.planner import DEFAULT_NAMES, assemble, pair_part, plan_context
 from meshd.core.state import DesiredState, DeviceNames
 from meshd.core.transport import PairPlan
 
-Decided = tuple[Node, tuple[object, ...], PairPlan]
-"""A peer's record, the cluster-wide facts about it, and the decision made from them."""
+Decided = tuple[Node, tuple[object, ...], PairPlan, Part]
+"""A peer's record, the cluster-wide facts about it, the decision made from them, and the pair's part."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class Planned:
     pairs: Mapping[str, Decided]  # peer name -> its decision, in the order of the view's remotes
     decided: int = 0  # pairs decided afresh by this plan (the rest were reused)
     index: ClusterIndex | None = None  # the conflict search's indexes, for the next plan
+    tables: Tables = NO_TABLES  # the union of the pairs' parts (meshd.core.assembly)
 
 
 def replan(
@@ -53,15 +55,23 @@ def replan(
     last: Mapping[str, Decided] = {}
     if previous is not None and previous.context == context:
         last = previous.pairs
+    ctx = plan_context(local, snapshot.config, names)
     pairs: dict[str, Decided] = {}
-    decided = 0
+    came: list[Part] = []
     for peer in view.remotes:
         facts, kept = view.facts(peer), last.get(peer.name)
         if kept is not None and (kept[0] is peer or kept[0] == peer) and kept[1] == facts:
             pairs[peer.name] = kept
             continue
-        pairs[peer.name] = (peer, facts, decide_pair(local, peer, config=snapshot.config, view=view))
-        decided += 1
-    plans = tuple(entry[2] for entry in pairs.values())
-    state = assemble(plans, local, snapshot.config, view, names)
-    return Planned(state, context, MappingProxyType(pairs), decided, index)
+        decision = decide_pair(local, peer, config=snapshot.config, view=view)
+        part = pair_part(decision, ctx)
+        pairs[peer.name] = (peer, facts, decision, part)
+        came.append(part)
+    parts = [entry[3] for entry in pairs.values()]
+    if previous is None or not last:
+        done = tables(parts)
+    else:
+        gone = [d[3] for name, d in last.items() if pairs.get(name) is not d]
+        done = retable(previous.tables, gone, came, parts)
+    state = assemble([entry[2] for entry in pairs.values()], parts, done, ctx, view)
+    return Planned(state, context, MappingProxyType(pairs), len(came), index, done)

@@ -111,7 +111,7 @@ def _follow(
         elif isinstance(old, frozenset) and isinstance(new, frozenset):
             follow = _follow_set(index, old, new, table.key)
         else:
-            follow = _follow_sequence(index, new, table.key, table.seen)
+            follow = _follow_sequence(index, old, new, table.key, table.seen)
         indexes.append(follow[0])
         changed.append(follow[1])
     return tuple(indexes), changed
@@ -147,19 +147,37 @@ def _follow_set(
 
 
 def _follow_sequence(
-    index: Index, new: Collection[Any], key: Callable[[Any], Hashable], seen: Callable[[Any], object] | None
+    index: Index,
+    old: Collection[Any],
+    new: Collection[Any],
+    key: Callable[[Any], Hashable],
+    seen: Callable[[Any], object] | None,
 ) -> tuple[Index | None, set[Hashable] | None]:
-    """A sequence (peers) is indexed again; a key changed when its entry is neither the last one nor
-    equal to it in what the diff reads (a plan builds its peers afresh, a device read shares the
-    unchanged ones)."""
-    following = _build(new, key)
-    if following is None:
-        return None, None
+    """A sequence (peers) is followed by identity: a plan and a device read share the unchanged entries,
+    so only the entries that came or went are looked at. A key changed when its entry is neither the last
+    one nor equal to it in what the diff reads, or when it went."""
+    before = dict(zip(map(id, old), old, strict=True))
+    after = dict(zip(map(id, new), new, strict=True))
+    if len(after) != len(new):  # one object twice: index it again
+        return _build(new, key), None
     view = seen or (lambda entry: entry)
-    changed = {
-        k for k, e in following.items() if (o := index.get(k)) is not e and (o is None or view(o) != view(e))
-    }
-    changed.update(index.keys() - following.keys())
+    following = dict(index)
+    went: list[Hashable] = []
+    for gone in before.keys() - after.keys():
+        k = key(before[gone])
+        if following.get(k) is before[gone]:
+            del following[k]
+        went.append(k)
+    changed: set[Hashable] = set()
+    for came in after.keys() - before.keys():
+        entry = after[came]
+        k = key(entry)
+        if k in following:  # two entries under one key
+            return None, None
+        following[k] = entry
+        if (o := index.get(k)) is None or view(o) != view(entry):
+            changed.add(k)
+    changed.update(k for k in went if k not in following)
     return following, changed
 
 

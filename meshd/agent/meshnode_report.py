@@ -20,7 +20,7 @@ from typing import Any
 from meshd.agent.events import EventRecorder
 from meshd.agent.view import MeshView
 from meshd.core.events import local_events
-from meshd.core.meshnode import STALE_HANDSHAKE, meshnode_status
+from meshd.core.meshnode import STALE_HANDSHAKE, PeerMemo, meshnode_status
 from meshd.core.ports import StatusStore
 from meshd.core.state import ActualState, DesiredState, ObservedPeer
 
@@ -50,6 +50,7 @@ class MeshNodeReporter:
     _loaded: bool = False
     _live: tuple[ObservedPeer, ...] | None = None  # the peers the last re-read found
     _next_stale: float = field(default=float("inf"))  # when the next handshake turns stale
+    _peers: PeerMemo = field(default_factory=PeerMemo)  # per-peer entries, kept from status to status
 
     async def run(self) -> None:
         while True:
@@ -95,6 +96,7 @@ class MeshNodeReporter:
             previous=self._written,
             stale_after=self.stale_after,
             psk=psk,
+            memo=self._peers,
         )
         if status == self._written:
             if due:

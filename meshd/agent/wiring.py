@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from keys.store import NodeKey, load_or_create
 from keys.values import PrivateKey
 from meshd.agent.cni import cni_conflist, write_cni_config
 from meshd.agent.dataplane import Dataplane
+from meshd.agent.gcfreeze import freeze_after_passes
 from meshd.agent.guards import SavedGuards, guard_file
 from meshd.agent.health import Health
 from meshd.agent.helper_link import HelperLink
@@ -135,24 +135,6 @@ def chain(*hooks: AfterPass | None) -> AfterPass | None:
     return run
 
 
-def freeze_after_first_pass() -> AfterPass:
-    """After the first complete pass, what the agent holds for the long run (its modules, the cluster's
-    decoded records, the first views) leaves the cyclic garbage collector's scans (`gc.freeze`): a full
-    collection otherwise walks every one of those objects, tens of milliseconds in a 1000-node cluster,
-    at moments set by allocation counts (often in the middle of a pass). Memory is still freed by reference
-    counting as records are replaced."""
-    frozen = False
-
-    async def freeze(local: LocalNode, desired: DesiredState) -> None:
-        nonlocal frozen
-        if not frozen:
-            frozen = True
-            gc.collect()
-            gc.freeze()
-
-    return freeze
-
-
 def cni_writer(directory: Path) -> AfterPass:
     """Keeps DIR/10-meshd.conflist in line with our pod CIDRs and the smallest overlay MTU."""
 
@@ -246,7 +228,7 @@ async def run_agent(settings: Settings) -> int:
         after_pass=chain(
             cni_writer(agent.cni_conf_dir) if agent.cni_conf_dir else None,
             psk and psk[1],
-            freeze_after_first_pass(),
+            freeze_after_passes(),
         ),
         events=events,
         rotation=rotation,

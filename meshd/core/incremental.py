@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from types import MappingProxyType
 
 from meshd.core.assembly import NO_TABLES, Part, Tables, retable, tables
 from meshd.core.cluster_index import ClusterIndex
+from meshd.core.conflicts import ClusterView
 from meshd.core.model import LocalNode, Node, Snapshot
 from meshd.core.pairs import decide_pair
 from meshd.core.planner import DEFAULT_NAMES, assemble, pair_part, plan_context
@@ -25,6 +27,7 @@ from meshd.core.state import DesiredState, DeviceNames
 from meshd.core.transport import PairPlan
 
 Decided = tuple[Node, tuple[object, ...], PairPlan, Part]
+_DECISION, _PART = itemgetter(2), itemgetter(3)
 """A peer's record, the cluster-wide facts about it, the decision made from them, and the pair's part."""
 
 
@@ -56,10 +59,18 @@ def replan(
     if previous is not None and previous.context == context:
         last = previous.pairs
     ctx = plan_context(local, snapshot.config, names)
+    same_facts = (
+        previous is not None and previous.index is not None and _facts(previous.index.view) == _facts(view)
+    )
     pairs: dict[str, Decided] = {}
     came: list[Part] = []
+    gone: list[Part] = []
     for peer in view.remotes:
-        facts, kept = view.facts(peer), last.get(peer.name)
+        kept = last.get(peer.name)
+        if kept is not None and kept[0] is peer and same_facts:  # its record and every fact as they were
+            pairs[peer.name] = kept
+            continue
+        facts = view.facts(peer)
         if kept is not None and (kept[0] is peer or kept[0] == peer) and kept[1] == facts:
             pairs[peer.name] = kept
             continue
@@ -67,11 +78,18 @@ def replan(
         part = pair_part(decision, ctx)
         pairs[peer.name] = (peer, facts, decision, part)
         came.append(part)
-    parts = [entry[3] for entry in pairs.values()]
+        if kept is not None:
+            gone.append(kept[3])
+    parts = list(map(_PART, pairs.values()))
     if previous is None or not last:
         done = tables(parts)
     else:
-        gone = [d[3] for name, d in last.items() if pairs.get(name) is not d]
+        gone.extend(last[name][3] for name in last.keys() - pairs.keys())
         done = retable(previous.tables, gone, came, parts)
-    state = assemble([entry[2] for entry in pairs.values()], parts, done, ctx, view)
+    state = assemble(list(map(_DECISION, pairs.values())), parts, done, ctx, view)
     return Planned(state, context, MappingProxyType(pairs), len(came), index, done)
+
+
+def _facts(view: ClusterView) -> tuple[object, ...]:
+    """The cluster-wide facts a pair's facts are read from (ClusterView.facts)."""
+    return (view.excluded, view.key_copiers, view.duplicate_keys, view.duplicate_macs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from itertools import chain
+from operator import attrgetter
 
 from meshd.core.assembly import Part, Tables, tables
 from meshd.core.conflicts import ClusterView, cluster_view
@@ -21,6 +22,7 @@ from meshd.core.state import DesiredState, DeviceNames, FdbEntry, NeighborEntry,
 from meshd.core.transport import NO_ENTRIES, PairPlan, PlanContext, device_addresses
 
 DEFAULT_NAMES = DeviceNames()
+_DECISION, _PROBLEM, _PROBLEMS = attrgetter("decision"), attrgetter("problem"), attrgetter("problems")
 
 
 def plan(snapshot: Snapshot, local: LocalNode, *, names: DeviceNames = DEFAULT_NAMES) -> DesiredState:
@@ -64,11 +66,11 @@ def assemble(
         fdb=tables.fdb,
         neighbors=tables.neighbors,
         routes=tables.routes,
-        pairs=tuple(p.decision for p in pairs),
+        pairs=tuple(map(_DECISION, pairs)),
     )
     for encapsulation in TRANSPORTS.values():
         state = encapsulation.device(state, ctx)
-    route_problems = chain.from_iterable(part.problems for part in parts)
+    route_problems = chain.from_iterable(map(_PROBLEMS, parts))
     problems = (*view.problems, *_pair_problems(pairs), *route_problems)
     guards = plan_guards(ctx.config, ctx.local.node, view, (r.dst for r in tables.routes))
     return replace(state, problems=problems, guards=guards)
@@ -76,4 +78,8 @@ def assemble(
 
 def _pair_problems(pairs: Sequence[PairPlan]) -> list[Problem]:
     """Pairs without any pod route (conflicts are reported once, by the conflict finder)."""
-    return [Problem(p.problem, (p.peer.name,), f"{p.peer.name}: {p.reason}") for p in pairs if p.problem]
+    return [
+        Problem(p.problem, (p.peer.name,), f"{p.peer.name}: {p.reason}")
+        for p in filter(_PROBLEM, pairs)
+        if p.problem
+    ]

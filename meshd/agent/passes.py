@@ -115,6 +115,8 @@ class ReconcilePass:
         except Exception as exc:  # a bug must not end the loop: count it, back off, try again
             log.exception("reconcile pass failed unexpectedly")
             raise PassError("internal", exc) from exc
+        finally:
+            self.view.passed_at = time.monotonic()
 
     async def _run(self, read: Read) -> bool:
         started = time.perf_counter()

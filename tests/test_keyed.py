@@ -52,6 +52,7 @@ def test_an_equal_set_that_is_not_the_last_one_edits_from_the_kept_index() -> No
     edit.set("b", (("b", 2),))
     made = edit.result()
     older = frozenset({("a", 1), ("b", 2)})  # equal to `made`, another object (a view kept from before)
+    assert older == made and older is not made
     following = keyed.edit(older)
     assert following.index == {"a": (("a", 1),), "b": (("b", 2),)}
     following.set("a", ())

@@ -71,8 +71,9 @@ class NetlinkRouteTable(OnSocket):
         )  # others' routes in our table (with metrics), last read
 
     def watch_networks(self, nets: Iterable[IPNetwork]) -> None:
-        """Networks (peers' pod CIDRs) for which foreign routes are reported, besides ours."""
-        self._watch = NetworkSet(nets)
+        """Networks (peers' pod CIDRs) for which foreign routes are reported, besides ours. A NetworkSet is
+        held as it is (its owner keeps it current in place)."""
+        self._watch = nets if isinstance(nets, NetworkSet) else NetworkSet(nets)
 
     async def _routes(self, names: dict[int, str]) -> list[tuple[int, Route, int]]:
         """(protocol, route, metric) of every unicast-ish route in our table, both families."""

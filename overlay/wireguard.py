@@ -13,7 +13,7 @@ pinned one.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from meshd.core.state import (
     Route,
     WireGuardDeviceSpec,
 )
-from meshd.core.transport import Named, PairPlan, PlanContext, first_blocker
+from meshd.core.transport import NO_ENTRIES, Named, PairEntries, PairPlan, PlanContext, first_blocker
 from meshd.errors import InvalidValueError, PermanentError
 
 MODES = ("auto", "kernel", "userspace")
@@ -78,7 +78,7 @@ class WireGuard(Named):
             )
         )
 
-    def plan(self, state: DesiredState, pairs: Sequence[PairPlan], ctx: PlanContext) -> DesiredState:
+    def device(self, state: DesiredState, ctx: PlanContext) -> DesiredState:
         local, config = ctx.local, ctx.config
         device = None
         if local.wireguard_available and local.node.public_key is not None:
@@ -89,8 +89,21 @@ class WireGuard(Named):
                 mtu=config.wireguard.mtu or local.underlay_mtu - OVERHEAD,
                 addresses=ctx.addresses,
             )
-        peers = plan_peers(pairs, keepalive=config.wireguard.persistent_keepalive)
-        return replace(state, wireguard=device, peers=peers)
+        return replace(state, wireguard=device)
+
+    def entries(self, pair: PairPlan, ctx: PlanContext) -> PairEntries:
+        """A WireGuard peer for a pair that can be encrypted, in use or standby (hitless toggles)."""
+        peer = pair.peer
+        if Transport.WIREGUARD not in pair.usable or peer.public_key is None:
+            return NO_ENTRIES
+        spec = PeerSpec(
+            public_key=peer.public_key,
+            endpoint=peer.endpoint,
+            allowed_ips=frozenset(peer.pod_cidrs),
+            persistent_keepalive=ctx.config.wireguard.persistent_keepalive,
+            node=peer.name,
+        )
+        return PairEntries(peers=(spec,))
 
     def route(self, peer: Node, cidr: IPNetwork, names: DeviceNames) -> Route | Problem:
         return Route(cidr, names.wireguard)
@@ -114,22 +127,6 @@ def _link(device: WireGuardDeviceSpec | ObservedWireGuard | None) -> Link | None
     if device is None:
         return None
     return Link(device.name, (device.name,), device.mtu, device.addresses)
-
-
-def plan_peers(pairs: Sequence[PairPlan], *, keepalive: int) -> tuple[PeerSpec, ...]:
-    """A WireGuard peer for every pair that can be encrypted, in use or standby (hitless toggles)."""
-    peers = [
-        PeerSpec(
-            public_key=p.peer.public_key,
-            endpoint=p.peer.endpoint,
-            allowed_ips=frozenset(p.peer.pod_cidrs),
-            persistent_keepalive=keepalive,
-            node=p.peer.name,
-        )
-        for p in pairs
-        if Transport.WIREGUARD in p.usable and p.peer.public_key is not None
-    ]
-    return tuple(sorted(peers, key=lambda s: s.public_key))
 
 
 def diff_peers(

@@ -96,6 +96,9 @@ def test_a_change_to_one_node_decides_only_its_pair_and_a_shared_fact_decides_ev
     assert (added.decided, len(added.state.pairs)) == (1, 40)
     removed = replan(first, Snapshot.of(cluster[:-1]), local)
     assert (removed.decided, len(removed.state.pairs)) == (0, 38)
+    for records, planned in ((relabelled, None), ([*cluster, _node(40)], added), (cluster[:-1], removed)):
+        again = planned or replan(first, Snapshot.of(records), local)
+        assert again.state == plan(Snapshot.of(records), local), "what a change leaves and brings"
 
     # node 7 takes node 9's key: both lose WireGuard, nobody else is touched
     copied = [*cluster[:7], replace(cluster[7], public_key=cluster[9].public_key), *cluster[8:]]

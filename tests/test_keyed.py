@@ -17,7 +17,7 @@ def test_random_edits_equal_a_rebuild() -> None:
     keyed: KeyedSets[str, tuple[str, int]] = KeyedSets(_key)
     current: frozenset[tuple[str, int]] = frozenset()
     for _ in range(300):
-        edit = keyed.edit(current)
+        edit = keyed.edit(current if rng.random() < 0.7 else frozenset(list(current)))  # equal, not it
         model = {k: {e for e in current if e[0] == k} for k in {e[0] for e in current}}
         for _ in range(rng.randrange(4)):
             k = rng.choice("abcdef")
@@ -44,3 +44,18 @@ def test_an_edit_that_changes_nothing_keeps_the_set_and_the_next_uses_the_kept_i
     following = keyed.edit(made)
     assert following.index == {"a": (("a", 1),), "b": (("b", 2),), "c": (("c", 3),)}
     assert following.index is not edit.index  # a copy: the kept index is not changed under the set
+
+
+def test_an_equal_set_that_is_not_the_last_one_edits_from_the_kept_index() -> None:
+    keyed: KeyedSets[str, tuple[str, int]] = KeyedSets(_key)
+    edit = keyed.edit(frozenset({("a", 1)}))
+    edit.set("b", (("b", 2),))
+    made = edit.result()
+    older = frozenset({("a", 1), ("b", 2)})  # equal to `made`, another object (a view kept from before)
+    assert older == made and older is not made
+    following = keyed.edit(older)
+    assert following.index == {"a": (("a", 1),), "b": (("b", 2),)}
+    following.set("a", ())
+    assert following.result() == frozenset({("b", 2)})
+    other = keyed.edit(frozenset({("c", 3)}))  # not equal: indexed from its own entries
+    assert other.index == {"c": (("c", 3),)}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from meshd.core.state import FdbEntry, NeighborEntry, VxlanDeviceSpec
 from meshd.demo.netlab import Lab, LabNode, lab_cluster, run
 from meshd.errors import BatchError, PermanentError
+from meshd.netlink import NetlinkSocket
 from vxlan.links import NetlinkLinks
 from vxlan.vxlan import VXLAN
 
@@ -166,3 +169,21 @@ async def test_missing_namespace_is_an_error_not_created() -> None:
         with pytest.raises(PermanentError, match=f"network namespace {name} does not exist"):
             await links.link_mtu("lo")
     assert name not in run(["ip", "netns", "list"]).stdout
+
+
+async def test_a_link_index_in_our_own_namespace_is_the_one_netlink_gives(node: tuple[Lab, LabNode]) -> None:
+    """An agent looks link indexes up in its own namespace with one ioctl; a socket into another namespace
+    asks netlink: both give the same index, and None for a missing link."""
+    lab, n = node
+    async with NetlinkLinks(netns=n.ns) as links:
+        await links.create_link(_spec(n), VXLAN)
+        async with NetlinkSocket(netns=n.ns) as sock:
+            by_netlink = [await sock.index_of(name) for name in (VX, "lo", "no-such-link")]
+    code = (
+        "import asyncio, json; from meshd.netlink import NetlinkSocket; s = NetlinkSocket(); "
+        f"print(json.dumps([asyncio.run(s.index_of(x)) for x in {[VX, 'lo', 'no-such-link']!r}])); s.close()"
+    )
+    own = lab.popen(n.ns, sys.executable, "-c", code, stdout=subprocess.PIPE)
+    out, _ = own.communicate(timeout=60)
+    assert json.loads(out) == by_netlink
+    assert by_netlink[0] is not None and by_netlink[2] is None

@@ -1,14 +1,16 @@
-"""NetworkSet.covers answers exactly what testing every member with subnet_of answers."""
+"""NetworkSet.covers answers exactly what testing every member with subnet_of answers; the peers' networks
+followed from snapshot to snapshot equal a rebuild."""
 
 from __future__ import annotations
 
 import ipaddress
+import random
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshd.core.model import IPNetwork
-from meshd.core.netset import NetworkSet
+from meshd.core.model import InvalidNode, IPNetwork, Node, NodeRecord
+from meshd.core.netset import NetworkSet, PeerNetworks
 
 
 @st.composite
@@ -32,3 +34,29 @@ def test_covers_is_subnet_of_any_member(
     left = [n for n in members if n not in gone]
     assert nets.covers(dst) == any(dst.version == n.version and dst.subnet_of(n) for n in left)  # type: ignore[arg-type]
     assert set(nets) == set(left) and len(nets) == len(set(left))
+
+
+def test_peer_networks_follow_any_history_of_records_as_a_rebuild_sees_them() -> None:
+    """Records come, go and change (new objects, shared CIDRs, our own record, invalid ones): the followed
+    networks are exactly the pod CIDRs of the other nodes' records, and cover what a rebuild covers."""
+    cidrs = [ipaddress.ip_network(f"198.19.{i}.0/24") for i in range(6)]
+    probes = [*cidrs, ipaddress.ip_network("198.19.0.128/25"), ipaddress.ip_network("198.19.9.0/24")]
+    for seed in range(200):
+        rng = random.Random(seed)
+        followed = PeerNetworks("n0")
+        records: dict[str, NodeRecord] = {}
+        for _ in range(15):
+            name = f"n{rng.randrange(5)}"
+            if rng.random() < 0.25:
+                records.pop(name, None)
+            elif rng.random() < 0.1:
+                records[name] = InvalidNode(name, "bad", "bad")
+            else:
+                own = tuple(rng.sample(cidrs, rng.randrange(3)))
+                records[name] = Node(name, ipaddress.ip_address("198.18.0.1"), own)
+            followed.follow(tuple(records.values()))
+            rebuilt = NetworkSet(
+                c for r in records.values() if isinstance(r, Node) and r.name != "n0" for c in r.pod_cidrs
+            )
+            assert set(followed.networks) == set(rebuilt), f"seed {seed}"
+            assert [followed.networks.covers(p) for p in probes] == [rebuilt.covers(p) for p in probes]

@@ -111,15 +111,15 @@ async def test_a_restart_with_no_psk_on_the_device_writes_nothing() -> None:
 async def test_a_pass_with_an_equal_view_is_not_taken_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every resync hands the manager the same plan, with its own node built afresh (equal values)."""
     import meshd.pq.manager as manager_module
-    from meshd.pq.pairs import PqPlan, plan_pairs
+    from meshd.pq.follow import PqPlanned, replan_pairs
 
-    plans: list[PqPlan] = []
+    plans: list[PqPlanned] = []
 
-    def counted(*args: Any) -> PqPlan:
-        plans.append(plan_pairs(*args))
+    def counted(*args: Any) -> PqPlanned:
+        plans.append(replan_pairs(*args))
         return plans[-1]
 
-    monkeypatch.setattr(manager_module, "plan_pairs", counted)
+    monkeypatch.setattr(manager_module, "replan_pairs", counted)
     manager = PskManager(node="node0", device=Recorder(), port=0)
     snapshot, local, desired = mesh(pq_peer=True)
     for _ in range(3):

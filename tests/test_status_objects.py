@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from keys.values import PrivateKey
+from keys.values import PrivateKey, PublicKey
 from meshd.agent.events import EventRecorder
 from meshd.core.events import cluster_events, key_event, local_events
 from meshd.core.graph import graph_dot
 from meshd.core.local import Identity
 from meshd.core.meshconfig_status import meshconfig_status
-from meshd.core.meshnode import meshnode_status, rfc3339
+from meshd.core.meshnode import PeerMemo, meshnode_status, rfc3339
 from meshd.core.model import EncryptionMode, LabelSelector, MeshConfig, Node, Snapshot, Transport
 from meshd.core.ports import EventRecord
 from meshd.core.state import (
@@ -205,3 +207,54 @@ def test_event_causes_of_a_pass() -> None:
     ]
     rotated = key_event("a", "k" * 43 + "=", rotated=True)
     assert (rotated.reason, rotated.type) == ("KeyRotated", "Normal") and "k" * 43 in rotated.message
+
+
+def _history_state(rng: random.Random, names: list[str]) -> tuple[DesiredState, ActualState]:
+    """A random plan and device over `names`: a pair per name, WireGuard ones with a peer, handshakes of
+    every age (and none); the caller mutates a few entries per step and shares the rest."""
+    pairs, peers, seen = [], [], []
+    for i, name in enumerate(names):
+        transport = rng.choice([Transport.WIREGUARD, Transport.WIREGUARD, Transport.VXLAN, Transport.NONE])
+        pairs.append(PairDecision(name, transport, f"why {rng.randrange(3)}"))
+        if transport is Transport.WIREGUARD:
+            key = PublicKey(bytes([i + 1]) * 32)
+            peers.append(PeerSpec(key, None, frozenset(), node=name))
+            if rng.random() < 0.8:
+                seen.append(ObservedPeer(key, None, frozenset(), last_handshake=rng.choice(_HANDSHAKES)))
+    wg = ObservedWireGuard("meshd0", ME.public_key, 51820, 1420, peers=tuple(seen))
+    return DesiredState(peers=tuple(peers), pairs=tuple(pairs)), ActualState(wireguard=wg)
+
+
+_HANDSHAKES = [None, 0.0, NOW - 10, NOW - 170, NOW - 179.5, NOW - 400]
+
+
+def test_the_status_from_kept_peer_entries_equals_the_whole_status_after_any_history() -> None:
+    """Pairs and device peers change a few at a time (the rest shared), time passes so handshakes turn
+    stale, PSK states change: the status built with the memo equals the one built whole, and an unchanged
+    peer keeps its entry (the very dict)."""
+    for seed in range(100):
+        rng = random.Random(seed)
+        names = ["b", "c", "d", "e", "f", "g"]
+        desired, actual = _history_state(rng, names)
+        memo, now, written = PeerMemo(), NOW, None
+        selector = rng.choice([LabelSelector(), LabelSelector((("pool", "x"),))])
+        for _ in range(10):
+            fresh_desired, fresh_actual = _history_state(rng, names)
+            pick = set(rng.sample(names, rng.randrange(3)))
+            pairs = tuple(
+                p if p.node not in pick else q
+                for p, q in zip(desired.pairs, fresh_desired.pairs, strict=True)
+            )
+            desired = replace(fresh_desired, pairs=pairs) if pick else desired
+            actual = fresh_actual if rng.random() < 0.3 else actual
+            now += rng.choice([0.0, 5.0, 100.0])
+            psk = {n: rng.choice(["active", "off"]) for n in rng.sample(names, rng.randrange(3))}
+            shot = snap(selector=selector)
+            kept = memo.kept.copy()
+            got = meshnode_status(ME, shot, (desired, actual), now=now, previous=written, psk=psk, memo=memo)
+            whole = meshnode_status(ME, shot, (desired, actual), now=now, previous=written, psk=psk)
+            assert got == whole, f"seed {seed}"
+            for entry, name in zip(got["peers"], memo.kept, strict=True):
+                if kept.get(name) is not None and kept[name][5] == entry:
+                    assert entry is kept[name][5], "an unchanged entry is the same dict"
+            written = got

@@ -21,9 +21,10 @@ from meshd.core.state import WireGuardReading
 from meshd.datastore.file_status import FileStatusStore
 from meshd.pq.derive import PairKeys
 from meshd.pq.exchange import Outcome
-from meshd.pq.manager import PairState, PskManager
+from meshd.pq.manager import PskManager
 from meshd.pq.pairs import PqPair, PqPlan
 from meshd.pq.report import pair_states
+from meshd.pq.state import PairState
 from tests.test_status_objects import KB, ME, NOW, snap, state
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,27 @@ def test_a_handshake_that_turns_stale_is_written_though_the_device_reads_the_sam
     seen = asyncio.run(run())
     assert seen[0] == {"b": "Never", "c": None}
     assert seen[-1] == {"b": "Never", "c": "Stale"}
+
+
+async def test_the_meshnode_is_written_once_a_burst_of_passes_pauses(tmp_path: Path) -> None:
+    """A round waits while passes keep coming, then writes the last pass's status."""
+    from meshd.agent.meshnode_report import MeshNodeReporter
+    from tests.test_status_objects import ME, NOW, snap, state
+
+    store = FileStatusStore(tmp_path)
+    view = MeshView(ME)
+    view.last, view.applied = state(NOW - 5), snap()
+    rep = MeshNodeReporter(store, view, EventRecorder(store), clock=lambda: NOW, quiet=1.0, defer=600.0)
+
+    async def burst() -> None:
+        for _ in range(5):
+            view.passed_at = time.monotonic()
+            await asyncio.sleep(0.05)
+        view.last = state(NOW - 1)  # the burst's last pass
+
+    passes = asyncio.create_task(burst())
+    await asyncio.sleep(0)
+    await rep.after_passes()
+    assert passes.done(), "the round waited for the passes to pause"
+    assert await rep.step() and rep.writes == 1
+    await store.close()

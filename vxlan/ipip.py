@@ -10,7 +10,6 @@ tells the agent beforehand, so it does not advertise the capability.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,7 +27,7 @@ from meshd.core.state import (
     Problem,
     Route,
 )
-from meshd.core.transport import Named, PairPlan, PlanContext, first_blocker
+from meshd.core.transport import NO_ENTRIES, Named, PairEntries, PairPlan, PlanContext, first_blocker
 from meshd.errors import PermanentError
 
 OVERHEAD = 20  # the outer IPv4 header
@@ -49,7 +48,7 @@ class Ipip(Named):
             )
         )
 
-    def plan(self, state: DesiredState, pairs: Sequence[PairPlan], ctx: PlanContext) -> DesiredState:
+    def device(self, state: DesiredState, ctx: PlanContext) -> DesiredState:
         local = ctx.local
         device = None
         if ctx.is_fallback(self.transport) and local.ipip_available:
@@ -60,6 +59,9 @@ class Ipip(Named):
                 addresses=ctx.addresses,
             )
         return replace(state, ipip=device)
+
+    def entries(self, pair: PairPlan, ctx: PlanContext) -> PairEntries:
+        return NO_ENTRIES  # routes pick the peer: no per-peer entries
 
     def route(self, peer: Node, cidr: IPNetwork, names: DeviceNames) -> Route | Problem:
         if cidr.version == 4:

@@ -9,7 +9,6 @@ sends them.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +28,15 @@ from meshd.core.state import (
     Route,
     VxlanDeviceSpec,
 )
-from meshd.core.transport import Named, PairPlan, PlanContext, first_blocker, gateway
+from meshd.core.transport import (
+    NO_ENTRIES,
+    Named,
+    PairEntries,
+    PairPlan,
+    PlanContext,
+    first_blocker,
+    gateway,
+)
 
 OVERHEAD = 50  # outer IPv4 + UDP + VXLAN + inner Ethernet
 IPV6_EXTRA_OVERHEAD = 20  # an IPv6 outer header is 20 bytes longer than an IPv4 one
@@ -50,7 +57,7 @@ class Vxlan(Named):
             )
         )
 
-    def plan(self, state: DesiredState, pairs: Sequence[PairPlan], ctx: PlanContext) -> DesiredState:
+    def device(self, state: DesiredState, ctx: PlanContext) -> DesiredState:
         local, config = ctx.local, ctx.config
         device = None
         if ctx.is_fallback(self.transport) and Transport.VXLAN in local.node.capabilities:
@@ -63,8 +70,21 @@ class Vxlan(Named):
                 mtu=config.vxlan.mtu or local.underlay_mtu - OVERHEAD - v6_extra,
                 addresses=ctx.addresses,
             )
-        fdb, neighbors = plan_entries(pairs, mode=config.mode, dev=ctx.names.vxlan)
-        return replace(state, vxlan=device, fdb=fdb, neighbors=neighbors)
+        return replace(state, vxlan=device)
+
+    def entries(self, pair: PairPlan, ctx: PlanContext) -> PairEntries:
+        """FDB and neighbour entries for a VXLAN pair, and (except in Required mode) standby ones for a pair
+        where VXLAN is possible, so that toggling encryption off only moves routes."""
+        mac = pair.peer.vxlan_mac
+        standby = ctx.config.mode is not EncryptionMode.REQUIRED
+        wanted = pair.transport is Transport.VXLAN or (standby and Transport.VXLAN in pair.usable)
+        if not wanted or mac is None:
+            return NO_ENTRIES
+        dev = ctx.names.vxlan
+        return PairEntries(
+            fdb=(FdbEntry(mac, pair.peer.underlay_ip),),
+            neighbors=tuple(NeighborEntry(dev, gateway(c), mac) for c in pair.peer.pod_cidrs),
+        )
 
     def route(self, peer: Node, cidr: IPNetwork, names: DeviceNames) -> Route | Problem:
         return Route(cidr, names.vxlan, via=gateway(cidr), onlink=True)
@@ -119,24 +139,6 @@ def _link(device: VxlanDeviceSpec | ObservedVxlan | None) -> Link | None:
 
 def _dup_mac(node: Node, view: ClusterView) -> bool:
     return node.vxlan_mac is not None and node.vxlan_mac.lower() in view.duplicate_macs
-
-
-def plan_entries(
-    pairs: Sequence[PairPlan], *, mode: EncryptionMode, dev: str
-) -> tuple[frozenset[FdbEntry], frozenset[NeighborEntry]]:
-    """FDB and neighbour entries for VXLAN pairs, and (except in Required mode) standby ones for every
-    pair where VXLAN is possible, so that toggling encryption off only moves routes."""
-    fdb: set[FdbEntry] = set()
-    neighbors: set[NeighborEntry] = set()
-    standby = mode is not EncryptionMode.REQUIRED
-    for pair in pairs:
-        mac = pair.peer.vxlan_mac
-        wanted = pair.transport is Transport.VXLAN or (standby and Transport.VXLAN in pair.usable)
-        if not wanted or mac is None:
-            continue
-        fdb.add(FdbEntry(mac, pair.peer.underlay_ip))
-        neighbors.update(NeighborEntry(dev, gateway(c), mac) for c in pair.peer.pod_cidrs)
-    return frozenset(fdb), frozenset(neighbors)
 
 
 def _fdb_key(entry: FdbEntry) -> tuple[str, tuple[int, int]]:

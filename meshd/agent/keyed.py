@@ -20,8 +20,11 @@ class KeyedSets(Generic[K, E]):
     _last: tuple[frozenset[E], dict[K, tuple[E, ...]]] | None = None
 
     def edit(self, entries: frozenset[E]) -> Edit[K, E]:
+        """An edit of `entries`. The last set's index serves for an equal set too (a pass may keep an
+        older view equal to the last fold's: its entries are mostly the same objects, so comparing the
+        sets costs a fraction of indexing one)."""
         last = self._last
-        if last is not None and last[0] is entries:
+        if last is not None and (last[0] is entries or last[0] == entries):
             index = dict(last[1])  # a copy: the index of the set the last edit made stays as it was
         else:
             index = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
@@ -16,7 +16,8 @@ from meshd.agent.view import MeshView
 from meshd.core.actions import Action
 from meshd.core.incremental import Planned, replan
 from meshd.core.local import Identity, annotations_to_publish, local_node
-from meshd.core.model import EncryptionMode, IPNetwork, LocalNode, Node, Snapshot
+from meshd.core.model import EncryptionMode, LocalNode, Snapshot
+from meshd.core.netset import PeerNetworks
 from meshd.core.ports import Applied, Dataplane, Datastore
 from meshd.core.rediff import Diffed, rediff
 from meshd.core.state import ActualState, DesiredState, DeviceNames
@@ -106,7 +107,10 @@ class ReconcilePass:
     rotation: RotationHook | None = None
     applied_generation: int | None = None
     """The MeshConfig generation the last complete pass applied (published as observedGeneration)."""
-    _watched: object = None  # the records whose pod CIDRs the dataplane watches for foreign routes
+    _watched: PeerNetworks = field(init=False)  # peers' pod CIDRs: foreign routes in them are reported
+
+    def __post_init__(self) -> None:
+        self._watched = PeerNetworks(self.identity.name)
 
     async def __call__(self, read: Read = Read.FULL) -> bool:
         """One pass. Returns True when it changed the kernel. Raises PassError naming the failed phase.
@@ -118,6 +122,8 @@ class ReconcilePass:
         except Exception as exc:  # a bug must not end the loop: count it, back off, try again
             log.exception("reconcile pass failed unexpectedly")
             raise PassError("internal", exc) from exc
+        finally:
+            self.view.passed_at = time.monotonic()
 
     async def _run(self, read: Read) -> bool:
         started = time.perf_counter()
@@ -128,9 +134,9 @@ class ReconcilePass:
             synced=snapshot.synced, failure=store.failure, config_error=store.config_error
         ):
             return False
-        if snapshot.nodes is not self._watched:  # the datastore shares an unchanged snapshot's records
-            self.dataplane.watch_networks(_peer_networks(snapshot, self.identity.name))
-            self._watched = snapshot.nodes
+        if snapshot.nodes is not self._watched.records:  # the datastore shares unchanged records
+            self._watched.follow(snapshot.nodes)
+            self.dataplane.watch_networks(self._watched.networks)
         actual = await _phase("observe", self.kernel.actual(read))
         local = await self._local(snapshot, actual)
         if local is None:
@@ -200,13 +206,6 @@ def _with_learned_mac(local: LocalNode, applied: Applied) -> LocalNode:
     if applied.vxlan_mac is None or applied.vxlan_mac == local.node.vxlan_mac:
         return local
     return replace(local, node=replace(local.node, vxlan_mac=applied.vxlan_mac))
-
-
-def _peer_networks(snapshot: Snapshot, me: str) -> Iterator[IPNetwork]:
-    """Peers' pod CIDRs: foreign routes inside them are reported."""
-    for r in snapshot.nodes:
-        if isinstance(r, Node) and r.name != me:
-            yield from r.pod_cidrs
 
 
 async def _phase(phase: str, aw: Awaitable[T]) -> T:

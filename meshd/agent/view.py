@@ -30,6 +30,8 @@ class MeshView:
     """The last complete pass: what it planned and the kernel it observed."""
     applied: Snapshot | None = None
     """The snapshot the last complete pass applied (set with `last`)."""
+    passed_at: float = float("-inf")
+    """When the last pass ended (time.monotonic), complete or not."""
     extra: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     """More top-level parts of /status, e.g. `postQuantum` (meshd.pq)."""
     psk_states: Callable[[], Mapping[str, str]] = dict

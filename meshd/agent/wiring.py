@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from keys.values import PrivateKey
 from meshd.agent.cni import cni_conflist, write_cni_config
 from meshd.agent.dataplane import Dataplane
 from meshd.agent.endpoints import Endpoints
+from meshd.agent.gcfreeze import freeze_after_passes
 from meshd.agent.guards import SavedGuards, guard_file
 from meshd.agent.health import Health
 from meshd.agent.helper_link import HelperLink
@@ -36,9 +36,10 @@ from meshd.core.model import LocalNode, Node
 from meshd.core.ports import WireGuardDevice
 from meshd.core.state import DesiredState
 from meshd.errors import UnsupportedError
-from meshd.pq.manager import PskDevice, PskManager
+from meshd.pq.manager import PskManager
 from meshd.pq.report import PskCollector, pair_states
 from meshd.pq.report import status as pq_status
+from meshd.pq.state import PskDevice
 from overlay.detect import select_backend
 from overlay.device import KeyedDevice
 from overlay.guards import NetlinkGuards
@@ -133,26 +134,6 @@ def chain(*hooks: AfterPass | None) -> AfterPass | None:
             await hook(local, desired)
 
     return run
-
-
-def freeze_after_first_pass() -> AfterPass:
-    """After the first complete pass, what the agent holds for the long run (its modules, the cluster's
-    decoded records, the first views) leaves the cyclic garbage collector's scans (`gc.freeze`): a full
-    collection otherwise walks every one of those objects, tens of milliseconds in a 1000-node cluster,
-    at moments set by allocation counts (often in the middle of a pass). Memory is still freed by reference
-    counting as records are replaced. Only the young generations are collected first (the pass's garbage,
-    under a millisecond): a full collection, ~14 ms of each agent start, found some 50 more objects, which
-    stay."""
-    frozen = False
-
-    async def freeze(local: LocalNode, desired: DesiredState) -> None:
-        nonlocal frozen
-        if not frozen:
-            frozen = True
-            gc.collect(1)
-            gc.freeze()
-
-    return freeze
 
 
 def cni_writer(directory: Path) -> AfterPass:
@@ -254,7 +235,7 @@ async def run_agent(settings: Settings) -> int:
             psk and psk[1],
         ),
         # what no peer waits on: after our record is published
-        after_publish=chain(freeze_after_first_pass(), endpoints.published_hook()),
+        after_publish=chain(freeze_after_passes(), endpoints.published_hook()),
         events=events,
         rotation=rotation,
     )

@@ -13,6 +13,7 @@ changes the one it started from.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -21,63 +22,15 @@ from meshd.core.conflicts import (
     ClusterView,
     duplicate_keys,
     duplicate_macs,
-    mac_key,
     one_record,
     own_record_problem,
     self_cover,
 )
 from meshd.core.model import Node, NodeRecord
 from meshd.core.overlaps import resolve_clashes
+from meshd.core.sharing import Sharing
 from meshd.core.spatial import Spatial
 from meshd.core.state import Problem
-
-
-@dataclass(slots=True)
-class _Sharing:
-    """Who publishes each public key and VXLAN MAC, and which are published by more than one member: the
-    duplicate searches look only at those members (their verdicts depend on nothing else)."""
-
-    keys: dict[object, frozenset[str]] = field(default_factory=dict)
-    macs: dict[object, frozenset[str]] = field(default_factory=dict)
-    shared_keys: set[object] = field(default_factory=set)
-    shared_macs: set[object] = field(default_factory=set)
-
-    def copy(self) -> _Sharing:
-        return _Sharing(dict(self.keys), dict(self.macs), set(self.shared_keys), set(self.shared_macs))
-
-    def join(self, node: Node) -> None:
-        _add(self.keys, self.shared_keys, node.public_key, node.name)
-        _add(self.macs, self.shared_macs, mac_key(node), node.name)
-
-    def leave(self, node: Node) -> None:
-        _drop(self.keys, self.shared_keys, node.public_key, node.name)
-        _drop(self.macs, self.shared_macs, mac_key(node), node.name)
-
-    def key_sharers(self, members: Mapping[str, Node]) -> tuple[Node, ...]:
-        return tuple(members[n] for k in self.shared_keys for n in self.keys[k])
-
-    def mac_sharers(self, members: Mapping[str, Node]) -> tuple[Node, ...]:
-        return tuple(members[n] for m in self.shared_macs for n in self.macs[m])
-
-
-def _add(owners: dict[object, frozenset[str]], shared: set[object], value: object, name: str) -> None:
-    if value is None:
-        return
-    owners[value] = held = owners.get(value, frozenset()) | {name}
-    if len(held) > 1:
-        shared.add(value)
-
-
-def _drop(owners: dict[object, frozenset[str]], shared: set[object], value: object, name: str) -> None:
-    if value is None:
-        return
-    held = owners.get(value, frozenset()) - {name}
-    if held:
-        owners[value] = held
-    else:
-        owners.pop(value, None)
-    if len(held) < 2:
-        shared.discard(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,20 +46,22 @@ class ClusterIndex:
     covering: Mapping[str, tuple[str, Problem]]  # members whose pod CIDR holds their own outer address
     partners: Mapping[str, frozenset[str]]  # members (not covering) -> those they clash with
     spatial: Spatial
-    sharing: _Sharing
+    sharing: Sharing
 
     @classmethod
     def build(cls, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
         why = own_record_problem(local)
-        work = _Work.start(cls(ClusterView(()), local, why, {}, {}, {}, {}, {}, Spatial(), _Sharing()))
+        work = _Work.start(cls(ClusterView(()), local, why, {}, {}, {}, {}, {}, Spatial(), Sharing()))
         work.set_name(local.name, ())  # our own node is a member whatever the records say
-        return work.apply({}, {id(r): r for r in records})
+        rows = tuple(records)
+        return work.apply({}, dict(zip(map(id, rows), rows, strict=True)))
 
     def update(self, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
         """The index of `records` seen from `local`, from this one: only changed records are looked at."""
         if local != self.local:
             return ClusterIndex.build(local, records)
-        now = {id(r): r for r in records}
+        rows = tuple(records)
+        now = dict(zip(map(id, rows), rows, strict=True))
         if now.keys() == self.records.keys():
             return self
         return _Work.start(self).apply(self.records, now)
@@ -122,7 +77,8 @@ class _Work:
     covering: dict[str, tuple[str, Problem]]
     partners: dict[str, frozenset[str]]
     spatial: Spatial
-    sharing: _Sharing
+    sharing: Sharing
+    moved: set[str] = field(default_factory=set)  # names whose member changed
 
     @classmethod
     def start(cls, base: ClusterIndex) -> _Work:
@@ -157,6 +113,7 @@ class _Work:
         old = self.members.get(name)
         if old is node:
             return
+        self.moved.add(name)
         if old is not None:
             self._leave(old)
         if node is not None:
@@ -196,7 +153,7 @@ class _Work:
 def _view(local: Node, own_usable: str | None, work: _Work) -> ClusterView:
     """The ClusterView, in the order and with the wording of `cluster_view`."""
     by_name, members, covering, partners = work.by_name, work.members, work.covering, work.partners
-    remotes = tuple(members[name] for name in sorted(members) if name != local.name)
+    remotes = _remotes(local.name, work)
     problems = _record_problems(local.name, by_name, members)
     excluded: dict[str, str] = {}
     if own_usable is not None:
@@ -220,6 +177,24 @@ def _view(local: Node, own_usable: str | None, work: _Work) -> ClusterView:
             *clash_problems,
         ),
     )  # fmt: skip
+
+
+def _remotes(me: str, work: _Work) -> tuple[Node, ...]:
+    """The members but us, by name: the last ones with the members that moved put in or out of place."""
+    members, last = work.members, list(work.base.view.remotes)
+    if len(work.moved) * 8 > len(members):
+        return tuple(members[name] for name in sorted(members) if name != me)
+    for name in sorted(work.moved - {me}):
+        i = bisect.bisect_left(last, name, key=_name)
+        if i < len(last) and last[i].name == name:
+            del last[i]
+        if name in members:
+            last.insert(i, members[name])
+    return tuple(last)
+
+
+def _name(node: Node) -> str:
+    return node.name
 
 
 def _record_problems(

@@ -6,43 +6,70 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from operator import attrgetter
 
-from keys.values import PublicKey
 from meshd.core import actions as a
 from meshd.core.model import IPNetwork
 from meshd.core.state import ObservedPeer, ObservedWireGuard
+
+PEER_ACTIONS = (a.AddPeer, a.UpdatePeer, a.RemovePeer)
+_RAW = attrgetter("public_key.raw")
 
 
 def fold_peers(device: ObservedWireGuard, actions: Iterable[a.Action]) -> ObservedWireGuard:
     """`device` after the peer actions among `actions` (others are ignored), as the device applies them:
     an allowed IP belongs to one peer, so giving it to one takes it from any other; an upsert without an
-    endpoint keeps the one the device had (it may have learned it)."""
-    peers = {p.public_key: p for p in device.peers}
-    for action in actions:
+    endpoint keeps the one the device had (it may have learned it). Only the peers holding an allowed IP
+    the actions give, and those the actions touch, are looked at again: the rest stay the same objects."""
+    ours = [x for x in actions if isinstance(x, PEER_ACTIONS)]
+    if not ours:
+        return device
+    peers = dict(zip(map(_RAW, device.peers), device.peers, strict=True))
+    given = frozenset().union(*(_allowed(x) for x in ours))
+    holders = {k for k, p in peers.items() if not p.allowed_ips.isdisjoint(given)} if given else set()
+    for action in ours:
         match action:
             case a.AddPeer(spec):
-                old = peers.get(spec.public_key)
+                key = spec.public_key.raw
+                old = peers.get(key)
                 endpoint = spec.endpoint if spec.endpoint is not None else (old.endpoint if old else None)
-                _take(peers, spec.public_key, spec.allowed_ips)
-                peers[spec.public_key] = ObservedPeer(
+                _take(peers, holders, key, spec.allowed_ips)
+                peers[key] = ObservedPeer(
                     spec.public_key, endpoint, spec.allowed_ips, spec.persistent_keepalive
                 )
-            case a.UpdatePeer(key, endpoint, allowed, keepalive) if key in peers:
+                holders.add(key)
+            case a.UpdatePeer(public_key, endpoint, allowed, keepalive) if public_key.raw in peers:
+                key = public_key.raw
                 peer = peers[key]
                 if endpoint is not None:
                     peer = replace(peer, endpoint=endpoint)
                 if allowed is not None:
-                    _take(peers, key, allowed)
+                    _take(peers, holders, key, allowed)
                     peer = replace(peer, allowed_ips=allowed)
+                    holders.add(key)
                 if keepalive is not None:
                     peer = replace(peer, persistent_keepalive=keepalive)
                 peers[key] = peer
-            case a.RemovePeer(key):
-                peers.pop(key, None)
+            case a.RemovePeer(public_key):
+                peers.pop(public_key.raw, None)
+                holders.discard(public_key.raw)
     return replace(device, peers=tuple(peers.values()))
 
 
-def _take(peers: dict[PublicKey, ObservedPeer], owner: PublicKey, allowed: frozenset[IPNetwork]) -> None:
-    for key, peer in list(peers.items()):
-        if key != owner and peer.allowed_ips & allowed:
+def _allowed(action: a.Action) -> frozenset[IPNetwork]:
+    match action:
+        case a.AddPeer(spec):
+            return spec.allowed_ips
+        case a.UpdatePeer(allowed_ips=allowed) if allowed is not None:
+            return allowed
+    return frozenset()
+
+
+def _take(
+    peers: dict[bytes, ObservedPeer], holders: set[bytes], owner: bytes, allowed: frozenset[IPNetwork]
+) -> None:
+    """Take `allowed` from every other peer; only `holders` can hold any of it."""
+    for key in holders:
+        peer = peers.get(key)
+        if key != owner and peer is not None and peer.allowed_ips & allowed:
             peers[key] = replace(peer, allowed_ips=peer.allowed_ips - allowed)

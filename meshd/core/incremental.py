@@ -14,17 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from types import MappingProxyType
 
+from meshd.core.assembly import NO_TABLES, Part, Tables, retable, tables
 from meshd.core.cluster_index import ClusterIndex
+from meshd.core.conflicts import ClusterView
 from meshd.core.model import LocalNode, Node, Snapshot
 from meshd.core.pairs import decide_pair
-from meshd.core.planner import DEFAULT_NAMES, assemble
+from meshd.core.planner import DEFAULT_NAMES, assemble, pair_part, plan_context
 from meshd.core.state import DesiredState, DeviceNames
 from meshd.core.transport import PairPlan
 
-Decided = tuple[Node, tuple[object, ...], PairPlan]
-"""A peer's record, the cluster-wide facts about it, and the decision made from them."""
+Decided = tuple[Node, tuple[object, ...], PairPlan, Part]
+_DECISION, _PART = itemgetter(2), itemgetter(3)
+"""A peer's record, the cluster-wide facts about it, the decision made from them, and the pair's part."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,7 @@ class Planned:
     pairs: Mapping[str, Decided]  # peer name -> its decision, in the order of the view's remotes
     decided: int = 0  # pairs decided afresh by this plan (the rest were reused)
     index: ClusterIndex | None = None  # the conflict search's indexes, for the next plan
+    tables: Tables = NO_TABLES  # the union of the pairs' parts (meshd.core.assembly)
 
 
 def replan(
@@ -53,15 +58,38 @@ def replan(
     last: Mapping[str, Decided] = {}
     if previous is not None and previous.context == context:
         last = previous.pairs
+    ctx = plan_context(local, snapshot.config, names)
+    same_facts = (
+        previous is not None and previous.index is not None and _facts(previous.index.view) == _facts(view)
+    )
     pairs: dict[str, Decided] = {}
-    decided = 0
+    came: list[Part] = []
+    gone: list[Part] = []
     for peer in view.remotes:
-        facts, kept = view.facts(peer), last.get(peer.name)
+        kept = last.get(peer.name)
+        if kept is not None and kept[0] is peer and same_facts:  # its record and every fact as they were
+            pairs[peer.name] = kept
+            continue
+        facts = view.facts(peer)
         if kept is not None and (kept[0] is peer or kept[0] == peer) and kept[1] == facts:
             pairs[peer.name] = kept
             continue
-        pairs[peer.name] = (peer, facts, decide_pair(local, peer, config=snapshot.config, view=view))
-        decided += 1
-    plans = tuple(entry[2] for entry in pairs.values())
-    state = assemble(plans, local, snapshot.config, view, names)
-    return Planned(state, context, MappingProxyType(pairs), decided, index)
+        decision = decide_pair(local, peer, config=snapshot.config, view=view)
+        part = pair_part(decision, ctx)
+        pairs[peer.name] = (peer, facts, decision, part)
+        came.append(part)
+        if kept is not None:
+            gone.append(kept[3])
+    parts = list(map(_PART, pairs.values()))
+    if previous is None or not last:
+        done = tables(parts)
+    else:
+        gone.extend(last[name][3] for name in last.keys() - pairs.keys())
+        done = retable(previous.tables, gone, came, parts)
+    state = assemble(list(map(_DECISION, pairs.values())), parts, done, ctx, view)
+    return Planned(state, context, MappingProxyType(pairs), len(came), index, done)
+
+
+def _facts(view: ClusterView) -> tuple[object, ...]:
+    """The cluster-wide facts a pair's facts are read from (ClusterView.facts)."""
+    return (view.excluded, view.key_copiers, view.duplicate_keys, view.duplicate_macs)

@@ -6,7 +6,8 @@ on change: no per-handshake churn; a handshake time appears only once it is stal
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from meshd.core.local import Identity
@@ -20,6 +21,7 @@ TRANSPORT_NAMES = {
     Transport.IPIP: "IPIP",
     Transport.NONE: "None",
 }
+_NODE, _RAW = attrgetter("node"), attrgetter("public_key.raw")
 STALE_HANDSHAKE = 180.0
 """Seconds after which a WireGuard peer's last handshake is reported (WireGuard re-keys every 120 s)."""
 
@@ -83,6 +85,50 @@ def peer_facts(
         _facts(pair, seen.get(keys.get(pair.node)), now=now, stale_after=stale_after, psk=states)
         for pair in desired.pairs
     )
+
+
+Kept = tuple[PairDecision, ObservedPeer | None, str | None, bool, PeerFacts, dict[str, Any]]
+"""A pair's decision, observed peer, PSK state and handshake staleness, and the facts and entry made of them."""
+
+
+@dataclass
+class PeerMemo:
+    """The per-peer facts and entries of the last status, for the next: a pair whose decision and
+    observed peer are the same objects, with the same PSK state and handshake staleness, keeps its facts
+    and its entry (the very dict), so a change of one peer builds one entry. Always what `peer_facts`
+    and `_peer_entry` give (tests/test_status_objects.py holds them equal over random histories)."""
+
+    kept: dict[str, Kept] = field(default_factory=dict)
+
+    def entries(
+        self,
+        desired: DesiredState,
+        actual: ActualState,
+        *,
+        now: float,
+        stale_after: float,
+        psk: Mapping[str, str],
+    ) -> tuple[list[PeerFacts], list[dict[str, Any]]]:
+        keys = dict(zip(map(_NODE, desired.peers), map(_RAW, desired.peers), strict=True))
+        observed = actual.wireguard.peers if actual.wireguard else ()
+        seen = dict(zip(map(_RAW, observed), observed, strict=True))
+        kept, self.kept = self.kept, {}
+        for pair in desired.pairs:
+            peer, state = seen.get(keys.get(pair.node)), psk.get(pair.node)
+            last = peer.last_handshake if peer else None
+            stale = now - last > stale_after if last else False
+            held = kept.get(pair.node)
+            if held is None or held[0] is not pair or held[1] is not peer or held[2:4] != (state, stale):
+                facts = _facts(pair, peer, now=now, stale_after=stale_after, psk=psk)
+                entry = _peer_entry(facts)
+                held = (pair, peer, state, stale, facts, held[5] if held and held[5] == entry else entry)
+            self.kept[pair.node] = held
+        made = self.kept.values()
+        if len(made) != len(desired.pairs):  # a peer named twice: as the whole computation has it
+            self.kept = {}
+            whole = list(peer_facts(desired, actual, now=now, stale_after=stale_after, psk=psk))
+            return whole, [_peer_entry(f) for f in whole]
+        return [k[4] for k in made], [k[5] for k in made]
 
 
 def _facts(
@@ -173,17 +219,25 @@ def meshnode_status(
     previous: Mapping[str, Any] | None = None,
     stale_after: float = STALE_HANDSHAKE,
     psk: Mapping[str, str] | None = None,
+    memo: PeerMemo | None = None,
 ) -> dict[str, Any]:
     """The `status` of our MeshNode after a pass that applied `snapshot.config`. `previous`: the status
-    last written (its condition transition times are kept). `psk`: peer -> post-quantum PSK state."""
+    last written (its condition transition times are kept). `psk`: peer -> post-quantum PSK state.
+    `memo`: the per-peer entries of the last status, kept for the next (PeerMemo)."""
     desired, actual = last
-    facts = peer_facts(desired, actual, now=now, stale_after=stale_after, psk=psk)
-    conds = conditions(facts, _should_encrypt(snapshot, identity.name), snapshot.config.mode)
+    if memo is None:
+        facts = list(peer_facts(desired, actual, now=now, stale_after=stale_after, psk=psk))
+        entries = [_peer_entry(f) for f in facts]
+    else:
+        facts, entries = memo.entries(desired, actual, now=now, stale_after=stale_after, psk=psk or {})
+    plain = all(f.encrypted for f in facts)  # then nobody is missing: who should be need not be known
+    should = frozenset() if plain else _should_encrypt(snapshot, identity.name)
+    conds = conditions(facts, should, snapshot.config.mode)
     status: dict[str, Any] = {
         "observedGeneration": snapshot.config.generation,
         "mode": snapshot.config.mode.value,
         "summary": summary(facts),
-        "peers": [_peer_entry(f) for f in facts],
+        "peers": entries,
         "conditions": with_transitions(conds, (previous or {}).get("conditions") or (), now=now),
     }
     if identity.public_key is not None:

@@ -1,11 +1,12 @@
 """Sets of IP networks that answer "does this network lie inside one of them?" in O(prefix length)
-(at most 33 or 129 lookups), not by testing every member: a pass asks it of every foreign route. Pure."""
+(at most 33 or 129 lookups), not by testing every member: a pass asks it of every foreign route; and the
+peers' pod CIDRs, followed from snapshot to snapshot. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from meshd.core.model import IPNetwork
+from meshd.core.model import IPNetwork, Node, NodeRecord
 
 NetKey = tuple[int, int, int]
 """(IP version, first address as an integer, prefix length): equal networks have equal keys."""
@@ -54,3 +55,38 @@ class NetworkSet:
     def covers(self, dst: IPNetwork) -> bool:
         keys = self._keys
         return bool(keys) and any(k in keys for k in enclosing(*net_key(dst)))
+
+
+class PeerNetworks:
+    """The pod CIDRs of every node but `me`, followed from one snapshot's records to the next by identity
+    (a datastore shares its unchanged decoded records): a change costs the networks of the records that
+    came and went, not a rebuild. `networks` is kept in place; a network stays while any record has it."""
+
+    __slots__ = ("_counts", "me", "networks", "records")
+
+    def __init__(self, me: str) -> None:
+        self.me = me
+        self.networks = NetworkSet()
+        self._counts: dict[IPNetwork, int] = {}
+        self.records: tuple[NodeRecord, ...] = ()  # the last followed (held: their ids stay unique)
+
+    def follow(self, records: tuple[NodeRecord, ...]) -> None:
+        """`networks` now holds the pod CIDRs of `records` (ours left out)."""
+        before = dict(zip(map(id, self.records), self.records, strict=True))
+        after = dict(zip(map(id, records), records, strict=True))
+        for gone in before.keys() - after.keys():
+            for net in self._nets(before[gone]):
+                left = self._counts[net] - 1
+                if left:
+                    self._counts[net] = left
+                else:
+                    del self._counts[net]
+                    self.networks.discard(net)
+        for came in after.keys() - before.keys():
+            for net in self._nets(after[came]):
+                self._counts[net] = self._counts.get(net, 0) + 1
+                self.networks.add(net)
+        self.records = records
+
+    def _nets(self, record: NodeRecord) -> tuple[IPNetwork, ...]:
+        return record.pod_cidrs if isinstance(record, Node) and record.name != self.me else ()

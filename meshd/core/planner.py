@@ -9,55 +9,77 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from itertools import chain
+from operator import attrgetter
 
+from meshd.core.assembly import Part, Tables, tables
 from meshd.core.conflicts import ClusterView, cluster_view
 from meshd.core.guard import plan_guards
 from meshd.core.model import LocalNode, MeshConfig, Snapshot, Transport
 from meshd.core.pairs import decide_pair
 from meshd.core.registry import TRANSPORTS
-from meshd.core.state import DesiredState, DeviceNames, Problem, Route
-from meshd.core.transport import PairPlan, PlanContext, device_addresses
+from meshd.core.state import DesiredState, DeviceNames, FdbEntry, NeighborEntry, PeerSpec, Problem, Route
+from meshd.core.transport import NO_ENTRIES, PairPlan, PlanContext, device_addresses
 
 DEFAULT_NAMES = DeviceNames()
+_DECISION, _PROBLEM, _PROBLEMS = attrgetter("decision"), attrgetter("problem"), attrgetter("problems")
 
 
 def plan(snapshot: Snapshot, local: LocalNode, *, names: DeviceNames = DEFAULT_NAMES) -> DesiredState:
     """The desired kernel state of `local` for this snapshot: devices, peers, FDB/neighbours, routes."""
     view = cluster_view(local.node, snapshot.nodes)
+    ctx = plan_context(local, snapshot.config, names)
     pairs = tuple(decide_pair(local, peer, config=snapshot.config, view=view) for peer in view.remotes)
-    return assemble(pairs, local, snapshot.config, view, names)
+    parts = [pair_part(p, ctx) for p in pairs]
+    return assemble(pairs, parts, tables(parts), ctx, view)
+
+
+def plan_context(local: LocalNode, config: MeshConfig, names: DeviceNames) -> PlanContext:
+    return PlanContext(local, config, names, device_addresses(local.node.pod_cidrs))
+
+
+def pair_part(pair: PairPlan, ctx: PlanContext) -> Part:
+    """What one pair adds to the desired state: each transport's entries, and a pod route per pod CIDR
+    (as the pair's transport routes it) when it has a transport."""
+    peers: tuple[PeerSpec, ...] = ()
+    fdb: tuple[FdbEntry, ...] = ()
+    neighbors: tuple[NeighborEntry, ...] = ()
+    for encapsulation in TRANSPORTS.values():
+        got = encapsulation.entries(pair, ctx)
+        if got is not NO_ENTRIES:
+            peers, fdb, neighbors = peers + got.peers, fdb + got.fdb, neighbors + got.neighbors
+    if pair.transport is Transport.NONE:
+        return Part(peers, fdb, neighbors)
+    transport = TRANSPORTS[pair.transport]
+    made = [transport.route(pair.peer, cidr, ctx.names) for cidr in pair.peer.pod_cidrs]
+    routes = tuple(r for r in made if isinstance(r, Route))
+    return Part(peers, fdb, neighbors, routes, tuple(r for r in made if isinstance(r, Problem)))
 
 
 def assemble(
-    pairs: Sequence[PairPlan], local: LocalNode, config: MeshConfig, view: ClusterView, names: DeviceNames
+    pairs: Sequence[PairPlan], parts: Sequence[Part], tables: Tables, ctx: PlanContext, view: ClusterView
 ) -> DesiredState:
-    """The desired state from the pairs' decisions (one per remote of `view`, in its order)."""
-    ctx = PlanContext(local, config, names, device_addresses(local.node.pod_cidrs))
-    state = DesiredState(pairs=tuple(p.decision for p in pairs))
+    """The desired state from the pairs' decisions (one per remote of `view`, in its order), their parts
+    (in the same order) and the tables of those parts."""
+    state = DesiredState(
+        peers=tables.peers,
+        fdb=tables.fdb,
+        neighbors=tables.neighbors,
+        routes=tables.routes,
+        pairs=tuple(map(_DECISION, pairs)),
+    )
     for encapsulation in TRANSPORTS.values():
-        state = encapsulation.plan(state, pairs, ctx)
-    routes, route_problems = plan_routes(pairs, names)
+        state = encapsulation.device(state, ctx)
+    route_problems = chain.from_iterable(map(_PROBLEMS, parts))
     problems = (*view.problems, *_pair_problems(pairs), *route_problems)
-    guards = plan_guards(config, local.node, view, (r.dst for r in routes))
-    return replace(state, routes=routes, problems=problems, guards=guards)
-
-
-def plan_routes(pairs: Sequence[PairPlan], names: DeviceNames) -> tuple[frozenset[Route], list[Problem]]:
-    """One route per pod CIDR of each pair with a transport, as that transport routes it."""
-    routes: set[Route] = set()
-    problems = []
-    for pair in pairs:
-        if pair.transport is Transport.NONE:
-            continue
-        for cidr in pair.peer.pod_cidrs:
-            route = TRANSPORTS[pair.transport].route(pair.peer, cidr, names)
-            if isinstance(route, Route):
-                routes.add(route)
-            else:
-                problems.append(route)
-    return frozenset(routes), problems
+    guards = plan_guards(ctx.config, ctx.local.node, view, (r.dst for r in tables.routes))
+    return replace(state, problems=problems, guards=guards)
 
 
 def _pair_problems(pairs: Sequence[PairPlan]) -> list[Problem]:
     """Pairs without any pod route (conflicts are reported once, by the conflict finder)."""
-    return [Problem(p.problem, (p.peer.name,), f"{p.peer.name}: {p.reason}") for p in pairs if p.problem]
+    return [
+        Problem(p.problem, (p.peer.name,), f"{p.peer.name}: {p.reason}")
+        for p in filter(_PROBLEM, pairs)
+        if p.problem
+    ]

@@ -18,7 +18,7 @@ table holds two entries under one key, the whole diff runs. Per-key indexes of t
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Any
 
@@ -76,6 +76,7 @@ class Diffed:
     actions: tuple[a.Action, ...]
     indexes: tuple[Index | None, ...]  # one per table of TABLES; None: a key holds two entries
     whole: bool = True  # the diff ran on the whole states (for tests and counters)
+    ids: Mapping[int, Index] = field(default_factory=dict)  # sequence table -> its entries by id (held)
 
 
 def rediff(
@@ -86,35 +87,49 @@ def rediff(
     if last is None:
         indexes = tuple(_build(t.read(desired, actual), t.key) for t in TABLES)
         return Diffed(desired, actual, diff(desired, actual), indexes)
-    indexes, changed = _follow(last, desired, actual)
+    indexes, changed, ids = _follow(last, desired, actual)
     keys = _keys(changed, last, desired, actual)
     if keys is None or not _same_devices(last, desired, actual) or _large(keys, desired, actual, whole_past):
-        return Diffed(desired, actual, diff(desired, actual), indexes)
+        return Diffed(desired, actual, diff(desired, actual), indexes, ids=ids)
     cut_desired, cut_actual = _cut(desired, actual, keys, indexes)
-    return Diffed(desired, actual, diff(cut_desired, cut_actual), indexes, whole=False)
+    return Diffed(desired, actual, diff(cut_desired, cut_actual), indexes, whole=False, ids=ids)
 
 
 def _follow(
     last: Diffed, desired: DesiredState, actual: ActualState
-) -> tuple[tuple[Index | None, ...], list[set[Hashable] | None]]:
-    """Each table's index for the new state, and the keys whose entries changed (None: unknown)."""
+) -> tuple[tuple[Index | None, ...], list[set[Hashable] | None], dict[int, Index]]:
+    """Each table's index for the new state, the keys whose entries changed (None: unknown), and the
+    sequence tables' entries by id."""
     indexes: list[Index | None] = []
     changed: list[set[Hashable] | None] = []
-    for table, index in zip(TABLES, last.indexes, strict=True):
+    ids: dict[int, Index] = {}
+    for i, (table, index) in enumerate(zip(TABLES, last.indexes, strict=True)):
         old, new = table.read(last.desired, last.actual), table.read(desired, actual)
         if old is new and index is not None:
             indexes.append(index)
             changed.append(set())
+            if i in last.ids:
+                ids[i] = last.ids[i]
             continue
         if index is None:
             follow: tuple[Index | None, set[Hashable] | None] = (_build(new, table.key), None)
         elif isinstance(old, frozenset) and isinstance(new, frozenset):
             follow = _follow_set(index, old, new, table.key)
         else:
-            follow = _follow_sequence(index, new, table.key, table.seen)
+            before = last.ids.get(i) or _by_id(old)
+            ids[i] = after = _by_id(new)
+            follow = (
+                _follow_sequence(index, before, after, table)
+                if len(after) == len(new)
+                else (_build(new, table.key), None)  # one object twice: index it again
+            )
         indexes.append(follow[0])
         changed.append(follow[1])
-    return tuple(indexes), changed
+    return tuple(indexes), changed, ids
+
+
+def _by_id(entries: Collection[Any]) -> Index:
+    return dict(zip(map(id, entries), entries, strict=True))
 
 
 def _build(entries: Collection[Any], key: Callable[[Any], Hashable]) -> Index | None:
@@ -147,19 +162,30 @@ def _follow_set(
 
 
 def _follow_sequence(
-    index: Index, new: Collection[Any], key: Callable[[Any], Hashable], seen: Callable[[Any], object] | None
+    index: Index, before: Index, after: Index, table: _Table
 ) -> tuple[Index | None, set[Hashable] | None]:
-    """A sequence (peers) is indexed again; a key changed when its entry is neither the last one nor
-    equal to it in what the diff reads (a plan builds its peers afresh, a device read shares the
-    unchanged ones)."""
-    following = _build(new, key)
-    if following is None:
-        return None, None
-    view = seen or (lambda entry: entry)
-    changed = {
-        k for k, e in following.items() if (o := index.get(k)) is not e and (o is None or view(o) != view(e))
-    }
-    changed.update(index.keys() - following.keys())
+    """A sequence (peers) is followed by identity (`before`, `after`: the last and the new entries by
+    id): a plan and a device read share the unchanged entries, so only the entries that came or went are
+    looked at. A key changed when its entry is neither the last one nor equal to it in what the diff
+    reads, or when it went."""
+    key, view = table.key, table.seen or (lambda entry: entry)
+    following = dict(index)
+    went: list[Hashable] = []
+    for gone in before.keys() - after.keys():
+        k = key(before[gone])
+        if following.get(k) is before[gone]:
+            del following[k]
+        went.append(k)
+    changed: set[Hashable] = set()
+    for came in after.keys() - before.keys():
+        entry = after[came]
+        k = key(entry)
+        if k in following:  # two entries under one key
+            return None, None
+        following[k] = entry
+        if (o := index.get(k)) is None or view(o) != view(entry):
+            changed.add(k)
+    changed.update(k for k in went if k not in following)
     return following, changed
 
 

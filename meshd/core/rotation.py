@@ -193,9 +193,11 @@ def plan_own(own: OwnRotation, snapshot: Snapshot, me: str) -> HelperPlan:
 def hosted(snapshot: Snapshot, me: str, current: RotationAck | None, own: OwnRotation | None) -> Node | None:
     """The peer whose rotation we host: the one we already host while it lasts, else (unless we rotate past
     PREPARE ourselves) the smallest name among peers in PREPARE (smaller than ours while we prepare)."""
-    rotating = {
-        n.name: (n, n.rotation) for n in wireguard_peers(snapshot, me).values() if n.rotation is not None
-    }
+    rotating = (
+        {n.name: (n, n.rotation) for n in wireguard_peers(snapshot, me).values() if n.rotation is not None}
+        if any(isinstance(r, Node) and r.rotation is not None for r in snapshot.nodes)
+        else {}  # nobody publishes a rotation (the common case): no peer to look at
+    )
     if current is not None and current.node in rotating:
         node, rec = rotating[current.node]
         if rec.id == current.id:

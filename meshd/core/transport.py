@@ -9,7 +9,7 @@ make-before-break order of the diff's groups, and the symmetric cluster-wide con
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -17,7 +17,18 @@ from meshd.core.conflicts import ClusterView
 from meshd.core.devices import DeviceChanges
 from meshd.core.interned import interned
 from meshd.core.model import IPAddress, IPNetwork, LocalNode, MeshConfig, Node, Transport
-from meshd.core.state import ActualState, DesiredState, DeviceNames, IPInterface, PairDecision, Problem, Route
+from meshd.core.state import (
+    ActualState,
+    DesiredState,
+    DeviceNames,
+    FdbEntry,
+    IPInterface,
+    NeighborEntry,
+    PairDecision,
+    PeerSpec,
+    Problem,
+    Route,
+)
 
 SpecT_contra = TypeVar("SpecT_contra", contravariant=True)
 ObservedT = TypeVar("ObservedT")
@@ -41,6 +52,18 @@ class PairPlan:
     def __post_init__(self) -> None:
         decision = PairDecision(self.peer.name, self.transport, self.reason, self.peer.pod_cidrs)
         object.__setattr__(self, "decision", decision)
+
+
+@dataclass(frozen=True, slots=True)
+class PairEntries:
+    """What one pair adds to a transport's per-key tables of the desired state (the planner unions them)."""
+
+    peers: tuple[PeerSpec, ...] = ()
+    fdb: tuple[FdbEntry, ...] = ()
+    neighbors: tuple[NeighborEntry, ...] = ()
+
+
+NO_ENTRIES = PairEntries()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +99,12 @@ class Encapsulation(Protocol):
         """Why the pair cannot use this transport (capabilities, published values, conflicts), or None.
         Only symmetric facts may decide, so that both ends of a pair agree."""
 
-    def plan(self, state: DesiredState, pairs: Sequence[PairPlan], ctx: PlanContext) -> DesiredState:
-        """`state` with this transport's device and per-peer entries (standby ones included) filled in."""
+    def device(self, state: DesiredState, ctx: PlanContext) -> DesiredState:
+        """`state` with this transport's device filled in."""
+
+    def entries(self, pair: PairPlan, ctx: PlanContext) -> PairEntries:
+        """This transport's per-peer entries for one pair (standby ones included), a function of the pair
+        and `ctx` alone: the desired tables are the union of every pair's entries."""
 
     def route(self, peer: Node, cidr: IPNetwork, names: DeviceNames) -> Route | Problem:
         """The route to one pod CIDR of a pair that uses this transport, or why there is none."""

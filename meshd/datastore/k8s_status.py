@@ -112,7 +112,7 @@ class KubeStatusStore:
     async def _patch_status(self, plural: str, name: str, status: Mapping[str, Any]) -> None:
         api = await self._connect()
         body = {"status": dict(status)}
-        await api.call("PATCH", f"{PATHS[plural]}/{name}/status", body, content_type=MERGE_PATCH)
+        await api.write("PATCH", f"{PATHS[plural]}/{name}/status", body, content_type=MERGE_PATCH)
 
     async def read_meshnode(self, name: str) -> dict[str, Any] | None:
         obj = await self._get(MESHNODES, name)

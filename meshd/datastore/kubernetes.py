@@ -19,6 +19,7 @@ from meshd.core.codec import decode_meshconfig, decode_node
 from meshd.core.model import InvalidNode, IPAddress, MeshConfig, NodeRecord, Snapshot
 from meshd.datastore.k8s_api import MESHCONFIG_NAME, MESHCONFIGS, NODES, KubeApi, Obj, PermanentApiError
 from meshd.datastore.k8s_watch import Reflector, error_kind, with_retries
+from meshd.datastore.records import NamedRecords
 from meshd.datastore.settings import WatchSettings
 from meshd.errors import ConfigError, PermanentError, TransientError
 
@@ -87,6 +88,7 @@ class KubernetesDatastore:
         self._api: KubeApi | None = None
         self._nodes: dict[str, Obj] = {}
         self._records: dict[str, tuple[str, NodeRecord]] = {}  # name -> (resourceVersion, decoded)
+        self._named = NamedRecords(self._record)  # in name order, placed again only where touched
         self._config = MeshConfig()
         self._config_key: str | None = None  # resourceVersion of the MeshConfig last decoded, "" if none
         self._config_good = False  # a MeshConfig (or its absence) decoded: else no first sync (fail closed)
@@ -140,7 +142,7 @@ class KubernetesDatastore:
         self._changed.set()
 
     def _build_snapshot(self) -> Snapshot:
-        records = tuple(self._record(name, obj) for name, obj in sorted(self._nodes.items()))
+        records = self._named.records(self._nodes)
         for gone in self._records.keys() - self._nodes.keys():
             del self._records[gone]
         synced = self._listed >= {NODES, MESHCONFIGS} and self._config_good
@@ -243,6 +245,7 @@ class KubernetesDatastore:
         old = self._nodes.get(name)
         if name and (old is None or not _older(obj, old)):
             self._nodes[name] = obj
+            self._named.touch(name)
             self._touch()
 
     def _on_list(self, resource: str, items: list[Obj]) -> None:
@@ -250,6 +253,7 @@ class KubernetesDatastore:
             fresh = {str(_meta(o).get("name")): _slim(o) for o in items if _meta(o).get("name")}
             changed = fresh != self._nodes
             self._nodes = fresh
+            self._named.touch()
         else:
             found = next((o for o in items if _meta(o).get("name") == MESHCONFIG_NAME), None)
             changed = self._set_config(found)
@@ -263,6 +267,7 @@ class KubernetesDatastore:
             if kind == "DELETED":
                 if self._nodes.pop(name, None) is not None:
                     log.info("node %s deleted", name)
+                    self._named.touch(name)
                     self._touch()
             else:
                 self._remember(obj)

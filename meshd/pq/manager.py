@@ -13,44 +13,24 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol, runtime_checkable
 
 from keys.values import PublicKey
 from meshd.core.model import IPAddress, LocalNode, Snapshot
-from meshd.core.state import DesiredState, WireGuardReading
+from meshd.core.state import DesiredState
 from meshd.pq import sockets
 from meshd.pq.exchange import Accepted, ExchangeError, Outcome, initiate, refuse, respond
-from meshd.pq.pairs import PqPair, PqPlan, plan_pairs
+from meshd.pq.follow import PqPlanned, replan_pairs
+from meshd.pq.pairs import PqPair, PqPlan
+from meshd.pq.state import PairState, PskDevice
 from meshd.pq.wire import Init
 
 log = logging.getLogger(__name__)
 MAX_RETRY = 8.0  # seconds: far inside WireGuard's 60 s between a session's rekey and its rejection
 SETTLE = 2.0  # seconds a pair whose keys changed waits before its first exchange (its handshakes settle)
 TICK = 0.25
-
-
-@runtime_checkable
-class PskDevice(Protocol):
-    name: str
-
-    async def set_preshared_keys(self, changes: Sequence[tuple[PublicKey, bytes | None]]) -> None: ...
-
-    async def observe_device(self) -> WireGuardReading | None: ...
-
-
-@dataclass
-class PairState:
-    pair: PqPair
-    epoch: int = 0
-    fingerprint: str | None = None
-    since: float | None = None  # monotonic time the current PSK was installed
-    next_try: float = 0.0
-    failures: int = 0
-    error: str | None = None
-    task: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -73,6 +53,7 @@ class PskManager:
     _switching: bool = False  # our key is changing: no install until the next pass plans the new pairs
     _taken: tuple[object, ...] | None = None  # the view the last update took in full
     _adopted: asyncio.Event = field(default_factory=asyncio.Event)  # the pairs changed: `run` looks again
+    _planned: PqPlanned | None = None  # the last plan, for the next (meshd.pq.follow)
 
     # --- after each pass ------------------------------------------------------------------------
 
@@ -82,40 +63,52 @@ class PskManager:
         view = (snapshot.nodes, snapshot.config, local, desired)
         if self._taken is not None and all(a is b or a == b for a, b in zip(view, self._taken, strict=True)):
             return  # (a pass builds its LocalNode afresh: equal, not the same object)
+        last = self._planned if self._taken is not None else None  # else the last one did not go through
         self._taken = None
         try:
-            self.plan = plan_pairs(snapshot, local, desired)
-            self._adopt(self.plan)
-            keys = {p.node: p.public_key for p in desired.peers}
-            off = [(peer, keys[peer]) for peer, _ in self.plan.off if peer in keys]
+            planned = self._planned = replan_pairs(last, snapshot, local, desired)
+            self.plan = planned.plan
+            self._adopt(planned)
+            off = planned.off_keys()  # the peers decided again: the others were seen and cleared before
             unseen = {k for _, k in off if k not in self._seen}
             held = await self._held() if unseen and not self._read else frozenset()  # one read, once
             self._read = self._read or bool(unseen)
             await self._clear([(p, k) for p, k in off if k in self._with_psk or k in held])
             self._seen |= unseen
-            await self._listen(frozenset(p.local_addr for p in self.plan.pairs))
+            await self._listen(frozenset(planned.addrs))
             self._taken = view
         except Exception:  # the mesh must not suffer from the PSK layer: log, try again next pass
             log.exception("updating the post-quantum PSK pairs failed")
 
-    def _adopt(self, plan: PqPlan) -> None:
+    def _adopt(self, planned: PqPlanned) -> None:
+        """Take the plan's pairs: a pair whose keys changed starts again. Only the pairs the plan decided
+        again are looked at (every one when it was made whole)."""
         self._switching = False
-        states: dict[str, PairState] = {}
-        for pair in plan.pairs:
-            old = self.states.pop(pair.peer, None)
-            if old is not None and old.pair == pair:
-                states[pair.peer] = old
-                continue
-            if old is not None and old.task is not None:
+        self._adopted.set()  # `run` looks at the pairs again
+        if planned.touched is None:
+            states, self.states = self.states, {}
+            for pair in planned.plan.pairs:
+                self._take(pair, states.pop(pair.peer, None))
+            for gone in states.values():
+                if gone.task is not None:
+                    gone.task.cancel()
+            return
+        for name in sorted(planned.touched):
+            now, old = planned.pair_of(name), self.states.pop(name, None)
+            if now is not None:
+                self._take(now, old)
+            elif old is not None and old.task is not None:
                 old.task.cancel()
-            settle = self.clock() + SETTLE if old is not None else 0.0  # a key rotation: let it settle
-            states[pair.peer] = PairState(pair, epoch=old.epoch if old else 0, next_try=settle)
-            self._with_psk.add(pair.peer_key)  # its device entry may hold a PSK of an earlier run
-        for gone in self.states.values():
-            if gone.task is not None:
-                gone.task.cancel()
-        self.states = states
-        self._adopted.set()
+
+    def _take(self, pair: PqPair, old: PairState | None) -> None:
+        if old is not None and old.pair == pair:
+            self.states[pair.peer] = old
+            return
+        if old is not None and old.task is not None:
+            old.task.cancel()
+        settle = self.clock() + SETTLE if old is not None else 0.0  # a key rotation: let it settle
+        self.states[pair.peer] = PairState(pair, epoch=old.epoch if old else 0, next_try=settle)
+        self._with_psk.add(pair.peer_key)  # its device entry may hold a PSK of an earlier run
 
     async def own_key_changing(self) -> None:
         """Our WireGuard key is about to change (a key rotation switches): every pair becomes a new one, so

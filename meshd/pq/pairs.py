@@ -51,14 +51,19 @@ def plan_pairs(snapshot: Snapshot, local: LocalNode, desired: DesiredState) -> P
     pairs: list[PqPair] = []
     off: list[tuple[str, str]] = []
     for name in sorted(peers):
-        peer = peers[name]
-        why = _blocker(wg.post_quantum, me, peer)
-        pair = None if why else _pair(me, peer)
-        if pair is None:
-            off.append((name, why or NO_COMMON_FAMILY))
+        found = verdict(wg.post_quantum, me, peers[name])
+        if isinstance(found, PqPair):
+            pairs.append(found)
         else:
-            pairs.append(pair)
+            off.append((name, found))
     return PqPlan(wg.post_quantum, wg.psk_rotation_interval, tuple(pairs), tuple(off))
+
+
+def verdict(enabled: bool, me: Node, peer: Node) -> PqPair | str:
+    """The pair of a WireGuard peer that takes part, or why it runs without a PSK."""
+    why = _blocker(enabled, me, peer)
+    pair = None if why else _pair(me, peer)
+    return pair if pair is not None else why or NO_COMMON_FAMILY
 
 
 def _blocker(enabled: bool, me: Node, peer: Node) -> str | None:

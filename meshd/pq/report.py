@@ -10,7 +10,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from meshd.core.duration import format_duration
-from meshd.pq.manager import PairState, PskManager
+from meshd.pq.manager import PskManager
+from meshd.pq.state import PairState
 
 ACTIVE, STALE, PENDING, OFF = "active", "stale", "pending", "off"
 STATES = (ACTIVE, STALE, PENDING, OFF)

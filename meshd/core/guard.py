@@ -16,12 +16,13 @@ reports those records).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from meshd.core.conflicts import ClusterView
-from meshd.core.model import EncryptionMode, IPAddress, IPNetwork, MeshConfig, Node
+from meshd.core.model import EncryptionMode, IPNetwork, MeshConfig, Node
 from meshd.core.state import Problem, Route
 
 GUARD_METRIC = 10109
@@ -67,7 +68,7 @@ def plan_guards(
     selector = config.node_selector
     if config.mode is not EncryptionMode.REQUIRED or not selector.matches(me.labels):
         return frozenset()
-    keep_out = _addresses((me, *view.remotes))
+    keep_out = AddressIndex((me, *view.remotes))
     kept = tuple(routed)
     guards: set[IPNetwork] = set()
     for peer in view.remotes:
@@ -75,7 +76,7 @@ def plan_guards(
             continue
         out = view.pair_excluded(me.name, peer.name) is not None
         for cidr in peer.pod_cidrs:
-            if _overlaps_any(cidr, me.pod_cidrs) or any(addr in cidr for addr in keep_out):
+            if _overlaps_any(cidr, me.pod_cidrs) or keep_out.any_in(cidr):
                 continue  # would cut our own pods or the tunnels themselves
             if out and _overlaps_any(cidr, kept):
                 continue  # a record left out must not shadow a route to a peer that is in the mesh
@@ -83,13 +84,23 @@ def plan_guards(
     return frozenset(guards)
 
 
-def _addresses(nodes: Iterable[Node]) -> frozenset[IPAddress]:
-    out: set[IPAddress] = set()
-    for n in nodes:
-        out.add(n.underlay_ip)
-        if n.endpoint is not None:
-            out.add(n.endpoint.host)
-    return frozenset(out)
+class AddressIndex:
+    """The underlay and endpoint addresses of some nodes, sorted by family and value: whether one lies in
+    a network is a binary search (every peer's pod CIDR is asked: a scan of every address for each would
+    be quadratic in the cluster size)."""
+
+    def __init__(self, nodes: Iterable[Node]) -> None:
+        found: dict[int, set[int]] = {4: set(), 6: set()}
+        for n in nodes:
+            found[n.underlay_ip.version].add(int(n.underlay_ip))
+            if n.endpoint is not None:
+                found[n.endpoint.host.version].add(int(n.endpoint.host))
+        self._sorted = {version: sorted(values) for version, values in found.items()}
+
+    def any_in(self, net: IPNetwork) -> bool:
+        values = self._sorted[net.version]
+        i = bisect.bisect_left(values, int(net.network_address))
+        return i < len(values) and values[i] <= int(net.broadcast_address)
 
 
 def _overlaps_any(cidr: IPNetwork, nets: Iterable[IPNetwork]) -> bool:

@@ -126,7 +126,8 @@ class WireGuard(Named):
 def _link(device: WireGuardDeviceSpec | ObservedWireGuard | None) -> Link | None:
     if device is None:
         return None
-    return Link(device.name, (device.name,), device.mtu, device.addresses)
+    up = device.up if isinstance(device, ObservedWireGuard) else True
+    return Link(device.name, (device.name,), device.mtu, device.addresses, up=up)
 
 
 def diff_peers(

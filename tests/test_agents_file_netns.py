@@ -180,6 +180,27 @@ def test_a_peer_and_a_route_removed_by_hand_come_back(meshes: Meshes, backend: s
 
 
 @pytest.mark.parametrize("backend", BACKEND)
+def test_a_link_set_down_by_hand_is_set_up_again_with_its_routes(meshes: Meshes, backend: str) -> None:
+    """`ip link set WG down` makes the kernel drop every route through the link and refuse new ones: the
+    link's notification makes the agent read the kernel again, set the link up, and put the routes back."""
+    mesh = meshes.get(backend)
+    lab = mesh.lab
+    mesh.set_mode("Enabled")
+    assert mesh.wait_for("wireguard", timeout=slow(60))
+    n0, n1 = mesh.nodes[0], mesh.nodes[1]
+    cidr = str(n1.pod_cidrs[0])
+
+    def up() -> bool:
+        out = lab.ip(n0.ns, "-o", "link", "show", "dev", n0.wg_name).stdout
+        return "UP" in out.split("<", 1)[1].split(">", 1)[0].split(",")
+
+    lab.ip(n0.ns, "link", "set", n0.wg_name, "down")
+    assert eventually(up, timeout=slow(20)), "the link was not set up again"
+    assert eventually(lambda: cidr in owned_routes(lab, n0), timeout=slow(20)), "the route was not put back"
+    assert eventually(lambda: mesh.reachable(n0, n1), timeout=slow(20))
+
+
+@pytest.mark.parametrize("backend", BACKEND)
 def test_agent_restart_keeps_traffic_and_writes_nothing(
     meshes: Meshes, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str
 ) -> None:

@@ -28,6 +28,7 @@ EXAMPLES: list[a.Action] = [
     a.RemovePeer(PUB, "node-b"),
     a.CreateVxlanDevice(VX),
     a.SetLinkMtu("meshd0", 1380),
+    a.SetLinkUp("meshd0"),
     a.DeleteDevice("meshd-ipip", "no longer wanted"),
     a.AddAddress("meshd0", ADDR),
     a.RemoveAddress("meshd0", ADDR),

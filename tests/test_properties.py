@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keys.values import PublicKey
+from meshd.core import actions
 from meshd.core.conflicts import cluster_view
 from meshd.core.diff import diff
 from meshd.core.model import (
@@ -281,3 +282,24 @@ def test_guards_come_first_and_go_last(earlier: Cluster, later: Cluster) -> None
     removes = [i for i, k in enumerate(actions) if k == "RemoveGuard"]
     assert all(i < j for i in adds for j in routes)
     assert all(i > j for i in removes for j in routes)
+
+
+@SETTINGS
+@given(clusters(), st.sampled_from(["wireguard", "vxlan", "ipip"]))
+def test_a_link_set_down_is_set_up_again_with_its_routes(cluster: Cluster, which: str) -> None:
+    """Someone set one of our links down: the kernel dropped the routes through it and refuses new ones
+    (ENETDOWN). One pass sets it up first, then puts the routes back."""
+    n = cluster.nodes[0]
+    desired = cluster.plan_for(n)
+    fake = FakeDataplane()
+    _pass(fake, desired)
+    name = getattr(fake.names, which)
+    if name not in fake.links:
+        return
+    fake.set_down(name)
+    todo = diff(desired, fake.observe())
+    ups = [i for i, x in enumerate(todo) if x == actions.SetLinkUp(name)]
+    routes = [i for i, x in enumerate(todo) if isinstance(x, actions.ReplaceRoute)]
+    assert ups and all(i > ups[0] for i in routes)
+    fake.apply(todo)
+    assert diff(desired, fake.observe()) == ()

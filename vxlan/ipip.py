@@ -15,7 +15,7 @@ from typing import Any
 
 from meshd.core import actions as a
 from meshd.core.conflicts import ClusterView
-from meshd.core.devices import DeviceChanges, Link, diff_link
+from meshd.core.devices import IFF_UP, DeviceChanges, Link, diff_link
 from meshd.core.model import IPNetwork, LocalNode, Node, Transport
 from meshd.core.state import (
     ActualState,
@@ -84,6 +84,7 @@ class Ipip(Named):
             local=ipaddress.ip_address(local) if local and local != "0.0.0.0" else None,
             mtu=int(msg.get("IFLA_MTU")),
             addresses=addresses,
+            up=bool(msg["flags"] & IFF_UP),
         )
 
     def add_attributes(self, spec: IpipDeviceSpec, lower: int) -> dict[str, object]:
@@ -98,7 +99,10 @@ class Ipip(Named):
 def _link(device: IpipDeviceSpec | ObservedIpip | None) -> Link | None:
     if device is None:
         return None
-    return Link(device.name, (device.name, device.local), device.mtu, device.addresses, label="name/local")
+    up = device.up if isinstance(device, ObservedIpip) else True
+    return Link(
+        device.name, (device.name, device.local), device.mtu, device.addresses, label="name/local", up=up
+    )
 
 
 IPIP = Ipip(Transport.IPIP, kind="ipip", label="IPIP")

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
+from meshd.core.devices import IFF_UP
 from meshd.core.model import IPAddress
 from meshd.core.state import FdbEntry, IPInterface, NeighborEntry
 from meshd.core.transport import LinkAdapter, LinkSpec
@@ -63,6 +64,13 @@ class NetlinkLinks(OnSocket):
             if not (iface.version == 6 and iface.ip.is_link_local):
                 found.add(iface)
         return frozenset(found)
+
+    async def link_up(self, name: str) -> bool:
+        msg = await self.sock.get_link(name)
+        return msg is not None and bool(msg["flags"] & IFF_UP)
+
+    async def set_up(self, name: str) -> None:
+        await self.sock.set_up(name)
 
     async def set_mtu(self, name: str, mtu: int) -> None:
         index = await self.sock.require_index(name)

@@ -14,7 +14,7 @@ from typing import Any
 
 from meshd.core import actions as a
 from meshd.core.conflicts import ClusterView
-from meshd.core.devices import DeviceChanges, Link, diff_link, ip_key
+from meshd.core.devices import IFF_UP, DeviceChanges, Link, diff_link, ip_key
 from meshd.core.model import EncryptionMode, IPAddress, IPNetwork, LocalNode, Node, Transport
 from meshd.core.state import (
     ActualState,
@@ -112,6 +112,7 @@ class Vxlan(Named):
             mtu=int(msg.get("IFLA_MTU")),
             mac=str(msg.get("IFLA_ADDRESS")).lower(),
             addresses=addresses,
+            up=bool(msg["flags"] & IFF_UP),
         )
 
     def add_attributes(self, spec: VxlanDeviceSpec, lower: int) -> dict[str, object]:
@@ -134,7 +135,8 @@ def _link(device: VxlanDeviceSpec | ObservedVxlan | None) -> Link | None:
     if device is None:
         return None
     identity = (device.name, device.vni, device.port, device.local)
-    return Link(device.name, identity, device.mtu, device.addresses, label="name/vni/port/local")
+    up = device.up if isinstance(device, ObservedVxlan) else True
+    return Link(device.name, identity, device.mtu, device.addresses, label="name/vni/port/local", up=up)
 
 
 def _dup_mac(node: Node, view: ClusterView) -> bool:

@@ -62,6 +62,7 @@ class Dataplane:
             mtu=await self.links.link_mtu(wg.name) or 0,
             addresses=await self.links.link_addresses(wg.name),
             peers=device.peers,
+            up=await self.links.link_up(wg.name),
         )
 
     async def apply(self, actions: Sequence[a.Action]) -> Applied:
@@ -117,6 +118,8 @@ class Dataplane:
                 await links.create_link(spec, IPIP)
             case a.SetLinkMtu(dev, mtu):
                 await links.set_mtu(dev, mtu)
+            case a.SetLinkUp(dev):
+                await links.set_up(dev)
             case a.DeleteDevice(dev):
                 if self.wireguard is not None and dev == self.wireguard.name:
                     await self.wireguard.delete()
@@ -207,6 +210,8 @@ def describe(action: a.Action) -> str:
             return f"{verb} {e.mac} dst {e.dst} dev {dev}"
         case a.SetLinkMtu(dev, mtu):
             return f"setting MTU {mtu} on {dev}"
+        case a.SetLinkUp(dev):
+            return f"setting link {dev} up (it was down)"
         case a.AddAddress(dev, addr) | a.RemoveAddress(dev, addr):
             verb = "adding" if isinstance(action, a.AddAddress) else "removing"
             return f"{verb} address {addr} on {dev}"

@@ -67,6 +67,14 @@ class SetLinkMtu:
 
 
 @dataclass(frozen=True, slots=True)
+class SetLinkUp:
+    """Set one of our links up again (an operator, or an agent killed while creating it, left it down: the
+    kernel then drops the routes through it, and refuses to add them)."""
+
+    dev: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeleteDevice:
     """Delete one of our links (wireguard-go exits with its link); with it go its addresses and routes."""
 
@@ -177,7 +185,9 @@ class RemoveRoute(_Route):
 
 PeerAction = AddPeer | UpdatePeer | RemovePeer
 WireGuardAction = CreateWireGuardDevice | ConfigureWireGuardDevice | PeerAction
-LinkAction = CreateVxlanDevice | CreateIpipDevice | SetLinkMtu | DeleteDevice | AddAddress | RemoveAddress
+LinkAction = (
+    CreateVxlanDevice | CreateIpipDevice | SetLinkMtu | SetLinkUp | DeleteDevice | AddAddress | RemoveAddress
+)
 NeighborAction = AddNeighbor | RemoveNeighbor | AddFdb | RemoveFdb
 RouteAction = ReplaceRoute | RemoveRoute
 Action = WireGuardAction | LinkAction | NeighborAction | RouteAction | GuardAction

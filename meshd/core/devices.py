@@ -13,6 +13,9 @@ from meshd.core import actions as a
 from meshd.core.model import IPAddress, IPNetwork
 from meshd.core.state import IPInterface
 
+IFF_UP = 0x1
+"""<linux/if.h>: the link is set up (in a link message's flags)."""
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceChanges:
@@ -41,6 +44,7 @@ class Link:
     mtu: int
     addresses: frozenset[IPInterface]
     label: str = "name"  # what `identity` holds, for the recreate reason, e.g. "name/vni/port/local"
+    up: bool = True  # observed: IFF_UP (a wanted link is up)
 
 
 def address_key(addr: IPInterface) -> tuple[int, int, int]:
@@ -75,7 +79,7 @@ def diff_link(
         why = f"{desired.label} {_show(actual.identity)} -> {_show(desired.identity)}"
         recreate = (a.DeleteDevice(actual.name, f"recreating: {why}"),)
         return DeviceChanges(recreate=recreate, setup=created, vanished=actual.name)
-    setup = list(configure)
+    setup = [*configure, *(() if actual.up else (a.SetLinkUp(desired.name),))]
     if desired.mtu != actual.mtu:
         setup.append(a.SetLinkMtu(desired.name, desired.mtu))
     setup.extend(_adds(desired.name, desired.addresses - actual.addresses))

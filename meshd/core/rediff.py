@@ -36,7 +36,7 @@ PEERS, ROUTES, FDB, NEIGHBORS, GUARDS = range(5)
 WHOLE = 0.25  # past this share of the entries, cutting the states down saves nothing: diff them whole
 _DEVICE_ACTIONS = (
     a.CreateWireGuardDevice, a.ConfigureWireGuardDevice, a.CreateVxlanDevice, a.CreateIpipDevice,
-    a.SetLinkMtu, a.DeleteDevice, a.AddAddress, a.RemoveAddress,
+    a.SetLinkMtu, a.SetLinkUp, a.DeleteDevice, a.AddAddress, a.RemoveAddress,
 )  # fmt: skip
 
 

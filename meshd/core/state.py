@@ -170,6 +170,7 @@ class ObservedWireGuard:
     mtu: int
     addresses: frozenset[IPInterface] = frozenset()
     peers: tuple[ObservedPeer, ...] = ()
+    up: bool = True  # IFF_UP
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,7 @@ class ObservedVxlan:
     mtu: int
     mac: str
     addresses: frozenset[IPInterface] = frozenset()
+    up: bool = True  # IFF_UP
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,7 @@ class ObservedIpip:
     local: IPAddress | None
     mtu: int
     addresses: frozenset[IPInterface] = frozenset()
+    up: bool = True  # IFF_UP
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ class FakeLink:
     port: int = 0  # vxlan
     local: IPAddress | None = None  # vxlan, ipip
     mac: str = ""  # vxlan
+    up: bool = True
 
 
 class FakeDataplane:
@@ -93,7 +94,9 @@ class FakeDataplane:
             vxlan=self._observe_vxlan(vx) if vx and vx.kind == "vxlan" else None,
             fdb=frozenset(self.fdb.get(vx.name, {}).values()) if vx else frozenset(),
             neighbors=frozenset(n for n in self.neighbors.values() if vx and n.dev == vx.name),
-            ipip=ObservedIpip(ipip.name, ipip.local, ipip.mtu, frozenset(ipip.addresses)) if ipip else None,
+            ipip=ObservedIpip(ipip.name, ipip.local, ipip.mtu, frozenset(ipip.addresses), ipip.up)
+            if ipip
+            else None,
             routes=frozenset(self.routes.values()),
             guards=frozenset(self.guards),
         )
@@ -102,15 +105,22 @@ class FakeDataplane:
     def _observe_wireguard(link: FakeLink) -> ObservedWireGuard:
         peers = tuple(link.peers[k] for k in sorted(link.peers))
         return ObservedWireGuard(
-            link.name, link.public_key, link.listen_port, link.mtu, frozenset(link.addresses), peers
+            link.name, link.public_key, link.listen_port, link.mtu, frozenset(link.addresses), peers, link.up
         )
 
     @staticmethod
     def _observe_vxlan(link: FakeLink) -> ObservedVxlan:
         addresses = frozenset(link.addresses)
-        return ObservedVxlan(link.name, link.vni, link.port, link.local, link.mtu, link.mac, addresses)
+        return ObservedVxlan(
+            link.name, link.vni, link.port, link.local, link.mtu, link.mac, addresses, link.up
+        )
 
     # -- things the kernel does by itself ----------------------------------------------------------
+    def set_down(self, name: str) -> None:
+        """Someone set the link down: the kernel drops every route through it."""
+        self._link(name).up = False
+        self.routes = {dst: r for dst, r in self.routes.items() if r.dev != name}
+
     def learn_endpoint(self, public_key: PublicKey, endpoint: Endpoint) -> None:
         """The peer roamed: the kernel learned a new endpoint from an authenticated packet."""
         link = self._link(self.names.wireguard, "wireguard")
@@ -158,6 +168,8 @@ class FakeDataplane:
                 self._create(FakeLink(spec.name, "ipip", spec.mtu, local=spec.local))
             case a.SetLinkMtu(dev, mtu):
                 self._link(dev).mtu = mtu
+            case a.SetLinkUp(dev):
+                self._link(dev).up = True
             case a.DeleteDevice(dev):
                 self._delete(dev)
             case a.AddAddress(dev, addr):
@@ -202,7 +214,8 @@ class FakeDataplane:
     def _apply_route(self, action: a.RouteAction) -> None:
         match action:
             case a.ReplaceRoute(route):
-                self._link(route.dev)
+                if not self._link(route.dev).up:
+                    raise kernel_error(errno.ENETDOWN, f"route {route.dst} dev {route.dev}")
                 self.routes[route.dst] = route
             case a.RemoveRoute(route):
                 have = self.routes.get(route.dst)

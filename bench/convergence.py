@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import compileall
 import ipaddress
 import json
 import statistics
@@ -22,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.compiled import compile_packages
 from bench.mesh_probe import mesh_probe
 from meshd.core.model import Node
 from meshd.datastore.file import FileDatastore
@@ -30,15 +30,6 @@ from meshd.demo.netlab import Lab, build_cluster
 from tests.support.fakeapi import start_fake_api
 
 GOALS = {"file": (0.5, 0.3), "kubernetes": (1.0, 0.5)}
-PACKAGES = ("meshd", "keys", "overlay", "vxlan")
-
-
-def compile_packages() -> None:
-    """Agents start from bytecode, as an installed meshd does (pip compiles at install). From a source
-    tree under PYTHONDONTWRITEBYTECODE=1 each cold start would compile meshd again (~0.1 s)."""
-    root = Path(__file__).resolve().parents[1]
-    for package in PACKAGES:
-        compileall.compile_dir(root / package, quiet=1)
 
 
 async def delivery_latency(store: Path, *, samples: int = 7) -> float:

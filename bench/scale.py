@@ -25,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.compiled import compile_packages
 from meshd.demo.netlab import Lab
 
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 2 <= args.nodes <= 8000:
         ap.error("--nodes must be 2..8000")
+    compile_packages()  # the agent and the start-up baseline both start from bytecode
     with tempfile.TemporaryDirectory(prefix="meshd-bench-") as tmp, Lab() as lab:
         ns = lab.ns("scale")
         lab.veth(ns, "eth0", ns, "peer0")  # the underlay link: both ends stay in our namespace

@@ -51,6 +51,7 @@ def count_lines(*cmd: str) -> int:
 
 
 IMPORTS = (
+    "from meshd.datastore.bare import bare_packages; bare_packages('pyroute2')\n"  # as `meshd run` does
     "import meshd.cli.main, meshd.agent.wiring, meshd.datastore.kubernetes, overlay.userspace, vxlan.links"
 )
 

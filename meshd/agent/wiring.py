@@ -18,7 +18,7 @@ from keys.values import PrivateKey
 from meshd.agent.cni import cni_conflist, write_cni_config
 from meshd.agent.dataplane import Dataplane
 from meshd.agent.endpoints import Endpoints
-from meshd.agent.gcfreeze import freeze_after_passes
+from meshd.agent.gcfreeze import collect_within, freeze_after_passes
 from meshd.agent.guards import SavedGuards, guard_file
 from meshd.agent.health import Health
 from meshd.agent.helper_link import HelperLink
@@ -240,6 +240,7 @@ async def run_agent(settings: Settings) -> int:
         rotation=rotation,
     )
     stop = stop_on_signals()
+    collect_within()
     serving = endpoints.start()
     await datastore.start()
     log.info("meshd agent for node %s started (%s datastore)", agent.node_name, settings.datastore.kind)

@@ -7,6 +7,7 @@ Exit codes (README, CLI): 0 success; 2 usage or configuration error, with a one-
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import traceback
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
-    parser.set_defaults(func=None)
+    parser.set_defaults(func=None, collect_garbage=True)
     return parser
 
 
@@ -51,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(None if argv is None else list(argv))
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, message already printed)
         return exc.code if isinstance(exc.code, int) else 2
+    if args.collect_garbage:
+        gc.enable()  # off while `meshd` started (meshd/__main__.py); `run` turns it on after its first pass
     if args.func is None:
         parser.print_help(sys.stderr)
         return 2

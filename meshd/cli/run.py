@@ -12,7 +12,7 @@ from meshd.datastore.bare import bare_packages
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("run", help="run the agent (the DaemonSet's command)")
     add_agent_flags(p)
-    p.set_defaults(func=handle)
+    p.set_defaults(func=handle, collect_garbage=False)  # the agent does, after its first pass
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -1,19 +1,19 @@
 """An idle agent's loops sleep until something is due: on a virtual clock (tests.support.vclock) an hour with
 nothing to do costs a handful of wakeups, not one per poll, yet what falls due still happens on time: a
 scheduled key rotation asks for its pass, the helper link goes after its grace, the MeshNode is written after
-a pass and when a handshake turns stale."""
+a pass and when a handshake turns stale, a PSK exchange is retried on its backoff schedule."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from keys.values import PrivateKey
+from keys.values import PrivateKey, PublicKey
 from meshd.agent.events import EventRecorder
 from meshd.agent.helper_link import HelperLink
 from meshd.agent.meshnode_report import MeshNodeReporter
@@ -22,8 +22,13 @@ from meshd.agent.view import MeshView
 from meshd.core.local import Identity
 from meshd.core.model import LocalNode, MeshConfig, Node, Snapshot, WireGuardSettings
 from meshd.core.ports import EventRecord
+from meshd.core.state import WireGuardReading
+from meshd.pq.derive import PairKeys
+from meshd.pq.manager import PskManager
+from meshd.pq.pairs import PqPair, PqPlan
+from meshd.pq.state import PairState
 from tests.support.vclock import run_virtual, virtual_loop
-from tests.test_status_objects import ME, NOW, snap, state
+from tests.test_status_objects import KB, ME, NOW, snap, state
 
 HOUR = 3600.0
 
@@ -158,3 +163,47 @@ def test_an_idle_meshnode_reporter_sleeps_and_writes_after_a_pass_and_when_a_han
     assert counts == [1, 2, 2, 2, 3]
     assert [handshake_b(s) for s in written] == [None, "Stale", None]
     assert idle <= 1, f"{idle} wakeups in the idle 50 minutes (the test's own sleep is one)"
+
+
+class Attempts(PskManager):
+    """Records when each exchange it initiates fails (its device does not exist, so each one does)."""
+
+    failed_at: list[float]
+
+    def _failed(self, st: PairState | None, exc: BaseException, *, who: str = "") -> None:
+        self.failed_at.append(self.clock())
+        super()._failed(st, exc, who=who)
+
+
+class Absent:
+    name = "nosuchdev0"
+
+    async def set_preshared_keys(self, changes: Sequence[tuple[PublicKey, bytes | None]]) -> None:
+        raise AssertionError("no exchange succeeds here")
+
+    async def observe_device(self) -> WireGuardReading | None:
+        return None
+
+
+def test_the_psk_manager_sleeps_between_exchanges_and_retries_on_its_backoff_schedule() -> None:
+    """An initiator's exchange that fails is retried after 1, 2, 4, then 8 s; in between the manager
+    sleeps (it used to look every 0.25 s while it initiated for some pair)."""
+
+    async def main() -> tuple[list[float], int]:
+        loop = virtual_loop()
+        assert ME.public_key is not None
+        keys = PairKeys("a", "b", ME.public_key, KB)
+        pair = PqPair("b", keys, True, ipaddress.ip_address("198.19.1.0"), ipaddress.ip_address("198.19.2.0"))
+        m = Attempts(node="a", device=Absent(), clock=loop.time)
+        m.failed_at = []
+        m.plan, m.states = PqPlan(True, 120.0, (pair,)), {"b": PairState(pair)}
+        stop = asyncio.Event()
+        task = asyncio.create_task(m.run(stop))
+        await asyncio.sleep(60)
+        stop.set()
+        await task
+        return m.failed_at, loop.wakeups
+
+    (failed_at, wakeups), _ = run_virtual(main())
+    assert failed_at == [0, 1, 3, 7, 15, 23, 31, 39, 47, 55]
+    assert wakeups <= len(failed_at) + 1, f"{wakeups} wakeups for {len(failed_at)} exchanges"

@@ -21,11 +21,11 @@ from typing import Any
 
 from meshd.agent.events import EventRecorder
 from meshd.agent.view import MeshView
-from meshd.agent.wake import sleep_until
 from meshd.core.events import local_events
 from meshd.core.meshnode import STALE_HANDSHAKE, PeerMemo, meshnode_status
 from meshd.core.ports import StatusStore
 from meshd.core.state import ActualState, DesiredState, ObservedPeer
+from meshd.wake import sleep_until
 
 log = logging.getLogger(__name__)
 

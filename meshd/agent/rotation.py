@@ -21,13 +21,13 @@ from keys.rotation import commit_next, discard_next, prepare_next
 from keys.store import NodeKey, load
 from keys.values import PublicKey
 from meshd.agent.helper_link import HelperLink, RecentPeers, helper_port
-from meshd.agent.wake import Alarm
 from meshd.core import rotation as r
 from meshd.core.local import Identity
 from meshd.core.model import LocalNode, Node, Snapshot
 from meshd.core.rotation_record import ROTATION, ROTATION_ACK, Phase, RotationAck, RotationRecord
 from meshd.core.state import DesiredState, PeerSpec, WireGuardReading
 from meshd.errors import TransientError
+from meshd.wake import Alarm
 from overlay.wireguard import OVERHEAD
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from keys.values import PrivateKey, PublicKey
 from meshd.agent.dataplane import describe
@@ -84,3 +85,28 @@ class HelperLink:
         log.info("deleting the key-rotation helper link %s (no rotation needs it)", self.name)
         await dev.delete()
         return True
+
+
+@dataclass
+class RecentPeers:
+    """The helper link's peers and when each was last needed."""
+
+    _recent: dict[PublicKey, tuple[PeerSpec, float]] = field(default_factory=dict)
+
+    def keep(self, peers: tuple[PeerSpec, ...], now: float, grace: float) -> tuple[PeerSpec, ...]:
+        """`peers` and those needed within `grace` seconds: a peer removed and re-added between two phases
+        (hosting a peer's rotation, then our own) loses its session, and the packets its other end still
+        sends on it. Of entries whose addresses overlap only the newest stays (two would take the addresses
+        from each other on every pass); one whose addresses another took is gone for good (added again, it
+        would have no session)."""
+        for p in peers:
+            self._recent[p.public_key] = (p, now)
+        planned = {p.public_key for p in peers}
+        taken = {a for p in peers for a in p.allowed_ips}
+        kept: dict[PublicKey, tuple[PeerSpec, float]] = {}
+        for key, (spec, used) in sorted(self._recent.items(), key=lambda kv: -kv[1][1]):  # newest first
+            if key in planned or (now - used < grace and not spec.allowed_ips & taken):
+                kept[key] = (spec, used)
+                taken |= spec.allowed_ips
+        self._recent = kept
+        return peers + tuple(spec for key, (spec, _) in kept.items() if key not in planned)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ from meshd.core.events import local_events
 from meshd.core.meshnode import STALE_HANDSHAKE, PeerMemo, meshnode_status
 from meshd.core.ports import StatusStore
 from meshd.core.state import ActualState, DesiredState, ObservedPeer
+from meshd.wake import sleep_until
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +56,42 @@ class MeshNodeReporter:
     _live: tuple[ObservedPeer, ...] | None = None  # the peers the last re-read found
     _next_stale: float = field(default=float("inf"))  # when the next handshake turns stale
     _peers: PeerMemo = field(default_factory=PeerMemo)  # per-peer entries, kept from status to status
+    _round_at: float = field(default=float("-inf"))  # when the last round started (the loop's clock)
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval * min(2**self._failures, 30))
+            await self._next_round()
             await self.after_passes()
+            self.view.passes.clear()  # this round reports the passes so far
+            self._round_at = asyncio.get_running_loop().time()
             try:
                 await self.step()
             except Exception as exc:  # e.g. reading the stored MeshNode failed: again later, with backoff
                 self._failures += 1
                 level = logging.WARNING if self._failures == 1 else logging.DEBUG
                 log.log(level, "MeshNode %s not updated (retrying): %s", self.view.identity.name, exc)
+            else:
+                self._failures = 0
+
+    async def _next_round(self) -> None:
+        """Once a pass ended or a re-read or a handshake turning stale is due, and at least `interval`
+        seconds after the last round (longer after failures). Nothing else wakes the reporter, so an idle
+        agent's reporter sleeps. A failed round is retried after its backoff, and while post-quantum PSK
+        states are reported (they change between passes) a round comes every `interval` seconds."""
+        loop = asyncio.get_running_loop()
+        if not self._failures and not self._psk:
+            await sleep_until(self._due_at(), self.clock, self.view.passes)
+        gap = self.interval * min(2**self._failures, 30)
+        await asyncio.sleep(max(0.0, self._round_at + gap - loop.time()))
+
+    def _due_at(self) -> float | None:
+        """When `step` next has something to do without a new pass: a re-read of the device, or a
+        handshake of the last status turning stale (None: neither)."""
+        times = [self._next_stale] if math.isfinite(self._next_stale) else []
+        wait = self._wait or self.recheck
+        if wait <= self.recheck_max and self._waiting_for_handshakes():
+            times.append(self._checked + wait)
+        return min(times, default=None)
 
     async def step(self) -> bool:
         """One round: rebuild the status when there is something new, write it if it changed."""
@@ -120,8 +147,8 @@ class MeshNodeReporter:
         """While passes keep coming (a burst of changes), wait until `quiet` seconds passed without one, at
         most `defer` seconds: the status of the last one is written, and building and writing it (tens of
         milliseconds at 5000 peers) does not hold up the passes on the same loop."""
-        waited = 0.0
-        while waited < self.defer and time.monotonic() - self.view.passed_at < self.quiet:
+        loop, waited = asyncio.get_running_loop(), 0.0
+        while waited < self.defer and loop.time() - self.view.passed_at < self.quiet:
             await asyncio.sleep(self.quiet)
             waited += self.quiet
 

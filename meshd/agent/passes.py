@@ -123,7 +123,7 @@ class ReconcilePass:
             log.exception("reconcile pass failed unexpectedly")
             raise PassError("internal", exc) from exc
         finally:
-            self.view.passed_at = time.monotonic()
+            self.view.pass_ended()
 
     async def _run(self, read: Read) -> bool:
         started = time.perf_counter()

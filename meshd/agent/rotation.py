@@ -20,13 +20,14 @@ from prometheus_client import CollectorRegistry, Counter
 from keys.rotation import commit_next, discard_next, prepare_next
 from keys.store import NodeKey, load
 from keys.values import PublicKey
-from meshd.agent.helper_link import HelperLink, helper_port
+from meshd.agent.helper_link import HelperLink, RecentPeers, helper_port
 from meshd.core import rotation as r
 from meshd.core.local import Identity
 from meshd.core.model import LocalNode, Node, Snapshot
 from meshd.core.rotation_record import ROTATION, ROTATION_ACK, Phase, RotationAck, RotationRecord
 from meshd.core.state import DesiredState, PeerSpec, WireGuardReading
 from meshd.errors import TransientError
+from meshd.wake import Alarm
 from overlay.wireguard import OVERHEAD
 
 log = logging.getLogger(__name__)
@@ -62,15 +63,16 @@ class RotationDriver:
     _reported: frozenset[str] = frozenset()
     _resumed: bool = False  # our record's ack was read once (after a restart)
     _mtu: int = 0
-    _recent: dict[PublicKey, tuple[PeerSpec, float]] = field(
-        default_factory=dict
-    )  # helper peers, last needed
+    _recent: RecentPeers = field(default_factory=RecentPeers)  # helper peers, last needed
     _main_seen: set[tuple[str, PublicKey | None]] = field(
         default_factory=set
     )  # (node, its new key) in session
+    _period: float = 0.5
+    _busy: float = 0.1
 
     def __post_init__(self) -> None:
         self._helper_used = self.clock()
+        self._alarm = Alarm(self.clock)
         self._count = Counter(
             "meshd_key_rotations", "Completed rotations of this node's WireGuard key", registry=self.registry
         )
@@ -79,6 +81,12 @@ class RotationDriver:
 
     async def before_plan(self, snapshot: Snapshot, local: LocalNode, identity: Identity) -> Identity | None:
         """Advance the protocol and set up the helper. Returns our new identity when the key switched."""
+        try:
+            return await self._advance(snapshot, local, identity)
+        finally:
+            self._rearm()
+
+    async def _advance(self, snapshot: Snapshot, local: LocalNode, identity: Identity) -> Identity | None:
         now, switched = self.clock(), None
         snapshot = r.ignoring(snapshot, self._stale(snapshot, now))
         self._schedule(snapshot.config.wireguard.key_rotation_interval, now)
@@ -134,6 +142,7 @@ class RotationDriver:
         """Rotate now; returns the new public key once the rotation is done. TimeoutError otherwise."""
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._requests.append(fut)
+        self._rearm()
         self.trigger()
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
@@ -142,14 +151,32 @@ class RotationDriver:
                 self._requests.remove(fut)
 
     async def run(self, stop: asyncio.Event, period: float = 0.5, busy: float = 0.1) -> None:
-        """Passes while a rotation is due, runs or is hosted (for timeouts and the schedule), every `busy`
-        seconds while one runs or is hosted (a step may wait for a handshake, which no event announces)."""
+        """Asks for passes while a rotation runs or is hosted (every `busy` seconds: a step may wait for a
+        handshake, which no event announces), while helper peers are kept or a due rotation waits to start
+        (every `period` seconds), when the idle helper link's grace ends and when the scheduled rotation is
+        due. In between it sleeps: a pass that makes something due sooner wakes it (`_rearm`)."""
+        self._period, self._busy = period, busy
         while not stop.is_set():
-            active = self.own is not None or self.plan.ack is not None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), busy if active else period)
-            if active or self.plan.peers or self._helper_up or self._wanted(self.clock()):
+            if await self._alarm.sleep(self._next_pass(self.clock()), stop) and self._needs_pass():
                 self.trigger()
+
+    def _next_pass(self, now: float) -> float | None:
+        """When the next pass is needed (None: not until something changes)."""
+        if self.own is not None or self.plan.ack is not None:
+            return now + self._busy
+        if self.plan.peers or self._wanted(now):
+            return now + self._period
+        times = [self._helper_used + self.grace] if self._helper_up else []
+        at = min([*times, *([self._due] if self._due is not None else [])], default=None)
+        return at if at is None or at > now else now + self._period  # overdue: until a pass sees to it
+
+    def _needs_pass(self) -> bool:
+        active = self.own is not None or self.plan.ack is not None or bool(self.plan.peers)
+        return active or self._helper_up or self._wanted(self.clock())
+
+    def _rearm(self) -> None:
+        """What is due may have changed (a pass, a request): wake the sleeping `run` if it is due sooner."""
+        self._alarm.sooner(self._next_pass(self.clock()))
 
     # --- internals ------------------------------------------------------------------------------------
 
@@ -254,22 +281,7 @@ class RotationDriver:
         return own.rotation_ack if own is not None else None
 
     def _keep_recent(self, peers: tuple[PeerSpec, ...], now: float) -> tuple[PeerSpec, ...]:
-        """`peers` and those needed within `grace` seconds: a peer removed and re-added between two phases
-        (hosting a peer's rotation, then our own) loses its session, and the packets its other end still
-        sends on it. Of entries whose addresses overlap only the newest stays (two would take the addresses
-        from each other on every pass); one whose addresses another took is gone for good (added again, it
-        would have no session)."""
-        for p in peers:
-            self._recent[p.public_key] = (p, now)
-        planned = {p.public_key for p in peers}
-        taken = {a for p in peers for a in p.allowed_ips}
-        kept: dict[PublicKey, tuple[PeerSpec, float]] = {}
-        for key, (spec, used) in sorted(self._recent.items(), key=lambda kv: -kv[1][1]):  # newest first
-            if key in planned or (now - used < self.grace and not spec.allowed_ips & taken):
-                kept[key] = (spec, used)
-                taken |= spec.allowed_ips
-        self._recent = kept
-        return peers + tuple(spec for key, (spec, _) in kept.items() if key not in planned)
+        return self._recent.keep(peers, now, self.grace)
 
     async def after_apply(self) -> None:
         """Delete the helper link once no rotation has needed it for `grace` seconds. Called after the
@@ -281,3 +293,4 @@ class RotationDriver:
         elif self._helper_up and self.clock() - self._helper_used >= self.grace:
             await self.helper.remove()
             self._helper_up = False
+        self._rearm()

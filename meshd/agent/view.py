@@ -3,6 +3,7 @@ metrics. Their peer figures are read from the WireGuard device when asked, on th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,13 +32,19 @@ class MeshView:
     applied: Snapshot | None = None
     """The snapshot the last complete pass applied (set with `last`)."""
     passed_at: float = float("-inf")
-    """When the last pass ended (time.monotonic), complete or not."""
+    """When the last pass ended (the loop's clock, time.monotonic), complete or not."""
+    passes: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a pass ends (`pass_ended`); whoever waits for passes clears it."""
     extra: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     """More top-level parts of /status, e.g. `postQuantum` (meshd.pq)."""
     psk_states: Callable[[], Mapping[str, str]] = dict
     """Peer -> its post-quantum PSK state (meshd.pq), for the MeshNode."""
 
     _names: tuple[object, Mapping[PublicKey, str]] | None = None
+
+    def pass_ended(self) -> None:
+        self.passed_at = asyncio.get_running_loop().time()
+        self.passes.set()
 
     def peer_names(self) -> Mapping[PublicKey, str]:
         """Public key to node name, from the last plan (made again only when the plan changes)."""

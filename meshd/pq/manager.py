@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import time
 from collections import Counter
@@ -26,11 +27,11 @@ from meshd.pq.follow import PqPlanned, replan_pairs
 from meshd.pq.pairs import PqPair, PqPlan
 from meshd.pq.state import PairState, PskDevice
 from meshd.pq.wire import Init
+from meshd.wake import sleep_until
 
 log = logging.getLogger(__name__)
 MAX_RETRY = 8.0  # seconds: far inside WireGuard's 60 s between a session's rekey and its rejection
 SETTLE = 2.0  # seconds a pair whose keys changed waits before its first exchange (its handshakes settle)
-TICK = 0.25
 
 
 @dataclass
@@ -52,7 +53,7 @@ class PskManager:
     _bound: tuple[frozenset[IPAddress], int] | None = None
     _switching: bool = False  # our key is changing: no install until the next pass plans the new pairs
     _taken: tuple[object, ...] | None = None  # the view the last update took in full
-    _adopted: asyncio.Event = field(default_factory=asyncio.Event)  # the pairs changed: `run` looks again
+    _adopted: asyncio.Event = field(default_factory=asyncio.Event)  # pairs changed, an exchange ended
     _planned: PqPlanned | None = None  # the last plan, for the next (meshd.pq.follow)
 
     # --- after each pass ------------------------------------------------------------------------
@@ -174,22 +175,19 @@ class PskManager:
     # --- the schedule ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Starts each pair's exchange when due (we initiate where our name is the lower one), looking every
-        TICK while we initiate for some pair; otherwise (no pair, or post-quantum off) only when a pass
-        changes the pairs."""
+        """Starts each pair's exchange when due (we initiate where our name is the lower one). In between it
+        sleeps until the next one is due, a pass changes the pairs or an exchange ends."""
         while not stop.is_set():
-            now, initiating = self.clock(), False
+            now, due = self.clock(), math.inf
             self._adopted.clear()
             for st in self.states.values():
-                initiating |= st.pair.initiator
-                if st.pair.initiator and (st.task is None or st.task.done()) and now >= self._due(st):
+                if not st.pair.initiator or (st.task is not None and not st.task.done()):
+                    continue
+                if now >= self._due(st):
                     st.task = asyncio.create_task(self._initiate(st))
-            waits = [asyncio.ensure_future(e.wait()) for e in (stop, self._adopted)]
-            await asyncio.wait(
-                waits, timeout=TICK if initiating else None, return_when=asyncio.FIRST_COMPLETED
-            )
-            for w in waits:
-                w.cancel()
+                else:
+                    due = min(due, self._due(st))
+            await sleep_until(due if math.isfinite(due) else None, self.clock, stop, self._adopted)
         for st in self.states.values():
             if st.task is not None:
                 st.task.cancel()
@@ -217,6 +215,8 @@ class PskManager:
             self._failed(st, exc)
         else:
             self._done(st, outcome)
+        finally:
+            self._adopted.set()  # `run` looks for the pair's next exchange
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         addr = sockets.peer_address(writer)

@@ -7,7 +7,10 @@ that turns stale is written when it does, from the last reading (no re-read need
 has stood for `grace` seconds, a re-read that changes nothing doubles the wait; past `recheck_max` the
 reporter stops re-reading and the resync passes, which read the device anyway, bring the next handshake
 (a new reading is a new pass view). A standby WireGuard peer that carries no traffic never handshakes, and
-re-reading a 1000-peer device for it besides the resync would be most of an idle agent's work."""
+re-reading a 1000-peer device for it besides the resync would be most of an idle agent's work. A re-read
+waits at least `read_share` of a second per second its last one took (reading 5000 peers takes tens of
+milliseconds: re-reads come less often on a large device, and stop once they would come less often than
+`recheck_max`)."""
 
 from __future__ import annotations
 
@@ -40,9 +43,11 @@ class MeshNodeReporter:
     defer: float = 3.0  # at most this long
     recheck: float = 5.0
     recheck_max: float = 20.0
+    read_share: float = 0.001  # of the agent's time, at most, spent re-reading the device
     grace: float = 60.0
     stale_after: float = STALE_HANDSHAKE
     clock: Callable[[], float] = time.time
+    timer: Callable[[], float] = time.perf_counter  # what a re-read's duration is measured with
     writes: int = 0
     """MeshNode writes so far (what the write-rate measurements count)."""
     _written: dict[str, Any] | None = None
@@ -50,6 +55,7 @@ class MeshNodeReporter:
     _psk: Mapping[str, str] | None = None
     _checked: float = field(default=float("-inf"))
     _wait: float = 0.0  # seconds from the last re-read to the next one; 0: `recheck`
+    _read_took: float = 0.0  # seconds the last re-read took
     _written_at: float = field(default=float("-inf"))
     _failures: int = 0
     _loaded: bool = False
@@ -88,7 +94,7 @@ class MeshNodeReporter:
         """When `step` next has something to do without a new pass: a re-read of the device, or a
         handshake of the last status turning stale (None: neither)."""
         times = [self._next_stale] if math.isfinite(self._next_stale) else []
-        wait = self._wait or self.recheck
+        wait = self._reread_wait()
         if wait <= self.recheck_max and self._waiting_for_handshakes():
             times.append(self._checked + wait)
         return min(times, default=None)
@@ -103,14 +109,16 @@ class MeshNodeReporter:
             self._loaded = True
         now, psk = self.clock(), self.view.psk_states()
         fresh = not _same(last, self._seen)  # a pass that planned and saw the same objects is not new
-        wait = self._wait or self.recheck
+        wait = self._reread_wait()
         due = wait <= self.recheck_max and self._waiting_for_handshakes() and now - self._checked >= wait
         aged = now >= self._next_stale  # a handshake turned stale since the status was built
         if not fresh and not due and not aged and psk == self._psk:
             return False
         passed = last
         if due:
+            started = self.timer()
             live, self._checked = await self.view.live_peers(), now
+            self._read_took = self.timer() - started
             if not fresh and not aged and psk == self._psk and live is not None and live == self._live:
                 self._stood(now)  # the device reads as before (memoized peers: by identity): no new status
                 return False
@@ -157,6 +165,11 @@ class MeshNodeReporter:
         `recheck_max`, the resyncs' reads take over)."""
         if now - self._written_at >= self.grace:
             self._wait = 2 * (self._wait or self.recheck)
+
+    def _reread_wait(self) -> float:
+        """Seconds from the last re-read to the next: the schedule's wait, longer on a device whose reading
+        takes long (`read_share`)."""
+        return max(self._wait or self.recheck, self._read_took / self.read_share)
 
     def _waiting_for_handshakes(self) -> bool:
         peers = (self._written or {}).get("peers") or ()

@@ -297,15 +297,3 @@ async def test_peer_encrypted_says_per_peer_whether_pod_traffic_goes_over_wiregu
     store.nodes = [MINE, remote(2)]
     await loop.reconcile_once()
     assert metrics.registry.get_sample_value("meshd_peer_encrypted", {"peer": "node-c"}) is None
-
-
-async def test_a_plan_is_reported_even_when_its_apply_fails() -> None:
-    """The plan's figures and warnings come after the kernel writes (a node's first plan reports thousands
-    of peers), and still when the writes fail: a refused kernel does not hide what was planned."""
-    store = MemoryStore(nodes=[MINE, remote(2), remote(3)])
-    loop, metrics, _ = make(store, FakePlane(fail_on=a.ReplaceRoute))
-    with pytest.raises(PassError) as err:
-        await loop.reconcile_once()
-    assert err.value.phase == "apply"
-    assert count(metrics, "meshd_peers", transport="wireguard") == 2
-    assert [count(metrics, "meshd_peer_encrypted", peer=p) for p in ("node-b", "node-c")] == [1, 1]

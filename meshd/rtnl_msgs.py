@@ -95,10 +95,11 @@ class RouteRequest:
     protocol: int
     gateway: IPAddress | None = None
     flags: int = 0  # rtm_flags, e.g. RTNH_F_ONLINK
-    kind: int = RTN_UNICAST
+    kind: int = RTN_UNICAST  # RTN_UNREACHABLE: no device (a guard)
+    priority: int | None = None  # the metric
 
     def encode(self, seq: int) -> bytes:
-        scope = RT_SCOPE_LINK if self.gateway is None else RT_SCOPE_UNIVERSE
+        scope = RT_SCOPE_LINK if self.gateway is None and self.kind == RTN_UNICAST else RT_SCOPE_UNIVERSE
         scope = RT_SCOPE_NOWHERE if self.verb == "del" else scope  # NOWHERE in a delete: any scope
         head = RTMSG.pack(
             _family(self.dst), self.dst.prefixlen, 0, 0, self.table if self.table < 256 else 252, self.protocol, scope,
@@ -109,6 +110,8 @@ class RouteRequest:
             attrs += _attr(RTA_OIF, U32.pack(self.oif))
         if self.gateway is not None:
             attrs += _attr(RTA_GATEWAY, self.gateway.packed)
+        if self.priority is not None:
+            attrs += _attr(RTA_PRIORITY, U32.pack(self.priority))
         kind = RTM_DELROUTE if self.verb == "del" else RTM_NEWROUTE
         return message(kind, NLM_F_ACK | VERBS[self.verb], head + attrs, seq)
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import errno
 import logging
-
-from pyroute2.netlink.exceptions import NetlinkError
+from collections.abc import Sequence
 
 from meshd.core.guard import GUARD_METRIC
 from meshd.core.model import IPNetwork
 from meshd.core.state import RTPROT_MESHD
-from meshd.netlink import NetlinkSocket, family_of, translate
-from meshd.rtnl_msgs import RTN_UNREACHABLE, RouteMsg
+from meshd.netlink import NetlinkSocket, batch_failure, netlink_errors
+from meshd.rtnl_msgs import RTN_UNREACHABLE, RouteMsg, RouteRequest
 
 log = logging.getLogger(__name__)
 
@@ -44,35 +43,53 @@ class NetlinkGuards:
         )
 
     async def add(self, dst: IPNetwork) -> None:
-        try:
-            await self._send("add", dst)
-        except NetlinkError as exc:
-            if exc.code != errno.EEXIST:
-                raise translate(exc, f"adding guard {dst}{self.sock.where}") from exc
-            if dst not in await self.observe():  # a foreign route holds that exact slot: never replaced
-                log.warning("guard %s: a route that is not ours has its slot (metric %d)", dst, GUARD_METRIC)
-            return
-        log.debug("guard unreachable %s metric %d (proto %d)", dst, GUARD_METRIC, self.protocol)
+        await self.add_all([dst])
 
     async def remove(self, dst: IPNetwork) -> None:
-        try:
-            await self._send("del", dst)
-        except NetlinkError as exc:
-            if exc.code in _GONE:
-                log.debug("guard %s already absent", dst)
-                return
-            raise translate(exc, f"removing guard {dst}{self.sock.where}") from exc
+        await self.remove_all([dst])
 
-    async def _send(self, verb: str, dst: IPNetwork) -> None:
-        await self.sock.ipr().route(
-            verb,
-            dst=str(dst),
-            family=family_of(dst),
-            type=RTN_UNREACHABLE,
-            proto=self.protocol,
-            table=self.table,
-            priority=GUARD_METRIC,
-        )
+    async def add_all(self, dsts: Sequence[IPNetwork]) -> None:
+        """Add each guard, all in one batch. One that is there already is no error (a foreign route in its
+        exact slot is reported and left alone); the ones that fail are named in one BatchError after the
+        others are in."""
+        codes = await self._batch("add", dsts)
+        failed: list[tuple[str, int]] = []
+        held: frozenset[IPNetwork] | None = None
+        for dst, code in zip(dsts, codes, strict=True):
+            if code == errno.EEXIST:
+                held = await self.observe() if held is None else held
+                if dst not in held:  # a foreign route holds that exact slot: never replaced
+                    log.warning(
+                        "guard %s: a route that is not ours has its slot (metric %d)", dst, GUARD_METRIC
+                    )
+            elif code:
+                failed.append((f"adding guard {dst}{self.sock.where}", code))
+            else:
+                log.debug("guard unreachable %s metric %d (proto %d)", dst, GUARD_METRIC, self.protocol)
+        if failed:
+            raise batch_failure(failed)
+
+    async def remove_all(self, dsts: Sequence[IPNetwork]) -> None:
+        """Remove each of our guards, in one batch; one already gone is no error, a foreign route never
+        matches."""
+        codes = await self._batch("del", dsts)
+        failed = [
+            (f"removing guard {dst}{self.sock.where}", code)
+            for dst, code in zip(dsts, codes, strict=True)
+            if code and code not in _GONE
+        ]
+        if failed:
+            raise batch_failure(failed)
+
+    async def _batch(self, verb: str, dsts: Sequence[IPNetwork]) -> list[int]:
+        requests = [
+            RouteRequest(
+                verb, dst, None, self.table, self.protocol, kind=RTN_UNREACHABLE, priority=GUARD_METRIC
+            )
+            for dst in dsts
+        ]
+        with netlink_errors(f"changing {len(requests)} guards{self.sock.where}"):
+            return await self.sock.raw.batch(requests) if requests else []
 
     async def close(self) -> None:
         self.sock.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -100,12 +101,12 @@ class Table:
     async def observe(self) -> frozenset[IPNetwork]:
         return frozenset(self.held)
 
-    async def add(self, dst: IPNetwork) -> None:
+    async def add_all(self, dsts: Sequence[IPNetwork]) -> None:
         self.log.append(("add", load_saved(self.path)))
-        self.held.add(dst)
+        self.held.update(dsts)
 
-    async def remove(self, dst: IPNetwork) -> None:
-        self.held.discard(dst)
+    async def remove_all(self, dsts: Sequence[IPNetwork]) -> None:
+        self.held.difference_update(dsts)
         self.log.append(("remove", frozenset()))
 
 
@@ -141,5 +142,22 @@ def test_a_file_that_cannot_be_written_never_keeps_a_guard_out(tmp_path: Path) -
         table = Table(path)
         await SavedGuards(table, path).add(g)
         assert table.held == {g}
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_of_guards_is_on_disk_before_any_is_in_the_kernel(tmp_path: Path) -> None:
+    """A node's first Required pass guards every peer at once: the file holds the whole batch before the
+    kernel gets any of it, and loses them only after the kernel did."""
+    path = tmp_path / "node.guards.json"
+    batch = [net(f"198.19.{i}.0/24") for i in range(2, 6)]
+
+    async def scenario() -> None:
+        table = Table(path)
+        saved = SavedGuards(table, path)
+        await saved.add_all(batch)
+        assert table.log == [("add", frozenset(batch))] and table.held == set(batch)
+        await saved.remove_all(batch[:2])
+        assert table.held == set(batch[2:]) and load_saved(path) == frozenset(batch[2:])
 
     asyncio.run(scenario())

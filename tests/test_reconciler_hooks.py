@@ -1,8 +1,12 @@
-"""When a pass's hooks run against its publish: what peers wait on goes first."""
+"""When a pass's hooks and reports run against its writes and its publish: what peers wait on goes first."""
 
 from __future__ import annotations
 
-from tests.test_reconciler import MINE, FakePlane, MemoryStore, make, remote
+import pytest
+
+from meshd.agent.reconciler import PassError
+from meshd.core import actions as a
+from tests.test_reconciler import MINE, FakePlane, MemoryStore, count, make, remote
 
 
 async def test_after_publish_hooks_run_once_peers_were_told() -> None:
@@ -20,3 +24,15 @@ async def test_after_publish_hooks_run_once_peers_were_told() -> None:
     loop, _, _ = make(store, FakePlane(), after_pass=before, after_publish=after)
     await loop.reconcile_once()
     assert seen == ["after_pass, 0 published", "after_publish, 1 published"]
+
+
+async def test_a_plan_is_reported_even_when_its_apply_fails() -> None:
+    """The plan's figures and warnings come after the kernel writes (a node's first plan reports thousands
+    of peers), and still when the writes fail: a refused kernel does not hide what was planned."""
+    store = MemoryStore(nodes=[MINE, remote(2), remote(3)])
+    loop, metrics, _ = make(store, FakePlane(fail_on=a.ReplaceRoute))
+    with pytest.raises(PassError) as err:
+        await loop.reconcile_once()
+    assert err.value.phase == "apply"
+    assert count(metrics, "meshd_peers", transport="wireguard") == 2
+    assert [count(metrics, "meshd_peer_encrypted", peer=p) for p in ("node-b", "node-c")] == [1, 1]

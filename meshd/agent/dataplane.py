@@ -98,6 +98,10 @@ class Dataplane:
                 await routes.replace_all([x.route for x in run if isinstance(x, a.ReplaceRoute)])
             case a.RemoveRoute():
                 await routes.remove_all([x.route for x in run if isinstance(x, a.RemoveRoute)])
+            case AddGuard():
+                await self._guards().add_all([x.dst for x in run if isinstance(x, AddGuard)])
+            case RemoveGuard():
+                await self._guards().remove_all([x.dst for x in run if isinstance(x, RemoveGuard)])
             case _:
                 return False
         return True
@@ -129,16 +133,16 @@ class Dataplane:
                 await links.add_address(dev, addr)
             case a.RemoveAddress(dev, addr):
                 await links.remove_address(dev, addr)
-            case AddGuard(dst) | RemoveGuard(dst):
-                await self._guard(action, dst)
 
-    async def _guard(self, action: a.Action, dst: IPNetwork) -> None:
+    def _guards(self) -> GuardTable:
         if self.guards is None:
-            raise PermanentError(f"guarding {dst}: a guard was planned on a dataplane without a guard table")
-        await (self.guards.add(dst) if isinstance(action, AddGuard) else self.guards.remove(dst))
+            raise PermanentError("a guard was planned on a dataplane without a guard table")
+        return self.guards
 
 
-_BATCHED = (a.AddNeighbor, a.RemoveNeighbor, a.AddFdb, a.RemoveFdb, a.ReplaceRoute, a.RemoveRoute)
+_BATCHED = (
+    a.AddNeighbor, a.RemoveNeighbor, a.AddFdb, a.RemoveFdb, a.ReplaceRoute, a.RemoveRoute, AddGuard, RemoveGuard,
+)  # fmt: skip
 
 
 def _run_key(action: a.Action) -> object:

@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from meshd.agent.metrics import Metrics
@@ -54,20 +55,27 @@ class SavedGuards:
         return found
 
     async def add(self, dst: IPNetwork) -> None:
-        if dst not in self._saved:
-            await self._save(self._saved | {dst})
-        await self.table.add(dst)
+        await self.add_all([dst])
 
     async def remove(self, dst: IPNetwork) -> None:
-        await self.table.remove(dst)
-        if dst in self._saved:
-            await self._save(self._saved - {dst})
+        await self.remove_all([dst])
+
+    async def add_all(self, dsts: Sequence[IPNetwork]) -> None:
+        """The file first (one write for the whole batch), then the kernel."""
+        if not self._saved.issuperset(dsts):
+            await self._save(self._saved.union(dsts))
+        await self.table.add_all(dsts)
+
+    async def remove_all(self, dsts: Sequence[IPNetwork]) -> None:
+        """The kernel first, then the file (one write for the whole batch)."""
+        await self.table.remove_all(dsts)
+        if not self._saved.isdisjoint(dsts):
+            await self._save(self._saved.difference(dsts))
 
     async def install_saved(self) -> int:
         """Before the first sync: add every saved guard the kernel lacks (after a reboot, all of them)."""
         missing = self._saved - await self.table.observe()
-        for dst in sorted(missing, key=str):
-            await self.table.add(dst)
+        await self.table.add_all(sorted(missing, key=str))
         if missing:
             log.info(
                 "restored %d Required guard(s) saved in %s before the first sync", len(missing), self.path

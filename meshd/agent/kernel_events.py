@@ -133,6 +133,15 @@ class KernelEvents:
         self._changes.clear()
         self._stale = False
 
+    def forget(self) -> None:
+        """The view is dropped: a pass is about to apply changes after which the next pass reads the
+        whole kernel (a pass that applied anything is always followed by one, or retried reading it all).
+        Until that read nothing is subscribed: what the pass writes (at a node's first pass, thousands of
+        routes, neighbour and FDB entries) is not sent back to be decoded; the read that follows sees it
+        all, and subscribes again first (`start`)."""
+        self.close()
+        self._stale = True
+
     def observed(self) -> None:
         """The full read is done: keep what it saw of foreign routes (it reports only the watched ones)."""
         self._foreign = set(self.routes.foreign_all)

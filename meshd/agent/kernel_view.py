@@ -97,12 +97,22 @@ class KernelView:
             return self._reusing[1]
         return DEFAULT_MTU if self.underlay_mtu is None else await self.underlay_mtu(address)
 
+    def applying(self, actions: Sequence[a.Action]) -> None:
+        """Before a pass applies `actions`: when its view will not be kept (`settle`), the notifications
+        of what it writes are not decoded (the next pass reads the whole kernel)."""
+        if self.events is not None and actions and not _folded(actions):
+            self.events.forget()
+
     def settle(self, actual: ActualState, mtu: int, actions: Sequence[a.Action]) -> None:
         """Ends a pass that applied `actions`: keep its view for the next one when it still holds."""
         if not actions:
             self._kept = (actual, mtu)
-        elif self.events is not None and all(isinstance(x, FOLDED) for x in actions):
+        elif self.events is not None and _folded(actions):
             wg = actual.wireguard
             self._kept = (replace(actual, wireguard=fold_peers(wg, actions) if wg else None), mtu)
         else:
             self._kept = None
+
+
+def _folded(actions: Sequence[a.Action]) -> bool:
+    return all(isinstance(x, FOLDED) for x in actions)

@@ -152,8 +152,11 @@ class ReconcilePass:
         except Exception as exc:
             raise PassError("plan", exc) from exc
         encryption = snapshot.config.mode != EncryptionMode.DISABLED
-        self.report.planned(snapshot.nodes, desired, actual, encryption=encryption)
-        applied = await _phase("apply", self.dataplane.apply(actions)) if actions else Applied()
+        self.kernel.applying(actions)
+        try:
+            applied = await _phase("apply", self.dataplane.apply(actions)) if actions else Applied()
+        finally:  # the kernel first: a node's first plan reports thousands of peers
+            self.report.planned(snapshot.nodes, desired, actual, encryption=encryption)
         self.report.applied(actions)
         local = _with_learned_mac(local, applied)
         await self._finish(snapshot, local, desired)

@@ -17,7 +17,7 @@ reports those records).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,13 +49,14 @@ GuardAction = AddGuard | RemoveGuard
 
 
 class GuardTable(Protocol):
-    """Our guard routes in one table. Adding one that is there already is not an error."""
+    """Our guard routes in one table, changed in batches. Adding one that is there already, or removing
+    one that is gone, is not an error."""
 
     async def observe(self) -> frozenset[IPNetwork]: ...
 
-    async def add(self, dst: IPNetwork) -> None: ...
+    async def add_all(self, dsts: Sequence[IPNetwork]) -> None: ...
 
-    async def remove(self, dst: IPNetwork) -> None: ...
+    async def remove_all(self, dsts: Sequence[IPNetwork]) -> None: ...
 
 
 def plan_guards(

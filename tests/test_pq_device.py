@@ -205,3 +205,14 @@ def test_a_device_read_says_which_peers_hold_a_psk_and_nothing_more() -> None:
     peers = {p.public_key: p for p in uapi_get.parse_get(reply).peers}
     assert peers[A].has_psk and not peers[B].has_psk
     assert PSK.hex() not in repr(peers[A])
+
+
+async def test_the_passs_reading_says_which_peers_an_earlier_run_left_a_psk_on() -> None:
+    """The pass hands the manager the device as it found it: the manager does not read it again (5000
+    peers at a node's first pass), and clears what that reading shows."""
+    device = Recorder(held=frozenset({B}))
+    manager = PskManager(node="node0", device=device, port=0)
+    found = WireGuardReading(None, 0, (ObservedPeer(B, None, frozenset(), has_psk=True),))
+    await manager.update(*mesh(pq_peer=False), found)
+    assert (device.writes, device.reads) == ([[(B, None)]], 0)
+    await manager.close()

@@ -159,6 +159,7 @@ class ReconcilePass:
             self.report.planned(snapshot.nodes, desired, actual, encryption=encryption)
         self.report.applied(actions)
         local = _with_learned_mac(local, applied)
+        self.view.found = actual
         await self._finish(snapshot, local, desired)
         self.view.last, self.view.applied = (desired, actual), snapshot
         self.kernel.settle(actual, local.underlay_mtu, actions)

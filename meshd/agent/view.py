@@ -31,6 +31,8 @@ class MeshView:
     """The last complete pass: what it planned and the kernel it observed."""
     applied: Snapshot | None = None
     """The snapshot the last complete pass applied (set with `last`)."""
+    found: ActualState | None = None
+    """The kernel as the pass now finishing found it, before its changes (set before its after-pass hooks)."""
     passed_at: float = float("-inf")
     """When the last pass ended (the loop's clock, time.monotonic), complete or not."""
     passes: asyncio.Event = field(default_factory=asyncio.Event)

@@ -164,7 +164,8 @@ def post_quantum(
     view.psk_states = lambda: pair_states(manager)
 
     async def update(local: LocalNode, desired: DesiredState) -> None:
-        await manager.update(datastore.snapshot(), local, desired)
+        found = view.found.wireguard if view.found else None  # no second read of a device of 5000 peers
+        await manager.update(datastore.snapshot(), local, desired, found)
 
     return manager, update
 

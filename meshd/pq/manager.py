@@ -20,7 +20,7 @@ from functools import partial
 
 from keys.values import PublicKey
 from meshd.core.model import IPAddress, LocalNode, Snapshot
-from meshd.core.state import DesiredState
+from meshd.core.state import DesiredState, WireGuardReading
 from meshd.pq import sockets
 from meshd.pq.exchange import Accepted, ExchangeError, Outcome, initiate, refuse, respond
 from meshd.pq.follow import PqPlanned, replan_pairs
@@ -58,9 +58,17 @@ class PskManager:
 
     # --- after each pass ------------------------------------------------------------------------
 
-    async def update(self, snapshot: Snapshot, local: LocalNode, desired: DesiredState) -> None:
+    async def update(
+        self,
+        snapshot: Snapshot,
+        local: LocalNode,
+        desired: DesiredState,
+        found: WireGuardReading | None = None,
+    ) -> None:
         """Take the pass's view: which pairs take part. Never raises (it runs inside the pass). The same
-        view as the last update that went through (a verifying pass) changes nothing: not taken again."""
+        view as the last update that went through (a verifying pass) changes nothing: not taken again.
+        `found`: the device as the pass read it before its changes, which says which peers an earlier run
+        left a PSK on (a peer the pass added has none); without it the device is read."""
         view = (snapshot.nodes, snapshot.config, local, desired)
         if self._taken is not None and all(a is b or a == b for a, b in zip(view, self._taken, strict=True)):
             return  # (a pass builds its LocalNode afresh: equal, not the same object)
@@ -72,7 +80,7 @@ class PskManager:
             self._adopt(planned)
             off = planned.off_keys()  # the peers decided again: the others were seen and cleared before
             unseen = {k for _, k in off if k not in self._seen}
-            held = await self._held() if unseen and not self._read else frozenset()  # one read, once
+            held = await self._held(found) if unseen and not self._read else frozenset()  # one read, once
             self._read = self._read or bool(unseen)
             await self._clear([(p, k) for p, k in off if k in self._with_psk or k in held])
             self._seen |= unseen
@@ -128,9 +136,9 @@ class PskManager:
         except Exception:  # the rotation goes on: the stale PSKs are replaced by the next exchanges
             log.exception("clearing the preshared keys before our key switch failed")
 
-    async def _held(self) -> frozenset[PublicKey]:
-        """Peers whose device entry holds a PSK now (an earlier run may have set it)."""
-        reading = await self.device.observe_device()
+    async def _held(self, found: WireGuardReading | None) -> frozenset[PublicKey]:
+        """Peers whose device entry holds a PSK (an earlier run may have set it)."""
+        reading = found if found is not None else await self.device.observe_device()
         return frozenset(p.public_key for p in reading.peers if p.has_psk) if reading else frozenset()
 
     async def _clear(self, peers: list[tuple[str, PublicKey]]) -> None:

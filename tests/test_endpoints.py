@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -91,3 +93,45 @@ async def test_a_port_in_use_fails_the_task_with_a_clear_error(
         with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:"):
             await asyncio.wait_for(ep.start(), 10)
         await ep.close()
+
+
+PROBE = """
+import asyncio, ipaddress, sys, tempfile
+from pathlib import Path
+from tests.test_endpoints import _endpoints, _free_port
+from meshd.core.model import LocalNode, Node
+from meshd.core.state import DesiredState
+
+def importing() -> bool:
+    return any(getattr(getattr(m, "__spec__", None), "_initializing", False) for m in list(sys.modules.values()))
+
+async def main() -> None:
+    assert "aiohttp.web" not in sys.modules
+    ran = 0
+    async def ticker() -> None:
+        nonlocal ran
+        while True:
+            ran += importing()
+            await asyncio.sleep(0.001)
+    ep = _endpoints(Path(tempfile.mkdtemp()), _free_port())
+    tick = asyncio.create_task(ticker())
+    task = ep.start()
+    await ep.published_hook()(LocalNode(Node("node-a", ipaddress.ip_address("198.18.0.1"), ())), DesiredState())
+    await asyncio.wait_for(task, 30)
+    tick.cancel()
+    await ep.close()
+    print(ran)
+
+asyncio.run(main())
+"""
+
+
+def test_the_loop_runs_while_the_web_server_is_imported() -> None:
+    """In a fresh interpreter (aiohttp not imported yet): other tasks on the agent's loop ran while
+    aiohttp's web server was being imported (the loop programs joining peers meanwhile)."""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=root, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-1]) > 0

@@ -1,13 +1,15 @@
 """When the agent's HTTP endpoints (meshd.agent.http: /metrics, /healthz, /readyz, and /status on its unix
 socket) start: once the first pass published our record, or after START_WITHIN seconds, whichever comes
-first. The web framework (aiohttp) is imported then, not before the first pass: its import is about a
-tenth of a second of a cold start, and a node joining waits for our first pass and our key, while no
-probe asks before seconds have passed (the DaemonSet's liveness probe waits 10 s)."""
+first. The web framework (aiohttp) is imported then, not before the first pass, and not on the agent's
+loop: its import is about a tenth of a second of a cold start, and a node joining waits for our first
+pass and our key, then for our pass that adds it, while no probe asks before seconds have passed (the
+DaemonSet's liveness probe waits 10 s)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -60,7 +62,10 @@ class Endpoints:
             await asyncio.wait_for(self._published.wait(), START_WITHIN)
         why = "our record is published" if self._published.is_set() else f"no publish within {START_WITHIN} s"
         log.info("starting the HTTP endpoints (%s)", why)
-        from meshd.agent.http import serve_metrics, serve_status  # aiohttp: imported now
+        # aiohttp's web server, imported now and in a worker thread: its ~0.1 s import must not hold the loop,
+        # which programs the peers that join at this very moment (a mesh forming, a node added)
+        await asyncio.to_thread(importlib.import_module, "meshd.agent.http")
+        from meshd.agent.http import serve_metrics, serve_status
 
         self._runners.append(
             await serve_metrics(self.metrics_addr, self.registry, self.health, self.collector)

@@ -23,10 +23,12 @@ from meshd.core.model import (
     Snapshot,
     Transport,
 )
+from meshd.core.moves import told
 from meshd.core.planner import plan
 from meshd.core.state import DeviceNames
 from tests.fakes.dataplane import actual_of
 from tests.test_properties import SETTINGS, configs, nodes
+from tests.told import told_exactly
 
 KEY_POOL = 12  # small: keys sometimes collide, so duplicate-key facts come and go
 STEPS = st.sampled_from(["add", "change", "change", "remove", "config", "invalid", "local"])
@@ -67,8 +69,12 @@ def test_incremental_plan_equals_full_plan_after_any_history(
     previous: Planned | None = None
     for records, config in history:
         snapshot, local = Snapshot.of(records, config), _local(records)
-        previous = replan(previous, snapshot, local)
+        before, previous = previous, replan(previous, snapshot, local)
         assert previous.state == plan(snapshot, local)
+        if before is not None:  # what it says moved (meshd.core.moves) is what moved
+            for table in ("pairs", "peers", "fdb", "neighbors", "routes"):
+                got, want = getattr(before.state, table), getattr(previous.state, table)
+                assert got is want or told(got, want) is None or told_exactly(got, want)
 
 
 def _node(i: int) -> Node:

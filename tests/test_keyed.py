@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from meshd.agent.keyed import KeyedSets
+from tests.told import told_exactly
 
 
 def _key(entry: tuple[str, int]) -> str:
@@ -17,7 +18,8 @@ def test_random_edits_equal_a_rebuild() -> None:
     keyed: KeyedSets[str, tuple[str, int]] = KeyedSets(_key)
     current: frozenset[tuple[str, int]] = frozenset()
     for _ in range(300):
-        edit = keyed.edit(current if rng.random() < 0.7 else frozenset(list(current)))  # equal, not it
+        edited = current if rng.random() < 0.7 else frozenset(list(current))  # equal, not it
+        edit = keyed.edit(edited)
         model = {k: {e for e in current if e[0] == k} for k in {e[0] for e in current}}
         for _ in range(rng.randrange(4)):
             k = rng.choice("abcdef")
@@ -29,6 +31,7 @@ def test_random_edits_equal_a_rebuild() -> None:
             model = {k: {e for e in v if e[1] != 0} for k, v in model.items()}
         result = edit.result()
         assert result == frozenset(e for v in model.values() for e in v)
+        assert result is edited or told_exactly(edited, result)  # what the diff after a fold reads
         current = result
 
 

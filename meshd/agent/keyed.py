@@ -8,6 +8,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from meshd.core.moves import tell
+
 K = TypeVar("K", bound=Hashable)
 E = TypeVar("E", bound=Hashable)
 
@@ -71,9 +73,12 @@ class Edit(Generic[K, E]):
 
     def result(self) -> frozenset[E]:
         """The edited set (`entries` itself when nothing changed); its index is kept for the next edit."""
+        old = self.entries
         if not self._added and not self._removed:
-            new = self.entries
+            new = old
         else:
-            new = (self.entries - self._removed) | self._added
+            new = (old - self._removed) | self._added
+            went = tuple(e for e in self._removed if e in old)
+            tell(old, new, went, tuple(e for e in self._added if e not in old))  # for the diff after
         self.owner._last = (new, self.index)
         return new

@@ -14,7 +14,7 @@ changes the one it started from.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -27,6 +27,7 @@ from meshd.core.conflicts import (
     self_cover,
 )
 from meshd.core.model import Node, NodeRecord
+from meshd.core.moves import moved
 from meshd.core.overlaps import resolve_clashes
 from meshd.core.sharing import Sharing
 from meshd.core.spatial import Spatial
@@ -40,7 +41,7 @@ class ClusterIndex:
     view: ClusterView
     local: Node
     own_usable: str | None  # why peers cannot use our own record, or None
-    records: Mapping[int, NodeRecord]  # id -> record (held, so that ids stay unique)
+    records: tuple[NodeRecord, ...]  # as last seen (followed by identity: meshd.core.moves)
     by_name: Mapping[str, tuple[NodeRecord, ...]]
     members: Mapping[str, Node]  # valid, unambiguous nodes, ours included when peers can use it
     covering: Mapping[str, tuple[str, Problem]]  # members whose pod CIDR holds their own outer address
@@ -51,20 +52,20 @@ class ClusterIndex:
     @classmethod
     def build(cls, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
         why = own_record_problem(local)
-        work = _Work.start(cls(ClusterView(()), local, why, {}, {}, {}, {}, {}, Spatial(), Sharing()))
+        work = _Work.start(cls(ClusterView(()), local, why, (), {}, {}, {}, {}, Spatial(), Sharing()))
         work.set_name(local.name, ())  # our own node is a member whatever the records say
         rows = tuple(records)
-        return work.apply({}, dict(zip(map(id, rows), rows, strict=True)))
+        return work.apply(*moved((), rows), rows)
 
     def update(self, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
         """The index of `records` seen from `local`, from this one: only changed records are looked at."""
         if local != self.local:
             return ClusterIndex.build(local, records)
         rows = tuple(records)
-        now = dict(zip(map(id, rows), rows, strict=True))
-        if now.keys() == self.records.keys():
+        went, came = moved(self.records, rows)
+        if not went and not came:
             return self
-        return _Work.start(self).apply(self.records, now)
+        return _Work.start(self).apply(went, came, rows)
 
 
 @dataclass
@@ -87,16 +88,18 @@ class _Work:
             base.spatial.copy(), base.sharing.copy(),
         )  # fmt: skip
 
-    def apply(self, before: Mapping[int, NodeRecord], now: dict[int, NodeRecord]) -> ClusterIndex:
-        """Look again at the names of the records that came or went between `before` and `now`."""
-        gone, new = before.keys() - now.keys(), now.keys() - before.keys()
+    def apply(
+        self, went: Sequence[NodeRecord], came: Sequence[NodeRecord], records: tuple[NodeRecord, ...]
+    ) -> ClusterIndex:
+        """Look again at the names of the records that went and came (`records`: all of them now)."""
+        gone = set(map(id, went))
         added: dict[str, list[NodeRecord]] = {}
-        for i in new:
-            added.setdefault(now[i].name, []).append(now[i])
-        for name in {before[i].name for i in gone} | added.keys():
+        for record in came:
+            added.setdefault(record.name, []).append(record)
+        for name in {r.name for r in went} | added.keys():
             held = [r for r in self.by_name.get(name, ()) if id(r) not in gone]
             self.set_name(name, (*held, *added.get(name, ())))
-        return self.finish(now)
+        return self.finish(records)
 
     def set_name(self, name: str, held: tuple[NodeRecord, ...]) -> None:
         if held:
@@ -141,7 +144,7 @@ class _Work:
         for other in found:
             self.partners[other] = self.partners[other] | {node.name}
 
-    def finish(self, records: dict[int, NodeRecord]) -> ClusterIndex:
+    def finish(self, records: tuple[NodeRecord, ...]) -> ClusterIndex:
         base = self.base
         view = _view(base.local, base.own_usable, self)
         return ClusterIndex(

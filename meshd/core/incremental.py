@@ -21,6 +21,7 @@ from meshd.core.assembly import NO_TABLES, Part, Tables, retable, tables
 from meshd.core.cluster_index import ClusterIndex
 from meshd.core.conflicts import ClusterView
 from meshd.core.model import LocalNode, Node, Snapshot
+from meshd.core.moves import exactly, tell
 from meshd.core.pairs import decide_pair
 from meshd.core.planner import DEFAULT_NAMES, assemble, pair_part, plan_context
 from meshd.core.state import DesiredState, DeviceNames
@@ -63,8 +64,8 @@ def replan(
         previous is not None and previous.index is not None and _facts(previous.index.view) == _facts(view)
     )
     pairs: dict[str, Decided] = {}
-    came: list[Part] = []
-    gone: list[Part] = []
+    came: list[Decided] = []
+    gone: list[Decided] = []
     for peer in view.remotes:
         kept = last.get(peer.name)
         if kept is not None and kept[0] is peer and same_facts:  # its record and every fact as they were
@@ -76,17 +77,20 @@ def replan(
             continue
         decision = decide_pair(local, peer, config=snapshot.config, view=view)
         part = pair_part(decision, ctx)
-        pairs[peer.name] = (peer, facts, decision, part)
-        came.append(part)
+        pairs[peer.name] = new = (peer, facts, decision, part)
+        came.append(new)
         if kept is not None:
-            gone.append(kept[3])
+            gone.append(kept)
     parts = list(map(_PART, pairs.values()))
     if previous is None or not last:
         done = tables(parts)
     else:
-        gone.extend(last[name][3] for name in last.keys() - pairs.keys())
-        done = retable(previous.tables, gone, came, parts)
+        gone.extend(last[name] for name in last.keys() - pairs.keys())
+        done = retable(previous.tables, list(map(_PART, gone)), list(map(_PART, came)), parts)
     state = assemble(list(map(_DECISION, pairs.values())), parts, done, ctx, view)
+    if previous is not None and last:
+        went_now, came_now = (tuple(d[2].decision for d in group) for group in (gone, came))
+        tell(previous.state.pairs, state.pairs, *exactly(went_now, came_now))
     return Planned(state, context, MappingProxyType(pairs), len(came), index, done)
 
 

@@ -1,0 +1,59 @@
+"""What changed between two versions of a table (meshd.core.moves): found or told, it is what a scan of
+both versions finds; what a producer told is handed out for exactly those two versions, not for equal
+copies of them, and only a bounded number of pairs is remembered."""
+
+from __future__ import annotations
+
+import random
+
+from meshd.core import moves
+from meshd.core.moves import changed, exactly, moved, scan_changed, scan_moved, tell, told
+from tests.told import told_exactly
+
+
+class Entry:
+    """Compares by identity, as the planner's and the datastore's shared entries are told apart."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def test_moved_and_changed_are_what_a_scan_finds_after_any_edits() -> None:
+    for seed in range(200):
+        rng = random.Random(seed)
+        pool = [Entry(i) for i in range(12)]
+        old = tuple(rng.sample(pool, rng.randrange(8)))
+        new = tuple(rng.sample(pool, rng.randrange(8)))
+        went, came = moved(old, new)
+        assert {id(x) for x in went} == {id(x) for x in old} - {id(x) for x in new}
+        assert {id(x) for x in came} == {id(x) for x in new} - {id(x) for x in old}
+        assert old is new or told_exactly(old, new)  # remembered for the next follower
+        a, b = frozenset(rng.sample(range(12), 5)), frozenset(rng.sample(range(12), 5))
+        gone, into = changed(a, b)
+        assert (frozenset(gone), frozenset(into)) == (a - b, b - a)
+
+
+def test_a_told_change_is_handed_out_for_those_two_versions_only() -> None:
+    x, y, z = Entry(1), Entry(2), Entry(3)
+    old, new = (x, y), (y, z)
+    tell(old, new, [x], [z])
+    assert moved(old, new) == ([x], [z])
+    copy = tuple(list(old))  # an equal version, another object: scanned, not the told answer
+    assert told(copy, new) is None
+    went, came = moved(copy, new)
+    assert (list(went), list(came)) == ([x], [z])
+    assert moved(new, new) == ((), ())
+
+
+def test_exactly_drops_what_left_and_came_back() -> None:
+    x, y, z = Entry(1), Entry(2), Entry(3)
+    assert exactly([x, y], [y, z]) == ([x], [z])
+
+
+def test_only_a_bounded_number_of_pairs_is_remembered() -> None:
+    pairs = [((Entry(i),), (Entry(i),)) for i in range(moves.KEEP + 5)]
+    for old, new in pairs:
+        tell(old, new, scan_moved(old, new)[0], scan_moved(old, new)[1])
+    assert len(moves._memo) <= moves.KEEP
+    assert told(*pairs[0]) is None and told(*pairs[-1]) is not None
+    assert scan_changed(frozenset({1}), frozenset({2})) == ((1,), (2,))

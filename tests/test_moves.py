@@ -57,3 +57,21 @@ def test_only_a_bounded_number_of_pairs_is_remembered() -> None:
     assert len(moves._memo) <= moves.KEEP
     assert told(*pairs[0]) is None and told(*pairs[-1]) is not None
     assert scan_changed(frozenset({1}), frozenset({2})) == ((1,), (2,))
+
+
+def test_a_version_missed_between_two_told_changes_is_followed_through_it() -> None:
+    for seed in range(300):
+        rng = random.Random(seed)
+        pool = [Entry(i) for i in range(10)]
+        a, b, c = (tuple(rng.sample(pool, rng.randrange(7))) for _ in range(3))
+        tell(a, b, *scan_moved(a, b))
+        tell(b, c, *scan_moved(b, c))
+        if len({id(a), id(b), id(c)}) == 3:
+            assert told(a, c) is None and moves._through(a, c) is not None  # not scanned
+        assert a is c or {id(x) for x in moved(a, c)[0]} == {id(x) for x in scan_moved(a, c)[0]}
+        assert a is c or {id(x) for x in moved(a, c)[1]} == {id(x) for x in scan_moved(a, c)[1]}
+        x, y, z = (frozenset(rng.sample(range(10), rng.randrange(7))) for _ in range(3))
+        tell(x, y, *scan_changed(x, y))
+        tell(y, z, *scan_changed(y, z))
+        found = changed(x, z)
+        assert (frozenset(found[0]), frozenset(found[1])) == (x - z, z - x)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 C = TypeVar("C", bound=Collection[Any])
-KEEP = 16  # pairs of versions remembered (a pass makes a handful)
+KEEP = 32  # pairs of versions remembered (a pass makes about a dozen)
 
 Moved = tuple[Sequence[Any], Sequence[Any]]
 """What went (in the old version, not in the new) and what came (in the new, not in the old)."""
@@ -65,11 +65,35 @@ def changed(old: frozenset[T], new: frozenset[T]) -> tuple[Sequence[T], Sequence
 def _remembered(old: C, new: C, scan: Callable[[C, C], Moved]) -> Moved:
     if old is new:
         return (), ()
-    found = told(old, new)
+    found = told(old, new) or _through(old, new)
     if found is None:
         found = scan(old, new)
         tell(old, new, *found)
     return found
+
+
+def _through(old: Collection[Any], new: Collection[Any]) -> Moved | None:
+    """The change from `old` to `new` from two remembered ones through a version between them (a
+    follower that missed a version: the PSK layer reads the datastore after the pass, which may have
+    moved on meanwhile)."""
+    for first_old, mid, first in list(_memo.values()):
+        second = told(mid, new) if first_old is old else None
+        if second is not None:
+            key = _value if isinstance(old, frozenset) else id
+            found = (_without(first[0], second[1], key) + _without(second[0], first[1], key),
+                     _without(first[1], second[0], key) + _without(second[1], first[0], key))  # fmt: skip
+            tell(old, new, *found)
+            return found
+    return None
+
+
+def _value(entry: object) -> object:
+    return entry
+
+
+def _without(entries: Sequence[T], taken: Sequence[T], key: Callable[[T], object]) -> list[T]:
+    drop = set(map(key, taken))
+    return [x for x in entries if key(x) not in drop]
 
 
 def scan_moved(old: tuple[T, ...], new: tuple[T, ...]) -> tuple[list[T], list[T]]:

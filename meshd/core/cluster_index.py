@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from meshd.core.conflicts import (
@@ -48,6 +48,7 @@ class ClusterIndex:
     partners: Mapping[str, frozenset[str]]  # members (not covering) -> those they clash with
     spatial: Spatial
     sharing: Sharing
+    moved: frozenset[str] | None = None  # names whose member changed since the index updated (None: built)
 
     @classmethod
     def build(cls, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
@@ -55,7 +56,7 @@ class ClusterIndex:
         work = _Work.start(cls(ClusterView(()), local, why, (), {}, {}, {}, {}, Spatial(), Sharing()))
         work.set_name(local.name, ())  # our own node is a member whatever the records say
         rows = tuple(records)
-        return work.apply(*moved((), rows), rows)
+        return replace(work.apply(*moved((), rows), rows), moved=None)
 
     def update(self, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
         """The index of `records` seen from `local`, from this one: only changed records are looked at."""
@@ -149,7 +150,7 @@ class _Work:
         view = _view(base.local, base.own_usable, self)
         return ClusterIndex(
             view, base.local, base.own_usable, records, self.by_name, self.members, self.covering,
-            self.partners, self.spatial, self.sharing,
+            self.partners, self.spatial, self.sharing, frozenset(self.moved),
         )  # fmt: skip
 
 

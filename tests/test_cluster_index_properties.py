@@ -61,6 +61,9 @@ def test_the_index_finds_what_the_full_search_finds_after_any_history(
         assert index.view == full
         assert index.view.problems == full.problems  # the same problems, in the same order
         assert list(index.view.excluded.items()) == list(full.excluded.items())
+        assert index.clashing == {
+            name for name, others in index.partners.items() if others
+        }  # kept, not found
         if before is not None:
             assert before == history_view(history, before)
 
@@ -85,3 +88,14 @@ def test_updating_twice_from_one_index_gives_the_same_answer(
         first = index.update(next_local, next_records)
         assert index.update(next_local, next_records).view == first.view
         assert index.view == cluster_view(local, records), "the index updated from is unchanged"
+
+
+def test_a_member_whose_only_clash_left_is_no_longer_among_the_clashing() -> None:
+    from tests.test_incremental_properties import _node
+
+    nodes = [_node(i) for i in range(4)]
+    overlapping = replace(nodes[3], pod_cidrs=nodes[2].pod_cidrs)  # clashes with node 2
+    index = ClusterIndex.build(nodes[0], [*nodes[:3], overlapping])
+    assert index.clashing == {"n002", "n003"}
+    index = index.update(nodes[0], nodes[:3])
+    assert index.clashing == set() and index.view == cluster_view(nodes[0], nodes[:3])

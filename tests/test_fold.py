@@ -18,6 +18,7 @@ from meshd.core.model import Endpoint, IPNetwork
 from meshd.core.state import ObservedPeer, ObservedWireGuard, PeerSpec, Route
 from tests.fakes import FakeDataplane
 from tests.test_properties import Cluster, clusters
+from tests.told import told_exactly
 
 
 def _peers(device: ObservedWireGuard | None) -> dict[object, object]:
@@ -99,6 +100,8 @@ def test_random_peer_actions_fold_as_the_device_takes_them_in_order() -> None:
                 actions.append(a.ReplaceRoute(Route(rng.choice(nets), "meshd0")))
         folded = fold_peers(device, actions)
         assert folded.peers == _reference(device, actions).peers, f"seed {seed}"
+        if folded.peers is not device.peers:  # it says which peers went and came (for the diff)
+            assert told_exactly(device.peers, folded.peers), f"seed {seed}"
         touched = {
             x.peer.public_key if isinstance(x, a.AddPeer) else getattr(x, "public_key", None) for x in actions
         }

@@ -5,6 +5,7 @@ scratch; and it decides again only the pairs a change touches."""
 from __future__ import annotations
 
 import ipaddress
+import random
 from dataclasses import replace
 
 from hypothesis import given
@@ -23,10 +24,12 @@ from meshd.core.model import (
     Snapshot,
     Transport,
 )
+from meshd.core.moves import told
 from meshd.core.planner import plan
 from meshd.core.state import DeviceNames
 from tests.fakes.dataplane import actual_of
 from tests.test_properties import SETTINGS, configs, nodes
+from tests.told import told_exactly
 
 KEY_POOL = 12  # small: keys sometimes collide, so duplicate-key facts come and go
 STEPS = st.sampled_from(["add", "change", "change", "remove", "config", "invalid", "local"])
@@ -67,8 +70,12 @@ def test_incremental_plan_equals_full_plan_after_any_history(
     previous: Planned | None = None
     for records, config in history:
         snapshot, local = Snapshot.of(records, config), _local(records)
-        previous = replan(previous, snapshot, local)
+        before, previous = previous, replan(previous, snapshot, local)
         assert previous.state == plan(snapshot, local)
+        if before is not None:  # what it says moved (meshd.core.moves) is what moved
+            for table in ("pairs", "peers", "fdb", "neighbors", "routes"):
+                got, want = getattr(before.state, table), getattr(previous.state, table)
+                assert got is want or told(got, want) is None or told_exactly(got, want)
 
 
 def _node(i: int) -> Node:
@@ -125,3 +132,27 @@ def test_the_pass_memo_replans_incrementally_and_skips_the_diff_of_an_unchanged_
     assert memo.diff(grown, actual_of(desired)) == (actions, behind), "not diffed again, the view kept"
     again, view = memo.diff(grown, actual_of(desired))
     assert again is actions and view is behind
+
+
+def test_bursts_of_nodes_coming_going_and_changing_plan_as_from_scratch() -> None:
+    """Several nodes at once (a burst of adds, deletes, relabels, and now and then a shared key that
+    changes a cluster-wide fact), over many steps: each plan from the last equals the plan from scratch."""
+    for seed in range(60):
+        rng = random.Random(seed)
+        nodes = {i: _node(i) for i in range(12)}
+        local = LocalNode(nodes[0])
+        previous: Planned | None = None
+        for _ in range(10):
+            for _ in range(rng.randrange(1, 5)):
+                i = rng.randrange(1, 24)
+                if i in nodes and rng.random() < 0.4:
+                    del nodes[i]
+                elif i in nodes and rng.random() < 0.1:
+                    nodes[i] = replace(nodes[i], public_key=nodes[rng.choice(sorted(nodes))].public_key)
+                elif i in nodes:
+                    nodes[i] = replace(nodes[i], labels=(("pool", str(rng.randrange(3))),))
+                else:
+                    nodes[i] = _node(i)
+            snapshot = Snapshot.of(list(nodes.values()))
+            previous = replan(previous, snapshot, local)
+            assert previous.state == plan(snapshot, local), f"seed {seed}"

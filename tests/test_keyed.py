@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from meshd.agent.keyed import KeyedSets
+from tests.told import told_exactly
 
 
 def _key(entry: tuple[str, int]) -> str:
@@ -17,7 +18,12 @@ def test_random_edits_equal_a_rebuild() -> None:
     keyed: KeyedSets[str, tuple[str, int]] = KeyedSets(_key)
     current: frozenset[tuple[str, int]] = frozenset()
     for _ in range(300):
-        edit = keyed.edit(current if rng.random() < 0.7 else frozenset(list(current)))  # equal, not it
+        edited = current if rng.random() < 0.7 else frozenset(list(current))  # equal, not it
+        if rng.random() < 0.2:
+            keyed.keep(
+                edited if rng.random() < 0.5 else frozenset(rng.sample(sorted(current), len(current) // 2))
+            )
+        edit = keyed.edit(edited)
         model = {k: {e for e in current if e[0] == k} for k in {e[0] for e in current}}
         for _ in range(rng.randrange(4)):
             k = rng.choice("abcdef")
@@ -29,6 +35,7 @@ def test_random_edits_equal_a_rebuild() -> None:
             model = {k: {e for e in v if e[1] != 0} for k, v in model.items()}
         result = edit.result()
         assert result == frozenset(e for v in model.values() for e in v)
+        assert result is edited or told_exactly(edited, result)  # what the diff after a fold reads
         current = result
 
 
@@ -59,3 +66,19 @@ def test_an_equal_set_that_is_not_the_last_one_edits_from_the_kept_index() -> No
     assert following.result() == frozenset({("b", 2)})
     other = keyed.edit(frozenset({("c", 3)}))  # not equal: indexed from its own entries
     assert other.index == {"c": (("c", 3),)}
+
+
+def test_a_kept_set_is_indexed_once_and_its_next_edit_starts_from_that_index() -> None:
+    keyed: KeyedSets[str, tuple[str, int]] = KeyedSets(_key)
+    read = frozenset({("a", 1), ("a", 2), ("b", 2)})  # a set read whole
+    keyed.keep(read)
+    kept = keyed._last
+    keyed.keep(read)  # the same set again: not indexed again
+    assert keyed._last is kept
+    edit = keyed.edit(read)
+    assert {k: tuple(sorted(v)) for k, v in edit.index.items()} == {
+        "a": (("a", 1), ("a", 2)),
+        "b": (("b", 2),),
+    }
+    edit.set("a", ())
+    assert edit.result() == frozenset({("b", 2)})

@@ -11,6 +11,7 @@ from meshd.core.model import InvalidNode, NodeRecord
 from meshd.datastore.k8s_api import MESHCONFIGS, NODES
 from meshd.datastore.kubernetes import KubernetesDatastore
 from meshd.datastore.records import NamedRecords
+from tests.told import told_exactly
 
 
 def _decode(name: str, obj: int) -> NodeRecord:
@@ -36,6 +37,8 @@ def test_records_from_the_last_ones_equal_a_rebuild_after_any_history() -> None:
                 named.touch(name)
             made = named.records(nodes)
             assert made == tuple(_decode(n, o) for n, o in sorted(nodes.items())), f"seed {seed}"
+            if step and not whole and made is not last:  # it says which records went and came
+                assert told_exactly(last, made), f"seed {seed}"
             kept = {r.name: r for r in last}
             if not whole:  # only the touched name was decoded again
                 assert all(kept.get(r.name) is r for r in made if r.name != name)

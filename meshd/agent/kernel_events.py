@@ -146,6 +146,13 @@ class KernelEvents:
         """The full read is done: keep what it saw of foreign routes (it reports only the watched ones)."""
         self._foreign = set(self.routes.foreign_all)
 
+    def keep(self, actual: ActualState) -> None:
+        """The next fold will start from `actual`: index its entries now (after a full read, at the end of
+        the pass that read it) rather than in the fold after the next change."""
+        self._routes.keep(actual.routes)
+        self._fdb.keep(actual.fdb)
+        self._neighbors.keep(actual.neighbors)
+
     def fold(self, actual: ActualState) -> ActualState | None:
         """`actual` with the changes since the last fold or full read; None when only a full read can tell."""
         self._readable()

@@ -112,6 +112,8 @@ class KernelView:
             self._kept = (replace(actual, wireguard=fold_peers(wg, actions) if wg else None), mtu)
         else:
             self._kept = None
+        if self._kept is not None and self.events is not None:
+            self.events.keep(self._kept[0])
 
 
 def _folded(actions: Sequence[a.Action]) -> bool:

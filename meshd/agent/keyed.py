@@ -8,6 +8,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from meshd.core.moves import tell
+
 K = TypeVar("K", bound=Hashable)
 E = TypeVar("E", bound=Hashable)
 
@@ -27,11 +29,21 @@ class KeyedSets(Generic[K, E]):
         if last is not None and (last[0] is entries or last[0] == entries):
             index = dict(last[1])  # a copy: the index of the set the last edit made stays as it was
         else:
-            index = {}
-            for entry in entries:
-                k = self.key(entry)
-                index[k] = (*index.get(k, ()), entry)
+            index = self._index(entries)
         return Edit(self, entries, index)
+
+    def keep(self, entries: frozenset[E]) -> None:
+        """Index `entries` now, unless the last set is it: a set read whole (thousands of entries) is
+        indexed once it was acted on, not by the first edit, which a change waits for."""
+        if self._last is None or self._last[0] is not entries:
+            self._last = (entries, self._index(entries))
+
+    def _index(self, entries: frozenset[E]) -> dict[K, tuple[E, ...]]:
+        index: dict[K, tuple[E, ...]] = {}
+        for entry in entries:
+            k = self.key(entry)
+            index[k] = (*index.get(k, ()), entry)
+        return index
 
 
 @dataclass
@@ -71,9 +83,12 @@ class Edit(Generic[K, E]):
 
     def result(self) -> frozenset[E]:
         """The edited set (`entries` itself when nothing changed); its index is kept for the next edit."""
+        old = self.entries
         if not self._added and not self._removed:
-            new = self.entries
+            new = old
         else:
-            new = (self.entries - self._removed) | self._added
+            new = (old - self._removed) | self._added
+            went = tuple(e for e in self._removed if e in old)
+            tell(old, new, went, tuple(e for e in self._added if e not in old))  # for the diff after
         self.owner._last = (new, self.index)
         return new

@@ -5,14 +5,15 @@ device at scrape time (as Calico Felix does), on the agent's loop, before the re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from meshd.agent.plan_figures import PlanFigures
 from meshd.agent.view import MeshView
-from meshd.core.model import InvalidNode, Transport
+from meshd.core.model import NodeRecord, Transport
 from meshd.core.state import DesiredState, ObservedPeer
 
 
@@ -20,6 +21,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self._encrypted: dict[str, int] = {}  # meshd_peer_encrypted as last set
+        self._figures = PlanFigures()  # what the last plan gave the metrics
         self.peers = Gauge("meshd_peers", "Peer nodes by transport in use", ["transport"], registry=registry)
         self.reconciles = Counter("meshd_reconciles", "Reconcile passes run", registry=registry)
         self.errors = Counter(
@@ -71,34 +73,36 @@ class Metrics:
             registry=registry,
         )
 
-    def _set_encrypted(self, values: dict[str, int]) -> None:
-        """`meshd_peer_encrypted{peer}`: only the peers whose value changed are touched (thousands of
-        label lookups per pass would cost more than the pass)."""
-        for peer in self._encrypted.keys() - values.keys():
-            self.encrypted.remove(peer)
-        for peer, value in values.items():
-            if self._encrypted.get(peer) != value:
+    def _set_encrypted(self, touched: set[str] | None) -> None:
+        """`meshd_peer_encrypted{peer}`: only the peers whose value may have changed are looked at (None:
+        any); thousands of label lookups per pass would cost more than the pass."""
+        values, shown = self._figures.encrypted, self._encrypted
+        for peer in shown.keys() | values.keys() if touched is None else touched:
+            value = values.get(peer)
+            if value is None:
+                if shown.pop(peer, None) is not None:
+                    self.encrypted.remove(peer)
+            elif shown.get(peer) != value:
                 self.encrypted.labels(peer=peer).set(value)
-        self._encrypted = values
+                shown[peer] = value
 
     def count_datastore_error(self, kind: str) -> None:
         self.datastore_errors.labels(kind=kind).inc()
 
-    def observe_plan(self, desired: DesiredState, records: Iterable[object], *, encryption: bool) -> None:
-        counts = dict.fromkeys(Transport, 0)
-        for pair in desired.pairs:
-            counts[pair.transport] += 1
-        for transport, n in counts.items():
-            self.peers.labels(transport=transport.value).set(n)
-        self.unencrypted_blocked.set(counts[Transport.NONE])
-        self._set_encrypted({p.node: 1 if p.transport is Transport.WIREGUARD else 0 for p in desired.pairs})
-        reasons: dict[str, int] = {}
-        for rec in records:
-            if isinstance(rec, InvalidNode):
-                reasons[rec.reason] = reasons.get(rec.reason, 0) + 1
+    def observe_plan(
+        self, desired: DesiredState, records: tuple[NodeRecord, ...], *, encryption: bool
+    ) -> None:
+        """Set the figures of this plan, following them from the last one (meshd.agent.plan_figures)."""
+        figures = self._figures
+        touched = figures.follow(desired.pairs, records)
+        for transport in Transport:
+            self.peers.labels(transport=transport.value).set(figures.transports[transport])
+        self.unencrypted_blocked.set(figures.transports[Transport.NONE])
+        self._set_encrypted(touched)
         self.invalid.clear()
-        for reason, n in reasons.items():
-            self.invalid.labels(reason=reason).set(n)
+        for reason, n in figures.invalid.items():
+            if n > 0:
+                self.invalid.labels(reason=reason).set(n)
         self.encryption.set(1 if encryption else 0)
 
 

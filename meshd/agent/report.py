@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from meshd.agent.guards import report_guards
@@ -12,6 +12,7 @@ from meshd.agent.health import Health
 from meshd.agent.metrics import Metrics
 from meshd.core import actions as a
 from meshd.core.model import InvalidNode, NodeRecord
+from meshd.core.moves import moved
 from meshd.core.state import ActualState, DesiredState
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ class Report:
     _warned: set[tuple[str, str]] = field(default_factory=set)
     _violations: set[str] = field(default_factory=set)  # Required violations reported (meshd.core.guard)
     _reported: tuple[DesiredState, ActualState] | None = None  # what `planned` last reported on
+    _records: tuple[NodeRecord, ...] = ()  # the records `planned` last reported on
 
     def started(self) -> None:
         self.metrics.reconciles.inc()
@@ -50,15 +52,16 @@ class Report:
         log.info("%s", self.health.detail)
 
     def planned(
-        self, records: Iterable[NodeRecord], desired: DesiredState, actual: ActualState, *, encryption: bool
+        self, records: tuple[NodeRecord, ...], desired: DesiredState, actual: ActualState, *, encryption: bool
     ) -> None:
         last = self._reported
         if last is not None and last[0] is desired and last[1] is actual:
             return  # the same plan against the same view: all of this was said already
         self._reported = (desired, actual)
-        records = tuple(records)
         self.metrics.observe_plan(desired, records, encryption=encryption)
-        for rec in records:
+        _, came = moved(self._records, records)  # each record's warning was given when it came
+        self._records = records
+        for rec in came:
             if isinstance(rec, InvalidNode):
                 self.warn_once(rec.name, f"node {rec.name or '?'} is not usable as a peer: {rec.detail}")
         for problem in desired.problems:

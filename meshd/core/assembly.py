@@ -21,6 +21,7 @@ from itertools import chain
 from operator import attrgetter
 from typing import Any
 
+from meshd.core.moves import exactly, tell
 from meshd.core.state import FdbEntry, NeighborEntry, PeerSpec, Problem, Route
 
 PEER_ORDER = attrgetter("public_key.raw")
@@ -81,6 +82,8 @@ def retable(last: Tables, gone: Sequence[Part], came: Sequence[Part], parts: Seq
             return tables(parts)
         sets.append(new)
         given.append(count)
+        if new is not old:  # what left is what the parts that left gave (each entry had one giver)
+            tell(old, new, tuple(frozenset(out) - frozenset(into)), tuple(frozenset(into) - old))
     fdb, neighbors, routes = sets
     return Tables(peers, fdb, neighbors, routes, tuple(given))
 
@@ -94,11 +97,8 @@ def _repeers(
         return peers
     result = list(peers)
     for spec in out:
-        key = PEER_ORDER(spec)
-        i = bisect_left(result, key, key=PEER_ORDER)
-        while i < len(result) and result[i] is not spec and PEER_ORDER(result[i]) == key:
-            i += 1
-        if i == len(result) or result[i] is not spec:
+        i = _find(result, spec)
+        if i is None:
             return None
         del result[i]
     for spec in into:
@@ -107,4 +107,16 @@ def _repeers(
         if i < len(result) and PEER_ORDER(result[i]) == key:
             return None
         result.insert(i, spec)
-    return tuple(result)
+    made = tuple(result)
+    went, came = exactly(out, into)  # `into` met no equal key: none of them was there before
+    tell(peers, made, [spec for spec in went if _find(result, spec) is None], came)
+    return made
+
+
+def _find(peers: list[PeerSpec], spec: PeerSpec) -> int | None:
+    """Where `spec` itself is in `peers` (sorted by key), or None."""
+    key = PEER_ORDER(spec)
+    i = bisect_left(peers, key, key=PEER_ORDER)
+    while i < len(peers) and peers[i] is not spec and PEER_ORDER(peers[i]) == key:
+        i += 1
+    return i if i < len(peers) and peers[i] is spec else None

@@ -14,8 +14,8 @@ changes the one it started from.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from meshd.core.conflicts import (
@@ -27,6 +27,7 @@ from meshd.core.conflicts import (
     self_cover,
 )
 from meshd.core.model import Node, NodeRecord
+from meshd.core.moves import moved
 from meshd.core.overlaps import resolve_clashes
 from meshd.core.sharing import Sharing
 from meshd.core.spatial import Spatial
@@ -40,31 +41,34 @@ class ClusterIndex:
     view: ClusterView
     local: Node
     own_usable: str | None  # why peers cannot use our own record, or None
-    records: Mapping[int, NodeRecord]  # id -> record (held, so that ids stay unique)
+    records: tuple[NodeRecord, ...]  # as last seen (followed by identity: meshd.core.moves)
     by_name: Mapping[str, tuple[NodeRecord, ...]]
     members: Mapping[str, Node]  # valid, unambiguous nodes, ours included when peers can use it
     covering: Mapping[str, tuple[str, Problem]]  # members whose pod CIDR holds their own outer address
     partners: Mapping[str, frozenset[str]]  # members (not covering) -> those they clash with
     spatial: Spatial
     sharing: Sharing
+    moved: frozenset[str] | None = None  # names whose member changed since the index updated (None: built)
+    outside: frozenset[str] = frozenset()  # names with records but no member (duplicates, invalid records)
+    clashing: frozenset[str] = frozenset()  # members with a partner
 
     @classmethod
     def build(cls, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
         why = own_record_problem(local)
-        work = _Work.start(cls(ClusterView(()), local, why, {}, {}, {}, {}, {}, Spatial(), Sharing()))
+        work = _Work.start(cls(ClusterView(()), local, why, (), {}, {}, {}, {}, Spatial(), Sharing()))
         work.set_name(local.name, ())  # our own node is a member whatever the records say
         rows = tuple(records)
-        return work.apply({}, dict(zip(map(id, rows), rows, strict=True)))
+        return replace(work.apply(*moved((), rows), rows), moved=None)
 
     def update(self, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
         """The index of `records` seen from `local`, from this one: only changed records are looked at."""
         if local != self.local:
             return ClusterIndex.build(local, records)
         rows = tuple(records)
-        now = dict(zip(map(id, rows), rows, strict=True))
-        if now.keys() == self.records.keys():
+        went, came = moved(self.records, rows)
+        if not went and not came:
             return self
-        return _Work.start(self).apply(self.records, now)
+        return _Work.start(self).apply(went, came, rows)
 
 
 @dataclass
@@ -78,25 +82,29 @@ class _Work:
     partners: dict[str, frozenset[str]]
     spatial: Spatial
     sharing: Sharing
+    outside: set[str]
+    clashing: set[str]
     moved: set[str] = field(default_factory=set)  # names whose member changed
 
     @classmethod
     def start(cls, base: ClusterIndex) -> _Work:
         return cls(
             base, dict(base.by_name), dict(base.members), dict(base.covering), dict(base.partners),
-            base.spatial.copy(), base.sharing.copy(),
+            base.spatial.copy(), base.sharing.copy(), set(base.outside), set(base.clashing),
         )  # fmt: skip
 
-    def apply(self, before: Mapping[int, NodeRecord], now: dict[int, NodeRecord]) -> ClusterIndex:
-        """Look again at the names of the records that came or went between `before` and `now`."""
-        gone, new = before.keys() - now.keys(), now.keys() - before.keys()
+    def apply(
+        self, went: Sequence[NodeRecord], came: Sequence[NodeRecord], records: tuple[NodeRecord, ...]
+    ) -> ClusterIndex:
+        """Look again at the names of the records that went and came (`records`: all of them now)."""
+        gone = set(map(id, went))
         added: dict[str, list[NodeRecord]] = {}
-        for i in new:
-            added.setdefault(now[i].name, []).append(now[i])
-        for name in {before[i].name for i in gone} | added.keys():
+        for record in came:
+            added.setdefault(record.name, []).append(record)
+        for name in {r.name for r in went} | added.keys():
             held = [r for r in self.by_name.get(name, ()) if id(r) not in gone]
             self.set_name(name, (*held, *added.get(name, ())))
-        return self.finish(now)
+        return self.finish(records)
 
     def set_name(self, name: str, held: tuple[NodeRecord, ...]) -> None:
         if held:
@@ -110,6 +118,10 @@ class _Work:
             distinct = held if len(held) == 1 else set(held)  # one record: no hashing of it
             (only,) = distinct if len(distinct) == 1 else (None,)
             node = only if isinstance(only, Node) else None
+        if held and node is None and name != local.name:
+            self.outside.add(name)
+        else:
+            self.outside.discard(name)
         old = self.members.get(name)
         if old is node:
             return
@@ -125,8 +137,9 @@ class _Work:
         if self.covering.pop(node.name, None) is not None:
             return
         self.spatial.remove(node)
+        self.clashing.discard(node.name)
         for other in self.partners.pop(node.name, frozenset()):
-            self.partners[other] = self.partners[other] - {node.name}
+            self._partner(other, self.partners[other] - {node.name})
 
     def _join(self, node: Node) -> None:
         self.members[node.name] = node
@@ -137,24 +150,29 @@ class _Work:
             return
         found = frozenset(self.spatial.clashing(node))
         self.spatial.add(node)
-        self.partners[node.name] = found
+        self._partner(node.name, found)
         for other in found:
-            self.partners[other] = self.partners[other] | {node.name}
+            self._partner(other, self.partners[other] | {node.name})
 
-    def finish(self, records: dict[int, NodeRecord]) -> ClusterIndex:
+    def _partner(self, name: str, others: frozenset[str]) -> None:
+        self.partners[name] = others
+        (self.clashing.add if others else self.clashing.discard)(name)
+
+    def finish(self, records: tuple[NodeRecord, ...]) -> ClusterIndex:
         base = self.base
         view = _view(base.local, base.own_usable, self)
         return ClusterIndex(
             view, base.local, base.own_usable, records, self.by_name, self.members, self.covering,
-            self.partners, self.spatial, self.sharing,
+            self.partners, self.spatial, self.sharing, frozenset(self.moved), frozenset(self.outside),
+            frozenset(self.clashing),
         )  # fmt: skip
 
 
 def _view(local: Node, own_usable: str | None, work: _Work) -> ClusterView:
     """The ClusterView, in the order and with the wording of `cluster_view`."""
-    by_name, members, covering, partners = work.by_name, work.members, work.covering, work.partners
+    by_name, members, covering = work.by_name, work.members, work.covering
     remotes = _remotes(local.name, work)
-    problems = _record_problems(local.name, by_name, members)
+    problems = _record_problems(work.outside, by_name)
     excluded: dict[str, str] = {}
     if own_usable is not None:
         excluded[local.name] = own_usable
@@ -163,8 +181,7 @@ def _view(local: Node, own_usable: str | None, work: _Work) -> ClusterView:
     dup_macs, mac_problems = duplicate_macs(work.sharing.mac_sharers(members))
     for name in sorted(covering):
         excluded[name] = covering[name][0]
-    clashing = [members[name] for name, others in partners.items() if others]
-    clash_out, clash_problems = resolve_clashes(clashing)
+    clash_out, clash_problems = resolve_clashes([members[name] for name in sorted(work.clashing)])
     excluded.update(clash_out)
     return ClusterView(
         remotes=remotes,
@@ -197,11 +214,9 @@ def _name(node: Node) -> str:
     return node.name
 
 
-def _record_problems(
-    me: str, by_name: Mapping[str, tuple[NodeRecord, ...]], members: Mapping[str, Node]
-) -> list[Problem]:
+def _record_problems(outside: set[str], by_name: Mapping[str, tuple[NodeRecord, ...]]) -> list[Problem]:
     """Duplicate names and invalid records, by name (names of members are neither)."""
     problems: list[Problem] = []
-    for name in sorted(n for n in by_name if n != me and n not in members):
+    for name in sorted(outside):
         one_record(name, set(by_name[name]), problems)
     return problems

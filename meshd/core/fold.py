@@ -10,6 +10,7 @@ from operator import attrgetter
 
 from meshd.core import actions as a
 from meshd.core.model import IPNetwork
+from meshd.core.moves import tell
 from meshd.core.state import ObservedPeer, ObservedWireGuard
 
 PEER_ACTIONS = (a.AddPeer, a.UpdatePeer, a.RemovePeer)
@@ -24,7 +25,8 @@ def fold_peers(device: ObservedWireGuard, actions: Iterable[a.Action]) -> Observ
     ours = [x for x in actions if isinstance(x, PEER_ACTIONS)]
     if not ours:
         return device
-    peers = dict(zip(map(_RAW, device.peers), device.peers, strict=True))
+    before = dict(zip(map(_RAW, device.peers), device.peers, strict=True))
+    peers = dict(before)
     given = frozenset().union(*(_allowed(x) for x in ours))
     holders = {k for k, p in peers.items() if not p.allowed_ips.isdisjoint(given)} if given else set()
     for action in ours:
@@ -53,7 +55,26 @@ def fold_peers(device: ObservedWireGuard, actions: Iterable[a.Action]) -> Observ
             case a.RemovePeer(public_key):
                 peers.pop(public_key.raw, None)
                 holders.discard(public_key.raw)
-    return replace(device, peers=tuple(peers.values()))
+    folded = tuple(peers.values())
+    if len(before) == len(device.peers):  # which peers went and came, for the diff (meshd.core.moves)
+        touched = holders.union(*(_key(x) for x in ours))
+        went = [before[k] for k in touched if k in before and before[k] is not peers.get(k)]
+        tell(
+            device.peers,
+            folded,
+            went,
+            [peers[k] for k in touched if k in peers and peers[k] is not before.get(k)],
+        )
+    return replace(device, peers=folded)
+
+
+def _key(action: a.Action) -> tuple[bytes, ...]:
+    match action:
+        case a.AddPeer(spec):
+            return (spec.public_key.raw,)
+        case a.UpdatePeer() | a.RemovePeer():
+            return (action.public_key.raw,)
+    return ()
 
 
 def _allowed(action: a.Action) -> frozenset[IPNetwork]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from meshd.core.model import IPNetwork, Node, NodeRecord
+from meshd.core.moves import moved
 
 NetKey = tuple[int, int, int]
 """(IP version, first address as an integer, prefix length): equal networks have equal keys."""
@@ -72,18 +73,17 @@ class PeerNetworks:
 
     def follow(self, records: tuple[NodeRecord, ...]) -> None:
         """`networks` now holds the pod CIDRs of `records` (ours left out)."""
-        before = dict(zip(map(id, self.records), self.records, strict=True))
-        after = dict(zip(map(id, records), records, strict=True))
-        for gone in before.keys() - after.keys():
-            for net in self._nets(before[gone]):
+        went, came = moved(self.records, records)
+        for gone in went:
+            for net in self._nets(gone):
                 left = self._counts[net] - 1
                 if left:
                     self._counts[net] = left
                 else:
                     del self._counts[net]
                     self.networks.discard(net)
-        for came in after.keys() - before.keys():
-            for net in self._nets(after[came]):
+        for record in came:
+            for net in self._nets(record):
                 self._counts[net] = self._counts.get(net, 0) + 1
                 self.networks.add(net)
         self.records = records

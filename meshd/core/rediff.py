@@ -17,14 +17,16 @@ table holds two entries under one key, the whole diff runs. Per-key indexes of t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any
 
 from meshd.core import actions as a
 from meshd.core.diff import diff
 from meshd.core.guard import AddGuard, RemoveGuard
+from meshd.core.moves import changed as changes
+from meshd.core.moves import moved
 from meshd.core.state import ActualState, DesiredState, ObservedWireGuard
 
 Index = Mapping[Hashable, Any]
@@ -76,7 +78,6 @@ class Diffed:
     actions: tuple[a.Action, ...]
     indexes: tuple[Index | None, ...]  # one per table of TABLES; None: a key holds two entries
     whole: bool = True  # the diff ran on the whole states (for tests and counters)
-    ids: Mapping[int, Index] = field(default_factory=dict)  # sequence table -> its entries by id (held)
 
 
 def rediff(
@@ -87,49 +88,38 @@ def rediff(
     if last is None:
         indexes = tuple(_build(t.read(desired, actual), t.key) for t in TABLES)
         return Diffed(desired, actual, diff(desired, actual), indexes)
-    indexes, changed, ids = _follow(last, desired, actual)
+    indexes, changed = _follow(last, desired, actual)
     keys = _keys(changed, last, desired, actual)
     if keys is None or not _same_devices(last, desired, actual) or _large(keys, desired, actual, whole_past):
-        return Diffed(desired, actual, diff(desired, actual), indexes, ids=ids)
+        return Diffed(desired, actual, diff(desired, actual), indexes)
     cut_desired, cut_actual = _cut(desired, actual, keys, indexes)
-    return Diffed(desired, actual, diff(cut_desired, cut_actual), indexes, whole=False, ids=ids)
+    return Diffed(desired, actual, diff(cut_desired, cut_actual), indexes, whole=False)
 
 
 def _follow(
     last: Diffed, desired: DesiredState, actual: ActualState
-) -> tuple[tuple[Index | None, ...], list[set[Hashable] | None], dict[int, Index]]:
-    """Each table's index for the new state, the keys whose entries changed (None: unknown), and the
-    sequence tables' entries by id."""
+) -> tuple[tuple[Index | None, ...], list[set[Hashable] | None]]:
+    """Each table's index for the new state, and the keys whose entries changed (None: unknown)."""
     indexes: list[Index | None] = []
     changed: list[set[Hashable] | None] = []
-    ids: dict[int, Index] = {}
-    for i, (table, index) in enumerate(zip(TABLES, last.indexes, strict=True)):
+    for table, index in zip(TABLES, last.indexes, strict=True):
         old, new = table.read(last.desired, last.actual), table.read(desired, actual)
         if old is new and index is not None:
             indexes.append(index)
             changed.append(set())
-            if i in last.ids:
-                ids[i] = last.ids[i]
             continue
         if index is None:
             follow: tuple[Index | None, set[Hashable] | None] = (_build(new, table.key), None)
         elif isinstance(old, frozenset) and isinstance(new, frozenset):
-            follow = _follow_set(index, old, new, table.key)
+            follow = _follow_set(index, *changes(old, new), new, table.key)
         else:
-            before = last.ids.get(i) or _by_id(old)
-            ids[i] = after = _by_id(new)
-            follow = (
-                _follow_sequence(index, before, after, table)
-                if len(after) == len(new)
-                else (_build(new, table.key), None)  # one object twice: index it again
-            )
+            assert isinstance(old, tuple) and isinstance(new, tuple)
+            follow = _follow_sequence(index, *moved(old, new), table)
+            if follow[0] is not None and len(follow[0]) != len(new):  # one object twice: index it again
+                follow = (_build(new, table.key), None)
         indexes.append(follow[0])
         changed.append(follow[1])
-    return tuple(indexes), changed, ids
-
-
-def _by_id(entries: Collection[Any]) -> Index:
-    return dict(zip(map(id, entries), entries, strict=True))
+    return tuple(indexes), changed
 
 
 def _build(entries: Collection[Any], key: Callable[[Any], Hashable]) -> Index | None:
@@ -138,12 +128,14 @@ def _build(entries: Collection[Any], key: Callable[[Any], Hashable]) -> Index | 
 
 
 def _follow_set(
-    index: Index, old: frozenset[Any], new: frozenset[Any], key: Callable[[Any], Hashable]
+    index: Index,
+    gone: Sequence[Any],
+    came: Sequence[Any],
+    new: frozenset[Any],
+    key: Callable[[Any], Hashable],
 ) -> tuple[Index | None, set[Hashable] | None]:
-    """A set's entries compare by value (hashes kept in the sets, identity checked first), each once."""
-    changed = old ^ new
-    came = changed & new
-    gone = changed - came
+    """A set's entries compare by value: `gone` and `came` (meshd.core.moves) are the entries that left
+    and joined it."""
     if not gone and not came:
         return index, set()
     following = dict(index)
@@ -162,23 +154,22 @@ def _follow_set(
 
 
 def _follow_sequence(
-    index: Index, before: Index, after: Index, table: _Table
+    index: Index, gone: Sequence[Any], came: Sequence[Any], table: _Table
 ) -> tuple[Index | None, set[Hashable] | None]:
-    """A sequence (peers) is followed by identity (`before`, `after`: the last and the new entries by
-    id): a plan and a device read share the unchanged entries, so only the entries that came or went are
-    looked at. A key changed when its entry is neither the last one nor equal to it in what the diff
-    reads, or when it went."""
+    """A sequence (peers) is followed by identity (`gone`, `came`: the entries that left and joined it,
+    meshd.core.moves): a plan and a device read share the unchanged entries, so only the entries that
+    came or went are looked at. A key changed when its entry is neither the last one nor equal to it in
+    what the diff reads, or when it went."""
     key, view = table.key, table.seen or (lambda entry: entry)
     following = dict(index)
     went: list[Hashable] = []
-    for gone in before.keys() - after.keys():
-        k = key(before[gone])
-        if following.get(k) is before[gone]:
+    for entry in gone:
+        k = key(entry)
+        if following.get(k) is entry:
             del following[k]
         went.append(k)
     changed: set[Hashable] = set()
-    for came in after.keys() - before.keys():
-        entry = after[came]
+    for entry in came:
         k = key(entry)
         if k in following:  # two entries under one key
             return None, None

@@ -9,13 +9,16 @@ from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 from meshd.core.model import NodeRecord
+from meshd.core.moves import tell
 
 Obj = TypeVar("Obj")
 
 
 class NamedRecords(Generic[Obj]):
     """`records(nodes)` is always `tuple(decode(name, obj) for name, obj in sorted(nodes.items()))`, given
-    that every name whose object changed since the last call was touched."""
+    that every name whose object changed since the last call was touched. It tells which records went and
+    came (meshd.core.moves), so `decode` must give each name records of its own (no object shared by two
+    names)."""
 
     def __init__(self, decode: Callable[[str, Obj], NodeRecord]) -> None:
         self._decode = decode
@@ -38,9 +41,19 @@ class NamedRecords(Generic[Obj]):
             self._by_name = {name: self._decode(name, nodes[name]) for name in self._order}
         elif not dirty:
             return self._made
+        last = self._made
+        went: list[NodeRecord] = []
+        came: list[NodeRecord] = []
         for name in dirty or ():
+            old = self._by_name.get(name)
             self._place(name, nodes.get(name))
+            new = self._by_name.get(name)
+            if old is not new:
+                went.extend(() if old is None else (old,))
+                came.extend(() if new is None else (new,))
         self._made = tuple(map(self._by_name.__getitem__, self._order))
+        if dirty is not None:  # the records that went and came, for those who follow them
+            tell(last, self._made, went, came)
         return self._made
 
     def _place(self, name: str, obj: Obj | None) -> None:

@@ -10,12 +10,13 @@ our own node, the MeshConfig's PSK settings, or a name held by two records decid
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from keys.values import PublicKey
 from meshd.core.model import IPAddress, LocalNode, Node, NodeRecord, Snapshot, Transport
+from meshd.core.moves import moved
 from meshd.core.state import DesiredState, PairDecision, PeerSpec
 from meshd.pq.pairs import PqPair, PqPlan, plan_pairs, verdict
 
@@ -24,24 +25,22 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Followed(Generic[T]):
-    """A sequence and its entries by identity (held, so their ids stay unique), for telling which entries
-    the next one shares: the datastore shares unchanged records, the planner unchanged decisions."""
+    """A sequence, for telling which entries the next one shares (by identity, meshd.core.moves): the
+    datastore shares unchanged records, the planner unchanged decisions and peers, and says which
+    changed."""
 
     items: tuple[T, ...]
-    ids: Mapping[int, T] = field(default_factory=dict)
 
     @classmethod
     def of(cls, items: tuple[T, ...]) -> Followed[T]:
-        return cls(items, dict(zip(map(id, items), items, strict=True)))
+        return cls(items)
 
-    def follow(self, items: tuple[T, ...]) -> tuple[Followed[T], list[T], list[T]]:
+    def follow(self, items: tuple[T, ...]) -> tuple[Followed[T], Sequence[T], Sequence[T]]:
         """The next sequence followed, and the entries that went and came."""
         if items is self.items:
-            return self, [], []
-        ids = dict(zip(map(id, items), items, strict=True))
-        went = [self.ids[i] for i in self.ids.keys() - ids.keys()]
-        came = [ids[i] for i in ids.keys() - self.ids.keys()]
-        return Followed(items, ids), went, came
+            return self, (), ()
+        went, came = moved(self.items, items)
+        return Followed(items), went, came
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,15 +19,21 @@ from meshd.datastore.file_status import FileStatusStore
 from tests.test_status_objects import KB, ME, NOW, snap, state
 
 
-def re_reads(tmp_path: Path, read_takes: float, seconds: int = 120) -> list[float]:
+def re_reads(
+    tmp_path: Path,
+    read_takes: float,
+    seconds: int = 120,
+    at_second: Callable[[int, MeshView], float | None] | None = None,
+) -> list[float]:
     """When (seconds after the first round) the reporter re-read a device whose reading takes `read_takes`
-    seconds, over `seconds` seconds of rounds one second apart, no handshake ever coming."""
-    clock, timer, reads = [NOW], [0.0], []
+    seconds, over `seconds` seconds of rounds one second apart, no handshake ever coming. `at_second(s,
+    view)` may change the view before round s, and return how long readings take from then on."""
+    clock, timer, reads, took = [NOW], [0.0], [], [read_takes]
 
     class Device:
         async def observe_device(self) -> WireGuardReading:
             reads.append(clock[0] - NOW)
-            timer[0] += read_takes
+            timer[0] += took[0]
             return WireGuardReading(None, 0, (ObservedPeer(KB, None, frozenset(), last_handshake=None),))
 
     async def run() -> None:
@@ -36,7 +43,9 @@ def re_reads(tmp_path: Path, read_takes: float, seconds: int = 120) -> list[floa
         rep = MeshNodeReporter(
             store, view, EventRecorder(store), clock=lambda: clock[0], timer=lambda: timer[0]
         )
-        for _ in range(seconds):
+        for second in range(seconds):
+            changed = at_second(second, view) if at_second else None
+            took[0] = took[0] if changed is None else changed
             await rep.step()
             clock[0] += 1
         await store.close()
@@ -56,3 +65,18 @@ def test_a_device_that_reads_slowly_is_re_read_less_often(
 
 def test_re_reads_that_would_come_further_apart_than_recheck_max_stop(tmp_path: Path) -> None:
     assert re_reads(tmp_path, 0.05) == [1], "one re-read (50 ms: every 50 s would be past 20 s), then none"
+
+
+def test_a_slow_re_read_stops_re_reads_only_until_the_status_is_written_again(tmp_path: Path) -> None:
+    """One slow reading (a busy loop, a device timing out) stops the re-reads of that status, not for good:
+    a status written again (here: a handshake a pass saw, long stale) starts them again, measured again."""
+
+    def at_second(second: int, view: MeshView) -> float | None:
+        if second != 60:
+            return None
+        view.last = state(NOW + second - 1000)
+        return 0.0001
+
+    reads = re_reads(tmp_path, 0.05, at_second=at_second)
+    assert reads[0] == 1 and reads[1] > 60, reads
+    assert len([r for r in reads if r > 60]) >= 5, "re-read every 5 s again after the new status"

@@ -36,3 +36,18 @@ async def test_a_plan_is_reported_even_when_its_apply_fails() -> None:
     assert err.value.phase == "apply"
     assert count(metrics, "meshd_peers", transport="wireguard") == 2
     assert [count(metrics, "meshd_peer_encrypted", peer=p) for p in ("node-b", "node-c")] == [1, 1]
+
+
+async def test_a_report_that_fails_after_a_failed_apply_does_not_hide_the_apply_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from meshd.agent.report import Report
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("report broke")
+
+    monkeypatch.setattr(Report, "planned", broken)
+    loop, _, _ = make(MemoryStore(nodes=[MINE, remote(2)]), FakePlane(fail_on=a.ReplaceRoute))
+    with pytest.raises(PassError) as err:
+        await loop.reconcile_once()
+    assert err.value.phase == "apply"

@@ -10,7 +10,7 @@ reporter stops re-reading and the resync passes, which read the device anyway, b
 re-reading a 1000-peer device for it besides the resync would be most of an idle agent's work. A re-read
 waits at least `read_share` of a second per second its last one took (reading 5000 peers takes tens of
 milliseconds: re-reads come less often on a large device, and stop once they would come less often than
-`recheck_max`)."""
+`recheck_max`, until the status is written again: then they start again and measure again)."""
 
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ class MeshNodeReporter:
         if due:
             started = self.timer()
             live, self._checked = await self.view.live_peers(), now
-            self._read_took = self.timer() - started
+            if live is not None:  # a failed read says nothing about what a reading costs
+                self._read_took = self.timer() - started
             if not fresh and not aged and psk == self._psk and live is not None and live == self._live:
                 self._stood(now)  # the device reads as before (memoized peers: by identity): no new status
                 return False
@@ -148,6 +149,7 @@ class MeshNodeReporter:
             raise
         self._failures, self._written, self.writes = 0, status, self.writes + 1
         self._wait, self._written_at = self.recheck, now
+        self._read_took = 0.0  # a new status: its re-reads start again, and measure again
         log.info("wrote MeshNode %s: %s", self.view.identity.name, status["summary"])
         return True
 

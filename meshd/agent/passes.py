@@ -4,10 +4,12 @@ diff decide, the dataplane acts, the report says how it went."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Protocol, TypeVar
 
 from meshd.agent.kernel_view import KernelView, Read
@@ -153,10 +155,14 @@ class ReconcilePass:
             raise PassError("plan", exc) from exc
         encryption = snapshot.config.mode != EncryptionMode.DISABLED
         self.kernel.applying(actions)
-        try:
+        report = partial(self.report.planned, snapshot.nodes, desired, actual, encryption=encryption)
+        try:  # the kernel first: a node's first plan reports thousands of peers
             applied = await _phase("apply", self.dataplane.apply(actions)) if actions else Applied()
-        finally:  # the kernel first: a node's first plan reports thousands of peers
-            self.report.planned(snapshot.nodes, desired, actual, encryption=encryption)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the apply's error is the one to tell
+                report()
+            raise
+        report()
         self.report.applied(actions)
         local = _with_learned_mac(local, applied)
         self.view.found = actual

@@ -255,8 +255,6 @@ async def run_agent(settings: Settings) -> int:
             await asyncio.gather(loop.run(stop), serving, *side)
     finally:
         log.info("stopping; the dataplane stays in place")
-        await datastore.close()
         events.close()
-        await close_all(links.close, routes.close, kernel_guards.close)
-        await endpoints.close()
+        await close_all(datastore.close, links.close, routes.close, kernel_guards.close, endpoints.close)
     return 0

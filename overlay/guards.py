@@ -42,12 +42,6 @@ class NetlinkGuards:
             and msg.priority == GUARD_METRIC
         )
 
-    async def add(self, dst: IPNetwork) -> None:
-        await self.add_all([dst])
-
-    async def remove(self, dst: IPNetwork) -> None:
-        await self.remove_all([dst])
-
     async def add_all(self, dsts: Sequence[IPNetwork]) -> None:
         """Add each guard, all in one batch. One that is there already is no error (a foreign route in its
         exact slot is reported and left alone); the ones that fail are named in one BatchError after the

@@ -117,12 +117,12 @@ def test_saved_before_added_and_restored_at_start(tmp_path: Path) -> None:
     async def scenario() -> None:
         table = Table(path)
         saved = SavedGuards(table, path)
-        await saved.add(g)
+        await saved.add_all([g])
         assert table.log == [("add", frozenset({g}))]  # on disk before it is in the kernel
         rebooted = Table(path)  # the kernel forgot everything
         assert await SavedGuards(rebooted, path).install_saved() == 1
         assert rebooted.held == {g}
-        await saved.remove(g)
+        await saved.remove_all([g])
         assert not path.exists()
 
     asyncio.run(scenario())
@@ -140,7 +140,7 @@ def test_a_file_that_cannot_be_written_never_keeps_a_guard_out(tmp_path: Path) -
 
     async def scenario() -> None:
         table = Table(path)
-        await SavedGuards(table, path).add(g)
+        await SavedGuards(table, path).add_all([g])
         assert table.held == {g}
 
     asyncio.run(scenario())

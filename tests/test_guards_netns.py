@@ -49,8 +49,8 @@ def test_guard_outlives_the_tunnel_link_and_is_not_a_route(node: tuple[Lab, LabN
         routes = NetlinkRouteTable(netns=n.ns, watch=NETS)
         try:
             for net in NETS:
-                await guards.add(net)
-                await guards.add(net)  # already there: not an error
+                await guards.add_all([net])
+                await guards.add_all([net])  # already there: not an error
                 await routes.replace(Route(net, "tun9"))
             assert load_saved(tmp_path / "node.guards.json") == frozenset(NETS)
             ours, foreign = await routes.observe()
@@ -70,8 +70,8 @@ def test_guard_outlives_the_tunnel_link_and_is_not_a_route(node: tuple[Lab, LabN
             assert await guards.observe() == frozenset(NETS)
             assert "No route to host" in _resolve(lab, n, "198.19.50.7")
             for net in NETS:
-                await guards.remove(net)
-                await guards.remove(net)  # already gone: not an error
+                await guards.remove_all([net])
+                await guards.remove_all([net])  # already gone: not an error
             assert await guards.observe() == frozenset()
             assert not (tmp_path / "node.guards.json").exists()
         finally:
@@ -105,7 +105,7 @@ def test_foreign_drop_routes_are_left_alone_and_saved_guards_come_back(
                 ("198.19.50.128/25", ""),
                 ("198.19.50.64/26", "eth0"),
             }
-            await kernel.remove(NETS[0])  # never matches the foreign one
+            await kernel.remove_all([NETS[0]])  # never matches the foreign one
             assert any(line.startswith("unreachable") for line in _show(lab, n, NETS[0]))
         finally:
             await kernel.close()

@@ -40,12 +40,12 @@ def test_a_peer_stays_for_grace_seconds_unless_its_addresses_moved() -> None:
     clock = [0.0]
     d = driver(clock)
     b, c = peer("198.19.2.0/24"), peer("198.19.3.0/24")
-    assert d._keep_recent((b,), 0.0) == (b,)  # hosting b's rotation
+    assert d._recent.keep((b,), 0.0, d.grace) == (b,)  # hosting b's rotation
     clock[0] = 1.0
-    assert d._keep_recent((c,), 1.0) == (c, b)  # our own rotation starts: b stays a while
+    assert d._recent.keep((c,), 1.0, d.grace) == (c, b)  # our own rotation starts: b stays a while
     b2 = peer("198.19.2.0/24")  # b's next key on the helper takes b's addresses: the old entry goes
-    assert d._keep_recent((c, b2), 2.0) == (c, b2)
-    assert d._keep_recent((c,), 2.0 + d.grace) == (c,)  # b2 unneeded for grace seconds: gone
+    assert d._recent.keep((c, b2), 2.0, d.grace) == (c, b2)
+    assert d._recent.keep((c,), 2.0 + d.grace, d.grace) == (c,)  # b2 unneeded for grace seconds: gone
 
 
 def test_of_two_entries_for_the_same_addresses_only_the_newest_stays_and_a_dropped_one_never_returns() -> (
@@ -57,7 +57,7 @@ def test_of_two_entries_for_the_same_addresses_only_the_newest_stays_and_a_dropp
     clock = [0.0]
     d = driver(clock)
     b1, b2, c = peer("198.19.2.0/24"), peer("198.19.2.0/24"), peer("198.19.3.0/24")
-    assert d._keep_recent((b1,), 0.0) == (b1,)  # hosting b's first rotation
-    assert d._keep_recent((b2,), 1.0) == (b2,)  # b's next rotation, a new helper key: b1 goes
-    assert d._keep_recent((c,), 1.5) == (c, b2)  # hosting c: b2 stays a while, b1 does not return
-    assert d._keep_recent((c,), 1.0 + d.grace) == (c,)
+    assert d._recent.keep((b1,), 0.0, d.grace) == (b1,)  # hosting b's first rotation
+    assert d._recent.keep((b2,), 1.0, d.grace) == (b2,)  # b's next rotation, a new helper key: b1 goes
+    assert d._recent.keep((c,), 1.5, d.grace) == (c, b2)  # hosting c: b2 stays a while, b1 does not return
+    assert d._recent.keep((c,), 1.0 + d.grace, d.grace) == (c,)

@@ -54,12 +54,6 @@ class SavedGuards:
             await self._save(self._saved | found)
         return found
 
-    async def add(self, dst: IPNetwork) -> None:
-        await self.add_all([dst])
-
-    async def remove(self, dst: IPNetwork) -> None:
-        await self.remove_all([dst])
-
     async def add_all(self, dsts: Sequence[IPNetwork]) -> None:
         """The file first (one write for the whole batch), then the kernel."""
         if not self._saved.issuperset(dsts):

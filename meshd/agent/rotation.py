@@ -25,7 +25,7 @@ from meshd.core import rotation as r
 from meshd.core.local import Identity
 from meshd.core.model import LocalNode, Node, Snapshot
 from meshd.core.rotation_record import ROTATION, ROTATION_ACK, Phase, RotationAck, RotationRecord
-from meshd.core.state import DesiredState, PeerSpec, WireGuardReading
+from meshd.core.state import DesiredState, WireGuardReading
 from meshd.errors import TransientError
 from meshd.wake import Alarm
 from overlay.wireguard import OVERHEAD
@@ -280,15 +280,12 @@ class RotationDriver:
         own = next((n for n in snapshot.nodes if isinstance(n, Node) and n.name == self.name), None)
         return own.rotation_ack if own is not None else None
 
-    def _keep_recent(self, peers: tuple[PeerSpec, ...], now: float) -> tuple[PeerSpec, ...]:
-        return self._recent.keep(peers, now, self.grace)
-
     async def after_apply(self) -> None:
         """Delete the helper link once no rotation has needed it for `grace` seconds. Called after the
         pass applied its routes, so no route of ours points at the link when it goes."""
         needed = self.plan.peers or self.own is not None
         if needed:
-            peers = self._keep_recent(self.plan.peers, self.clock())
+            peers = self._recent.keep(self.plan.peers, self.clock(), self.grace)
             await self.helper.ensure(port=self._port, mtu=self._mtu, peers=peers, prune=True)
         elif self._helper_up and self.clock() - self._helper_used >= self.grace:
             await self.helper.remove()

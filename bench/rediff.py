@@ -19,6 +19,7 @@ from meshd.core.diff import diff
 from meshd.core.fold import fold_peers
 from meshd.core.incremental import replan
 from meshd.core.model import Endpoint, LocalNode, Node, Snapshot, Transport
+from meshd.core.moves import Moves
 from meshd.core.rediff import rediff
 from meshd.core.state import ActualState, DesiredState, ObservedPeer, ObservedVxlan, ObservedWireGuard
 
@@ -58,11 +59,11 @@ def held(desired: DesiredState) -> ActualState:
     )
 
 
-def folded(actual: ActualState, desired: DesiredState) -> ActualState:
+def folded(actual: ActualState, desired: DesiredState, moves: Moves) -> ActualState:
     """`actual` after the diff to `desired` was applied, as the kernel view folds it: the peers by
     `fold_peers`, the rest as the notifications add the new entries to the sets it holds."""
     assert actual.wireguard is not None
-    wg = fold_peers(actual.wireguard, diff(desired, actual))
+    wg = fold_peers(actual.wireguard, diff(desired, actual), moves)
     return replace(
         actual,
         wireguard=wg,
@@ -83,17 +84,20 @@ def best_ms(run: Callable[[], object]) -> float:
 
 def measure(peers: int) -> None:
     cluster = [node(i) for i in range(peers + 1)]
-    local = LocalNode(cluster[0])
-    before = replan(None, Snapshot.of(cluster), local)
+    local, moves = LocalNode(cluster[0]), Moves()
+    before = replan(None, Snapshot.of(cluster), local, moves)
     actual = held(before.state)
-    last = rediff(None, before.state, actual)
-    after = replan(before, Snapshot.of([*cluster, node(peers + 1)]), local).state
-    assert rediff(last, after, actual).actions == diff(after, actual)
-    add = rediff(last, after, actual)
-    view = folded(actual, after)
-    assert rediff(add, after, view).actions == diff(after, view) == ()
+    last = rediff(None, before.state, actual, moves)
+    after = replan(before, Snapshot.of([*cluster, node(peers + 1)]), local, moves).state
+    assert rediff(last, after, actual, moves).actions == diff(after, actual)
+    add = rediff(last, after, actual, moves)
+    view = folded(actual, after, moves)
+    assert rediff(add, after, view, moves).actions == diff(after, view) == ()
     for what, state, start in (("node added", actual, last), ("after applying it", view, add)):
-        whole, cut = best_ms(partial(diff, after, state)), best_ms(partial(rediff, start, after, state))
+        whole, cut = (
+            best_ms(partial(diff, after, state)),
+            best_ms(partial(rediff, start, after, state, moves)),
+        )
         print(f"{peers} peers, {what}: diff {whole:.2f} ms, rediff {cut:.2f} ms ({whole / cut:.0f}x)")
 
 

@@ -13,7 +13,7 @@ from keys.values import PublicKey
 from meshd.core.assembly import SETS, Part, Tables, retable, tables
 from meshd.core.incremental import replan
 from meshd.core.model import LocalNode, Snapshot
-from meshd.core.moves import told
+from meshd.core.moves import Moves
 from meshd.core.state import FdbEntry, NeighborEntry, PeerSpec, Route
 from tests.test_incremental_properties import _node
 from tests.told import told_exactly
@@ -54,6 +54,7 @@ def _same(got: Tables, want: Tables) -> bool:
 
 
 def test_the_tables_from_the_last_ones_equal_the_whole_tables_after_any_history() -> None:
+    moves = Moves()
     told_moves = 0
     for seed in range(200):
         rng = random.Random(seed)
@@ -71,44 +72,47 @@ def test_the_tables_from_the_last_ones_equal_the_whole_tables_after_any_history(
             kept = [p for i, p in enumerate(parts) if i not in leaving]
             at = rng.randrange(len(kept) + 1)  # the new pairs' place in the order (remotes are by name)
             parts = [*kept[:at], *came, *kept[at:]]
-            last_now = retable(last, gone, came, parts)
+            last_now = retable(last, gone, came, parts, moves)
             assert _same(last_now, tables(parts)), f"seed {seed}"
             for table in ("peers", *SETS):  # what it says moved (meshd.core.moves) is what moved
                 old, new = getattr(last, table), getattr(last_now, table)
-                if old is not new and told(old, new) is not None:
-                    assert told_exactly(old, new), f"seed {seed}: {table}"
+                if old is not new and moves.told(old, new) is not None:
+                    assert told_exactly(moves, old, new), f"seed {seed}: {table}"
                     told_moves += 1
             last = last_now
     assert told_moves > 500  # the tables were followed, not made whole, most of the time
 
 
 def test_a_shared_entry_that_one_part_takes_away_stays_while_another_gives_it() -> None:
+    moves = Moves()
     route = Route(NETS[0], "w")
     first, second = Part(routes=(route,)), Part(routes=(Route(NETS[0], "w"),))  # equal, not the same object
     both = tables([first, second])
     assert (both.routes, both.given) == (frozenset({route}), (0, 0, 2))
-    assert retable(both, [first], [], [second]).routes == frozenset({route})
-    assert retable(both, [first, second], [], []).routes == frozenset()
+    assert retable(both, [first], [], [second], moves).routes == frozenset({route})
+    assert retable(both, [first, second], [], [], moves).routes == frozenset()
 
 
 def test_peers_stay_sorted_by_key_and_equal_keys_keep_the_order_of_their_parts() -> None:
+    moves = Moves()
     a, b = PeerSpec(KEYS[1], None, frozenset(), node="a"), PeerSpec(KEYS[1], None, frozenset(), node="b")
     low = PeerSpec(KEYS[0], None, frozenset(), node="low")
     start = tables([Part(peers=(a,))])
     later = [Part(peers=(a,)), Part(peers=(b,)), Part(peers=(low,))]
-    assert retable(start, [], later[1:], later).peers == (low, a, b)
+    assert retable(start, [], later[1:], later, moves).peers == (low, a, b)
     earlier = [Part(peers=(b,)), Part(peers=(a,))]
-    assert retable(start, [], earlier[:1], earlier).peers == (b, a)
+    assert retable(start, [], earlier[:1], earlier, moves).peers == (b, a)
 
 
 def test_a_plan_keeps_a_kept_pairs_entries_as_the_same_objects() -> None:
+    moves = Moves()
     cluster = [_node(i) for i in range(20)]
     local = LocalNode(cluster[0])
-    first = replan(None, Snapshot.of(cluster), local)
-    grown = replan(first, Snapshot.of([*cluster, _node(20)]), local)
+    first = replan(None, Snapshot.of(cluster), local, moves)
+    grown = replan(first, Snapshot.of([*cluster, _node(20)]), local, moves)
     before = {id(e) for e in (*first.state.peers, *first.state.routes, *first.state.fdb)}
     after = {id(e) for e in (*grown.state.peers, *grown.state.routes, *grown.state.fdb)}
     assert len(after - before) == 3, "only the new pair's peer, route and FDB entry are new objects"
     assert len(before - after) == 0
     for table in ("pairs", "peers", "fdb", "routes"):  # and it says which (meshd.core.moves)
-        assert told_exactly(getattr(first.state, table), getattr(grown.state, table)), table
+        assert told_exactly(moves, getattr(first.state, table), getattr(grown.state, table)), table

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from meshd.core.cluster_index import ClusterIndex
 from meshd.core.conflicts import cluster_view
 from meshd.core.model import InvalidNode, Node, NodeRecord
+from meshd.core.moves import Moves
 from tests.test_properties import SETTINGS, nodes
 
 KEY_POOL = 6  # keys collide often: duplicate and copied keys come and go
@@ -53,10 +54,15 @@ def histories(draw: st.DrawFn) -> list[tuple[Node, tuple[NodeRecord, ...]]]:
 def test_the_index_finds_what_the_full_search_finds_after_any_history(
     history: list[tuple[Node, tuple[NodeRecord, ...]]],
 ) -> None:
+    moves = Moves()
     index: ClusterIndex | None = None
     for local, records in history:
         before = index.view if index is not None else None
-        index = ClusterIndex.build(local, records) if index is None else index.update(local, records)
+        index = (
+            ClusterIndex.build(local, records, moves)
+            if index is None
+            else index.update(local, records, moves)
+        )
         full = cluster_view(local, records)
         assert index.view == full
         assert index.view.problems == full.problems  # the same problems, in the same order
@@ -82,20 +88,22 @@ def history_view(history: list[tuple[Node, tuple[NodeRecord, ...]]], view: objec
 def test_updating_twice_from_one_index_gives_the_same_answer(
     history: list[tuple[Node, tuple[NodeRecord, ...]]],
 ) -> None:
+    moves = Moves()
     (local, records), later = history[0], history[1:]
-    index = ClusterIndex.build(local, records)
+    index = ClusterIndex.build(local, records, moves)
     for next_local, next_records in later:
-        first = index.update(next_local, next_records)
-        assert index.update(next_local, next_records).view == first.view
+        first = index.update(next_local, next_records, moves)
+        assert index.update(next_local, next_records, moves).view == first.view
         assert index.view == cluster_view(local, records), "the index updated from is unchanged"
 
 
 def test_a_member_whose_only_clash_left_is_no_longer_among_the_clashing() -> None:
+    moves = Moves()
     from tests.test_incremental_properties import _node
 
     nodes = [_node(i) for i in range(4)]
     overlapping = replace(nodes[3], pod_cidrs=nodes[2].pod_cidrs)  # clashes with node 2
-    index = ClusterIndex.build(nodes[0], [*nodes[:3], overlapping])
+    index = ClusterIndex.build(nodes[0], [*nodes[:3], overlapping], moves)
     assert index.clashing == {"n002", "n003"}
-    index = index.update(nodes[0], nodes[:3])
+    index = index.update(nodes[0], nodes[:3], moves)
     assert index.clashing == set() and index.view == cluster_view(nodes[0], nodes[:3])

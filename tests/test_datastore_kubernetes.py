@@ -17,6 +17,7 @@ import pytest
 
 from meshd.core.codec import decode_node
 from meshd.core.model import EncryptionMode, InvalidNode, MeshConfig, Node, Snapshot
+from meshd.core.moves import Moves
 from meshd.datastore.k8s_api import TransientApiError
 from meshd.datastore.k8s_watch import Backoff, Reflector, with_retries
 from meshd.datastore.kubernetes import KubernetesDatastore
@@ -69,6 +70,7 @@ async def make_ds(
             kubeconfig=kubeconfig,
             watch=WatchSettings(watch_timeout=5, backoff=Backoff(initial=0.05, maximum=0.3, jitter=0.05)),
             on_error=errors.append,
+            moves=Moves(),
         )
         made.append(ds)
         return ds
@@ -442,11 +444,12 @@ async def test_a_real_nodes_bulk_changes_nothing_the_agent_reads(
 LOADED = """
 import asyncio, sys
 from pathlib import Path
+from meshd.core.moves import Moves
 from meshd.datastore.kubernetes import KubernetesDatastore
 from tests.fakekube import FakeKube
 
 async def main(kubeconfig: Path) -> None:
-    ds = KubernetesDatastore(node_name="me", kubeconfig=kubeconfig)
+    ds = KubernetesDatastore(node_name="me", kubeconfig=kubeconfig, moves=Moves())
     await ds.start()
     while not ds.snapshot().synced:
         await ds.wait_changed()

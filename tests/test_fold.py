@@ -15,6 +15,7 @@ from meshd.core import actions as a
 from meshd.core.diff import diff
 from meshd.core.fold import fold_peers
 from meshd.core.model import Endpoint, IPNetwork
+from meshd.core.moves import Moves
 from meshd.core.state import ObservedPeer, ObservedWireGuard, PeerSpec, Route
 from tests.fakes import FakeDataplane
 from tests.test_properties import Cluster, clusters
@@ -28,6 +29,7 @@ def _peers(device: ObservedWireGuard | None) -> dict[object, object]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(clusters(), clusters())
 def test_folded_peers_equal_the_device_after_the_same_actions(earlier: Cluster, later: Cluster) -> None:
+    moves = Moves()
     me = earlier.nodes[0]  # the same node, before and after its cluster changed
     fake = FakeDataplane()
     fake.apply(diff(earlier.plan_for(me), fake.observe()))
@@ -36,7 +38,7 @@ def test_folded_peers_equal_the_device_after_the_same_actions(earlier: Cluster, 
     fake.apply(actions)
     if before.wireguard is None or not all(isinstance(x, FOLDED) for x in actions):
         return  # a device-level change: the agent reads the kernel again instead of folding
-    assert _peers(fold_peers(before.wireguard, actions)) == _peers(fake.observe().wireguard)
+    assert _peers(fold_peers(before.wireguard, actions, moves)) == _peers(fake.observe().wireguard)
 
 
 def _reference(device: ObservedWireGuard, actions: list[a.Action]) -> ObservedWireGuard:
@@ -75,6 +77,7 @@ def _reference(device: ObservedWireGuard, actions: list[a.Action]) -> ObservedWi
 def test_random_peer_actions_fold_as_the_device_takes_them_in_order() -> None:
     """Random actions over a few keys and allowed IPs (so IPs move between peers, peers come back): the
     fold equals the reference, peer order included; untouched peers stay the same objects."""
+    moves = Moves()
     keys = [PublicKey(bytes([i]) * 32) for i in range(1, 7)]
     nets = [ipaddress.ip_network(f"198.19.{i}.0/24") for i in range(5)]
     ends = [None, Endpoint(ipaddress.ip_address("198.18.0.9"), 51820)]
@@ -98,10 +101,10 @@ def test_random_peer_actions_fold_as_the_device_takes_them_in_order() -> None:
                 actions.append(a.RemovePeer(key))
             else:
                 actions.append(a.ReplaceRoute(Route(rng.choice(nets), "meshd0")))
-        folded = fold_peers(device, actions)
+        folded = fold_peers(device, actions, moves)
         assert folded.peers == _reference(device, actions).peers, f"seed {seed}"
         if folded.peers is not device.peers:  # it says which peers went and came (for the diff)
-            assert told_exactly(device.peers, folded.peers), f"seed {seed}"
+            assert told_exactly(moves, device.peers, folded.peers), f"seed {seed}"
         touched = {
             x.peer.public_key if isinstance(x, a.AddPeer) else getattr(x, "public_key", None) for x in actions
         }

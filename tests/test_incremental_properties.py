@@ -24,7 +24,7 @@ from meshd.core.model import (
     Snapshot,
     Transport,
 )
-from meshd.core.moves import told
+from meshd.core.moves import Moves
 from meshd.core.planner import plan
 from meshd.core.state import DeviceNames
 from tests.fakes.dataplane import actual_of
@@ -67,15 +67,16 @@ def _local(records: tuple[NodeRecord, ...]) -> LocalNode:
 def test_incremental_plan_equals_full_plan_after_any_history(
     history: list[tuple[tuple[NodeRecord, ...], MeshConfig]],
 ) -> None:
+    moves = Moves()
     previous: Planned | None = None
     for records, config in history:
         snapshot, local = Snapshot.of(records, config), _local(records)
-        before, previous = previous, replan(previous, snapshot, local)
+        before, previous = previous, replan(previous, snapshot, local, moves)
         assert previous.state == plan(snapshot, local)
         if before is not None:  # what it says moved (meshd.core.moves) is what moved
             for table in ("pairs", "peers", "fdb", "neighbors", "routes"):
                 got, want = getattr(before.state, table), getattr(previous.state, table)
-                assert got is want or told(got, want) is None or told_exactly(got, want)
+                assert got is want or moves.told(got, want) is None or told_exactly(moves, got, want)
 
 
 def _node(i: int) -> Node:
@@ -92,35 +93,38 @@ def _node(i: int) -> Node:
 
 
 def test_a_change_to_one_node_decides_only_its_pair_and_a_shared_fact_decides_every_pair_it_touches() -> None:
+    moves = Moves()
     cluster = [_node(i) for i in range(40)]
     local = LocalNode(cluster[0])
-    first = replan(None, Snapshot.of(cluster), local)
+    first = replan(None, Snapshot.of(cluster), local, moves)
     assert first.decided == 39
 
     relabelled = [*cluster[:5], replace(cluster[5], labels=(("pool", "x"),)), *cluster[6:]]
-    assert replan(first, Snapshot.of(relabelled), local).decided == 1
-    added = replan(first, Snapshot.of([*cluster, _node(40)]), local)
+    assert replan(first, Snapshot.of(relabelled), local, moves).decided == 1
+    added = replan(first, Snapshot.of([*cluster, _node(40)]), local, moves)
     assert (added.decided, len(added.state.pairs)) == (1, 40)
-    removed = replan(first, Snapshot.of(cluster[:-1]), local)
+    removed = replan(first, Snapshot.of(cluster[:-1]), local, moves)
     assert (removed.decided, len(removed.state.pairs)) == (0, 38)
     for records, planned in ((relabelled, None), ([*cluster, _node(40)], added), (cluster[:-1], removed)):
-        again = planned or replan(first, Snapshot.of(records), local)
+        again = planned or replan(first, Snapshot.of(records), local, moves)
         assert again.state == plan(Snapshot.of(records), local), "what a change leaves and brings"
 
     # node 7 takes node 9's key: both lose WireGuard, nobody else is touched
     copied = [*cluster[:7], replace(cluster[7], public_key=cluster[9].public_key), *cluster[8:]]
-    after = replan(first, Snapshot.of(copied), local)
+    after = replan(first, Snapshot.of(copied), local, moves)
     assert after.decided == 2
     assert after.state == plan(Snapshot.of(copied), local)
     assert {p.node for p in after.state.pairs if p.transport is not Transport.WIREGUARD} == {"n007", "n009"}
 
     # a MeshConfig change decides every pair again
-    assert replan(first, Snapshot.of(cluster, replace(MeshConfig(), generation=2)), local).decided == 39
+    assert (
+        replan(first, Snapshot.of(cluster, replace(MeshConfig(), generation=2)), local, moves).decided == 39
+    )
 
 
 def test_the_pass_memo_replans_incrementally_and_skips_the_diff_of_an_unchanged_kernel() -> None:
     cluster = [_node(i) for i in range(10)]
-    memo, local, names = PlanMemo(), LocalNode(cluster[0]), DeviceNames()
+    memo, local, names = PlanMemo(Moves()), LocalNode(cluster[0]), DeviceNames()
     desired = memo.plan(Snapshot.of(cluster), local, names)
     assert memo.plan(Snapshot.of(cluster), local, names) is desired, "nothing changed: nothing planned"
     grown = memo.plan(Snapshot.of([*cluster, _node(10)]), local, names)
@@ -137,6 +141,7 @@ def test_the_pass_memo_replans_incrementally_and_skips_the_diff_of_an_unchanged_
 def test_bursts_of_nodes_coming_going_and_changing_plan_as_from_scratch() -> None:
     """Several nodes at once (a burst of adds, deletes, relabels, and now and then a shared key that
     changes a cluster-wide fact), over many steps: each plan from the last equals the plan from scratch."""
+    moves = Moves()
     for seed in range(60):
         rng = random.Random(seed)
         nodes = {i: _node(i) for i in range(12)}
@@ -154,5 +159,5 @@ def test_bursts_of_nodes_coming_going_and_changing_plan_as_from_scratch() -> Non
                 else:
                     nodes[i] = _node(i)
             snapshot = Snapshot.of(list(nodes.values()))
-            previous = replan(previous, snapshot, local)
+            previous = replan(previous, snapshot, local, moves)
             assert previous.state == plan(snapshot, local), f"seed {seed}"

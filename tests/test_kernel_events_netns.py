@@ -25,6 +25,7 @@ from meshd.agent.reconciler import Reconciler
 from meshd.core.guard import GUARD_METRIC
 from meshd.core.local import Identity
 from meshd.core.model import Fallback, MeshConfig, Node, NodeRecord, Snapshot, Transport
+from meshd.core.moves import Moves
 from meshd.core.state import DeviceNames, Route
 from meshd.demo.netlab import Lab, LabNode, lab_cluster
 from meshd.errors import BatchError
@@ -96,6 +97,7 @@ async def _agent(n: LabNode, links: NetlinkLinks, routes: NetlinkRouteTable) -> 
         identity=identity,
         metrics=metrics,
         health=health,
+        moves=Moves(),
         resync=3600,  # never within the test: only notifications can repair
         events=KernelEvents(routes, NAMES, netns=n.ns),
     )
@@ -247,7 +249,7 @@ async def test_the_notified_view_equals_a_full_read_after_random_changes(
         dataplane = Dataplane(NAMES, links, routes, guards=guards)
         routes.watch_networks([ipaddress.ip_network("198.19.0.0/16")])
         events = KernelEvents(routes, NAMES, netns=n.ns)
-        view = KernelView(dataplane.observe, None, events)
+        view = KernelView(dataplane.observe, None, events, moves=Moves())
         try:
             view.settle(await view.actual(Read.FULL), 1500, ())
             for round_ in range(6):

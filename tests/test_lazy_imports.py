@@ -19,7 +19,7 @@ from meshd.cli.flags import settings_from
 args = build_parser().parse_args(sys.argv[1:])
 if args.func is not None:
     import meshd.agent.wiring as wiring
-    wiring.make_datastore(settings_from(args), register=False)
+    wiring.make_datastore(settings_from(args), wiring.Moves(), register=False)
 print(",".join(sorted({m.split(".")[0] for m in sys.modules})))
 """
 FILE_RUN = ["run", "--node-name", "n1", "--underlay-ip", "198.18.0.1", "--pod-cidr", "198.19.1.0/24"]

@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 from meshd.core.model import InvalidNode, NodeRecord
+from meshd.core.moves import Moves
 from meshd.datastore.k8s_api import MESHCONFIGS, NODES
 from meshd.datastore.kubernetes import KubernetesDatastore
 from meshd.datastore.records import NamedRecords
@@ -19,9 +20,10 @@ def _decode(name: str, obj: int) -> NodeRecord:
 
 
 def test_records_from_the_last_ones_equal_a_rebuild_after_any_history() -> None:
+    moves = Moves()
     for seed in range(200):
         rng = random.Random(seed)
-        named: NamedRecords[int] = NamedRecords(_decode)
+        named: NamedRecords[int] = NamedRecords(_decode, moves)
         nodes: dict[str, int] = {}
         last: tuple[NodeRecord, ...] = ()
         for step in range(20):
@@ -38,7 +40,7 @@ def test_records_from_the_last_ones_equal_a_rebuild_after_any_history() -> None:
             made = named.records(nodes)
             assert made == tuple(_decode(n, o) for n, o in sorted(nodes.items())), f"seed {seed}"
             if step and not whole and made is not last:  # it says which records went and came
-                assert told_exactly(last, made), f"seed {seed}"
+                assert told_exactly(moves, last, made), f"seed {seed}"
             kept = {r.name: r for r in last}
             if not whole:  # only the touched name was decoded again
                 assert all(kept.get(r.name) is r for r in made if r.name != name)
@@ -56,7 +58,7 @@ def _node(name: str, rv: int, cidr: int) -> dict[str, Any]:
 def test_the_kubernetes_snapshot_equals_a_fresh_list_after_any_events() -> None:
     for seed in range(100):
         rng = random.Random(seed)
-        ds = KubernetesDatastore(node_name="n0", kubeconfig="unused")
+        ds = KubernetesDatastore(node_name="n0", kubeconfig="unused", moves=Moves())
         ds._on_list(MESHCONFIGS, [])
         objs: dict[str, dict[str, Any]] = {}
         rv = 1
@@ -71,7 +73,7 @@ def test_the_kubernetes_snapshot_equals_a_fresh_list_after_any_events() -> None:
             else:
                 objs[name] = _node(name, rv, rng.randrange(4))
                 ds._on_event(NODES, rng.choice(["ADDED", "MODIFIED"]), objs[name])
-            fresh = KubernetesDatastore(node_name="n0", kubeconfig="unused")
+            fresh = KubernetesDatastore(node_name="n0", kubeconfig="unused", moves=Moves())
             fresh._on_list(MESHCONFIGS, [])
             fresh._on_list(NODES, list(objs.values()))
             assert ds.snapshot().nodes == fresh.snapshot().nodes, f"seed {seed}"

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshd.core.model import InvalidNode, IPNetwork, Node, NodeRecord
+from meshd.core.moves import Moves
 from meshd.core.netset import NetworkSet, PeerNetworks
 
 
@@ -39,11 +40,12 @@ def test_covers_is_subnet_of_any_member(
 def test_peer_networks_follow_any_history_of_records_as_a_rebuild_sees_them() -> None:
     """Records come, go and change (new objects, shared CIDRs, our own record, invalid ones): the followed
     networks are exactly the pod CIDRs of the other nodes' records, and cover what a rebuild covers."""
+    moves = Moves()
     cidrs = [ipaddress.ip_network(f"198.19.{i}.0/24") for i in range(6)]
     probes = [*cidrs, ipaddress.ip_network("198.19.0.128/25"), ipaddress.ip_network("198.19.9.0/24")]
     for seed in range(200):
         rng = random.Random(seed)
-        followed = PeerNetworks("n0")
+        followed = PeerNetworks("n0", moves)
         records: dict[str, NodeRecord] = {}
         for _ in range(15):
             name = f"n{rng.randrange(5)}"

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from meshd.agent.metrics import Metrics
 from meshd.agent.plan_figures import PlanFigures
 from meshd.core.model import InvalidNode, NodeRecord, Transport
+from meshd.core.moves import Moves
 from meshd.core.state import DesiredState, PairDecision
 
 
@@ -48,6 +49,7 @@ def _next(
 
 
 def test_metrics_followed_from_plan_to_plan_equal_the_last_plan_alone() -> None:
+    moves = Moves()
     for seed in range(300):
         rng = random.Random(seed)
         followed = Metrics(CollectorRegistry())
@@ -56,13 +58,14 @@ def test_metrics_followed_from_plan_to_plan_equal_the_last_plan_alone() -> None:
         for step in range(15):
             pairs, records = _next(rng, pairs, records)
             state, recs = DesiredState(pairs=tuple(pairs)), tuple(records)
-            followed.observe_plan(state, recs, encryption=True)
+            followed.observe_plan(state, recs, moves, encryption=True)
             alone = Metrics(CollectorRegistry())
-            alone.observe_plan(state, recs, encryption=True)
+            alone.observe_plan(state, recs, Moves(), encryption=True)
             assert _samples(followed) == _samples(alone), f"seed {seed} step {step}"
 
 
 def test_plan_figures_followed_equal_the_whole_figures() -> None:
+    moves = Moves()
     for seed in range(300):
         rng = random.Random(seed)
         figures = PlanFigures()
@@ -70,7 +73,7 @@ def test_plan_figures_followed_equal_the_whole_figures() -> None:
         records: list[NodeRecord] = []
         for _ in range(15):
             pairs, records = _next(rng, pairs, records)
-            figures.follow(tuple(pairs), tuple(records))
+            figures.follow(tuple(pairs), tuple(records), moves)
             whole = PlanFigures.whole(tuple(pairs), tuple(records))
             assert (figures.transports, figures.encrypted, figures.invalid) == (
                 whole.transports,

@@ -25,6 +25,7 @@ from meshd.core.model import (
     Transport,
     WireGuardSettings,
 )
+from meshd.core.moves import Moves
 from meshd.core.state import DesiredState, ObservedPeer, WireGuardReading
 from meshd.pq.follow import PqPlanned, replan_pairs
 from meshd.pq.manager import PskManager
@@ -67,8 +68,8 @@ class Device:
         return WireGuardReading(None, 51820, peers)
 
 
-def _history(rng: random.Random) -> list[tuple[Snapshot, LocalNode, DesiredState]]:
-    """Snapshots sharing unchanged records, our node, and the real planner's plan of each."""
+def _history(rng: random.Random, moves: Moves) -> list[tuple[Snapshot, LocalNode, DesiredState]]:
+    """Snapshots sharing unchanged records, our node, and the real planner's plan of each (told to `moves`)."""
     records: dict[str, NodeRecord] = {f"n{i}": _node(rng, i) for i in range(rng.randrange(2, 9))}
     config = MeshConfig(wireguard=WireGuardSettings(post_quantum=True))
     planned: Planned | None = None
@@ -89,16 +90,17 @@ def _history(rng: random.Random) -> list[tuple[Snapshot, LocalNode, DesiredState
         assert isinstance(me, Node)
         local = LocalNode(me, wireguard_available=Transport.WIREGUARD in me.capabilities)
         snapshot = Snapshot.of(tuple(records.values()), config)
-        planned = replan(planned, snapshot, local)
+        planned = replan(planned, snapshot, local, moves)
         out.append((snapshot, local, planned.state))
     return out
 
 
 def test_the_plan_from_the_last_one_equals_the_whole_plan_after_any_history() -> None:
+    moves = Moves()
     for seed in range(150):
         last: PqPlanned | None = None
-        for snapshot, local, desired in _history(random.Random(seed)):
-            last = replan_pairs(last, snapshot, local, desired)
+        for snapshot, local, desired in _history(random.Random(seed), moves):
+            last = replan_pairs(last, snapshot, local, desired, moves)
             assert last.plan == plan_pairs(snapshot, local, desired), f"seed {seed}"
             assert set(last.addrs) == {p.local_addr for p in last.plan.pairs}
 
@@ -106,9 +108,10 @@ def test_the_plan_from_the_last_one_equals_the_whole_plan_after_any_history() ->
 async def _run(seed: int, *, whole: bool) -> tuple[list[list[tuple[PublicKey, bool]]], list[object]]:
     rng = random.Random(seed)
     device = Device(rng.sample(KEYS, 3))
-    manager = PskManager(node="n0", device=device, clock=lambda: 0.0)
+    moves = Moves()  # the agent's: the planner tells it, the manager follows with it
+    manager = PskManager(node="n0", device=device, clock=lambda: 0.0, moves=moves)
     seen: list[object] = []
-    for snapshot, local, desired in _history(rng):
+    for snapshot, local, desired in _history(rng, moves):
         if whole:
             manager._taken = None  # as if the last update had not gone through: planned whole
         await manager.update(snapshot, local, desired)
@@ -128,6 +131,7 @@ def test_the_manager_following_its_plan_does_what_one_planning_whole_does() -> N
 
 
 def test_a_change_to_one_node_decides_only_its_pair_again() -> None:
+    moves = Moves()
     rng = random.Random(1)
     nodes = [
         replace(_node(rng, i), post_quantum=True, public_key=PublicKey(bytes([i + 1]) * 32))
@@ -135,10 +139,10 @@ def test_a_change_to_one_node_decides_only_its_pair_again() -> None:
     ]
     config = MeshConfig(wireguard=WireGuardSettings(post_quantum=True))
     local = LocalNode(nodes[0], wireguard_available=True)
-    first = replan(None, Snapshot.of(nodes, config), local)
-    planned = replan_pairs(None, Snapshot.of(nodes, config), local, first.state)
+    first = replan(None, Snapshot.of(nodes, config), local, moves)
+    planned = replan_pairs(None, Snapshot.of(nodes, config), local, first.state, moves)
     grown = [*nodes, replace(_node(rng, 20), public_key=PublicKey(bytes([21]) * 32))]
-    again = replan(first, Snapshot.of(grown, config), local)
-    after = replan_pairs(planned, Snapshot.of(grown, config), local, again.state)
+    again = replan(first, Snapshot.of(grown, config), local, moves)
+    after = replan_pairs(planned, Snapshot.of(grown, config), local, again.state, moves)
     assert after.touched == frozenset({"n20"})
     assert after.plan == plan_pairs(Snapshot.of(grown, config), local, again.state)

@@ -67,3 +67,66 @@ def test_core_reads_no_clock_and_touches_no_network(module: str) -> None:
         elif isinstance(stmt, ast.ImportFrom) and stmt.module and stmt.level == 0:
             imported.add(stmt.module.split(".")[0])
     assert not imported & NO_CLOCK_NO_NETWORK
+
+
+MUTABLE_CALLS = {"dict", "list", "set", "bytearray", "defaultdict", "OrderedDict", "Counter", "deque"}
+MUTABLE_NODES = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
+MUTATORS = {"append", "extend", "insert", "pop", "popitem", "remove", "discard", "add", "clear", "update"}
+MUTATORS |= {"setdefault", "appendleft", "popleft", "sort", "reverse", "difference_update"}
+SHARED_VALUES = {"meshd.core.interned": {"_VALUES"}}
+"""A process-wide table of immutable values (one object per equal address): agents sharing it share equal
+values, never a state one of them changes under another."""
+
+
+def _containers(tree: ast.Module) -> set[str]:
+    """The module-level names bound to a mutable container."""
+    names = set()
+    for stmt in tree.body:
+        target, value = (
+            (stmt.targets[0], stmt.value) if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+            else (stmt.target, stmt.value) if isinstance(stmt, ast.AnnAssign) else (None, None)
+        )  # fmt: skip
+        func = value.func if isinstance(value, ast.Call) else None
+        called = (
+            func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        )
+        if isinstance(target, ast.Name) and (isinstance(value, MUTABLE_NODES) or called in MUTABLE_CALLS):
+            names.add(target.id)
+    return names
+
+
+def _module_state(tree: ast.Module) -> set[str]:
+    """The module-level names a module changes: rebound from a function (`global`), or a container it
+    edits (a constant table, only read, is no state)."""
+    found, names = set(), _containers(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Global):
+            found.update(node.names)
+        target = node.value if isinstance(node, ast.Subscript | ast.Attribute) else None
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            target = node.target
+        if isinstance(node, ast.Attribute) and node.attr not in MUTATORS:
+            target = None
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            target = None
+        if isinstance(target, ast.Name) and target.id in names:
+            found.add(target.id)
+    return found
+
+
+@pytest.mark.parametrize("module", DECIDING)
+def test_core_keeps_no_module_level_mutable_state(module: str) -> None:
+    """A memo shared by every agent of a process (tests, the demo) is state one agent changes under
+    another: each agent holds its own (e.g. meshd.core.moves.Moves, made by its wiring)."""
+    path = ROOT / Path(*module.split(".")).with_suffix(".py")
+    if not path.exists():
+        path = ROOT / Path(*module.split(".")) / "__init__.py"
+    assert _module_state(ast.parse(path.read_text())) <= SHARED_VALUES.get(module, set())
+
+
+def test_the_state_check_sees_a_module_level_memo_and_not_a_constant_table() -> None:
+    memo = "_memo: dict[int, int] = {}\ndef tell(k):\n    _memo.pop(k, None)\n    _memo[k] = 1\n"
+    assert _module_state(ast.parse(memo)) == {"_memo"}
+    assert _module_state(ast.parse("SEEN = set()\ndef f(x):\n    SEEN.add(x)\n")) == {"SEEN"}
+    assert _module_state(ast.parse("N = 0\ndef f():\n    global N\n    N += 1\n")) == {"N"}
+    assert _module_state(ast.parse("UNITS = {'s': 1.0}\ndef f(u):\n    return UNITS[u]\n")) == set()

@@ -30,6 +30,7 @@ from meshd.core.model import (
     Snapshot,
     Transport,
 )
+from meshd.core.moves import Moves
 from meshd.core.ports import Applied
 from meshd.core.state import ActualState, DeviceNames
 from meshd.retry import Backoff
@@ -133,6 +134,7 @@ def make(
         identity=identity,
         metrics=metrics,
         health=health,
+        moves=Moves(),
         retry=Backoff(initial=0.001, maximum=0.01, jitter=0),
         **hooks,
     )

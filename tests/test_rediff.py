@@ -13,6 +13,7 @@ from meshd.agent.passes import PlanMemo
 from meshd.core import actions as a
 from meshd.core.diff import diff
 from meshd.core.model import LocalNode, Snapshot
+from meshd.core.moves import Moves
 from meshd.core.rediff import Diffed, rediff
 from meshd.core.state import (
     ActualState,
@@ -43,7 +44,8 @@ def _kernel(*peers: ObservedPeer, **tables: Any) -> ActualState:
 
 def _cut(before: tuple[DesiredState, ActualState], after: tuple[DesiredState, ActualState]) -> Diffed:
     """The diff of `after` from the one of `before`, which must have cut the states down."""
-    now = rediff(rediff(None, *before), *after, whole_past=EVERY)
+    moves = Moves()
+    now = rediff(rediff(None, *before, moves), *after, moves, whole_past=EVERY)
     assert (now.actions, now.whole) == (diff(*after), False)
     return now
 
@@ -65,9 +67,10 @@ def test_a_peer_changed_by_hand_is_changed_back_and_a_new_handshake_is_no_change
 
 
 def test_a_foreign_route_that_goes_frees_its_destination_for_ours() -> None:
+    moves = Moves()
     desired = DesiredState(wireguard=WG, routes=frozenset({ROUTE}))
     held = _kernel(foreign_routes=frozenset({Route(NETS[1], "eth9")}))
-    assert rediff(None, desired, held).actions == ()
+    assert rediff(None, desired, held, moves).actions == ()
     assert _cut((desired, held), (desired, _kernel())).actions == (a.ReplaceRoute(ROUTE),)
 
 
@@ -80,13 +83,14 @@ def test_what_the_last_diff_did_and_the_kernel_does_not_show_is_still_owed() -> 
 
 
 def test_the_pass_memo_diffs_a_node_add_from_the_last_diff_and_then_the_kernel_that_holds_it() -> None:
+    moves = Moves()
     cluster = [_node(i) for i in range(40)]
-    memo, local, names, fake = PlanMemo(), LocalNode(cluster[0]), DeviceNames(), FakeDataplane()
+    memo, local, names, fake = PlanMemo(moves), LocalNode(cluster[0]), DeviceNames(), FakeDataplane()
     desired = memo.plan(Snapshot.of(cluster), local, names)
     fake.apply(memo.diff(desired, fake.observe())[0])
     assert memo.diff(desired, fake.observe())[0] == ()
     grown = memo.plan(Snapshot.of([*cluster, _node(40)]), local, names)
-    added = rediff(rediff(None, desired, fake.observe()), grown, fake.observe())
+    added = rediff(rediff(None, desired, fake.observe(), moves), grown, fake.observe(), moves)
     assert not added.whole and added.actions == diff(grown, fake.observe())
     assert {type(x) for x in added.actions} == {a.AddPeer, a.AddFdb, a.AddNeighbor, a.ReplaceRoute}
     actions, _ = memo.diff(grown, fake.observe())

@@ -19,6 +19,7 @@ from keys.values import PublicKey
 from meshd.core.diff import diff
 from meshd.core.incremental import Planned, replan
 from meshd.core.model import Endpoint, MeshConfig, NodeRecord, Snapshot
+from meshd.core.moves import Moves
 from meshd.core.rediff import Diffed, rediff
 from meshd.core.state import (
     ActualState,
@@ -254,9 +255,10 @@ def state_histories(draw: st.DrawFn) -> list[tuple[DesiredState, ActualState]]:
 def test_the_diff_from_the_last_one_equals_the_whole_diff_after_any_history(
     history: list[tuple[DesiredState, ActualState]],
 ) -> None:
+    moves = Moves()
     last: Diffed | None = None
     for desired, actual in history:
-        last = rediff(last, desired, actual, whole_past=EVERY)
+        last = rediff(last, desired, actual, moves, whole_past=EVERY)
         assert last.actions == diff(desired, actual)
 
 
@@ -266,11 +268,12 @@ def test_the_diff_from_the_last_one_equals_the_whole_diff_over_plans_and_a_kerne
     history: list[tuple[tuple[NodeRecord, ...], MeshConfig]], data: st.DataObject
 ) -> None:
     """Planned states (shared values) against a kernel that applied some of the last actions."""
+    moves = Moves()
     fake, planned, last = FakeDataplane(), None, None
     for records, config in history:
-        planned = replan(planned, Snapshot.of(records, config), _local(records))
+        planned = replan(planned, Snapshot.of(records, config), _local(records), moves)
         actual = fake.observe()
-        last = rediff(last, planned.state, actual, whole_past=EVERY)
+        last = rediff(last, planned.state, actual, moves, whole_past=EVERY)
         assert last.actions == diff(planned.state, actual)
         fake.apply(last.actions[: data.draw(st.integers(0, len(last.actions)))])
     assert isinstance(planned, Planned)

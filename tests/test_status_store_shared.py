@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from meshd.core.moves import Moves
 from meshd.datastore.k8s_status import KubeStatusStore
 from meshd.datastore.kubernetes import KubernetesDatastore
 from tests.fakekube import FakeKube
@@ -17,7 +18,8 @@ LIMIT = 30.0  # a bound on every wait, never an assertion about time
 async def test_the_status_store_works_through_the_datastores_connection(tmp_path: Path) -> None:
     with FakeKube() as kube:
         kube.put("nodes", {"metadata": {"name": "me", "uid": "u1"}})
-        ds = KubernetesDatastore(node_name="me", kubeconfig=kube.write_kubeconfig(tmp_path / "kubeconfig"))
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        ds = KubernetesDatastore(node_name="me", kubeconfig=kubeconfig, moves=Moves())
         await ds.start()
         try:
             while not ds.snapshot().synced:

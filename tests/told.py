@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshd.core.moves import scan_changed, scan_moved, told
+from meshd.core.moves import Moves, scan_changed, scan_moved
 
 
-def told_exactly(old: tuple[Any, ...] | frozenset[Any], new: tuple[Any, ...] | frozenset[Any]) -> bool:
-    """The change from `old` to `new` was told, and it is what a scan finds (tuples: the same entries by
-    identity; frozensets: by value)."""
-    found = told(old, new)
+def told_exactly(
+    moves: Moves, old: tuple[Any, ...] | frozenset[Any], new: tuple[Any, ...] | frozenset[Any]
+) -> bool:
+    """The change from `old` to `new` was told to `moves`, and it is what a scan finds (tuples: the same
+    entries by identity; frozensets: by value)."""
+    found = moves.told(old, new)
     if found is None:
         return False
     if isinstance(old, frozenset) and isinstance(new, frozenset):

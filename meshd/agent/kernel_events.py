@@ -40,6 +40,7 @@ from pyroute2.netlink.rtnl.rtmsg import RT_SCOPE_LINK
 from meshd.agent.keyed import Edit, KeyedSets
 from meshd.core.guard import GUARD_METRIC
 from meshd.core.model import IPNetwork
+from meshd.core.moves import Moves
 from meshd.core.state import ActualState, DeviceNames, FdbEntry, NeighborEntry, Route
 from meshd.rtnl import RawRtnl
 from meshd.rtnl_msgs import (
@@ -153,8 +154,9 @@ class KernelEvents:
         self._fdb.keep(actual.fdb)
         self._neighbors.keep(actual.neighbors)
 
-    def fold(self, actual: ActualState) -> ActualState | None:
-        """`actual` with the changes since the last fold or full read; None when only a full read can tell."""
+    def fold(self, actual: ActualState, moves: Moves) -> ActualState | None:
+        """`actual` with the changes since the last fold or full read (told to `moves`, the agent's); None
+        when only a full read can tell."""
         self._readable()
         if self._stale:
             return None
@@ -179,11 +181,11 @@ class KernelEvents:
                 (guards.add if change.present else guards.discard)(value)
         return replace(
             actual,
-            routes=routes.result(),
+            routes=routes.result(moves),
             foreign_routes=self._watched_foreign(),
             guards=frozenset(guards),
-            fdb=fdb.result(),
-            neighbors=neighbors.result(),
+            fdb=fdb.result(moves),
+            neighbors=neighbors.result(moves),
         )
 
     def _watched_foreign(self) -> frozenset[Route]:

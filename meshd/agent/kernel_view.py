@@ -12,7 +12,7 @@ retry), when notifications were lost, or after anything else changed (a link, an
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from meshd.agent.kernel_events import KernelEvents
@@ -20,6 +20,7 @@ from meshd.agent.underlay import DEFAULT_MTU
 from meshd.core import actions as a
 from meshd.core.fold import fold_peers
 from meshd.core.model import IPAddress
+from meshd.core.moves import Moves
 from meshd.core.state import ActualState, WireGuardReading
 
 FOLDED = (
@@ -45,6 +46,7 @@ class KernelView:
     events: KernelEvents | None = None
     device: Callable[[], Awaitable[WireGuardReading | None]] | None = None
     """Reads the WireGuard device alone (key, port, peers); None: `Read.PEERS` reads everything."""
+    moves: Moves = field(kw_only=True)  # the agent's: told what the folds change
     _kept: tuple[ActualState, int] | None = None  # the view the next pass may start from
     _reusing: tuple[ActualState, int] | None = None  # what this pass reuses
     full_reads: int = 0
@@ -54,7 +56,7 @@ class KernelView:
         """Starts a pass: the kept view when `read` allows and there is one, else a fresh read."""
         kept, self._kept, self._reusing = self._kept, None, None
         if read is not Read.FULL and kept is not None:
-            current = kept[0] if self.events is None else self.events.fold(kept[0])
+            current = kept[0] if self.events is None else self.events.fold(kept[0], self.moves)
             if current is not None and read is Read.PEERS:
                 current = await self._peers(current)
             if current is not None:
@@ -109,7 +111,7 @@ class KernelView:
             self._kept = (actual, mtu)
         elif self.events is not None and _folded(actions):
             wg = actual.wireguard
-            self._kept = (replace(actual, wireguard=fold_peers(wg, actions) if wg else None), mtu)
+            self._kept = (replace(actual, wireguard=fold_peers(wg, actions, self.moves) if wg else None), mtu)
         else:
             self._kept = None
         if self._kept is not None and self.events is not None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from meshd.core.moves import tell
+from meshd.core.moves import Moves
 
 K = TypeVar("K", bound=Hashable)
 E = TypeVar("E", bound=Hashable)
@@ -81,14 +81,15 @@ class Edit(Generic[K, E]):
         else:
             self.index.pop(k, None)
 
-    def result(self) -> frozenset[E]:
-        """The edited set (`entries` itself when nothing changed); its index is kept for the next edit."""
+    def result(self, moves: Moves) -> frozenset[E]:
+        """The edited set (`entries` itself when nothing changed); its index is kept for the next edit.
+        What went and came is told to `moves` (the agent's), for the diff after."""
         old = self.entries
         if not self._added and not self._removed:
             new = old
         else:
             new = (old - self._removed) | self._added
             went = tuple(e for e in self._removed if e in old)
-            tell(old, new, went, tuple(e for e in self._added if e not in old))  # for the diff after
+            moves.tell(old, new, went, tuple(e for e in self._added if e not in old))
         self.owner._last = (new, self.index)
         return new

@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from meshd.agent.plan_figures import PlanFigures
 from meshd.agent.view import MeshView
 from meshd.core.model import NodeRecord, Transport
+from meshd.core.moves import Moves
 from meshd.core.state import DesiredState, ObservedPeer
 
 
@@ -90,11 +91,12 @@ class Metrics:
         self.datastore_errors.labels(kind=kind).inc()
 
     def observe_plan(
-        self, desired: DesiredState, records: tuple[NodeRecord, ...], *, encryption: bool
+        self, desired: DesiredState, records: tuple[NodeRecord, ...], moves: Moves, *, encryption: bool
     ) -> None:
-        """Set the figures of this plan, following them from the last one (meshd.agent.plan_figures)."""
+        """Set the figures of this plan, following them from the last one (meshd.agent.plan_figures;
+        `moves`: the agent's)."""
         figures = self._figures
-        touched = figures.follow(desired.pairs, records)
+        touched = figures.follow(desired.pairs, records, moves)
         for transport in Transport:
             self.peers.labels(transport=transport.value).set(figures.transports[transport])
         self.unencrypted_blocked.set(figures.transports[Transport.NONE])

@@ -19,6 +19,7 @@ from meshd.core.actions import Action
 from meshd.core.incremental import Planned, replan
 from meshd.core.local import Identity, annotations_to_publish, local_node
 from meshd.core.model import EncryptionMode, LocalNode, Snapshot
+from meshd.core.moves import Moves
 from meshd.core.netset import PeerNetworks
 from meshd.core.ports import Applied, Dataplane, Datastore
 from meshd.core.rediff import Diffed, rediff
@@ -68,8 +69,10 @@ class PassDatastore(Datastore, Protocol):
 class PlanMemo:
     """The last plan and diff, reused while their inputs are unchanged: a pass that finds the datastore and
     the kernel as the last pass left them plans and diffs nothing, and a pass after a change decides again
-    only the pairs it touches (meshd.core.incremental). Both stay pure functions of their inputs."""
+    only the pairs it touches (meshd.core.incremental). Both stay pure functions of their inputs, and of
+    `moves` (the agent's: what changed between versions of a table, meshd.core.moves)."""
 
+    moves: Moves
     _plan: tuple[tuple[object, ...], Planned] | None = None
     _diff: Diffed | None = None
 
@@ -77,7 +80,7 @@ class PlanMemo:
         key = (snapshot.nodes, snapshot.config, local, names)
         last = self._plan
         if last is None or last[0] != key:
-            self._plan = last = (key, replan(last and last[1], snapshot, local, names=names))
+            self._plan = last = (key, replan(last and last[1], snapshot, local, self.moves, names=names))
         return last[1].state
 
     def diff(self, desired: DesiredState, actual: ActualState) -> tuple[tuple[Action, ...], ActualState]:
@@ -91,7 +94,7 @@ class PlanMemo:
             or last.desired is not desired
             or (last.actual is not actual and last.actual != actual)
         ):
-            self._diff = last = rediff(last, desired, actual)
+            self._diff = last = rediff(last, desired, actual, self.moves)
         return last.actions, last.actual
 
 
@@ -103,16 +106,16 @@ class ReconcilePass:
     kernel: KernelView
     report: Report
     view: MeshView
+    memo: PlanMemo  # holds the agent's Moves
     after_pass: AfterPass | None = None
     after_publish: AfterPass | None = None
-    memo: PlanMemo = field(default_factory=PlanMemo)
     rotation: RotationHook | None = None
     applied_generation: int | None = None
     """The MeshConfig generation the last complete pass applied (published as observedGeneration)."""
     _watched: PeerNetworks = field(init=False)  # peers' pod CIDRs: foreign routes in them are reported
 
     def __post_init__(self) -> None:
-        self._watched = PeerNetworks(self.identity.name)
+        self._watched = PeerNetworks(self.identity.name, self.memo.moves)
 
     async def __call__(self, read: Read = Read.FULL) -> bool:
         """One pass. Returns True when it changed the kernel. Raises PassError naming the failed phase.

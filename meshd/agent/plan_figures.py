@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from meshd.core.model import InvalidNode, NodeRecord, Transport
-from meshd.core.moves import moved
+from meshd.core.moves import Moves
 from meshd.core.state import PairDecision
 
 Encrypted = dict[str, int]
@@ -33,9 +33,12 @@ class PlanFigures:
         figures.invalid.update(r.reason for r in records if isinstance(r, InvalidNode))
         return figures
 
-    def follow(self, pairs: tuple[PairDecision, ...], records: tuple[NodeRecord, ...]) -> set[str] | None:
-        """Follow to this plan; the peers whose `encrypted` value may have changed (None: any)."""
-        went, came = moved(self.pairs, pairs)
+    def follow(
+        self, pairs: tuple[PairDecision, ...], records: tuple[NodeRecord, ...], moves: Moves
+    ) -> set[str] | None:
+        """Follow to this plan (`moves`, the agent's, says what moved); the peers whose `encrypted` value
+        may have changed (None: any)."""
+        went, came = moves.moved(self.pairs, pairs)
         self.pairs = pairs
         self.transports.subtract(p.transport for p in went)
         self.transports.update(p.transport for p in came)
@@ -45,7 +48,7 @@ class PlanFigures:
         self.encrypted.update(_encrypted(came))
         if len(self.encrypted) != len(pairs):  # a name held by two decisions: the last one counts
             self.encrypted, touched = dict(_encrypted(pairs)), None
-        gone, new = moved(self.records, records)
+        gone, new = moves.moved(self.records, records)
         self.records = records
         self.invalid.subtract(r.reason for r in gone if isinstance(r, InvalidNode))
         self.invalid.update(r.reason for r in new if isinstance(r, InvalidNode))

@@ -12,12 +12,13 @@ from meshd.agent.health import Health
 from meshd.agent.kernel_events import KernelEvents
 from meshd.agent.kernel_view import KernelView, Read
 from meshd.agent.metrics import Metrics
-from meshd.agent.passes import AfterPass, PassDatastore, PassError, ReconcilePass, RotationHook
+from meshd.agent.passes import AfterPass, PassDatastore, PassError, PlanMemo, ReconcilePass, RotationHook
 from meshd.agent.report import Report
 from meshd.agent.scheduler import Scheduler
 from meshd.agent.view import MeshView
 from meshd.core.local import Identity
 from meshd.core.model import IPAddress
+from meshd.core.moves import Moves
 from meshd.core.ports import Dataplane
 from meshd.core.state import WireGuardReading
 from meshd.retry import Backoff
@@ -32,6 +33,9 @@ class Reconciler:
     identity: Identity
     metrics: Metrics
     health: Health
+    moves: Moves
+    """The agent's (meshd.core.moves): what changed between versions of its tables, told by the producers
+    (the datastore's records, the plan, the kernel folds) to the followers (the diff, the report)."""
     view: MeshView | None = None
     """Where /status and the per-peer metrics read the last pass; None: a private one."""
     underlay_mtu: Callable[[IPAddress], Awaitable[int]] | None = None  # None: assume 1500
@@ -48,16 +52,21 @@ class Reconciler:
     _scheduler: Scheduler = field(init=False)
 
     def __post_init__(self) -> None:
-        report = Report(self.metrics, self.health)
+        report = Report(self.metrics, self.health, self.moves)
         self._pass = ReconcilePass(
             datastore=self.datastore,
             dataplane=self.dataplane,
             identity=self.identity,
             kernel=KernelView(
-                self.dataplane.observe, self.underlay_mtu, self.events, _device(self.dataplane)
+                self.dataplane.observe,
+                self.underlay_mtu,
+                self.events,
+                _device(self.dataplane),
+                moves=self.moves,
             ),
             report=report,
             view=self.view or MeshView(self.identity),
+            memo=PlanMemo(self.moves),
             after_pass=self.after_pass,
             after_publish=self.after_publish,
             rotation=self.rotation,

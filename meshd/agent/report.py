@@ -12,7 +12,7 @@ from meshd.agent.health import Health
 from meshd.agent.metrics import Metrics
 from meshd.core import actions as a
 from meshd.core.model import InvalidNode, NodeRecord
-from meshd.core.moves import moved
+from meshd.core.moves import Moves
 from meshd.core.state import ActualState, DesiredState
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 class Report:
     metrics: Metrics
     health: Health
+    moves: Moves  # the agent's: which records came since the last report
     _warned: set[tuple[str, str]] = field(default_factory=set)
     _violations: set[str] = field(default_factory=set)  # Required violations reported (meshd.core.guard)
     _reported: tuple[DesiredState, ActualState] | None = None  # what `planned` last reported on
@@ -58,8 +59,8 @@ class Report:
         if last is not None and last[0] is desired and last[1] is actual:
             return  # the same plan against the same view: all of this was said already
         self._reported = (desired, actual)
-        self.metrics.observe_plan(desired, records, encryption=encryption)
-        _, came = moved(self._records, records)  # each record's warning was given when it came
+        self.metrics.observe_plan(desired, records, self.moves, encryption=encryption)
+        _, came = self.moves.moved(self._records, records)  # each record's warning was given when it came
         self._records = records
         for rec in came:
             if isinstance(rec, InvalidNode):

@@ -33,6 +33,7 @@ from meshd.agent.underlay import underlay_mtu
 from meshd.agent.view import MeshView
 from meshd.core.local import Identity
 from meshd.core.model import LocalNode, Node
+from meshd.core.moves import Moves
 from meshd.core.ports import WireGuardDevice
 from meshd.core.state import DesiredState
 from meshd.errors import UnsupportedError
@@ -50,9 +51,10 @@ log = logging.getLogger(__name__)
 
 
 def make_datastore(
-    settings: Settings, *, register: bool = True, on_error: Callable[[str], None] | None = None
+    settings: Settings, moves: Moves, *, register: bool = True, on_error: Callable[[str], None] | None = None
 ) -> PassDatastore:
-    """`register`: the file datastore writes our own record (in Kubernetes the kubelet does)."""
+    """`register`: the file datastore writes our own record (in Kubernetes the kubelet does). `moves`: the
+    agent's, told which records moved."""
     agent, store = settings.agent, settings.datastore
     file_dir = store.file_dir
     if file_dir is not None:
@@ -70,6 +72,7 @@ def make_datastore(
         underlay_override=agent.underlay_ip,
         watch=store.watch,
         on_error=on_error or (lambda kind: None),
+        moves=moves,
     )
 
 
@@ -153,12 +156,14 @@ def post_quantum(
     datastore: PassDatastore,
     view: MeshView,
     registry: CollectorRegistry,
+    *,
+    moves: Moves,
 ) -> tuple[PskManager, AfterPass] | None:
     """The PSK layer (meshd.pq): its manager and the hook that feeds it each pass's plan; it reports in
     /status and /metrics (also when this node opted out: its pairs then say so, and hold no PSK)."""
     if not isinstance(wireguard, PskDevice):
         return None
-    manager = PskManager(node=identity.name, device=wireguard)
+    manager = PskManager(node=identity.name, device=wireguard, moves=moves)
     registry.register(PskCollector(manager))
     view.extra["postQuantum"] = lambda: pq_status(manager)
     view.psk_states = lambda: pair_states(manager)
@@ -203,7 +208,7 @@ def connect_rotation(rotation: RotationDriver, loop: Reconciler, psk: PskManager
 async def run_agent(settings: Settings) -> int:
     agent = settings.agent
     registry = CollectorRegistry()
-    metrics, health = Metrics(registry), Health()
+    metrics, health, moves = Metrics(registry), Health(), Moves()  # one Moves: every table of this agent
     key, created = load_key(agent.key_file)
     wireguard, ipip = await make_wireguard(settings, key.private), await ipip_supported()
     identity = make_identity(settings, key if wireguard is not None else None, ipip=ipip, wireguard=wireguard)
@@ -213,10 +218,10 @@ async def run_agent(settings: Settings) -> int:
     links, routes, kernel_guards = NetlinkLinks(), NetlinkRouteTable(), NetlinkGuards()
     guards = SavedGuards(kernel_guards, guard_file(agent.key_file))
     await guards.install_saved()  # Required guards of the last run, before anything else (fail closed)
-    datastore = make_datastore(settings, on_error=metrics.count_datastore_error)
+    datastore = make_datastore(settings, moves, on_error=metrics.count_datastore_error)
     events = KernelEvents(routes, settings.backends.names)
     rotation = make_rotation(settings, wireguard, links, registry)
-    psk = post_quantum(identity, wireguard, datastore, view, registry)
+    psk = post_quantum(identity, wireguard, datastore, view, registry, moves=moves)
     endpoints = Endpoints(
         settings.http.metrics_addr, registry, health, collector, agent.status_socket, view,
         rotation.request if rotation else None,
@@ -227,6 +232,7 @@ async def run_agent(settings: Settings) -> int:
         identity=identity,
         metrics=metrics,
         health=health,
+        moves=moves,
         view=view,
         underlay_mtu=underlay_mtu,
         resync=agent.resync,

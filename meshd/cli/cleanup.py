@@ -34,6 +34,7 @@ async def cleanup(settings: Settings, *, annotations: bool) -> int:
     from meshd.agent.guards import SavedGuards, guard_file
     from meshd.agent.teardown import remove_annotations, teardown_dataplane
     from meshd.agent.wiring import make_datastore, make_wireguard
+    from meshd.core.moves import Moves
     from overlay.guards import NetlinkGuards
     from overlay.routes import NetlinkRouteTable
     from vxlan.links import NetlinkLinks, ipip_supported
@@ -53,7 +54,7 @@ async def cleanup(settings: Settings, *, annotations: bool) -> int:
         await kernel_guards.close()
     print(f"removed {changes} kernel object(s) owned by meshd")
     if annotations:
-        datastore = make_datastore(settings, register=False)
+        datastore = make_datastore(settings, Moves(), register=False)  # no one follows its records
         await datastore.start()
         try:
             await remove_annotations(datastore, settings.agent.node_name)

@@ -21,7 +21,7 @@ from itertools import chain
 from operator import attrgetter
 from typing import Any
 
-from meshd.core.moves import exactly, tell
+from meshd.core.moves import Moves, exactly
 from meshd.core.state import FdbEntry, NeighborEntry, PeerSpec, Problem, Route
 
 PEER_ORDER = attrgetter("public_key.raw")
@@ -66,9 +66,12 @@ def tables(parts: Sequence[Part]) -> Tables:
     return Tables(peers, fdb, neighbors, routes, tuple(map(len, gathered)))
 
 
-def retable(last: Tables, gone: Sequence[Part], came: Sequence[Part], parts: Sequence[Part]) -> Tables:
-    """The tables of `parts`, which are the parts of `last` without `gone` and with `came`."""
-    peers = _repeers(last.peers, _gathered(gone, "peers"), _gathered(came, "peers"))
+def retable(
+    last: Tables, gone: Sequence[Part], came: Sequence[Part], parts: Sequence[Part], moves: Moves
+) -> Tables:
+    """The tables of `parts`, which are the parts of `last` without `gone` and with `came`; what each
+    table lost and gained is told to `moves` (the agent's)."""
+    peers = _repeers(last.peers, _gathered(gone, "peers"), _gathered(came, "peers"), moves)
     if peers is None:
         return tables(parts)
     sets: list[frozenset[Any]] = []
@@ -83,13 +86,13 @@ def retable(last: Tables, gone: Sequence[Part], came: Sequence[Part], parts: Seq
         sets.append(new)
         given.append(count)
         if new is not old:  # what left is what the parts that left gave (each entry had one giver)
-            tell(old, new, tuple(frozenset(out) - frozenset(into)), tuple(frozenset(into) - old))
+            moves.tell(old, new, tuple(frozenset(out) - frozenset(into)), tuple(frozenset(into) - old))
     fdb, neighbors, routes = sets
     return Tables(peers, fdb, neighbors, routes, tuple(given))
 
 
 def _repeers(
-    peers: tuple[PeerSpec, ...], out: list[PeerSpec], into: list[PeerSpec]
+    peers: tuple[PeerSpec, ...], out: list[PeerSpec], into: list[PeerSpec], moves: Moves
 ) -> tuple[PeerSpec, ...] | None:
     """`peers` without `out` (found by identity) and with `into` in place; None when an entry of `out` is
     not there or one of `into` meets an equal key."""
@@ -109,7 +112,7 @@ def _repeers(
         result.insert(i, spec)
     made = tuple(result)
     went, came = exactly(out, into)  # `into` met no equal key: none of them was there before
-    tell(peers, made, [spec for spec in went if _find(result, spec) is None], came)
+    moves.tell(peers, made, [spec for spec in went if _find(result, spec) is None], came)
     return made
 
 

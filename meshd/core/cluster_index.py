@@ -27,7 +27,7 @@ from meshd.core.conflicts import (
     self_cover,
 )
 from meshd.core.model import Node, NodeRecord
-from meshd.core.moves import moved
+from meshd.core.moves import Moves
 from meshd.core.overlaps import resolve_clashes
 from meshd.core.sharing import Sharing
 from meshd.core.spatial import Spatial
@@ -53,19 +53,20 @@ class ClusterIndex:
     clashing: frozenset[str] = frozenset()  # members with a partner
 
     @classmethod
-    def build(cls, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
+    def build(cls, local: Node, records: Iterable[NodeRecord], moves: Moves) -> ClusterIndex:
         why = own_record_problem(local)
         work = _Work.start(cls(ClusterView(()), local, why, (), {}, {}, {}, {}, Spatial(), Sharing()))
         work.set_name(local.name, ())  # our own node is a member whatever the records say
         rows = tuple(records)
-        return replace(work.apply(*moved((), rows), rows), moved=None)
+        return replace(work.apply(*moves.moved((), rows), rows), moved=None)
 
-    def update(self, local: Node, records: Iterable[NodeRecord]) -> ClusterIndex:
-        """The index of `records` seen from `local`, from this one: only changed records are looked at."""
+    def update(self, local: Node, records: Iterable[NodeRecord], moves: Moves) -> ClusterIndex:
+        """The index of `records` seen from `local`, from this one: only changed records are looked at
+        (what changed comes from `moves`, the agent's)."""
         if local != self.local:
-            return ClusterIndex.build(local, records)
+            return ClusterIndex.build(local, records, moves)
         rows = tuple(records)
-        went, came = moved(self.records, rows)
+        went, came = moves.moved(self.records, rows)
         if not went and not came:
             return self
         return _Work.start(self).apply(went, came, rows)

@@ -10,18 +10,19 @@ from operator import attrgetter
 
 from meshd.core import actions as a
 from meshd.core.model import IPNetwork
-from meshd.core.moves import tell
+from meshd.core.moves import Moves
 from meshd.core.state import ObservedPeer, ObservedWireGuard
 
 PEER_ACTIONS = (a.AddPeer, a.UpdatePeer, a.RemovePeer)
 _RAW = attrgetter("public_key.raw")
 
 
-def fold_peers(device: ObservedWireGuard, actions: Iterable[a.Action]) -> ObservedWireGuard:
+def fold_peers(device: ObservedWireGuard, actions: Iterable[a.Action], moves: Moves) -> ObservedWireGuard:
     """`device` after the peer actions among `actions` (others are ignored), as the device applies them:
     an allowed IP belongs to one peer, so giving it to one takes it from any other; an upsert without an
     endpoint keeps the one the device had (it may have learned it). Only the peers holding an allowed IP
-    the actions give, and those the actions touch, are looked at again: the rest stay the same objects."""
+    the actions give, and those the actions touch, are looked at again: the rest stay the same objects.
+    Which peers went and came is told to `moves` (the agent's)."""
     ours = [x for x in actions if isinstance(x, PEER_ACTIONS)]
     if not ours:
         return device
@@ -59,7 +60,7 @@ def fold_peers(device: ObservedWireGuard, actions: Iterable[a.Action]) -> Observ
     if len(before) == len(device.peers):  # which peers went and came, for the diff (meshd.core.moves)
         touched = holders.union(*(_key(x) for x in ours))
         went = [before[k] for k in touched if k in before and before[k] is not peers.get(k)]
-        tell(
+        moves.tell(
             device.peers,
             folded,
             went,

@@ -22,7 +22,7 @@ from meshd.core.assembly import NO_TABLES, Part, Tables, retable, tables
 from meshd.core.cluster_index import ClusterIndex
 from meshd.core.conflicts import ClusterView
 from meshd.core.model import LocalNode, MeshConfig, Node, Snapshot
-from meshd.core.moves import exactly, tell
+from meshd.core.moves import Moves, exactly
 from meshd.core.pairs import decide_pair
 from meshd.core.planner import DEFAULT_NAMES, assemble, pair_part, plan_context
 from meshd.core.state import DesiredState, DeviceNames
@@ -46,14 +46,20 @@ class Planned:
 
 
 def replan(
-    previous: Planned | None, snapshot: Snapshot, local: LocalNode, *, names: DeviceNames = DEFAULT_NAMES
+    previous: Planned | None,
+    snapshot: Snapshot,
+    local: LocalNode,
+    moves: Moves,
+    *,
+    names: DeviceNames = DEFAULT_NAMES,
 ) -> Planned:
-    """The plan for `snapshot`, reusing the decisions of `previous` whose inputs did not change."""
+    """The plan for `snapshot`, reusing the decisions of `previous` whose inputs did not change.
+    `moves` (the agent's) says which records changed, and is told which tables did."""
     index = previous.index if previous is not None else None
     index = (
-        ClusterIndex.build(local.node, snapshot.nodes)
+        ClusterIndex.build(local.node, snapshot.nodes, moves)
         if index is None
-        else index.update(local.node, snapshot.nodes)
+        else index.update(local.node, snapshot.nodes, moves)
     )
     view = index.view
     context = (snapshot.config, local, names, view.facts(local.node))
@@ -75,11 +81,11 @@ def replan(
     if previous is None or not last:
         done = tables(parts)
     else:
-        done = retable(previous.tables, list(map(_PART, gone)), list(map(_PART, came)), parts)
+        done = retable(previous.tables, list(map(_PART, gone)), list(map(_PART, came)), parts, moves)
     state = assemble(list(map(_DECISION, pairs.values())), parts, done, decide.ctx, view)
     if previous is not None and last:
         went_now, came_now = (tuple(d[2].decision for d in group) for group in (gone, came))
-        tell(previous.state.pairs, state.pairs, *exactly(went_now, came_now))
+        moves.tell(previous.state.pairs, state.pairs, *exactly(went_now, came_now))
     return Planned(state, context, MappingProxyType(pairs), len(came), index, done)
 
 

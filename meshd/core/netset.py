@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from meshd.core.model import IPNetwork, Node, NodeRecord
-from meshd.core.moves import moved
+from meshd.core.moves import Moves
 
 NetKey = tuple[int, int, int]
 """(IP version, first address as an integer, prefix length): equal networks have equal keys."""
@@ -63,17 +63,18 @@ class PeerNetworks:
     (a datastore shares its unchanged decoded records): a change costs the networks of the records that
     came and went, not a rebuild. `networks` is kept in place; a network stays while any record has it."""
 
-    __slots__ = ("_counts", "me", "networks", "records")
+    __slots__ = ("_counts", "_moves", "me", "networks", "records")
 
-    def __init__(self, me: str) -> None:
+    def __init__(self, me: str, moves: Moves) -> None:
         self.me = me
+        self._moves = moves  # the agent's: what came and went
         self.networks = NetworkSet()
         self._counts: dict[IPNetwork, int] = {}
         self.records: tuple[NodeRecord, ...] = ()  # the last followed (held: their ids stay unique)
 
     def follow(self, records: tuple[NodeRecord, ...]) -> None:
         """`networks` now holds the pod CIDRs of `records` (ours left out)."""
-        went, came = moved(self.records, records)
+        went, came = self._moves.moved(self.records, records)
         for gone in went:
             for net in self._nets(gone):
                 left = self._counts[net] - 1

@@ -25,8 +25,7 @@ from typing import Any
 from meshd.core import actions as a
 from meshd.core.diff import diff
 from meshd.core.guard import AddGuard, RemoveGuard
-from meshd.core.moves import changed as changes
-from meshd.core.moves import moved
+from meshd.core.moves import Moves
 from meshd.core.state import ActualState, DesiredState, ObservedWireGuard
 
 Index = Mapping[Hashable, Any]
@@ -81,14 +80,19 @@ class Diffed:
 
 
 def rediff(
-    last: Diffed | None, desired: DesiredState, actual: ActualState, *, whole_past: float = WHOLE
+    last: Diffed | None,
+    desired: DesiredState,
+    actual: ActualState,
+    moves: Moves,
+    *,
+    whole_past: float = WHOLE,
 ) -> Diffed:
     """The diff of (desired, actual), from the last one when there is one: always `diff(desired, actual)`.
-    Past `whole_past` of the entries to diff again, the whole states are diffed."""
+    Past `whole_past` of the entries to diff again, the whole states are diffed. `moves`: the agent's."""
     if last is None:
         indexes = tuple(_build(t.read(desired, actual), t.key) for t in TABLES)
         return Diffed(desired, actual, diff(desired, actual), indexes)
-    indexes, changed = _follow(last, desired, actual)
+    indexes, changed = _follow(last, desired, actual, moves)
     keys = _keys(changed, last, desired, actual)
     if keys is None or not _same_devices(last, desired, actual) or _large(keys, desired, actual, whole_past):
         return Diffed(desired, actual, diff(desired, actual), indexes)
@@ -97,7 +101,7 @@ def rediff(
 
 
 def _follow(
-    last: Diffed, desired: DesiredState, actual: ActualState
+    last: Diffed, desired: DesiredState, actual: ActualState, moves: Moves
 ) -> tuple[tuple[Index | None, ...], list[set[Hashable] | None]]:
     """Each table's index for the new state, and the keys whose entries changed (None: unknown)."""
     indexes: list[Index | None] = []
@@ -111,10 +115,10 @@ def _follow(
         if index is None:
             follow: tuple[Index | None, set[Hashable] | None] = (_build(new, table.key), None)
         elif isinstance(old, frozenset) and isinstance(new, frozenset):
-            follow = _follow_set(index, *changes(old, new), new, table.key)
+            follow = _follow_set(index, *moves.changed(old, new), new, table.key)
         else:
             assert isinstance(old, tuple) and isinstance(new, tuple)
-            follow = _follow_sequence(index, *moved(old, new), table)
+            follow = _follow_sequence(index, *moves.moved(old, new), table)
             if follow[0] is not None and len(follow[0]) != len(new):  # one object twice: index it again
                 follow = (_build(new, table.key), None)
         indexes.append(follow[0])

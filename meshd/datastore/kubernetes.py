@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from meshd.core.codec import decode_meshconfig, decode_node
 from meshd.core.model import InvalidNode, IPAddress, MeshConfig, NodeRecord, Snapshot
+from meshd.core.moves import Moves
 from meshd.datastore.k8s_api import MESHCONFIG_NAME, MESHCONFIGS, NODES, KubeApi, Obj, PermanentApiError
 from meshd.datastore.k8s_watch import Reflector, error_kind, with_retries
 from meshd.datastore.records import NamedRecords
@@ -76,9 +77,10 @@ class KubernetesDatastore:
         underlay_override: IPAddress | None = None,
         watch: WatchSettings | None = None,
         on_error: Callable[[str], None] = _ignore,
+        moves: Moves,
     ) -> None:
         """`kubeconfig` None: in-cluster service account. `watch`: watch and retry timings.
-        `on_error(kind)` counts API errors for metrics."""
+        `on_error(kind)` counts API errors for metrics; `moves` (the agent's) is told which records moved."""
         self.node_name = node_name
         self._kubeconfig = Path(kubeconfig) if kubeconfig is not None else None
         self._underlay_override = underlay_override
@@ -88,7 +90,7 @@ class KubernetesDatastore:
         self._api: KubeApi | None = None
         self._nodes: dict[str, Obj] = {}
         self._records: dict[str, tuple[str, NodeRecord]] = {}  # name -> (resourceVersion, decoded)
-        self._named = NamedRecords(self._record)  # in name order, placed again only where touched
+        self._named = NamedRecords(self._record, moves)  # in name order, placed again only where touched
         self._config = MeshConfig()
         self._config_key: str | None = None  # resourceVersion of the MeshConfig last decoded, "" if none
         self._config_good = False  # a MeshConfig (or its absence) decoded: else no first sync (fail closed)

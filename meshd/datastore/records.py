@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 from meshd.core.model import NodeRecord
-from meshd.core.moves import tell
+from meshd.core.moves import Moves
 
 Obj = TypeVar("Obj")
 
@@ -17,11 +17,12 @@ Obj = TypeVar("Obj")
 class NamedRecords(Generic[Obj]):
     """`records(nodes)` is always `tuple(decode(name, obj) for name, obj in sorted(nodes.items()))`, given
     that every name whose object changed since the last call was touched. It tells which records went and
-    came (meshd.core.moves), so `decode` must give each name records of its own (no object shared by two
-    names)."""
+    came to `moves` (the agent's, meshd.core.moves), so `decode` must give each name records of its own (no
+    object shared by two names)."""
 
-    def __init__(self, decode: Callable[[str, Obj], NodeRecord]) -> None:
+    def __init__(self, decode: Callable[[str, Obj], NodeRecord], moves: Moves) -> None:
         self._decode = decode
+        self._moves = moves
         self._order: list[str] = []  # sorted
         self._by_name: dict[str, NodeRecord] = {}
         self._dirty: set[str] | None = None  # None: any name may have changed
@@ -53,7 +54,7 @@ class NamedRecords(Generic[Obj]):
                 came.extend(() if new is None else (new,))
         self._made = tuple(map(self._by_name.__getitem__, self._order))
         if dirty is not None:  # the records that went and came, for those who follow them
-            tell(last, self._made, went, came)
+            self._moves.tell(last, self._made, went, came)
         return self._made
 
     def _place(self, name: str, obj: Obj | None) -> None:

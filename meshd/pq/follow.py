@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 from keys.values import PublicKey
 from meshd.core.model import IPAddress, LocalNode, Node, NodeRecord, Snapshot, Transport
-from meshd.core.moves import moved
+from meshd.core.moves import Moves
 from meshd.core.state import DesiredState, PairDecision, PeerSpec
 from meshd.pq.pairs import PqPair, PqPlan, plan_pairs, verdict
 
@@ -35,11 +35,11 @@ class Followed(Generic[T]):
     def of(cls, items: tuple[T, ...]) -> Followed[T]:
         return cls(items)
 
-    def follow(self, items: tuple[T, ...]) -> tuple[Followed[T], Sequence[T], Sequence[T]]:
-        """The next sequence followed, and the entries that went and came."""
+    def follow(self, items: tuple[T, ...], moves: Moves) -> tuple[Followed[T], Sequence[T], Sequence[T]]:
+        """The next sequence followed, and the entries that went and came (`moves`: the agent's)."""
         if items is self.items:
             return self, (), ()
-        went, came = moved(self.items, items)
+        went, came = moves.moved(self.items, items)
         return Followed(items), went, came
 
 
@@ -79,14 +79,15 @@ class PqPlanned:
 
 
 def replan_pairs(
-    last: PqPlanned | None, snapshot: Snapshot, local: LocalNode, desired: DesiredState
+    last: PqPlanned | None, snapshot: Snapshot, local: LocalNode, desired: DesiredState, moves: Moves
 ) -> PqPlanned:
+    """The plan of `snapshot`, from `last` when there is one (`moves`: the agent's, says what moved)."""
     wg = snapshot.config.wireguard
     key = (wg.post_quantum, wg.psk_rotation_interval, local.node)
     if last is None or last.key != key:
         return _whole(key, snapshot, local, desired)
-    records, nodes, by_record = _follow_records(last, snapshot.nodes)
-    decisions, wireguard, by_decision = _follow_decisions(last, desired.pairs)
+    records, nodes, by_record = _follow_records(last, snapshot.nodes, moves)
+    decisions, wireguard, by_decision = _follow_decisions(last, desired.pairs, moves)
     touched = by_record | by_decision
     if any(len(nodes.get(name, ())) > 1 for name in touched):
         return _whole(key, snapshot, local, desired)  # which record counts: the whole plan says
@@ -101,7 +102,7 @@ def replan_pairs(
                 addrs[found.local_addr] = addrs.get(found.local_addr, 0) + 1
             else:
                 off.insert(bisect_left(off, (name,)), (name, found))
-    peers, keys, rekeyed = _follow_keys(last, desired.peers)
+    peers, keys, rekeyed = _follow_keys(last, desired.peers, moves)
     plan = PqPlan(wg.post_quantum, wg.psk_rotation_interval, tuple(pairs), tuple(off))
     followed = (records, decisions, nodes, wireguard, peers, keys, rekeyed, addrs)
     return PqPlanned(plan, frozenset(touched), key, *followed)
@@ -126,10 +127,10 @@ def _whole(key: tuple[object, ...], snapshot: Snapshot, local: LocalNode, desire
 
 
 def _follow_keys(
-    last: PqPlanned, specs: tuple[PeerSpec, ...]
+    last: PqPlanned, specs: tuple[PeerSpec, ...], moves: Moves
 ) -> tuple[Followed[PeerSpec], Mapping[str, PublicKey], frozenset[str]]:
     """Peer name -> its WireGuard peer's key, from the peers that came and went."""
-    peers, went, came = last.peers.follow(specs)
+    peers, went, came = last.peers.follow(specs, moves)
     if not went and not came:
         return peers, last.keys, frozenset()
     keys = dict(last.keys)
@@ -142,9 +143,9 @@ def _follow_keys(
 
 
 def _follow_records(
-    last: PqPlanned, items: tuple[NodeRecord, ...]
+    last: PqPlanned, items: tuple[NodeRecord, ...], moves: Moves
 ) -> tuple[Followed[NodeRecord], Mapping[str, tuple[Node, ...]], set[str]]:
-    records, went, came = last.records.follow(items)
+    records, went, came = last.records.follow(items, moves)
     if not went and not came:
         return records, last.nodes, set()
     nodes = dict(last.nodes)
@@ -165,10 +166,10 @@ def _add_nodes(nodes: dict[str, tuple[Node, ...]], records: Iterable[NodeRecord]
 
 
 def _follow_decisions(
-    last: PqPlanned, items: tuple[PairDecision, ...]
+    last: PqPlanned, items: tuple[PairDecision, ...], moves: Moves
 ) -> tuple[Followed[PairDecision], frozenset[str], set[str]]:
     """(One decision per peer name: the planner's.)"""
-    decisions, went, came = last.decisions.follow(items)
+    decisions, went, came = last.decisions.follow(items, moves)
     out = {d.node for d in went if d.transport is Transport.WIREGUARD}
     into = {d.node for d in came if d.transport is Transport.WIREGUARD}
     return decisions, (last.wireguard - out) | into, {d.node for d in (*went, *came)}

@@ -20,6 +20,7 @@ from functools import partial
 
 from keys.values import PublicKey
 from meshd.core.model import IPAddress, LocalNode, Snapshot
+from meshd.core.moves import Moves
 from meshd.core.state import DesiredState, WireGuardReading
 from meshd.pq import sockets
 from meshd.pq.exchange import Accepted, ExchangeError, Outcome, initiate, refuse, respond
@@ -41,6 +42,7 @@ class PskManager:
     port: int = sockets.PSK_PORT
     timeout: float = 10.0
     clock: Callable[[], float] = time.monotonic
+    moves: Moves = field(default_factory=Moves)  # what moved: the agent's (its own when not given)
     plan: PqPlan = field(default_factory=lambda: PqPlan(False, 120.0))
     states: dict[str, PairState] = field(default_factory=dict)
     exchanges: int = 0
@@ -75,7 +77,7 @@ class PskManager:
         last = self._planned if self._taken is not None else None  # else the last one did not go through
         self._taken = None
         try:
-            planned = self._planned = replan_pairs(last, snapshot, local, desired)
+            planned = self._planned = replan_pairs(last, snapshot, local, desired, self.moves)
             self.plan = planned.plan
             self._adopt(planned)
             off = planned.off_keys()  # the peers decided again: the others were seen and cleared before

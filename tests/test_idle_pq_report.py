@@ -20,6 +20,8 @@ from meshd.core.state import DesiredState, WireGuardReading
 from meshd.pq.exchange import Outcome
 from meshd.pq.manager import PskManager
 from meshd.pq.report import pair_states
+from meshd.pq.watch import StateWatch
+from meshd.wake import sleep_until
 from tests.support.vclock import run_virtual, virtual_loop
 from tests.test_idle_wakeups import HOUR, Statuses
 from tests.test_status_objects import KB, ME, NOW, node, state
@@ -219,3 +221,26 @@ def test_our_key_switch_shows_the_pair_pending_within_the_reporters_second() -> 
     (_, active), (at, pending) = agent.psk_written()[-2:]
     assert (active, pending) == ("active", "pending")
     assert switched <= at <= switched + 1.0
+
+
+def test_the_watch_tells_each_psk_turning_stale_in_turn_and_no_renewal() -> None:
+    """PSKs of b, c, d installed 10 s apart, b's replaced at 30 s (active stays active: not told); with a
+    10 s interval each turns stale 50 s after its last install: c, d, then b, each told when it does."""
+
+    async def main() -> tuple[list[float], int]:
+        loop = virtual_loop()
+        watch, told = StateWatch(loop.time, interval=10.0), list[float]()
+        for peer in ("b", "c", "d"):
+            watch.installed(peer, loop.time())
+            await asyncio.sleep(10)
+        watch.changed.clear()
+        watch.installed("b", loop.time())
+        start = loop.wakeups
+        while not await sleep_until(HOUR, loop.time, watch.changed):  # until told, or the hour is over
+            told.append(loop.time())
+            watch.changed.clear()
+        return told, loop.wakeups - start
+
+    (told, wakeups), _ = run_virtual(main())
+    assert told == [60.0, 70.0, 80.0]
+    assert wakeups == 4, wakeups  # the three stale times and the end of the hour

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,11 +21,13 @@ from meshd.agent.view import MeshView
 from meshd.core.state import WireGuardReading
 from meshd.datastore.file_status import FileStatusStore
 from meshd.pq.derive import PairKeys
-from meshd.pq.exchange import Outcome
 from meshd.pq.manager import PskManager
 from meshd.pq.pairs import PqPair, PqPlan
 from meshd.pq.report import pair_states
 from meshd.pq.state import PairState
+from tests.support.vclock import run_virtual
+from tests.test_idle_pq_report import psk_of_b, start
+from tests.test_idle_wakeups import HOUR
 from tests.test_status_objects import KB, ME, NOW, snap, state
 
 
@@ -72,26 +75,22 @@ def run_steps(
     return asyncio.run(go())
 
 
-def test_meshnode_psk_state_is_written_on_change_only(tmp_path: Path) -> None:
-    clock = [100.0]
-    m = manager(clock)
-    view = MeshView(ME)
-    view.last, view.applied = state(NOW - 5), snap()
-    view.psk_states = lambda: pair_states(m)
-    st = m.states["b"]
+def test_meshnode_psk_state_is_written_on_change_only() -> None:
+    """pending, active (after the first exchange), stale (once b stopped exchanging): one write each; the
+    exchanges in between write nothing, and no epoch or fingerprint is ever written."""
 
-    def exchange(epoch: int) -> None:
-        clock[0] += 20.0
-        m._done(st, Outcome(epoch, f"{epoch:08x}"))
+    async def main() -> list[Mapping[str, Any]]:
+        agent, task = await start()
+        for _ in range(7):
+            await asyncio.sleep(20)
+            agent.exchange()
+        await asyncio.sleep(HOUR)
+        task.cancel()
+        return agent.store.written
 
-    def idle() -> None:
-        clock[0] += 40.0
-
-    rounds = [lambda: None, lambda: exchange(1), *(lambda e=e: exchange(e) for e in range(2, 8)), idle, idle]
-    writes, seen = run_steps(tmp_path, view, rounds)
-    assert seen == ["pending", *["active"] * 7, "active", "stale"]
-    assert writes == 3  # pending, active, stale: six more exchanges wrote nothing
-    text = (tmp_path / "meshnodes" / "a.json").read_text()
+    written, _ = run_virtual(main())
+    assert [psk_of_b(s) for s in written] == ["pending", "active", "stale"]
+    text = json.dumps(written)
     assert "00000007" not in text and "epoch" not in text
 
 

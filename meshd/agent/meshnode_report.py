@@ -52,7 +52,8 @@ class MeshNodeReporter:
     """MeshNode writes so far (what the write-rate measurements count)."""
     _written: dict[str, Any] | None = None
     _seen: tuple[DesiredState, ActualState] | None = None
-    _psk: Mapping[str, str] | None = None
+    _psk: Mapping[str, str] | None = None  # the PSK states of the last status
+    _psk_read: Mapping[str, str] | None = None  # as last read (read again when the PSK layer says so)
     _checked: float = field(default=float("-inf"))
     _wait: float = 0.0  # seconds from the last re-read to the next one; 0: `recheck`
     _read_took: float = 0.0  # seconds the last re-read took
@@ -81,12 +82,12 @@ class MeshNodeReporter:
 
     async def _next_round(self) -> None:
         """Once a pass ended or a re-read or a handshake turning stale is due, and at least `interval`
-        seconds after the last round (longer after failures). Nothing else wakes the reporter, so an idle
-        agent's reporter sleeps. A failed round is retried after its backoff, and while post-quantum PSK
-        states are reported (they change between passes) a round comes every `interval` seconds."""
+        seconds after the last round (longer after failures), or once a post-quantum PSK state changed
+        (they change between passes: the PSK layer says when). Nothing else wakes the reporter, so an idle
+        agent's reporter sleeps. A failed round is retried after its backoff."""
         loop = asyncio.get_running_loop()
-        if not self._failures and not self._psk:
-            await sleep_until(self._due_at(), self.clock, self.view.passes)
+        if not self._failures:
+            await sleep_until(self._due_at(), self.clock, self.view.passes, self.view.psk_changed)
         gap = self.interval * min(2**self._failures, 30)
         await asyncio.sleep(max(0.0, self._round_at + gap - loop.time()))
 
@@ -103,11 +104,12 @@ class MeshNodeReporter:
         """One round: rebuild the status when there is something new, write it if it changed."""
         last, snapshot = self.view.last, self.view.applied
         if last is None or snapshot is None:
+            self.view.psk_changed.clear()  # read with the first pass's status
             return False
         if not self._loaded:  # what a previous run wrote: unchanged, it is not written again
             self._written = await self.store.read_meshnode(self.view.identity.name)
             self._loaded = True
-        now, psk = self.clock(), self.view.psk_states()
+        now, psk = self.clock(), self._psk_states()
         fresh = not _same(last, self._seen)  # a pass that planned and saw the same objects is not new
         wait = self._reread_wait()
         due = wait <= self.recheck_max and self._waiting_for_handshakes() and now - self._checked >= wait
@@ -152,6 +154,13 @@ class MeshNodeReporter:
         self._read_took = 0.0  # a new status: its re-reads start again, and measure again
         log.info("wrote MeshNode %s: %s", self.view.identity.name, status["summary"])
         return True
+
+    def _psk_states(self) -> Mapping[str, str]:
+        """The pairs' PSK states, read again (every pair) only when one changed."""
+        if self._psk_read is None or self.view.psk_changed.is_set():
+            self.view.psk_changed.clear()
+            self._psk_read = self.view.psk_states()
+        return self._psk_read
 
     async def after_passes(self) -> None:
         """While passes keep coming (a burst of changes), wait until `quiet` seconds passed without one, at

@@ -40,7 +40,9 @@ class MeshView:
     extra: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     """More top-level parts of /status, e.g. `postQuantum` (meshd.pq)."""
     psk_states: Callable[[], Mapping[str, str]] = dict
-    """Peer -> its post-quantum PSK state (meshd.pq), for the MeshNode."""
+    """Peer -> its post-quantum PSK state (meshd.pq), for the MeshNode (reading them costs every pair)."""
+    psk_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a PSK state changed (meshd.pq.watch); whoever reads `psk_states` then clears it."""
 
     _names: tuple[object, Mapping[PublicKey, str]] | None = None
 

@@ -167,6 +167,7 @@ def post_quantum(
     registry.register(PskCollector(manager))
     view.extra["postQuantum"] = lambda: pq_status(manager)
     view.psk_states = lambda: pair_states(manager)
+    view.psk_changed = manager.watch.changed  # set when a state changes: the MeshNode reporter reads them
 
     async def update(local: LocalNode, desired: DesiredState) -> None:
         found = view.found.wireguard if view.found else None  # no second read of a device of 5000 peers

@@ -51,6 +51,13 @@ class ExchangeError(Exception):
         self.reason, self.detail = reason, detail
 
 
+def failure(exc: BaseException) -> tuple[str, str]:
+    """(reason, detail) of a failed exchange: its metric label and what to log."""
+    if isinstance(exc, ExchangeError):
+        return exc.reason, exc.detail
+    return "timeout" if isinstance(exc, TimeoutError) else "connect", str(exc) or type(exc).__name__
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A finished exchange: this side installed the PSK of `epoch`; `fingerprint` names that PSK."""

@@ -23,10 +23,11 @@ from meshd.core.model import IPAddress, LocalNode, Snapshot
 from meshd.core.moves import Moves
 from meshd.core.state import DesiredState, WireGuardReading
 from meshd.pq import sockets
-from meshd.pq.exchange import Accepted, ExchangeError, Outcome, initiate, refuse, respond
+from meshd.pq.exchange import Accepted, ExchangeError, Outcome, failure, initiate, refuse, respond
 from meshd.pq.follow import PqPlanned, replan_pairs
 from meshd.pq.pairs import PqPair, PqPlan
 from meshd.pq.state import PairState, PskDevice
+from meshd.pq.watch import StateWatch
 from meshd.pq.wire import Init
 from meshd.wake import sleep_until
 
@@ -57,6 +58,10 @@ class PskManager:
     _taken: tuple[object, ...] | None = None  # the view the last update took in full
     _adopted: asyncio.Event = field(default_factory=asyncio.Event)  # pairs changed, an exchange ended
     _planned: PqPlanned | None = None  # the last plan, for the next (meshd.pq.follow)
+    watch: StateWatch = field(init=False)  # tells when a pair's reported state changes
+
+    def __post_init__(self) -> None:
+        self.watch = StateWatch(self.clock, self.plan.interval)
 
     # --- after each pass ------------------------------------------------------------------------
 
@@ -101,25 +106,33 @@ class PskManager:
             for pair in planned.plan.pairs:
                 self._take(pair, states.pop(pair.peer, None))
             for gone in states.values():
-                if gone.task is not None:
-                    gone.task.cancel()
+                self._end(gone)
+            self.watch.reset(((n, st.since) for n, st in self.states.items()), planned.plan.interval)
             return
         for name in sorted(planned.touched):
             now, old = planned.pair_of(name), self.states.pop(name, None)
             if now is not None:
                 self._take(now, old)
-            elif old is not None and old.task is not None:
-                old.task.cancel()
+            elif old is not None:
+                self._end(old)
+        if planned.touched:
+            self.watch.changed.set()
 
     def _take(self, pair: PqPair, old: PairState | None) -> None:
         if old is not None and old.pair == pair:
             self.states[pair.peer] = old
             return
-        if old is not None and old.task is not None:
-            old.task.cancel()
+        if old is not None:
+            self._end(old)
         settle = self.clock() + SETTLE if old is not None else 0.0  # a key rotation: let it settle
         self.states[pair.peer] = PairState(pair, epoch=old.epoch if old else 0, next_try=settle)
         self._with_psk.add(pair.peer_key)  # its device entry may hold a PSK of an earlier run
+
+    def _end(self, st: PairState) -> None:
+        """A pair that went or starts again: its exchange stops, its PSK no longer counts as active."""
+        if st.task is not None:
+            st.task.cancel()
+        self.watch.dropped(st.pair.peer)
 
     async def own_key_changing(self) -> None:
         """Our WireGuard key is about to change (a key rotation switches): every pair becomes a new one, so
@@ -130,6 +143,7 @@ class PskManager:
             if st.task is not None:
                 st.task.cancel()
             st.since, st.next_try = None, float("inf")  # no exchange until the next pass adopts the new pair
+        self.watch.reset((), self.plan.interval)  # every pair pending
         peers = sorted({st.pair.peer_key for st in self.states.values()} | self._with_psk, key=str)
         try:
             if peers:
@@ -168,12 +182,8 @@ class PskManager:
             sock = sockets.listen_socket(addr, self.device.name, self.port)
             self._servers.append(await asyncio.start_server(self._serve, sock=sock))
         self._bound = want
-        log.info(
-            "PSK exchange listening on %s port %d over %s",
-            ", ".join(map(str, addrs)),
-            self.port,
-            self.device.name,
-        )
+        shown = ", ".join(map(str, addrs))
+        log.info("PSK exchange listening on %s port %d over %s", shown, self.port, self.device.name)
 
     async def close(self) -> None:
         servers, self._servers, self._bound = self._servers, [], None
@@ -265,6 +275,8 @@ class PskManager:
     def _done(self, st: PairState, outcome: Outcome) -> None:
         st.epoch, st.fingerprint, st.since = outcome.epoch, outcome.fingerprint, self.clock()
         st.failures, st.error, st.next_try = 0, None, 0.0
+        if self.states.get(st.pair.peer) is st:
+            self.watch.installed(st.pair.peer, st.since)
         self.exchanges += 1
         log.info(
             "new preshared key with %s (epoch %d, fingerprint %s)",
@@ -274,22 +286,11 @@ class PskManager:
         )
 
     def _failed(self, st: PairState | None, exc: BaseException, *, who: str = "") -> None:
-        reason = (
-            exc.reason
-            if isinstance(exc, ExchangeError)
-            else "timeout"
-            if isinstance(exc, TimeoutError)
-            else "connect"
-        )
+        reason, detail = failure(exc)
         self.errors[reason] += 1
-        detail = exc.detail if isinstance(exc, ExchangeError) else str(exc) or type(exc).__name__
         if st is None:  # a stranger: warned about once per address, counted always
-            log.log(
-                logging.DEBUG if who in self._strangers else logging.WARNING,
-                "PSK exchange from %s refused: %s",
-                who,
-                detail,
-            )
+            level = logging.DEBUG if who in self._strangers else logging.WARNING
+            log.log(level, "PSK exchange from %s refused: %s", who, detail)
             self._strangers.add(who)
             return
         st.failures += 1

@@ -11,7 +11,7 @@ from prometheus_client.registry import Collector
 
 from meshd.core.duration import format_duration
 from meshd.pq.manager import PskManager
-from meshd.pq.state import PairState
+from meshd.pq.state import PairState, active_until
 
 ACTIVE, STALE, PENDING, OFF = "active", "stale", "pending", "off"
 STATES = (ACTIVE, STALE, PENDING, OFF)
@@ -22,7 +22,7 @@ def pair_state(st: PairState, *, now: float, interval: float) -> str:
     pending: none exchanged yet in this agent's life."""
     if st.since is None:
         return PENDING
-    return ACTIVE if now - st.since <= 2 * interval + 30 else STALE
+    return ACTIVE if now < active_until(st.since, interval) else STALE
 
 
 def pair_states(manager: PskManager) -> dict[str, str]:

@@ -32,3 +32,9 @@ class PairState:
     failures: int = 0
     error: str | None = None
     task: asyncio.Task[None] | None = None
+
+
+def active_until(since: float, interval: float) -> float:
+    """When a PSK installed at `since` turns stale unless a new one replaced it: two rotation intervals and a
+    retry margin later."""
+    return since + 2 * interval + 30

@@ -186,10 +186,18 @@ class Store:
             raise ApiError(404, "NotFound", f'{resource} "{name}" not found') from None
 
     def list_objects(
-        self, resource: str, label_selector: str | None = None, field_selector: str | None = None
+        self,
+        resource: str,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        *,
+        copies: bool = True,
     ) -> Obj:
+        """`copies=False` hands out the stored objects themselves, for a caller that serializes them at
+        once (as kube-apiserver serves a list from its cache: deep-copying 5000 nodes first took 55 ms)."""
         k = KINDS[resource]
-        items = [copy.deepcopy(o) for _, o in sorted(self.objects[resource].items())]
+        stored = (o for _, o in sorted(self.objects[resource].items()))
+        items = [copy.deepcopy(o) for o in stored] if copies else list(stored)
         return {
             "kind": k.kind + "List",
             "apiVersion": k.api_version,

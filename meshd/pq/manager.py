@@ -2,8 +2,7 @@
 address (held to the WireGuard device), initiates for the pairs where our name is the lower one when a
 pair has no PSK yet or its PSK is `pskRotationInterval` old, retries failures within seconds, installs
 PSKs on the device and clears them from pairs that stop taking part. PSKs live only in the device: this
-object keeps fingerprints, epochs and ages, never a key.
-"""
+object keeps fingerprints, epochs and ages, never a key."""
 
 from __future__ import annotations
 

@@ -248,10 +248,7 @@ class FakeKube:
             raise ApiError(405, "MethodNotAllowed", request.method)
         if q.get("watch") in TRUE:
             return await self._watch(request, resource)
-        found = self.store.list_objects(
-            resource, q.get("labelSelector"), q.get("fieldSelector"), copies=False
-        )
-        return _json(found)  # serialized here, before anything can change the stored objects
+        return _json(self.store.list_objects(resource, q.get("labelSelector"), q.get("fieldSelector")))
 
     async def _item(self, request: web.Request) -> web.StreamResponse:
         resource, name = self._resource(request), request.match_info["name"]

@@ -171,7 +171,7 @@ def test_an_idle_non_candidate_makes_no_lease_request_in_its_rounds_only_at_its_
 
 
 def test_a_non_candidate_takes_over_when_every_candidate_is_gone_and_writes_the_status() -> None:
-    async def main() -> tuple[str, str, list[str], list[str]]:
+    async def main() -> tuple[str, str, list[str], list[str], int]:
         fleet = Fleet(NAMES)
         fleet.start(*NAMES)
         await asyncio.sleep(60)
@@ -180,21 +180,50 @@ def test_a_non_candidate_takes_over_when_every_candidate_is_gone_and_writes_the_
         fleet.kill(*CANDIDATES)
         await asyncio.sleep(HOUR / 2)
         holding = [n for n, rep in fleet.reporters.items() if rep.holding and n in fleet.tasks]
-        return first, fleet.holder(), holding, fleet.writers
+        before = fleet.requests()[fleet.holder()]
+        await asyncio.sleep(60)
+        renewals = fleet.requests()[fleet.holder()] - before
+        return first, fleet.holder(), holding, fleet.writers, renewals
 
-    (first, holder, holding, writers), _ = run_virtual(main())
+    (first, holder, holding, writers, renewals), _ = run_virtual(main())
     assert first in CANDIDATES
     assert holder not in CANDIDATES and holding == [holder]
     assert writers == [holder]  # the new holder wrote the MeshConfig status (once: it did not change)
+    assert renewals == 60 / 5  # and renews it each round, like any holder
+
+
+def test_a_non_candidate_writes_an_event_when_it_comes_not_at_its_next_look() -> None:
+    async def main() -> tuple[list[float], float, int]:
+        loop, fleet = virtual_loop(), Fleet(NAMES)
+        fleet.api = LiveHolderApi()
+        me = sorted(set(NAMES) - CANDIDATES)[0]
+        fleet.start(me)
+        recorded: list[float] = []
+        fleet.stores[me].record_event = lambda event, **kw: _note(recorded, loop.time())  # type: ignore[method-assign]
+        await asyncio.sleep(100.5)
+        requests = fleet.stores[me].requests
+        fleet.reporters[me].events.emit(EventRecord("Node", me, "KeyCreated", "a key"))
+        await asyncio.sleep(1)
+        return recorded, loop.time(), fleet.stores[me].requests - requests
+
+    (recorded, now, requests), _ = run_virtual(main())
+    assert recorded == [now - 1] and requests == 0  # written at once, without a Lease request
+
+
+async def _note(into: list[float], when: float) -> None:
+    into.append(when)
 
 
 def test_a_candidate_does_not_take_a_live_lease_from_a_non_candidate() -> None:
     async def main() -> tuple[str, str, int, int]:
         fleet = Fleet(NAMES)
         others = [n for n in NAMES if n not in CANDIDATES]
-        fleet.start(*others)  # no candidate runs: a non-candidate's look finds no Lease and creates it
-        await asyncio.sleep(HOUR / 2)
-        first, transitions = fleet.holder(), fleet.transitions()
+        fleet.start(*others)  # no candidate runs
+        for _ in range(int(HOUR)):  # until a look finds no Lease and creates it
+            if fleet.api.obj is not None:
+                break
+            await asyncio.sleep(1)
+        first, transitions = fleet.holder(), fleet.transitions()  # the candidates come right after
         fleet.start(*CANDIDATES)
         await asyncio.sleep(HOUR / 2)
         return first, fleet.holder(), transitions, fleet.transitions()

@@ -127,7 +127,10 @@ class MeshConfigReporter:
         # close together after a holder dies, so a large cluster notices within about half a minute.
         least = self.lease_duration + self.interval
         self._look_at = now + self.rng.uniform(least, max(least, 2 * self.look_every - least))
-        return await self.store.hold_lease(me, duration=self.lease_duration)
+        if not await self.store.hold_lease(me, duration=self.lease_duration):
+            return False
+        self._look_at = None  # it took the lease over: renewed each round from now on, like any holder
+        return True
 
     def _due(self, generation: int, error: str | None, now: float) -> bool:
         """Listing every MeshNode is the expensive part: each round for a minute after the MeshConfig

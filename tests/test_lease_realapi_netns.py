@@ -24,11 +24,16 @@ CANDIDATES = lowest_ranked(NAMES)
 LOOK = 10  # seconds between a non-candidate's looks on average (5 minutes in an agent): a short test
 
 
+def lease(api: RealApi, namespace: str) -> tuple[str, str]:
+    """The Lease's holder and renewTime ("" while there is none)."""
+    path = "jsonpath={.spec.holderIdentity} {.spec.renewTime}"
+    res = api.kubectl("get", "lease", "-n", namespace, LEASE_NAME, "-o", path, check=False)
+    holder, _, renewed = res.stdout.strip().partition(" ") if res.returncode == 0 else ("", "", "")
+    return holder, renewed
+
+
 def holder(api: RealApi, namespace: str) -> str:
-    res = api.kubectl(
-        "get", "lease", "-n", namespace, LEASE_NAME, "-o", "jsonpath={.spec.holderIdentity}", check=False
-    )
-    return res.stdout.strip() if res.returncode == 0 else ""
+    return lease(api, namespace)[0]
 
 
 def config_status(api: RealApi) -> dict[str, Any]:
@@ -66,7 +71,12 @@ def test_the_others_take_the_lease_over_when_every_candidate_is_gone(
         )
         generation = real_api.get("meshconfig", "default")["metadata"]["generation"]
         assert eventually(lambda: config_status(real_api).get("observedGeneration") == generation, timeout=60)
-        assert holder(real_api, namespace) not in CANDIDATES
+        # it keeps the Lease: renewed again and again by it, past the others' looks (20 s apart here)
+        seen = [lease(real_api, namespace)]
+        for _ in range(8):
+            assert eventually(lambda: lease(real_api, namespace)[1] != seen[-1][1], timeout=60), seen
+            seen.append(lease(real_api, namespace))
+        assert {h for h, _ in seen} == {seen[0][0]} and seen[0][0] not in CANDIDATES, seen
     finally:
         fleet.stdin.close()
         try:

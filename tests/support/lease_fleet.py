@@ -53,8 +53,7 @@ async def main(kubeconfig: Path, namespace: str, look: float, names: list[str]) 
     loop = asyncio.get_running_loop()
     while line := await loop.run_in_executor(None, sys.stdin.readline):
         for name in line.split()[1:]:
-            tasks.pop(name).cancel()
-            stores.pop(name)  # not closed: a closed store gives its Lease up
+            tasks.pop(name).cancel()  # its store stays open until the end: closing gives the Lease up
         print("stopped", flush=True)
     for task in [*tasks.values(), follower]:
         task.cancel()

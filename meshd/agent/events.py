@@ -5,6 +5,7 @@ it went away (edge-triggered, not once per pass), an Event already written is up
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -33,6 +34,8 @@ class EventRecorder:
     refill: float = 10.0
     """Seconds per new token: beyond the burst, at most one Event write per `refill` seconds."""
     clock: Callable[[], float] = time.time
+    emitted: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by every occurrence, for whoever flushes to wake up (it clears it)."""
     _tallies: dict[EventRecord, _Tally] = field(default_factory=dict)
     _present: dict[str, frozenset[EventRecord]] = field(default_factory=dict)
     _tokens: float = -1.0
@@ -46,6 +49,7 @@ class EventRecorder:
             self._tallies[event] = _Tally(1, now, now)
         else:
             tally.count, tally.last = tally.count + 1, now
+        self.emitted.set()
 
     def observe(self, scope: str, events: Iterable[EventRecord]) -> None:
         """The causes present now in `scope`: each one new since the last call counts one occurrence."""
@@ -56,6 +60,10 @@ class EventRecorder:
 
     def forget(self, scope: str) -> None:
         self._present.pop(scope, None)
+
+    def unwritten(self) -> bool:
+        """True while some occurrence waits for its write (its turn, a token, or a retry)."""
+        return any(t.written != t.count for t in self._tallies.values())
 
     async def flush(self) -> int:
         """Write what is due; returns the number of writes. A failed write is retried on a later flush."""

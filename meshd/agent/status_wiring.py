@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from meshd.agent.candidates import Candidacy, NamedNodes
 from meshd.agent.events import EventRecorder
 from meshd.agent.meshconfig_report import MeshConfigReporter
 from meshd.agent.meshnode_report import MeshNodeReporter
@@ -38,6 +39,14 @@ def make_status_store(settings: Settings, datastore: PassDatastore | None = None
     return KubeStatusStore(kubeconfig=settings.datastore.kubeconfig, namespace=namespace, api=api)
 
 
+def lease_candidacy(datastore: PassDatastore, me: str) -> Callable[[], bool]:
+    """Whether this agent tries for the MeshConfig-status Lease every round: with Kubernetes, if it is one of
+    the candidates; with the file datastore always (its `flock` costs the API server nothing)."""
+    if isinstance(datastore, NamedNodes):
+        return Candidacy(me, lambda: datastore.node_names)
+    return lambda: True
+
+
 def key_rotated(events: EventRecorder, me: str) -> Callable[[str], None]:
     """What a completed key rotation calls: one KeyRotated Event on our Node, naming the new public key."""
     return lambda key: events.emit(key_event(me, key, rotated=True))
@@ -57,7 +66,12 @@ async def status_reporting(
     reporters = (
         MeshNodeReporter(store, view, events),
         MeshConfigReporter(
-            store, view, events, lambda: datastore.config_error, lambda: datastore.meshconfig_generation
+            store,
+            view,
+            events,
+            lambda: datastore.config_error,
+            lambda: datastore.meshconfig_generation,
+            contends=lease_candidacy(datastore, me),
         ),
     )
     tasks = [asyncio.create_task(r.run(), name=type(r).__name__) for r in reporters]

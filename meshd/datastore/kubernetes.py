@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -110,6 +110,11 @@ class KubernetesDatastore:
         return self._api
 
     @property
+    def node_names(self) -> tuple[int, Sequence[str]]:
+        """The node names of the last snapshot in order, after a count that moves when they come or go."""
+        return self._named.names_changed, self._named.names
+
+    @property
     def failure(self) -> str | None:
         """Why a watch is not working (a 401/403, retried slowly; any other 4xx stops it for good), or None."""
         failed = [f"{r.resource}: {r.failure}" for r in self._reflectors if r.failure is not None]
@@ -170,12 +175,8 @@ class KubernetesDatastore:
                 if not changes:
                     log.debug("annotations of node %s unchanged", node_name)
                     return
-                body = {
-                    "metadata": {
-                        "resourceVersion": _meta(current).get("resourceVersion"),
-                        "annotations": changes,
-                    }
-                }
+                rv = _meta(current).get("resourceVersion")
+                body = {"metadata": {"resourceVersion": rv, "annotations": changes}}
                 try:
                     updated = await self._request(
                         lambda body=body: api.patch_node(node_name, body),  # type: ignore[misc]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ class Lease:
     name: str = LEASE_NAME
     held: str | None = None
     """The holder this object last wrote the lease for (None: it does not hold it)."""
+    clock: Callable[[], float] = time.monotonic
     _seen: tuple[Any, ...] | None = None
     _seen_at: float = field(default=0.0)
     _mine: dict[str, Any] | None = None  # the lease as our last write left it
@@ -53,8 +55,8 @@ class Lease:
         current = spec.get("holderIdentity") or ""
         seen = (current, spec.get("renewTime"), spec.get("leaseTransitions"))
         if seen != self._seen:
-            self._seen, self._seen_at = seen, time.monotonic()
-        expired = time.monotonic() - self._seen_at > float(spec.get("leaseDurationSeconds") or duration)
+            self._seen, self._seen_at = seen, self.clock()
+        expired = self.clock() - self._seen_at > float(spec.get("leaseDurationSeconds") or duration)
         if current not in ("", holder) and not expired:
             return False
         return await self._write(obj, holder, duration)

@@ -5,7 +5,7 @@ tuple when nothing changed: a node added to 5000 costs one decode, not 5000 look
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 from meshd.core.model import NodeRecord
@@ -27,6 +27,13 @@ class NamedRecords(Generic[Obj]):
         self._by_name: dict[str, NodeRecord] = {}
         self._dirty: set[str] | None = None  # None: any name may have changed
         self._made: tuple[NodeRecord, ...] = ()
+        self.names_changed = 0
+        """Moves each time a name comes or goes, for those who follow the names and not the records."""
+
+    @property
+    def names(self) -> Sequence[str]:
+        """The names of the last `records`, in order."""
+        return self._order
 
     def touch(self, name: str | None = None) -> None:
         """The object of `name` changed, came or went (None: any may have)."""
@@ -38,7 +45,8 @@ class NamedRecords(Generic[Obj]):
     def records(self, nodes: Mapping[str, Obj]) -> tuple[NodeRecord, ...]:
         dirty, self._dirty = self._dirty, set()
         if dirty is None:
-            self._order = sorted(nodes)
+            order, self._order = self._order, sorted(nodes)
+            self.names_changed += order != self._order
             self._by_name = {name: self._decode(name, nodes[name]) for name in self._order}
         elif not dirty:
             return self._made
@@ -64,7 +72,9 @@ class NamedRecords(Generic[Obj]):
             if there:
                 del self._order[i]
                 del self._by_name[name]
+                self.names_changed += 1
             return
         if not there:
             self._order.insert(i, name)
+            self.names_changed += 1
         self._by_name[name] = self._decode(name, obj)

@@ -14,8 +14,10 @@ from meshd.agent.candidates import Candidacy, lowest_ranked
 from meshd.agent.events import EventRecorder
 from meshd.agent.meshconfig_report import MeshConfigReporter
 from meshd.agent.view import MeshView
+from meshd.core.codec import decode_node
 from meshd.core.local import Identity
-from meshd.core.model import InvalidNode, NodeRecord
+from meshd.core.model import NodeRecord
+from meshd.core.moves import Moves
 from meshd.core.ports import EventRecord
 from meshd.datastore.k8s_api import KubeApi
 from meshd.datastore.lease import Lease
@@ -123,30 +125,49 @@ def test_candidacy_is_ranked_again_only_when_names_come_or_go() -> None:
     assert candidacy()
 
 
-def test_the_datastore_names_count_moves_only_when_a_name_comes_or_goes() -> None:
-    named = NamedRecords[int](lambda name, obj: InvalidNode(name, "test", str(obj)))
-    nodes = {"a": 1, "b": 1}
+def test_the_datastore_follows_the_nodes_that_run_meshd_and_counts_only_their_comings_and_goings() -> None:
+    """A node without meshd's annotations (no agent runs there) is no candidate; a node counts once its
+    agent published; a record that changes but stays an agent's moves no count."""
+    named = NamedRecords[dict[str, str]](decode_node_record, Moves())
+    nodes = {"a": {"caps": "wireguard"}, "b": {}, "c": {"caps": "vxlan"}}
 
     def records() -> tuple[NodeRecord, ...]:
         return named.records(nodes)
 
     records()
-    first = named.names_changed
-    nodes["a"] = 2  # an object that changed: a new record, the same names
+    first = named.agents_changed
+    assert list(named.agents) == ["a", "c"]
+    nodes["a"] = {"caps": "wireguard,vxlan"}  # changed, still an agent's
     named.touch("a")
     records()
-    assert named.names_changed == first and list(named.names) == ["a", "b"]
-    nodes["c"] = 1
-    named.touch("c")
-    records()
-    assert named.names_changed == first + 1 and list(named.names) == ["a", "b", "c"]
-    del nodes["b"]
+    assert named.agents_changed == first and list(named.agents) == ["a", "c"]
+    nodes["b"] = {"caps": "wireguard"}  # b's agent published
     named.touch("b")
     records()
-    assert named.names_changed == first + 2 and list(named.names) == ["a", "c"]
-    named.touch()  # a relist with the same names
+    assert named.agents_changed == first + 1 and list(named.agents) == ["a", "b", "c"]
+    del nodes["a"]
+    named.touch("a")
     records()
-    assert named.names_changed == first + 2
+    assert named.agents_changed == first + 2 and list(named.agents) == ["b", "c"]
+    named.touch()  # a relist of the same
+    records()
+    assert named.agents_changed == first + 2
+    nodes["d"] = {}
+    named.touch()  # a relist with a node that runs no agent
+    records()
+    assert named.agents_changed == first + 2 and list(named.agents) == ["b", "c"]
+
+
+def decode_node_record(name: str, obj: dict[str, str]) -> NodeRecord:
+    """A node record as the codec makes it: meshd's capabilities annotation when its agent published."""
+    caps = {"meshd.io/capabilities": obj["caps"]} if "caps" in obj else {}
+    return decode_node(
+        {
+            "metadata": {"name": name, "annotations": caps},
+            "spec": {"podCIDR": f"198.19.{ord(name[0])}.0/24"},
+            "status": {"addresses": [{"type": "InternalIP", "address": f"198.18.0.{ord(name[0])}"}]},
+        }
+    )
 
 
 def test_an_idle_non_candidate_makes_no_lease_request_in_its_rounds_only_at_its_rare_looks() -> None:

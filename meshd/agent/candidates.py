@@ -26,17 +26,18 @@ def lowest_ranked(names: Iterable[str], k: int = CANDIDATES) -> frozenset[str]:
 
 @runtime_checkable
 class NamedNodes(Protocol):
-    """A datastore that follows its node names (the Kubernetes one)."""
+    """A datastore that follows the names of the nodes that run meshd (the Kubernetes one)."""
 
     @property
-    def node_names(self) -> tuple[int, Sequence[str]]:
+    def agent_names(self) -> tuple[int, Sequence[str]]:
         """A count that moves when names come or go, and the names in order."""
 
 
 @dataclass
 class Candidacy:
-    """Whether `me` is a candidate, from the datastore's node names: `names()` gives a count that moves when
-    names come or go, and the names in order. They are ranked again only when that count moved."""
+    """Whether `me` is a candidate, from the names of the nodes that run meshd: `names()` gives a count that
+    moves when names come or go, and the names in order. They are ranked again only when that count moved.
+    A node that runs no agent (left out by the DaemonSet's node selector) is never a candidate."""
 
     me: str
     names: Callable[[], tuple[int, Sequence[str]]]

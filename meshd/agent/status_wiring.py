@@ -43,7 +43,7 @@ def lease_candidacy(datastore: PassDatastore, me: str) -> Callable[[], bool]:
     """Whether this agent tries for the MeshConfig-status Lease every round: with Kubernetes, if it is one of
     the candidates; with the file datastore always (its `flock` costs the API server nothing)."""
     if isinstance(datastore, NamedNodes):
-        return Candidacy(me, lambda: datastore.node_names)
+        return Candidacy(me, lambda: datastore.agent_names)
     return lambda: True
 
 

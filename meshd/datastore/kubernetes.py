@@ -3,8 +3,7 @@
 Two reflectors (k8s_watch.py) LIST then WATCH each collection and keep the raw objects by name; every
 change only sets the dirty flag. `snapshot()` decodes with the codec (cached per name and resourceVersion).
 `publish()` writes our own node's `meshd.io/*` annotations in one merge patch guarded by the
-resourceVersion we compared against; a 409 is retried against the fresh object.
-"""
+resourceVersion we compared against; a 409 is retried against the fresh object."""
 
 from __future__ import annotations
 
@@ -110,9 +109,9 @@ class KubernetesDatastore:
         return self._api
 
     @property
-    def node_names(self) -> tuple[int, Sequence[str]]:
-        """The node names of the last snapshot in order, after a count that moves when they come or go."""
-        return self._named.names_changed, self._named.names
+    def agent_names(self) -> tuple[int, Sequence[str]]:
+        """Names, in order, of the last snapshot's nodes that run meshd, after a count that moves with them."""
+        return self._named.agents_changed, self._named.agents
 
     @property
     def failure(self) -> str | None:

@@ -8,7 +8,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
-from meshd.core.model import NodeRecord
+from meshd.core.model import Node, NodeRecord
 from meshd.core.moves import Moves
 
 Obj = TypeVar("Obj")
@@ -27,13 +27,15 @@ class NamedRecords(Generic[Obj]):
         self._by_name: dict[str, NodeRecord] = {}
         self._dirty: set[str] | None = None  # None: any name may have changed
         self._made: tuple[NodeRecord, ...] = ()
-        self.names_changed = 0
-        """Moves each time a name comes or goes, for those who follow the names and not the records."""
+        self._agents: list[str] = []  # sorted
+        self.agents_changed = 0
+        """Moves each time a name joins or leaves `agents`, for those who follow them and not the records."""
 
     @property
-    def names(self) -> Sequence[str]:
-        """The names of the last `records`, in order."""
-        return self._order
+    def agents(self) -> Sequence[str]:
+        """The names, in order, of the last `records` that a meshd agent published (it says what transports
+        it has): not the nodes that run none (a DaemonSet's node selector leaves them out)."""
+        return self._agents
 
     def touch(self, name: str | None = None) -> None:
         """The object of `name` changed, came or went (None: any may have)."""
@@ -45,9 +47,10 @@ class NamedRecords(Generic[Obj]):
     def records(self, nodes: Mapping[str, Obj]) -> tuple[NodeRecord, ...]:
         dirty, self._dirty = self._dirty, set()
         if dirty is None:
-            order, self._order = self._order, sorted(nodes)
-            self.names_changed += order != self._order
+            self._order = sorted(nodes)
             self._by_name = {name: self._decode(name, nodes[name]) for name in self._order}
+            agents, self._agents = self._agents, [n for n in self._order if _agent(self._by_name[n])]
+            self.agents_changed += agents != self._agents
         elif not dirty:
             return self._made
         last = self._made
@@ -60,6 +63,7 @@ class NamedRecords(Generic[Obj]):
             if old is not new:
                 went.extend(() if old is None else (old,))
                 came.extend(() if new is None else (new,))
+                self._follow_agent(name, _agent(old), _agent(new))
         self._made = tuple(map(self._by_name.__getitem__, self._order))
         if dirty is not None:  # the records that went and came, for those who follow them
             self._moves.tell(last, self._made, went, came)
@@ -72,9 +76,22 @@ class NamedRecords(Generic[Obj]):
             if there:
                 del self._order[i]
                 del self._by_name[name]
-                self.names_changed += 1
             return
         if not there:
             self._order.insert(i, name)
-            self.names_changed += 1
         self._by_name[name] = self._decode(name, obj)
+
+    def _follow_agent(self, name: str, was: bool, now: bool) -> None:
+        if was == now:
+            return
+        i = bisect_left(self._agents, name)
+        if now:
+            self._agents.insert(i, name)
+        else:
+            del self._agents[i]
+        self.agents_changed += 1
+
+
+def _agent(record: NodeRecord | None) -> bool:
+    """Published by a meshd agent: a valid record with the transports it has (every agent publishes them)."""
+    return isinstance(record, Node) and bool(record.capabilities)

@@ -56,26 +56,33 @@ IMPORTS = (
 )
 
 
+VXLAN = "meshd-vxlan"  # the agent's VXLAN link (its default name)
+PROBES = {  # what each mark waits for: at least `want` lines of its command's output
+    "routes": ("ip", "route", "show", "proto", "109"),
+    "neighbours": ("ip", "neigh", "show", "dev", VXLAN, "nud", "permanent"),
+    "fdb": ("bridge", "fdb", "show", "dev", VXLAN),  # a line per entry
+}
+
+
 def sync_marks(interface: str, want: int, agent: subprocess.Popen[bytes]) -> dict[str, float]:
-    """When the WireGuard device appeared, when it held all `want` peers, when all routes were in. Each
-    mark is the time its probe returned: `wg show` waits while wireguard-go applies a `set`, so the time a
-    probe started can precede the state it reports (by up to the whole set). A mark is late by at most
-    one probe's own run (`wg show` of every peer: ~20 ms at 5000)."""
+    """When the WireGuard device appeared, then when it held all `want` peers and when all routes,
+    neighbour and FDB entries were in (what the floor's three commands put in). Each mark is the time its
+    probe returned: `wg show` waits while wireguard-go applies a `set`, so the time a probe started can
+    precede the state it reports (by up to the whole set). A mark is late by at most one probe's own run
+    (`wg show` of every peer: ~20 ms at 5000)."""
     marks: dict[str, float] = {}
-    peers = ("wg", "show", interface, "peers")
-    routes = ("ip", "route", "show", "proto", "109")
+    probes = {"peers": ("wg", "show", interface, "peers"), **PROBES}
 
     def reached() -> bool:
         if "device" not in marks and Path(f"/sys/class/net/{interface}").exists():
             marks["device"] = time.perf_counter()
-        if "device" in marks and "routes" not in marks and count_lines(*routes) >= want:
-            marks["routes"] = time.perf_counter()
-        if "device" in marks and "peers" not in marks and count_lines(*peers) >= want:
-            marks["peers"] = time.perf_counter()
-        return "routes" in marks and "peers" in marks
+        for what, cmd in probes.items():
+            if "device" in marks and what not in marks and count_lines(*cmd) >= want:
+                marks[what] = time.perf_counter()
+        return all(what in marks for what in probes)
 
     if not poll_until(reached, timeout=600, alive=agent):
-        raise SystemExit(f"the agent did not program {want} peers and routes")
+        raise SystemExit(f"the agent did not program {want} peers, routes, neighbour and FDB entries")
     return marks
 
 
@@ -138,7 +145,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         t0 = time.perf_counter()
         with agent_process(agent_argv(work, args.interface, kubeconfig), work / "agent.log") as agent:
             marks = sync_marks(args.interface, n - 1, agent)
-            res["initial_sync_s"] = max(marks["routes"], marks["peers"]) - t0
+            res["initial_sync_s"] = max(marks.values()) - t0
+            res["device_s"] = marks["device"] - t0
             res["peers_after_device_s"] = marks["peers"] - marks["device"]
             res["peers"] = count_lines("wg", "show", args.interface, "peers")
             res |= burst(kube, later)
@@ -231,14 +239,20 @@ def ms(seconds: float) -> str:
 
 
 def goals(n: int, r: dict[str, float]) -> list[tuple[str, str, str, str, bool]]:
-    """(measure, meshd, floor, goal, met) rows: the issue's table."""
-    programming = r["initial_sync_s"] - r["startup_s"]
-    floor, rss_goal = r["floor_s"], 100.0 if n <= 1000 else 200.0
+    """(measure, meshd, floor, goal, met) rows: the issue's table. Programming is what the agent does that
+    the floor's three commands do: from its first device's appearance to the last peer, route, neighbour
+    and FDB entry (it also creates both links and starts wireguard-go, which the floor does untimed).
+    Before it come start-up (an interpreter importing the agent) and the datastore's list, the decode and
+    the plan, which the floor does not do: printed apart."""
+    programming, floor = r["initial_sync_s"] - r["device_s"], r["floor_s"]
+    rss_goal = 100.0 if n <= 1000 else 200.0
     return [
         (f"initial sync, start to done ({n - 1} peers)", ms(r["initial_sync_s"]), ms(floor),
          "<= floor + 1 s", r["initial_sync_s"] <= floor + 1),
-        (f"  programming, less start-up {ms(r['startup_s'])}", f"{ms(programming)} ({programming / floor:.1f}x)",
-         ms(floor), "<= 1.5x floor", programming <= 1.5 * floor),
+        ("  programming: first device to done", f"{ms(programming)} ({programming / floor:.1f}x)", ms(floor),
+         "<= 1.5x floor", programming <= 1.5 * floor),
+        (f"  before it: start-up {ms(r['startup_s'])}, then list, decode, plan",
+         ms(r["device_s"] - r["startup_s"]), "", "", True),
         ("  peers, from the device's appearance", ms(r["peers_after_device_s"]), f"setconf {ms(r['setconf_floor_s'])}",
          "", True),
         (f"node add, {BURSTS} bursts of {BURST}: p50", ms(r["add_p50_s"]), f"watch {ms(r['watch_floor_s'])}",

@@ -1,6 +1,7 @@
-"""When the agent's endpoints start: once the first pass published our record (the after-publish hook), or
-START_WITHIN seconds after start when no publish comes; a port that cannot be listened on fails the task
-with a clear error. On loopback, as an agent's /metrics would be."""
+"""When the agent's endpoints start: once the first pass published our record (the after-publish hook) and
+the passes after it paused, or START_WITHIN seconds after start when no publish comes or passes keep going;
+a port that cannot be listened on fails the task with a clear error. On loopback, as an agent's /metrics
+would be."""
 
 from __future__ import annotations
 
@@ -67,6 +68,45 @@ async def test_endpoints_start_once_our_record_is_published(tmp_path: Path) -> N
     finally:
         await ep.close()
     assert await _healthz(port) is None
+
+
+async def test_endpoints_wait_for_the_passes_after_our_publish(tmp_path: Path) -> None:
+    """Published during a pass that keeps running (a forming mesh's nodes being added): not yet; once it
+    ended and QUIET passed without another, they serve."""
+    port = _free_port()
+    ep = _endpoints(tmp_path, port)
+    ep.view.passing = True
+    task = ep.start()
+    try:
+        await ep.published_hook()(
+            LocalNode(Node("node-a", ipaddress.ip_address("198.18.0.1"), ())), DesiredState()
+        )
+        await asyncio.sleep(3 * endpoints_module.QUIET)
+        assert not task.done() and await _healthz(port) is None
+        ep.view.pass_ended()
+        await asyncio.wait_for(task, 10)
+        assert await _healthz(port) == 200
+    finally:
+        await ep.close()
+
+
+async def test_endpoints_start_within_a_bound_while_passes_keep_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(endpoints_module, "START_WITHIN", 0.5)
+    port = _free_port()
+    ep = _endpoints(tmp_path, port)
+    ep.view.passing = True
+    task = ep.start()
+    try:
+        await ep.published_hook()(
+            LocalNode(Node("node-a", ipaddress.ip_address("198.18.0.1"), ())), DesiredState()
+        )
+        with caplog.at_level("INFO"):
+            await asyncio.wait_for(task, 10)
+        assert await _healthz(port) == 200 and "passes still running" in caplog.text
+    finally:
+        await ep.close()
 
 
 async def test_endpoints_start_within_a_bound_without_a_publish(

@@ -1,9 +1,10 @@
 """When the agent's HTTP endpoints (meshd.agent.http: /metrics, /healthz, /readyz, and /status on its unix
-socket) start: once the first pass published our record, or after START_WITHIN seconds, whichever comes
-first. The web framework (aiohttp) is imported then, not before the first pass, and not on the agent's
-loop: its import is about a tenth of a second of a cold start, and a node joining waits for our first
-pass and our key, then for our pass that adds it, while no probe asks before seconds have passed (the
-DaemonSet's liveness probe waits 10 s)."""
+socket) start: once the first pass published our record and no pass ran for QUIET seconds after it, or
+START_WITHIN seconds after start, whichever comes first. The web framework (aiohttp) is imported then, in a
+worker thread: its import is about a tenth of a second of CPU, which in a thread still takes the
+interpreter from the loop half of the time; right after our first publish the other nodes of a forming mesh
+publish theirs and a node joining waits for our pass that adds it, while no probe asks before seconds have
+passed (the DaemonSet's liveness probe waits 10 s, its readiness probe asks every 5 s)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ from meshd.core.model import LocalNode
 from meshd.core.state import DesiredState
 
 log = logging.getLogger(__name__)
-START_WITHIN = 1.0
-"""Seconds after the agent started by which the endpoints serve, published or not (a datastore that does not
-sync must not keep /healthz and /readyz away)."""
+START_WITHIN = 2.0
+"""Seconds after the agent started by which the endpoints serve, published or not, passes running or not (a
+datastore that does not sync must not keep /healthz and /readyz away)."""
+QUIET = 0.25
+"""Seconds without a pass, after our publish, before the endpoints start: the passes that follow it first."""
 
 
 @dataclass
@@ -57,13 +60,27 @@ class Endpoints:
         self._task = asyncio.create_task(self._serve(), name="endpoints")
         return self._task
 
-    async def _serve(self) -> None:
+    async def _due(self) -> str:
+        """Wait until the endpoints are due; why they are."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_WITHIN
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._published.wait(), START_WITHIN)
-        why = "our record is published" if self._published.is_set() else f"no publish within {START_WITHIN} s"
-        log.info("starting the HTTP endpoints (%s)", why)
-        # aiohttp's web server, imported now and in a worker thread: its ~0.1 s import must not hold the loop,
-        # which programs the peers that join at this very moment (a mesh forming, a node added)
+        if not self._published.is_set():
+            return f"no publish within {START_WITHIN} s"
+        view = self.view
+        while True:
+            now = loop.time()
+            if not view.passing and now >= view.passed_at + QUIET:
+                return f"our record is published, no pass for {QUIET} s"
+            if now >= deadline:
+                return f"passes still running {START_WITHIN} s after start"
+            wake = view.passed_at + QUIET if not view.passing else now + QUIET / 5
+            await asyncio.sleep(min(max(wake, now + 0.01), deadline) - now)
+
+    async def _serve(self) -> None:
+        log.info("starting the HTTP endpoints (%s)", await self._due())
+        # aiohttp's web server, imported in a worker thread: its ~0.1 s import must not hold the loop
         await asyncio.to_thread(importlib.import_module, "meshd.agent.http")
         from meshd.agent.http import serve_metrics, serve_status
 

@@ -120,6 +120,7 @@ class ReconcilePass:
     async def __call__(self, read: Read = Read.FULL) -> bool:
         """One pass. Returns True when it changed the kernel. Raises PassError naming the failed phase.
         `read` below FULL may start from the kernel view of the previous pass (KernelView)."""
+        self.view.passing = True
         try:
             return await self._run(read)
         except PassError:

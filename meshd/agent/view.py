@@ -35,6 +35,8 @@ class MeshView:
     """The kernel as the pass now finishing found it, before its changes (set before its after-pass hooks)."""
     passed_at: float = float("-inf")
     """When the last pass ended (the loop's clock, time.monotonic), complete or not."""
+    passing: bool = False
+    """A pass is running."""
     passes: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when a pass ends (`pass_ended`); whoever waits for passes clears it."""
     extra: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
@@ -47,7 +49,7 @@ class MeshView:
     _names: tuple[object, Mapping[PublicKey, str]] | None = None
 
     def pass_ended(self) -> None:
-        self.passed_at = asyncio.get_running_loop().time()
+        self.passed_at, self.passing = asyncio.get_running_loop().time(), False
         self.passes.set()
 
     def peer_names(self) -> Mapping[PublicKey, str]:

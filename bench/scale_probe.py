@@ -107,6 +107,44 @@ class RouteMonitor(_LineProbe):
         self._proc.wait(5)
 
 
+class EntryCount:
+    """A kernel monitor (`ip -o monitor route`, `bridge monitor fdb`, ...) run in this namespace from before
+    the agent starts: `reached(n)` is when the n-th distinct entry `key` picks out of its lines (None: not
+    one of ours) was announced. Notifications cost the kernel nothing extra; polling a dump of thousands
+    of entries every 20 ms took CPU from the agent it measures."""
+
+    def __init__(self, argv: tuple[str, ...], key: Callable[[str], str | None]) -> None:
+        self._argv, self._key = argv, key
+        self._seen: set[str] = set()
+        self._times: list[float] = []
+
+    def __enter__(self) -> EntryCount:
+        self._proc = subprocess.Popen(self._argv, stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        time.sleep(0.2)  # let it subscribe before the agent starts
+        return self
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            key = None if line.startswith("Deleted") else self._key(line)
+            if key is not None and key not in self._seen:
+                self._seen.add(key)
+                self._times.append(time.perf_counter())
+
+    def reached(self, n: int) -> float | None:
+        times = self._times
+        return times[n - 1] if len(times) >= n else None
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(5)
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class WatchProbe(_LineProbe):
     """A bare watch on nodes against the API server: when an event reaches a client (the delivery floor)."""
 
@@ -151,3 +189,52 @@ def metric(text: str, name: str) -> float:
 def rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def count_lines(*cmd: str) -> int:
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+    return sum(1 for line in out.splitlines() if line.strip())
+
+
+VXLAN = "meshd-vxlan"  # the agent's VXLAN link (its default name)
+
+
+def _first_if(line: str, *needles: str) -> str | None:
+    """The line's first word (a route's destination, a neighbour's address, an FDB entry's MAC) when the
+    line holds every needle."""
+    return line.split(maxsplit=1)[0] if all(n in line for n in needles) else None
+
+
+def entry_monitors() -> dict[str, EntryCount]:
+    """What the floor's `ip -batch` and `bridge -batch` put in, announced by the kernel as it goes in."""
+    return {
+        "routes": EntryCount(("ip", "-o", "monitor", "route"), lambda ln: _first_if(ln, " proto 109")),
+        "neighbours": EntryCount(
+            ("ip", "-o", "monitor", "neigh"), lambda ln: _first_if(ln, f" dev {VXLAN} ", "PERMANENT")
+        ),
+        "fdb": EntryCount(("bridge", "monitor", "fdb"), lambda ln: _first_if(ln, f" dev {VXLAN} ", " dst ")),
+    }
+
+
+def sync_marks(
+    interface: str, want: int, agent: subprocess.Popen[bytes], entries: dict[str, EntryCount]
+) -> dict[str, float]:
+    """When the WireGuard device appeared, then when it held all `want` peers and when the kernel had
+    announced all routes, neighbour and FDB entries (what the floor's three commands put in). The peers'
+    mark is the time `wg show` returned: it waits while wireguard-go applies a `set`, so the time it
+    started can precede the state it reports (by up to the whole set); the mark is late by at most one
+    `wg show` of every peer (~20 ms at 5000)."""
+    marks: dict[str, float] = {}
+    peers = ("wg", "show", interface, "peers")
+
+    def reached() -> bool:
+        if "device" not in marks and Path(f"/sys/class/net/{interface}").exists():
+            marks["device"] = time.perf_counter()
+        if "device" in marks and "peers" not in marks and count_lines(*peers) >= want:
+            marks["peers"] = time.perf_counter()
+        marks.update((what, at) for what, mon in entries.items() if (at := mon.reached(want)) is not None)
+        return len(marks) == 2 + len(entries)
+
+    if not poll_until(reached, timeout=600, alive=agent):
+        raise SystemExit(f"the agent did not program {want} peers, routes, neighbour and FDB entries")
+    return marks

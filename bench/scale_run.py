@@ -20,11 +20,13 @@ from bench.scale_probe import (
     Obj,
     RouteMonitor,
     WatchProbe,
+    count_lines,
+    entry_monitors,
     metric,
-    poll_until,
     rss_mb,
     scrape,
     sim_cluster,
+    sync_marks,
 )
 from tests.fakekube import FakeKube
 
@@ -45,45 +47,10 @@ def agent_argv(work: Path, interface: str, kubeconfig: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def count_lines(*cmd: str) -> int:
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
-    return sum(1 for line in out.splitlines() if line.strip())
-
-
 IMPORTS = (
     "from meshd.datastore.bare import bare_packages; bare_packages('pyroute2')\n"  # as `meshd run` does
     "import meshd.cli.main, meshd.agent.wiring, meshd.datastore.kubernetes, overlay.userspace, vxlan.links"
 )
-
-
-VXLAN = "meshd-vxlan"  # the agent's VXLAN link (its default name)
-PROBES = {  # what each mark waits for: at least `want` lines of its command's output
-    "routes": ("ip", "route", "show", "proto", "109"),
-    "neighbours": ("ip", "neigh", "show", "dev", VXLAN, "nud", "permanent"),
-    "fdb": ("bridge", "fdb", "show", "dev", VXLAN),  # a line per entry
-}
-
-
-def sync_marks(interface: str, want: int, agent: subprocess.Popen[bytes]) -> dict[str, float]:
-    """When the WireGuard device appeared, then when it held all `want` peers and when all routes,
-    neighbour and FDB entries were in (what the floor's three commands put in). Each mark is the time its
-    probe returned: `wg show` waits while wireguard-go applies a `set`, so the time a probe started can
-    precede the state it reports (by up to the whole set). A mark is late by at most one probe's own run
-    (`wg show` of every peer: ~20 ms at 5000)."""
-    marks: dict[str, float] = {}
-    probes = {"peers": ("wg", "show", interface, "peers"), **PROBES}
-
-    def reached() -> bool:
-        if "device" not in marks and Path(f"/sys/class/net/{interface}").exists():
-            marks["device"] = time.perf_counter()
-        for what, cmd in probes.items():
-            if "device" in marks and what not in marks and count_lines(*cmd) >= want:
-                marks[what] = time.perf_counter()
-        return all(what in marks for what in probes)
-
-    if not poll_until(reached, timeout=600, alive=agent):
-        raise SystemExit(f"the agent did not program {want} peers, routes, neighbour and FDB entries")
-    return marks
 
 
 def idle_import_rss() -> float:
@@ -142,18 +109,22 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         kubeconfig = kube.write_kubeconfig(work / "kubeconfig")
         for obj in (me, *present):
             kube.put("nodes", obj)
-        t0 = time.perf_counter()
-        with agent_process(agent_argv(work, args.interface, kubeconfig), work / "agent.log") as agent:
-            marks = sync_marks(args.interface, n - 1, agent)
-            res["initial_sync_s"] = max(marks.values()) - t0
-            res["device_s"] = marks["device"] - t0
+        entries = entry_monitors()
+        with contextlib.ExitStack() as stack:
+            for mon in entries.values():
+                stack.enter_context(mon)
+            t0 = time.perf_counter()
+            argv = agent_argv(work, args.interface, kubeconfig)
+            agent = stack.enter_context(agent_process(argv, work / "agent.log"))
+            marks = {what: at - t0 for what, at in sync_marks(args.interface, n - 1, agent, entries).items()}
+            for mon in entries.values():
+                mon.close()  # not needed beyond the initial sync
+            res |= {"initial_sync_s": max(marks.values()), "device_s": marks["device"]}
             res["peers_after_device_s"] = marks["peers"] - marks["device"]
             res["peers"] = count_lines("wg", "show", args.interface, "peers")
-            res |= burst(kube, later)
-            res |= idle(kube, agent.pid)
+            res |= burst(kube, later) | idle(kube, agent.pid)
             res["wg_dump_s"] = wg_dump_seconds(args.interface)
-            res["rss_mb"] = rss_mb(agent.pid)
-            res["idle_rss_mb"] = idle_import_rss()
+            res["rss_mb"], res["idle_rss_mb"] = rss_mb(agent.pid), idle_import_rss()
     return res
 
 

@@ -33,8 +33,13 @@ POLL = 0.02
 START_POLL = 0.005  # while a new wireguard-go comes up (its socket appears ~20 ms after the start)
 
 
+SLOWEST_SET = 200_000
+"""Bytes a second wireguard-go is allowed to take a `set` at: a large set gets that much more time than
+`timeout` (5000 new peers are about 1 MB: 5 s more; this machine takes them at about 4 MB/s)."""
+
+
 class UapiClient:
-    """One UAPI operation per connection, each bounded by `timeout` seconds."""
+    """One UAPI operation per connection, each bounded by `timeout` seconds (more for a large set)."""
 
     def __init__(self, path: Path, *, timeout: float = 5.0) -> None:
         self.path = path
@@ -42,8 +47,9 @@ class UapiClient:
         self._peers: uapi_get.PeerMemo = {}  # the last read's peers, reused while their lines are unchanged
 
     async def _exchange(self, request: str, operation: str) -> str:
+        timeout = self.timeout + len(request) / SLOWEST_SET
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_unix_connection(str(self.path), limit=READ_LIMIT)
                 try:
                     writer.write(request.encode("ascii"))
@@ -58,7 +64,7 @@ class UapiClient:
                 f"{operation}: wireguard-go socket {self.path} not answering ({exc})"
             ) from exc
         except TimeoutError as exc:
-            raise TransientError(f"{operation}: no reply from {self.path} in {self.timeout}s") from exc
+            raise TransientError(f"{operation}: no reply from {self.path} in {timeout:.1f}s") from exc
         except asyncio.LimitOverrunError as exc:
             raise uapi.UapiProtocolError(f"{operation}: UAPI reply larger than {READ_LIMIT} bytes") from exc
         except OSError as exc:

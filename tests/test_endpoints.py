@@ -70,9 +70,12 @@ async def test_endpoints_start_once_our_record_is_published(tmp_path: Path) -> N
     assert await _healthz(port) is None
 
 
-async def test_endpoints_wait_for_the_passes_after_our_publish(tmp_path: Path) -> None:
+async def test_endpoints_wait_for_the_passes_after_our_publish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Published during a pass that keeps running (a forming mesh's nodes being added): not yet; once it
     ended and QUIET passed without another, they serve."""
+    monkeypatch.setattr(endpoints_module, "START_WITHIN", 600.0)  # only the passes decide here
     port = _free_port()
     ep = _endpoints(tmp_path, port)
     ep.view.passing = True

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from meshd.agent.endpoints import START_WITHIN
+
 Doc = dict[str, Any]
 ROOT = Path(__file__).resolve().parent.parent
 BASE, MONITORING, E2E = ROOT / "manifests", ROOT / "manifests" / "monitoring", ROOT / "e2e"
@@ -223,6 +225,7 @@ def test_agent_container_command_env_and_probes(daemonset: Doc) -> None:
     assert {"name": "MESHD_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in c["env"]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 9473}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 9473}
+    assert c["readinessProbe"]["initialDelaySeconds"] >= START_WITHIN  # the first ask finds the endpoints
     assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
 
 

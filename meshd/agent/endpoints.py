@@ -3,8 +3,8 @@ socket) start: once the first pass published our record and no pass ran for QUIE
 START_WITHIN seconds after start, whichever comes first. The web framework (aiohttp) is imported then, in a
 worker thread: its import is about a tenth of a second of CPU, which in a thread still takes the
 interpreter from the loop half of the time; right after our first publish the other nodes of a forming mesh
-publish theirs and a node joining waits for our pass that adds it, while no probe asks before seconds have
-passed (the DaemonSet's liveness probe waits 10 s, its readiness probe asks every 5 s)."""
+publish theirs and a node joining waits for our pass that adds it, while no probe asks before START_WITHIN
+(the DaemonSet's liveness probe waits 10 s, its readiness probe 2 s)."""
 
 from __future__ import annotations
 

@@ -16,10 +16,10 @@ from meshd.agent.meshconfig_report import MeshConfigReporter
 from meshd.agent.view import MeshView
 from meshd.core.codec import decode_node
 from meshd.core.local import Identity
-from meshd.core.model import NodeRecord
 from meshd.core.moves import Moves
 from meshd.core.ports import EventRecord
 from meshd.datastore.k8s_api import KubeApi
+from meshd.datastore.k8s_nodes import running_agent
 from meshd.datastore.lease import Lease
 from meshd.datastore.records import NamedRecords
 from tests.support.vclock import run_virtual, virtual_loop
@@ -126,48 +126,53 @@ def test_candidacy_is_ranked_again_only_when_names_come_or_go() -> None:
 
 
 def test_the_datastore_follows_the_nodes_that_run_meshd_and_counts_only_their_comings_and_goings() -> None:
-    """A node without meshd's annotations (no agent runs there) is no candidate; a node counts once its
-    agent published; a record that changes but stays an agent's moves no count."""
-    named = NamedRecords[dict[str, str]](decode_node_record, Moves())
-    nodes = {"a": {"caps": "wireguard"}, "b": {}, "c": {"caps": "vxlan"}}
+    """A node without meshd's annotations (no agent runs there: a node selector left it out) or that
+    Kubernetes reports down (Ready False or Unknown) is no candidate; a node counts once its agent
+    published and while it is not reported down; a record that changes but stays an agent's moves no
+    count."""
+    named = NamedRecords[dict[str, Any]](lambda name, obj: decode_node(obj), Moves(), running_agent)
+    nodes = {
+        "a": kube_node("a", "wireguard"),
+        "b": kube_node("b"),
+        "c": kube_node("c", "vxlan", ready="True"),
+    }
 
-    def records() -> tuple[NodeRecord, ...]:
-        return named.records(nodes)
+    def agents_after(*touched: str) -> list[str]:
+        for name in touched or (None,):
+            named.touch(name)
+        named.records(nodes)
+        return list(named.agents)
 
-    records()
+    assert agents_after() == ["a", "c"]
     first = named.agents_changed
-    assert list(named.agents) == ["a", "c"]
-    nodes["a"] = {"caps": "wireguard,vxlan"}  # changed, still an agent's
-    named.touch("a")
-    records()
-    assert named.agents_changed == first and list(named.agents) == ["a", "c"]
-    nodes["b"] = {"caps": "wireguard"}  # b's agent published
-    named.touch("b")
-    records()
-    assert named.agents_changed == first + 1 and list(named.agents) == ["a", "b", "c"]
+    nodes["a"] = kube_node("a", "wireguard,vxlan")  # changed, still an agent's
+    assert agents_after("a") == ["a", "c"] and named.agents_changed == first
+    nodes["b"] = kube_node("b", "wireguard")  # b's agent published
+    assert agents_after("b") == ["a", "b", "c"] and named.agents_changed == first + 1
+    nodes["c"] = kube_node("c", "vxlan", ready="Unknown")  # its kubelet stopped reporting
+    assert agents_after("c") == ["a", "b"] and named.agents_changed == first + 2
     del nodes["a"]
-    named.touch("a")
-    records()
-    assert named.agents_changed == first + 2 and list(named.agents) == ["b", "c"]
-    named.touch()  # a relist of the same
-    records()
-    assert named.agents_changed == first + 2
-    nodes["d"] = {}
-    named.touch()  # a relist with a node that runs no agent
-    records()
-    assert named.agents_changed == first + 2 and list(named.agents) == ["b", "c"]
+    assert agents_after("a") == ["b"] and named.agents_changed == first + 3
+    nodes["c"] = kube_node("c", "vxlan", ready="True")
+    nodes["d"] = kube_node("d", ready="True")
+    assert agents_after() == ["b", "c"] and named.agents_changed == first + 4  # a relist
+    assert agents_after() == ["b", "c"] and named.agents_changed == first + 4  # the same again
 
 
-def decode_node_record(name: str, obj: dict[str, str]) -> NodeRecord:
-    """A node record as the codec makes it: meshd's capabilities annotation when its agent published."""
-    caps = {"meshd.io/capabilities": obj["caps"]} if "caps" in obj else {}
-    return decode_node(
-        {
-            "metadata": {"name": name, "annotations": caps},
-            "spec": {"podCIDR": f"198.19.{ord(name[0])}.0/24"},
-            "status": {"addresses": [{"type": "InternalIP", "address": f"198.18.0.{ord(name[0])}"}]},
-        }
-    )
+def kube_node(name: str, caps: str | None = None, *, ready: str | None = None) -> dict[str, Any]:
+    """A Node as the API server serves it: meshd's capabilities annotation when its agent published, a
+    Ready condition when given."""
+    status: dict[str, Any] = {"addresses": [{"type": "InternalIP", "address": f"198.18.0.{ord(name[0])}"}]}
+    if ready is not None:
+        status["conditions"] = [
+            {"type": "MemoryPressure", "status": "False"},
+            {"type": "Ready", "status": ready},
+        ]
+    return {
+        "metadata": {"name": name, "annotations": {} if caps is None else {"meshd.io/capabilities": caps}},
+        "spec": {"podCIDR": f"198.19.{ord(name[0])}.0/24"},
+        "status": status,
+    }
 
 
 def test_an_idle_non_candidate_makes_no_lease_request_in_its_rounds_only_at_its_rare_looks() -> None:

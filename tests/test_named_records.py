@@ -19,13 +19,18 @@ def _decode(name: str, obj: int) -> NodeRecord:
     return InvalidNode(name, "v", str(obj))  # a new object per decode, so sharing shows
 
 
+def _even(obj: int, record: NodeRecord) -> bool:
+    return obj % 2 == 0
+
+
 def test_records_from_the_last_ones_equal_a_rebuild_after_any_history() -> None:
     moves = Moves()
     for seed in range(200):
         rng = random.Random(seed)
-        named: NamedRecords[int] = NamedRecords(_decode, moves)
+        named: NamedRecords[int] = NamedRecords(_decode, moves, _even)
         nodes: dict[str, int] = {}
         last: tuple[NodeRecord, ...] = ()
+        last_count, last_agents = named.agents_changed, named.agents
         for step in range(20):
             name, whole = f"n{rng.randrange(8)}", rng.random() < 0.05
             if whole:
@@ -39,6 +44,10 @@ def test_records_from_the_last_ones_equal_a_rebuild_after_any_history() -> None:
                 named.touch(name)
             made = named.records(nodes)
             assert made == tuple(_decode(n, o) for n, o in sorted(nodes.items())), f"seed {seed}"
+            count, agents = named.agents_changed, named.agents  # the agents' names follow too
+            assert agents == tuple(n for n, o in sorted(nodes.items()) if o % 2 == 0), f"seed {seed}"
+            assert (count == last_count) == (agents == last_agents), f"seed {seed}"  # it moves with them
+            last_count, last_agents = count, agents
             if step and not whole and made is not last:  # it says which records went and came
                 assert told_exactly(moves, last, made), f"seed {seed}"
             kept = {r.name: r for r in last}

@@ -18,6 +18,7 @@ from meshd.core.codec import decode_meshconfig, decode_node
 from meshd.core.model import InvalidNode, IPAddress, MeshConfig, NodeRecord, Snapshot
 from meshd.core.moves import Moves
 from meshd.datastore.k8s_api import MESHCONFIG_NAME, MESHCONFIGS, NODES, KubeApi, Obj, PermanentApiError
+from meshd.datastore.k8s_nodes import running_agent, slim
 from meshd.datastore.k8s_watch import Reflector, error_kind, with_retries
 from meshd.datastore.records import NamedRecords
 from meshd.datastore.settings import WatchSettings
@@ -42,24 +43,6 @@ def _older(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
     issues increasing integers; compare only when both are, so a patch answer is not undone by a late event."""
     a, b = str(_meta(new).get("resourceVersion", "")), str(_meta(old).get("resourceVersion", ""))
     return a.isdigit() and b.isdigit() and int(a) < int(b)
-
-
-_KEPT = {"metadata": ("name", "labels", "annotations", "resourceVersion"), "spec": ("podCIDRs", "podCIDR"),
-         "status": ("addresses",)}  # fmt: skip
-
-
-def _slim(obj: Obj) -> Obj:
-    """What the codec and `publish` read of a Node. The rest (managedFields, images, conditions: most of a
-    real Node's bytes) is dropped on arrival instead of being kept for every node of the cluster. A part
-    of the wrong type is kept as it is, for the codec to report."""
-    slim: Obj = {}
-    for part, keys in _KEPT.items():
-        value = obj.get(part)
-        if isinstance(value, Mapping):
-            slim[part] = {k: value[k] for k in keys if k in value}
-        elif part in obj:
-            slim[part] = value
-    return slim
 
 
 def _changes(node: Mapping[str, Any], wanted: Mapping[str, str | None]) -> dict[str, str | None]:
@@ -89,7 +72,7 @@ class KubernetesDatastore:
         self._api: KubeApi | None = None
         self._nodes: dict[str, Obj] = {}
         self._records: dict[str, tuple[str, NodeRecord]] = {}  # name -> (resourceVersion, decoded)
-        self._named = NamedRecords(self._record, moves)  # in name order, placed again only where touched
+        self._named = NamedRecords(self._record, moves, running_agent)  # in name order, placed where touched
         self._config = MeshConfig()
         self._config_key: str | None = None  # resourceVersion of the MeshConfig last decoded, "" if none
         self._config_good = False  # a MeshConfig (or its absence) decoded: else no first sync (fail closed)
@@ -110,7 +93,7 @@ class KubernetesDatastore:
 
     @property
     def agent_names(self) -> tuple[int, Sequence[str]]:
-        """Names, in order, of the last snapshot's nodes that run meshd, after a count that moves with them."""
+        """Names of the last snapshot's nodes that run meshd (k8s_nodes.running_agent), after their count."""
         return self._named.agents_changed, self._named.agents
 
     @property
@@ -242,7 +225,7 @@ class KubernetesDatastore:
         return record
 
     def _remember(self, obj: Obj) -> None:
-        obj = _slim(obj)
+        obj = slim(obj)
         name = str(_meta(obj).get("name", ""))
         old = self._nodes.get(name)
         if name and (old is None or not _older(obj, old)):
@@ -252,7 +235,7 @@ class KubernetesDatastore:
 
     def _on_list(self, resource: str, items: list[Obj]) -> None:
         if resource == NODES:
-            fresh = {str(_meta(o).get("name")): _slim(o) for o in items if _meta(o).get("name")}
+            fresh = {str(_meta(o).get("name")): slim(o) for o in items if _meta(o).get("name")}
             changed = fresh != self._nodes
             self._nodes = fresh
             self._named.touch()

@@ -5,10 +5,10 @@ tuple when nothing changed: a node added to 5000 costs one decode, not 5000 look
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
-from meshd.core.model import Node, NodeRecord
+from meshd.core.model import NodeRecord
 from meshd.core.moves import Moves
 
 Obj = TypeVar("Obj")
@@ -20,9 +20,12 @@ class NamedRecords(Generic[Obj]):
     came to `moves` (the agent's, meshd.core.moves), so `decode` must give each name records of its own (no
     object shared by two names)."""
 
-    def __init__(self, decode: Callable[[str, Obj], NodeRecord], moves: Moves) -> None:
+    def __init__(
+        self, decode: Callable[[str, Obj], NodeRecord], moves: Moves, agent: Callable[[Obj, NodeRecord], bool]
+    ) -> None:
         self._decode = decode
         self._moves = moves
+        self._agent = agent  # whether a node runs a meshd agent, from its object and record
         self._order: list[str] = []  # sorted
         self._by_name: dict[str, NodeRecord] = {}
         self._dirty: set[str] | None = None  # None: any name may have changed
@@ -30,12 +33,14 @@ class NamedRecords(Generic[Obj]):
         self._agents: list[str] = []  # sorted
         self.agents_changed = 0
         """Moves each time a name joins or leaves `agents`, for those who follow them and not the records."""
+        self._agents_seen: tuple[int, tuple[str, ...]] = (0, ())
 
     @property
-    def agents(self) -> Sequence[str]:
-        """The names, in order, of the last `records` that a meshd agent published (it says what transports
-        it has): not the nodes that run none (a DaemonSet's node selector leaves them out)."""
-        return self._agents
+    def agents(self) -> tuple[str, ...]:
+        """The names, in order, of the last `records` whose node runs a meshd agent (`agent`)."""
+        if self._agents_seen[0] != self.agents_changed:
+            self._agents_seen = (self.agents_changed, tuple(self._agents))
+        return self._agents_seen[1]
 
     def touch(self, name: str | None = None) -> None:
         """The object of `name` changed, came or went (None: any may have)."""
@@ -49,7 +54,10 @@ class NamedRecords(Generic[Obj]):
         if dirty is None:
             self._order = sorted(nodes)
             self._by_name = {name: self._decode(name, nodes[name]) for name in self._order}
-            agents, self._agents = self._agents, [n for n in self._order if _agent(self._by_name[n])]
+            agents, self._agents = (
+                self._agents,
+                [n for n in self._order if self._agent(nodes[n], self._by_name[n])],
+            )
             self.agents_changed += agents != self._agents
         elif not dirty:
             return self._made
@@ -57,13 +65,13 @@ class NamedRecords(Generic[Obj]):
         went: list[NodeRecord] = []
         came: list[NodeRecord] = []
         for name in dirty or ():
-            old = self._by_name.get(name)
-            self._place(name, nodes.get(name))
+            old, obj = self._by_name.get(name), nodes.get(name)
+            self._place(name, obj)
             new = self._by_name.get(name)
+            self._follow_agent(name, obj is not None and new is not None and self._agent(obj, new))
             if old is not new:
                 went.extend(() if old is None else (old,))
                 came.extend(() if new is None else (new,))
-                self._follow_agent(name, _agent(old), _agent(new))
         self._made = tuple(map(self._by_name.__getitem__, self._order))
         if dirty is not None:  # the records that went and came, for those who follow them
             self._moves.tell(last, self._made, went, came)
@@ -81,17 +89,12 @@ class NamedRecords(Generic[Obj]):
             self._order.insert(i, name)
         self._by_name[name] = self._decode(name, obj)
 
-    def _follow_agent(self, name: str, was: bool, now: bool) -> None:
-        if was == now:
-            return
+    def _follow_agent(self, name: str, now: bool) -> None:
         i = bisect_left(self._agents, name)
+        if (i < len(self._agents) and self._agents[i] == name) == now:
+            return
         if now:
             self._agents.insert(i, name)
         else:
             del self._agents[i]
         self.agents_changed += 1
-
-
-def _agent(record: NodeRecord | None) -> bool:
-    """Published by a meshd agent: a valid record with the transports it has (every agent publishes them)."""
-    return isinstance(record, Node) and bool(record.capabilities)

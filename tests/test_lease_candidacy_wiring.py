@@ -17,10 +17,10 @@ from meshd.core.codec import decode_node
 from meshd.core.moves import Moves
 from meshd.datastore.k8s_nodes import running_agent, slim
 from meshd.datastore.kubernetes import KubernetesDatastore
+from meshd.datastore.records import NamedRecords
 from meshd.datastore.settings import WatchSettings
 from meshd.retry import Backoff
 from tests.fakekube import FakeKube
-from tests.test_lease_candidates import kube_node
 
 NAMES = [f"node{i}" for i in range(8)]
 LIMIT = 30.0  # a bound on every wait, never an assertion about time
@@ -87,3 +87,53 @@ def test_a_kept_node_holds_only_its_ready_status_and_reads_the_same() -> None:
             None if ready is None else [{"type": "Ready", "status": ready}]
         )
         assert running_agent(kept, record) == running_agent(whole, record) == (ready in ("True", None))
+
+
+def test_the_datastore_follows_the_nodes_that_run_meshd_and_counts_only_their_comings_and_goings() -> None:
+    """A node without meshd's annotations (no agent runs there: a node selector left it out) or that
+    Kubernetes reports down (Ready False or Unknown) is no candidate; a node counts once its agent
+    published and while it is not reported down; a record that changes but stays an agent's moves no
+    count."""
+    named = NamedRecords[dict[str, Any]](lambda name, obj: decode_node(obj), Moves(), running_agent)
+    nodes = {
+        "a": kube_node("a", "wireguard"),
+        "b": kube_node("b"),
+        "c": kube_node("c", "vxlan", ready="True"),
+    }
+
+    def agents_after(*touched: str) -> list[str]:
+        for name in touched or (None,):
+            named.touch(name)
+        named.records(nodes)
+        return list(named.agents)
+
+    assert agents_after() == ["a", "c"]
+    first = named.agents_changed
+    nodes["a"] = kube_node("a", "wireguard,vxlan")  # changed, still an agent's
+    assert agents_after("a") == ["a", "c"] and named.agents_changed == first
+    nodes["b"] = kube_node("b", "wireguard")  # b's agent published
+    assert agents_after("b") == ["a", "b", "c"] and named.agents_changed == first + 1
+    nodes["c"] = kube_node("c", "vxlan", ready="Unknown")  # its kubelet stopped reporting
+    assert agents_after("c") == ["a", "b"] and named.agents_changed == first + 2
+    del nodes["a"]
+    assert agents_after("a") == ["b"] and named.agents_changed == first + 3
+    nodes["c"] = kube_node("c", "vxlan", ready="True")
+    nodes["d"] = kube_node("d", ready="True")
+    assert agents_after() == ["b", "c"] and named.agents_changed == first + 4  # a relist
+    assert agents_after() == ["b", "c"] and named.agents_changed == first + 4  # the same again
+
+
+def kube_node(name: str, caps: str | None = None, *, ready: str | None = None) -> dict[str, Any]:
+    """A Node as the API server serves it: meshd's capabilities annotation when its agent published, a
+    Ready condition when given."""
+    status: dict[str, Any] = {"addresses": [{"type": "InternalIP", "address": f"198.18.0.{ord(name[0])}"}]}
+    if ready is not None:
+        status["conditions"] = [
+            {"type": "MemoryPressure", "status": "False"},
+            {"type": "Ready", "status": ready},
+        ]
+    return {
+        "metadata": {"name": name, "annotations": {} if caps is None else {"meshd.io/capabilities": caps}},
+        "spec": {"podCIDR": f"198.19.{ord(name[0])}.0/24"},
+        "status": status,
+    }

@@ -14,14 +14,10 @@ from meshd.agent.candidates import Candidacy, lowest_ranked
 from meshd.agent.events import EventRecorder
 from meshd.agent.meshconfig_report import MeshConfigReporter
 from meshd.agent.view import MeshView
-from meshd.core.codec import decode_node
 from meshd.core.local import Identity
-from meshd.core.moves import Moves
 from meshd.core.ports import EventRecord
 from meshd.datastore.k8s_api import KubeApi
-from meshd.datastore.k8s_nodes import running_agent
 from meshd.datastore.lease import Lease
-from meshd.datastore.records import NamedRecords
 from tests.support.vclock import run_virtual, virtual_loop
 from tests.test_lease import MemoryLeaseApi
 
@@ -125,56 +121,6 @@ def test_candidacy_is_ranked_again_only_when_names_come_or_go() -> None:
     assert candidacy()
 
 
-def test_the_datastore_follows_the_nodes_that_run_meshd_and_counts_only_their_comings_and_goings() -> None:
-    """A node without meshd's annotations (no agent runs there: a node selector left it out) or that
-    Kubernetes reports down (Ready False or Unknown) is no candidate; a node counts once its agent
-    published and while it is not reported down; a record that changes but stays an agent's moves no
-    count."""
-    named = NamedRecords[dict[str, Any]](lambda name, obj: decode_node(obj), Moves(), running_agent)
-    nodes = {
-        "a": kube_node("a", "wireguard"),
-        "b": kube_node("b"),
-        "c": kube_node("c", "vxlan", ready="True"),
-    }
-
-    def agents_after(*touched: str) -> list[str]:
-        for name in touched or (None,):
-            named.touch(name)
-        named.records(nodes)
-        return list(named.agents)
-
-    assert agents_after() == ["a", "c"]
-    first = named.agents_changed
-    nodes["a"] = kube_node("a", "wireguard,vxlan")  # changed, still an agent's
-    assert agents_after("a") == ["a", "c"] and named.agents_changed == first
-    nodes["b"] = kube_node("b", "wireguard")  # b's agent published
-    assert agents_after("b") == ["a", "b", "c"] and named.agents_changed == first + 1
-    nodes["c"] = kube_node("c", "vxlan", ready="Unknown")  # its kubelet stopped reporting
-    assert agents_after("c") == ["a", "b"] and named.agents_changed == first + 2
-    del nodes["a"]
-    assert agents_after("a") == ["b"] and named.agents_changed == first + 3
-    nodes["c"] = kube_node("c", "vxlan", ready="True")
-    nodes["d"] = kube_node("d", ready="True")
-    assert agents_after() == ["b", "c"] and named.agents_changed == first + 4  # a relist
-    assert agents_after() == ["b", "c"] and named.agents_changed == first + 4  # the same again
-
-
-def kube_node(name: str, caps: str | None = None, *, ready: str | None = None) -> dict[str, Any]:
-    """A Node as the API server serves it: meshd's capabilities annotation when its agent published, a
-    Ready condition when given."""
-    status: dict[str, Any] = {"addresses": [{"type": "InternalIP", "address": f"198.18.0.{ord(name[0])}"}]}
-    if ready is not None:
-        status["conditions"] = [
-            {"type": "MemoryPressure", "status": "False"},
-            {"type": "Ready", "status": ready},
-        ]
-    return {
-        "metadata": {"name": name, "annotations": {} if caps is None else {"meshd.io/capabilities": caps}},
-        "spec": {"podCIDR": f"198.19.{ord(name[0])}.0/24"},
-        "status": status,
-    }
-
-
 def test_an_idle_non_candidate_makes_no_lease_request_in_its_rounds_only_at_its_rare_looks() -> None:
     async def main() -> tuple[str, dict[str, int]]:
         fleet = Fleet(NAMES)
@@ -238,6 +184,33 @@ def test_a_non_candidate_writes_an_event_when_it_comes_not_at_its_next_look() ->
 
 async def _note(into: list[float], when: float) -> None:
     into.append(when)
+
+
+def test_a_non_candidate_whose_event_writes_fail_for_good_still_sleeps() -> None:
+    """Events refused for good (e.g. RBAC): retried each `repeat_after` (30 s), the loop sleeping in between
+    as when nothing waits, not woken each 5 s round."""
+
+    async def main() -> tuple[int, int, int]:
+        loop, fleet = virtual_loop(), Fleet(NAMES)
+        fleet.api = LiveHolderApi()
+        me = sorted(set(NAMES) - CANDIDATES)[0]
+        fleet.start(me)
+        tries: list[float] = []
+        fleet.stores[me].record_event = lambda event, **kw: _refuse(tries, loop.time())  # type: ignore[method-assign]
+        fleet.reporters[me].events.emit(EventRecord("Node", me, "KeyCreated", "a key"))
+        await asyncio.sleep(60)
+        wakeups, requests, retried = loop.wakeups, fleet.stores[me].requests, len(tries)
+        await asyncio.sleep(HOUR)
+        return loop.wakeups - wakeups, fleet.stores[me].requests - requests, len(tries) - retried
+
+    wakeups, looks, retries = run_virtual(main())[0]
+    assert HOUR / 30 - 2 <= retries <= HOUR / 30 + 1, retries  # each 30 s, as before
+    assert wakeups <= 2 * (HOUR / 60 + looks + retries) + 1, f"{wakeups} wakeups, {retries} retries"
+
+
+async def _refuse(into: list[float], when: float) -> None:
+    into.append(when)
+    raise PermissionError("events is forbidden")
 
 
 def test_a_candidate_does_not_take_a_live_lease_from_a_non_candidate() -> None:

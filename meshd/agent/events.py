@@ -61,9 +61,17 @@ class EventRecorder:
     def forget(self, scope: str) -> None:
         self._present.pop(scope, None)
 
-    def unwritten(self) -> bool:
-        """True while some occurrence waits for its write (its turn, a token, or a retry)."""
-        return any(t.written != t.count for t in self._tallies.values())
+    def due_in(self) -> float | None:
+        """Seconds until `flush` has something to write (an occurrence's turn after `repeat_after`, a retry
+        after a failed write, a token), or None while nothing waits: a flusher sleeps until then."""
+        now = self.clock()
+        turns = [t.written_at + self.repeat_after for t in self._tallies.values() if t.written != t.count]
+        if not turns:
+            return None
+        tokens = (
+            float(self.burst) if self._tokens < 0 else self._tokens + (now - self._refilled) / self.refill
+        )
+        return max(0.0, min(turns) - now, (1.0 - tokens) * self.refill)
 
     async def flush(self) -> int:
         """Write what is due; returns the number of writes. A failed write is retried on a later flush."""

@@ -70,10 +70,11 @@ class MeshConfigReporter:
                 await asyncio.wait_for(self.events.emitted.wait(), self._pause(loop.time()))
 
     def _pause(self, now: float) -> float:
-        """Until the next round. A non-candidate with nothing to write sleeps until its next look, or for
-        `recheck` seconds if that is sooner (to notice that it became a candidate)."""
-        if self._look_at is not None and not self.events.unwritten():
-            self._due_at = max(self._due_at, min(self._look_at, now + self.recheck))
+        """Until the next round. A non-candidate sleeps until its next look, an Event's write falling due,
+        or for `recheck` seconds if that is sooner (to notice that it became a candidate)."""
+        if self._look_at is not None:
+            wake, events = min(self._look_at, now + self.recheck), self.events.due_in()
+            self._due_at = max(self._due_at, wake if events is None else min(wake, now + events))
         return max(0.0, self._due_at - now)
 
     async def _round(self) -> None:

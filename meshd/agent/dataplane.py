@@ -4,8 +4,6 @@ applying diff actions in order. It decides nothing; it dispatches."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
@@ -69,32 +67,19 @@ class Dataplane:
 
     async def apply(self, actions: Sequence[a.Action]) -> Applied:
         """In order. A run of consecutive actions of one kind (peer changes; route replaces; FDB adds on
-        one device; ...) goes to the kernel as one batch. While WireGuard takes a run of peer changes (a
-        quarter of a second for 5000 new peers in wireguard-go), the runs right after it that only add the
-        other transports' entries (`_BESIDE_PEERS`) go to the kernel beside it; anything else waits for it."""
+        one device; ...) goes to the kernel as one batch."""
         applied = Applied()
-        peers: asyncio.Future[None] | None = None
-        try:
-            for run in _runs(actions):
-                _log_run(run)
-                first = run[0]
-                if peers is not None and not isinstance(first, _BESIDE_PEERS):
-                    done, peers = peers, None
-                    await done
-                if isinstance(first, _PEER_CHANGES):
-                    changes = [x for x in run if isinstance(x, _PEER_CHANGES)]
-                    peers = asyncio.ensure_future(self._wg().apply_peers(changes))
-                    await asyncio.sleep(0)  # it encodes and starts its write before the runs beside it
-                elif isinstance(first, a.CreateVxlanDevice):
-                    applied = Applied(vxlan_mac=(await self.links.create_link(first.spec, VXLAN)).mac)
-                elif not await self._apply_batch(first, run):
-                    await self._apply_one(first)
-        except BaseException:
-            if peers is not None:
-                await _settle(peers)
-            raise
-        if peers is not None:
-            await peers
+        for run in _runs(actions):
+            _log_run(run)
+            first = run[0]
+            if isinstance(first, a.AddPeer | a.UpdatePeer | a.RemovePeer):
+                await self._wg().apply_peers(
+                    [x for x in run if isinstance(x, a.AddPeer | a.UpdatePeer | a.RemovePeer)]
+                )
+            elif isinstance(first, a.CreateVxlanDevice):
+                applied = Applied(vxlan_mac=(await self.links.create_link(first.spec, VXLAN)).mac)
+            elif not await self._apply_batch(first, run):
+                await self._apply_one(first)
         return applied
 
     async def _apply_batch(self, first: a.Action, run: Sequence[a.Action]) -> bool:
@@ -155,26 +140,6 @@ class Dataplane:
         return self.guards
 
 
-_PEER_CHANGES = (a.AddPeer, a.UpdatePeer, a.RemovePeer)
-_BESIDE_PEERS = (a.AddNeighbor, a.AddFdb)
-"""Entry adds of the other transports (diff step 4): independent of WireGuard's peers, and the routes that
-move onto either transport come after both (step 5)."""
-
-
-async def _settle(task: asyncio.Future[None]) -> None:
-    """Wait for `task` while another error is on its way out: that error is the one to tell, this one is
-    logged. Cancelled again while waiting, it cancels `task` too."""
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        raise
-    except Exception:
-        log.warning("a batch of peer changes failed as well", exc_info=True)
-
-
 _BATCHED = (
     a.AddNeighbor, a.RemoveNeighbor, a.AddFdb, a.RemoveFdb, a.ReplaceRoute, a.RemoveRoute, AddGuard, RemoveGuard,
 )  # fmt: skip
@@ -182,7 +147,7 @@ _BATCHED = (
 
 def _run_key(action: a.Action) -> object:
     """Consecutive actions with one key go in one batch; an action of another kind is a run of its own."""
-    if isinstance(action, _PEER_CHANGES):
+    if isinstance(action, a.AddPeer | a.UpdatePeer | a.RemovePeer):
         return "peers"
     if isinstance(action, _BATCHED):
         return (type(action), getattr(action, "dev", None))

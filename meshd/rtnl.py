@@ -39,8 +39,8 @@ class Request(Protocol):
     def encode(self, seq: int) -> bytes: ...
 
 
-def _open(groups: int) -> socket.socket:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+def _open(groups: int, protocol: int = socket.NETLINK_ROUTE) -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
     try:
         sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # errors without a copy of the request
         try:  # SO_RCVBUFFORCE: room for a batch's acknowledgements and for bursts of events
@@ -87,12 +87,13 @@ def in_netns(netns: str, make: Callable[[], T]) -> T:
     return result[0]
 
 
-def open_socket(netns: str | None, groups: int = 0) -> socket.socket:
-    """An rtnetlink socket in `netns` (None: ours), subscribed to `groups` (RTMGRP_* bits)."""
+def open_socket(netns: str | None, groups: int = 0, protocol: int = socket.NETLINK_ROUTE) -> socket.socket:
+    """A netlink socket (rtnetlink unless `protocol` says otherwise) in `netns` (None: ours), subscribed
+    to `groups` (RTMGRP_* bits)."""
     if netns is None:
-        return _open(groups)
+        return _open(groups, protocol)
     try:
-        return in_netns(netns, lambda: _open(groups))
+        return in_netns(netns, lambda: _open(groups, protocol))
     except FileNotFoundError as exc:
         raise PermanentError(f"network namespace {netns} does not exist") from exc
 
@@ -106,16 +107,20 @@ async def _recv(sock: socket.socket) -> bytes:
 
 @dataclass
 class RawRtnl:
-    """A lazily opened rtnetlink socket in `netns` (None: this process's namespace)."""
+    """A lazily opened rtnetlink socket in `netns` (None: this process's namespace). With `protocol`
+    NETLINK_GENERIC it is a generic-netlink socket, for `batch` only (requests of a genl family); `chunk`
+    bounds the bytes of requests per sendmsg."""
 
     netns: str | None = None
     groups: int = 0
+    protocol: int = socket.NETLINK_ROUTE
+    chunk: int = CHUNK
     _sock: socket.socket | None = None
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def socket(self) -> socket.socket:
         if self._sock is None:
-            self._sock = open_socket(self.netns, self.groups)
+            self._sock = open_socket(self.netns, self.groups, self.protocol)
         return self._sock
 
     async def batch(self, requests: Sequence[Request]) -> list[int]:
@@ -127,7 +132,7 @@ class RawRtnl:
         while start < len(requests):
             seqs: dict[int, int] = {}
             data = bytearray()
-            while start < len(requests) and (not data or len(data) < CHUNK):
+            while start < len(requests) and (not data or len(data) < self.chunk):
                 seq = next(self._seq) & 0xFFFFFFFF
                 seqs[seq] = start
                 data += requests[start].encode(seq)

@@ -1,9 +1,12 @@
 """WireGuard in the kernel, through rtnetlink (the link) and the `wireguard` generic-netlink family.
 
-Library choice: pyroute2's `AsyncWireGuard` rather than wgnlpy. wgnlpy is synchronous and always binds
-in the caller's namespace (it would need a thread that setns()-es), while `AsyncWireGuard` runs on our
-event loop, opens in a named namespace with `flags=0` (never creating one), and sends one peer per
-message with exactly the flags we choose (update-only, replace-allowed-IPs, remove), never replace-peers.
+Library choice: pyroute2's `AsyncWireGuard` rather than wgnlpy for reads and the device's key and port.
+wgnlpy is synchronous and always binds in the caller's namespace (it would need a thread that setns()-es),
+while `AsyncWireGuard` runs on our event loop and opens in a named namespace with `flags=0` (never
+creating one). Peers go out in batches instead (overlay/wg_msgs.py): many peers per set-device message,
+several messages per `sendmsg` on a plain genl socket (meshd/rtnl.py's `RawRtnl.batch`), their
+acknowledgements read together, with exactly the per-peer flags we choose (update-only,
+replace-allowed-IPs, remove), never replace-peers.
 
 The adapter talks to a narrow `WireGuardNetlink` seam: `PyrouteWireGuardNetlink` is the real one, and
 tests/fakes/wg_genl.py is a behavioural fake that acts like the kernel family.
@@ -16,40 +19,26 @@ import errno
 import ipaddress
 import logging
 from collections.abc import Awaitable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
+from pyroute2.netlink import NETLINK_GENERIC
 from pyroute2.netlink.exceptions import NetlinkError
 
 from keys.values import PrivateKey, PublicKey
-from meshd.core.actions import AddPeer, PeerAction, RemovePeer, UpdatePeer
-from meshd.core.model import Endpoint, IPNetwork
-from meshd.core.state import ObservedPeer, PeerSpec, WireGuardDeviceSpec, WireGuardReading
+from meshd.core.actions import PeerAction
+from meshd.core.model import Endpoint
+from meshd.core.state import ObservedPeer, WireGuardDeviceSpec, WireGuardReading
 from meshd.errors import MeshdError, PermanentError
 from meshd.netlink import NetlinkSocket, translate, wireguard_socket
-from overlay import wireguard
+from meshd.rtnl import RawRtnl
+from overlay import kernel_peers, wireguard
 from overlay.device import KeyedDevice
+from overlay.wg_msgs import MESSAGE, PSK_SIZE, GenlPeer, SetPeers
 
 log = logging.getLogger(__name__)
 
 ABSENT = frozenset({errno.EOPNOTSUPP, errno.ENOENT})  # no wireguard link kind, no genl family
-# uapi/linux/wireguard.h peer flags
-WGPEER_F_REMOVE_ME = 0x1
-WGPEER_F_REPLACE_ALLOWEDIPS = 0x2
-WGPEER_F_UPDATE_ONLY = 0x4
-PSK_SIZE = 32
-
-
-@dataclass(frozen=True, slots=True)
-class GenlPeer:
-    """One WGDEVICE_A_PEERS entry of a set-device message."""
-
-    public_key: bytes
-    flags: int = 0
-    endpoint: Endpoint | None = None
-    persistent_keepalive: int | None = None
-    allowed_ips: tuple[IPNetwork, ...] | None = None
-    preshared_key: bytes | None = None  # 32 bytes; all zeros clears it
 
 
 class WireGuardNetlink(Protocol):
@@ -65,7 +54,11 @@ class WireGuardNetlink(Protocol):
 
     async def set_device(self, name: str, *, private_key: bytes | None, listen_port: int | None) -> None: ...
 
-    async def set_peer(self, name: str, peer: GenlPeer) -> None: ...
+    async def set_peers(self, name: str, messages: Sequence[Sequence[GenlPeer]]) -> list[int]:
+        """Send each message (one set-device request with these peers), as few `sendmsg` calls as fit;
+        the errno of each (0: applied), in order. A refused message does not stop the ones after it; the
+        kernel applies the peers of a refused message up to the one it refuses."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -77,6 +70,7 @@ class PyrouteWireGuardNetlink:
         self.netns = netns
         self._links = NetlinkSocket(netns=netns)
         self._sock: Any = None
+        self._batches = RawRtnl(netns, protocol=NETLINK_GENERIC, chunk=4 * MESSAGE)
 
     async def _wg(self) -> Any:
         if self._sock is None:
@@ -103,24 +97,13 @@ class PyrouteWireGuardNetlink:
         key = None if private_key is None else PrivateKey(private_key).base64
         await wg.set(name, private_key=key, listen_port=listen_port)
 
-    async def set_peer(self, name: str, peer: GenlPeer) -> None:
-        wg = await self._wg()
-        req: dict[str, object] = {"public_key": PublicKey(peer.public_key).base64}
-        req["remove"] = bool(peer.flags & WGPEER_F_REMOVE_ME)
-        req["update_only"] = bool(peer.flags & WGPEER_F_UPDATE_ONLY)
-        req["replace_allowed_ips"] = bool(peer.flags & WGPEER_F_REPLACE_ALLOWEDIPS)
-        if peer.endpoint is not None:
-            req["endpoint_addr"], req["endpoint_port"] = str(peer.endpoint.host), peer.endpoint.port
-        if peer.persistent_keepalive is not None:
-            req["persistent_keepalive"] = peer.persistent_keepalive
-        if peer.allowed_ips is not None:
-            req["allowed_ips"] = [str(net) for net in peer.allowed_ips]
-        if peer.preshared_key is not None:
-            req["preshared_key"] = base64.b64encode(peer.preshared_key).decode("ascii")
-        await wg.set(name, peer=req)
+    async def set_peers(self, name: str, messages: Sequence[Sequence[GenlPeer]]) -> list[int]:
+        family = int((await self._wg()).prid)  # genl family ids are global: pyroute2 resolved it
+        return await self._batches.batch([SetPeers(family, name, tuple(m)) for m in messages])
 
     async def close(self) -> None:
         self._links.close()
+        self._batches.close()
         if self._sock is not None:
             sock, self._sock = self._sock, None
             sock.close()
@@ -179,47 +162,18 @@ class KernelWireGuard(KeyedDevice):
         call = self.client.set_device(self.name, private_key=raw, listen_port=port)
         await self._call(f"configuring WireGuard device {self.name}", call)
 
-    async def _add_peer(self, peer: PeerSpec) -> None:
-        nets = wireguard.check_peer(peer)
-        msg = GenlPeer(
-            peer.public_key.raw, WGPEER_F_REPLACE_ALLOWEDIPS, peer.endpoint, peer.persistent_keepalive
-        )
-        await self._set_peer("adding", peer.node, replace(msg, allowed_ips=tuple(nets)))
-
-    async def _update_peer(self, change: UpdatePeer) -> None:
-        nets = wireguard.check_update(change)
-        flags = WGPEER_F_UPDATE_ONLY | (WGPEER_F_REPLACE_ALLOWEDIPS if nets is not None else 0)
-        msg = GenlPeer(change.public_key.raw, flags, change.endpoint, change.persistent_keepalive)
-        await self._set_peer(
-            "updating", change.node, replace(msg, allowed_ips=None if nets is None else tuple(nets))
-        )
-
-    async def _remove_peer(self, public_key: PublicKey) -> None:
-        await self._set_peer("removing", "", GenlPeer(public_key.raw, WGPEER_F_REMOVE_ME))
+    async def apply_peers(self, changes: Sequence[PeerAction]) -> None:
+        """Every change validated before anything is sent, then many peers per set-device message and
+        several messages per `sendmsg` (overlay/kernel_peers.py): 5000 new peers cost a few round trips."""
+        await self._send([kernel_peers.peer_entry(change) for change in changes])
 
     async def set_preshared_keys(self, changes: Sequence[tuple[PublicKey, bytes | None]]) -> None:
         """Set (None: clear) the preshared keys of existing peers; nothing else of them changes."""
-        for public_key, psk in changes:
-            if psk is not None and len(psk) != PSK_SIZE:
-                raise PermanentError(f"a preshared key must be {PSK_SIZE} bytes")
-            msg = GenlPeer(public_key.raw, WGPEER_F_UPDATE_ONLY, preshared_key=psk or bytes(PSK_SIZE))
-            await self._set_peer("setting the preshared key of", "", msg)
+        await self._send([kernel_peers.psk_entry(key, psk) for key, psk in changes])
 
-    async def apply_peers(self, changes: Sequence[PeerAction]) -> None:
-        """Generic netlink takes one peer per message here, as pyroute2 sends them."""
-        for change in changes:
-            match change:
-                case AddPeer(peer):
-                    await self._add_peer(peer)
-                case UpdatePeer():
-                    await self._update_peer(change)
-                case RemovePeer(key):
-                    await self._remove_peer(key)
-
-    async def _set_peer(self, verb: str, node: str, msg: GenlPeer) -> None:
-        short = PublicKey(msg.public_key).short
-        who = f"{node} ({short}...)" if node else f"{short}..."
-        await self._call(f"{verb} peer {who} on {self.name}", self.client.set_peer(self.name, msg))
+    async def _send(self, entries: Sequence[kernel_peers.Entry]) -> None:
+        doing = f"changing {len(entries)} peers on {self.name}"
+        await self._call(doing, kernel_peers.send(self.client, self.name, entries))
 
     async def _call(self, operation: str, call: Awaitable[None]) -> None:
         try:

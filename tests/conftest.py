@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from meshd.demo.agents import Mesh
 from meshd.demo.netlab import Lab, LabNode, build_cluster
 from tests.support.agents import converge
+from tests.support.kernel import require_kernel_sync
 from tests.support.realapi import REPO, RealApi, RealStore
 
 # Hypothesis' timing checks are wall-clock assertions: on a loaded 2-core machine input generation is slow
@@ -101,3 +102,12 @@ def real_cluster(real_api: RealApi, tmp_path: Path) -> Iterator[RealCluster]:
         if real_api.readyz()[0] != 200:
             real_api.start_apiserver()  # a test that stopped it failed before starting it again
         reset(real_api)
+
+
+@pytest.fixture
+def kernel_ns() -> Iterator[str]:
+    """A fresh network namespace on a kernel with WireGuard and IPIP (the test fails otherwise)."""
+    with Lab() as lab:
+        ns = lab.ns("k")
+        require_kernel_sync(ns)
+        yield ns

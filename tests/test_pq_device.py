@@ -19,7 +19,8 @@ from meshd.errors import InvalidValueError, PermanentError
 from meshd.pq.manager import PskManager
 from meshd.pq.report import PskCollector, render, status
 from overlay import uapi, uapi_get
-from overlay.kernel import WGPEER_F_UPDATE_ONLY, KernelWireGuard
+from overlay.kernel import KernelWireGuard
+from overlay.wg_msgs import WGPEER_F_UPDATE_ONLY
 from tests.fakes.wg_genl import FakeWireGuardNetlink
 from tests.support.wg import add_peer
 from tests.test_wg_kernel import peer, spec_for

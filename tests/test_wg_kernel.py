@@ -7,11 +7,10 @@ import asyncio
 import base64
 import ipaddress
 import socket
-from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pyroute2 import AsyncWireGuard
 from pyroute2.netlink.generic.wireguard import wgmsg
 
 from keys.values import PrivateKey, PublicKey
@@ -21,8 +20,7 @@ from meshd.core.state import PeerSpec, WireGuardDeviceSpec
 from meshd.errors import UnsupportedError
 from overlay.kernel import KernelWireGuard, PyrouteWireGuardNetlink, decode_device
 from tests.fakes.wg_genl import FakeWireGuardNetlink
-from tests.support.kernel import kernel, require_kernel_sync
-from tests.support.netns import Lab
+from tests.support.kernel import kernel
 from tests.support.wg import add_peer, exists, peers_of, remove_peer, update_peer
 
 NAME = "meshd0"
@@ -263,14 +261,6 @@ def test_decode_device_without_a_private_key() -> None:
 # --- the real kernel --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def kernel_ns() -> Iterator[str]:
-    with Lab() as lab:
-        ns = lab.ns("k")
-        require_kernel_sync(ns)
-        yield ns
-
-
 @pytest.mark.netns
 @kernel
 def test_real_kernel_device_round_trip(kernel_ns: str) -> None:
@@ -297,49 +287,40 @@ def test_real_kernel_device_round_trip(kernel_ns: str) -> None:
     asyncio.run(scenario())
 
 
-class _Ack:
+class _Recorder:
+    """Stands in for the seam's genl batch socket: keeps the bytes each request would send."""
+
     def __init__(self) -> None:
-        self.header: dict[str, Any] = {}
+        self.sent: list[bytes] = []
 
-    def __getitem__(self, key: str) -> dict[str, Any]:
-        return self.header
+    async def batch(self, requests: list[Any]) -> list[int]:
+        self.sent += [r.encode(seq) for seq, r in enumerate(requests, 1)]
+        return [0] * len(requests)
+
+    def close(self) -> None:
+        pass
 
 
-async def test_the_pyroute2_seam_encodes_per_peer_flags_and_never_touches_other_peers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Runs PyrouteWireGuardNetlink and pyroute2's own message encoder (no kernel family needed) and
-    decodes what would go on the wire: add = no flags, update = UPDATE_ONLY, changed allowed IPs =
-    REPLACE_ALLOWEDIPS, remove = REMOVE_ME; never a device-level REPLACE_PEERS, never a private key."""
-    sent: list[bytes] = []
-    sock = AsyncWireGuard()
-    sock._prid = 0x20  # any family id: nothing reaches the kernel
-
-    def sendto(data: bytes, addr: object) -> None:
-        sent.append(bytes(data))
-
-    async def get() -> Any:
-        yield _Ack()
-
-    monkeypatch.setattr(sock, "sendto", sendto)
-    monkeypatch.setattr(sock, "get", get)
+async def test_the_pyroute2_seam_encodes_per_peer_flags_and_never_touches_other_peers() -> None:
+    """Runs PyrouteWireGuardNetlink's encoding (no kernel family needed) and decodes what would go on the
+    wire with pyroute2: add = REPLACE_ALLOWEDIPS (a new peer: the kernel ignores it), update = UPDATE_ONLY,
+    changed allowed IPs = REPLACE_ALLOWEDIPS, remove = REMOVE_ME; never a device-level REPLACE_PEERS,
+    never a private key."""
     seam = PyrouteWireGuardNetlink()
-    seam._sock = sock
-    key = PrivateKey.generate()
-    dev = KernelWireGuard(NAME, key, client=seam)
-    try:
-        await add_peer(dev, peer(2, "198.19.2.0/24"))
-        await update_peer(dev, UpdatePeer(PublicKey(bytes([2]) * 32), persistent_keepalive=25))
-        await update_peer(
-            dev, UpdatePeer(PublicKey(bytes([2]) * 32), allowed_ips=frozenset({net("198.19.9.0/24")}))
-        )
-        await remove_peer(dev, PublicKey(bytes([2]) * 32))
-    finally:
-        await seam.close()
+    seam._sock = SimpleNamespace(prid=0x20, close=lambda: None)  # the family id pyroute2 would resolve
+    seam._batches = recorder = _Recorder()  # type: ignore[assignment]
+    dev = KernelWireGuard(NAME, PrivateKey.generate(), client=seam)
+    key = PublicKey(bytes([2]) * 32)
+    await add_peer(dev, peer(2, "198.19.2.0/24"))
+    await update_peer(dev, UpdatePeer(key, persistent_keepalive=25))
+    await update_peer(dev, UpdatePeer(key, allowed_ips=frozenset({net("198.19.9.0/24")})))
+    await remove_peer(dev, key)
+    await seam.close()
     decoded = []
-    for data in sent:
+    for data in recorder.sent:
         msg = wgmsg(data)
         msg.decode()
+        assert (msg["header"]["type"], msg["cmd"], msg.get_attr("WGDEVICE_A_IFNAME")) == (0x20, 1, NAME)
         assert msg.get_attr("WGDEVICE_A_FLAGS") in (None, 0)  # no WGDEVICE_F_REPLACE_PEERS
         assert msg.get_attr("WGDEVICE_A_PRIVATE_KEY") is None
         (p,) = msg.get_attr("WGDEVICE_A_PEERS")

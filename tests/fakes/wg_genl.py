@@ -1,14 +1,18 @@
 """A behavioural fake of kernel WireGuard behind the `WireGuardNetlink` seam of overlay/kernel.py.
 
-It acts like the kernel: links by name, one peer per set with the kernel's flag semantics (upsert,
-update-only skips unknown peers, replace-allowed-IPs only on the given peer, an allowed IP moves from
-the peer that had it, remove), EINVAL for malformed keys, ENODEV for a missing device, EOPNOTSUPP for
-`link add` when the "module" is absent. Tests can simulate traffic to move handshakes and counters.
+It acts like the kernel: links by name, set-device messages of many peers applied in order with the
+kernel's flag semantics (upsert, update-only skips unknown peers, replace-allowed-IPs only on the given
+peer, an allowed IP moves from the peer that had it, remove), a message's peers applied up to the first
+one refused (EINVAL for a malformed key, EOPNOTSUPP for an unknown flag; `refuse` makes it refuse a
+key as the real kernel would refuse something that passed meshd's checks), ENODEV for a missing device,
+EOPNOTSUPP for `link add` when the "module" is absent. Tests can simulate traffic to move handshakes and
+counters.
 """
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -16,12 +20,14 @@ from pyroute2.netlink.exceptions import NetlinkError
 from keys.values import KEY_LEN, PrivateKey, PublicKey
 from meshd.core.model import Endpoint, IPNetwork
 from meshd.core.state import ObservedPeer, WireGuardReading
-from overlay.kernel import (
+from overlay.wg_msgs import (
     WGPEER_F_REMOVE_ME,
     WGPEER_F_REPLACE_ALLOWEDIPS,
     WGPEER_F_UPDATE_ONLY,
     GenlPeer,
 )
+
+ALL_FLAGS = WGPEER_F_REMOVE_ME | WGPEER_F_REPLACE_ALLOWEDIPS | WGPEER_F_UPDATE_ONLY
 
 
 def _err(code: int) -> NetlinkError:
@@ -53,7 +59,9 @@ class FakeWireGuardNetlink:
     supported: bool = True
     devices: dict[str, FakeDevice] = field(default_factory=dict)
     other_links: set[str] = field(default_factory=set)
-    calls: list[tuple[str, str, object]] = field(default_factory=list)  # (op, dev, message)
+    calls: list[tuple[str, str, object]] = field(default_factory=list)  # (op, dev, message or peer)
+    sends: list[list[tuple[GenlPeer, ...]]] = field(default_factory=list)  # the messages of each set_peers
+    refuse: dict[PublicKey, int] = field(default_factory=dict)  # a peer refused with this errno
     _next_port: int = 40000
 
     # --- links -------------------------------------------------------------------------------
@@ -119,12 +127,28 @@ class FakeWireGuardNetlink:
                 listen_port, self._next_port = self._next_port, self._next_port + 1
             dev.listen_port = listen_port
 
-    async def set_peer(self, name: str, peer: GenlPeer) -> None:
-        dev = self._dev(name)
+    async def set_peers(self, name: str, messages: Sequence[Sequence[GenlPeer]]) -> list[int]:
+        self.sends.append([tuple(m) for m in messages])
+        return [self._set_message(name, message) for message in messages]
+
+    def _set_message(self, name: str, message: Sequence[GenlPeer]) -> int:
+        try:
+            dev = self._dev(name)
+            for peer in message:
+                self._set_peer(dev, name, peer)
+        except NetlinkError as exc:
+            return int(exc.code)
+        return 0
+
+    def _set_peer(self, dev: FakeDevice, name: str, peer: GenlPeer) -> None:
         if len(peer.public_key) != KEY_LEN:
             raise _err(errno.EINVAL)
-        self.calls.append(("set_peer", name, peer))
+        if peer.flags & ~ALL_FLAGS:
+            raise _err(errno.EOPNOTSUPP)
         key = PublicKey(peer.public_key)
+        if key in self.refuse:
+            raise _err(self.refuse[key])
+        self.calls.append(("set_peer", name, peer))
         if peer.flags & WGPEER_F_REMOVE_ME:
             dev.peers.pop(key, None)
             return

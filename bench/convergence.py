@@ -1,5 +1,5 @@
 """Convergence over both datastores: real agents (one per node namespace, real wireguard-go) started at once
-until the full mesh is formed, then a 4th node joining. A fine probe (bench/mesh_probe.py) reads every
+until the full mesh is formed, then a 4th node joining it once its agents finished starting. A fine probe (bench/mesh_probe.py) reads every
 node's routes every 20 ms and confirms with one ping per pair. The file datastore's own delivery time (one
 record written by one datastore until another one has it) is measured in the same run as its floor.
 
@@ -67,12 +67,23 @@ def one_round(kind: str, nodes: int, work: Path) -> tuple[float, float]:
                 t0 = time.perf_counter()
                 mesh.start()
                 form = probe.wait_formed(cluster[:nodes], since=t0)
+                settled(mesh)
                 t0 = time.perf_counter()
                 mesh.add(cluster[-1])
                 join = probe.wait_formed(cluster, since=t0)
         finally:
             mesh.stop()
     return form, join
+
+
+def settled(mesh: Mesh, timeout: float = 30.0) -> None:
+    """Until every agent finished starting (its endpoints serve: its /status socket is there), so that the
+    next node joins a running mesh, as in a cluster, not one whose agents are still starting."""
+    deadline = time.monotonic() + timeout
+    while not all((agent.run_dir / "status.sock").exists() for agent in mesh.agents):
+        if time.monotonic() > deadline:
+            raise SystemExit("the mesh's agents did not finish starting")
+        time.sleep(0.02)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,9 +2,10 @@
 (1000, 5000), all but ours simulated (records only, no namespaces). Each figure is printed against its
 baseline measured in the same run, and against the goal of issue 15:
 
-- initial sync to every peer and route   vs  the hand-built floor: `wg setconf` of the same peers + one
-                                             `ip -batch` of the routes and neighbours + one `bridge -batch`
-                                             of the FDB entries
+- initial sync to every peer, route,     vs  the hand-built floor: `wg setconf` of the same peers + one
+  neighbour and FDB entry                    `ip -batch` of the routes and neighbours + one `bridge -batch`
+                                             of the FDB entries; goal start to done <= floor + 1 s, and
+                                             programming (first device to done) <= 1.5x floor
 - node add, API write to its route in    vs  the same event reaching a bare watch client;
   the kernel, in a burst of 10 (p50/p99)     goal p50 < 50 ms
 - CPU of the idle agent per 30 s         goal <= 0.1 s (one no-op resync pass vs `wg show IFACE dump`);

@@ -14,7 +14,7 @@ from meshd.core.cluster_index import ClusterIndex
 from meshd.core.conflicts import cluster_view
 from meshd.core.model import InvalidNode, Node, NodeRecord
 from meshd.core.moves import Moves
-from tests.test_properties import SETTINGS, nodes
+from tests.support.clusters import SETTINGS, nodes
 
 KEY_POOL = 6  # keys collide often: duplicate and copied keys come and go
 STEPS = st.sampled_from(["add", "change", "change", "remove", "invalid", "twin", "local", "same"])

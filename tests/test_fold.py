@@ -18,7 +18,7 @@ from meshd.core.model import Endpoint, IPNetwork
 from meshd.core.moves import Moves
 from meshd.core.state import ObservedPeer, ObservedWireGuard, PeerSpec, Route
 from tests.fakes import FakeDataplane
-from tests.test_properties import Cluster, clusters
+from tests.support.clusters import Cluster, clusters
 from tests.told import told_exactly
 
 

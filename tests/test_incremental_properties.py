@@ -28,7 +28,7 @@ from meshd.core.moves import Moves
 from meshd.core.planner import plan
 from meshd.core.state import DeviceNames
 from tests.fakes.dataplane import actual_of
-from tests.test_properties import SETTINGS, configs, nodes
+from tests.support.clusters import SETTINGS, configs, nodes
 from tests.told import told_exactly
 
 KEY_POOL = 12  # small: keys sometimes collide, so duplicate-key facts come and go

@@ -8,7 +8,7 @@ from meshd.core.codec import decode_meshconfig, encode_meshconfig
 from meshd.core.duration import DurationError, format_duration, parse_duration
 from meshd.core.model import MeshConfig, WireGuardSettings
 from meshd.errors import ConfigError
-from tests.test_crd_schema import Doc, admit, crd, meshconfig, schema
+from tests.support.crd import Doc, admit, crd, meshconfig, schema
 
 __all__ = ["crd", "schema"]  # fixtures
 

@@ -23,7 +23,7 @@ from overlay.kernel import KernelWireGuard
 from overlay.wg_msgs import WGPEER_F_UPDATE_ONLY
 from tests.fakes.wg_genl import FakeWireGuardNetlink
 from tests.support.wg import add_peer
-from tests.test_wg_kernel import peer, spec_for
+from tests.support.wg_specs import peer, spec_for
 
 PSK = bytes(range(32))
 A, B, C = PublicKey(b"\x01" * 32), PublicKey(b"\x02" * 32), PublicKey(b"\x03" * 32)

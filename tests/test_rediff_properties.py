@@ -37,8 +37,8 @@ from meshd.core.state import (
     WireGuardDeviceSpec,
 )
 from tests.fakes import FakeDataplane
+from tests.support.clusters import SETTINGS
 from tests.test_incremental_properties import _local, histories
-from tests.test_properties import SETTINGS
 
 KEYS = [PublicKey(bytes([i]) * 32) for i in range(1, 7)]
 NETS = [ipaddress.ip_network(f"198.19.{i}.0/24") for i in range(6)]

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from tests.fakekube.store import KINDS, ApiError, Event, Obj, Store, matches, status_body
+from tests.fakekube.store import KINDS, ApiError, Obj, Store, status_body
+from tests.fakekube.watch import TRUE, watch
 
 T = TypeVar("T")
-TRUE = ("1", "true", "True")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -247,7 +247,7 @@ class FakeKube:
         if request.method != "GET":
             raise ApiError(405, "MethodNotAllowed", request.method)
         if q.get("watch") in TRUE:
-            return await self._watch(request, resource)
+            return await watch(request, self.store, resource, self._streams, self.bookmark_interval)
         return _json(self.store.list_objects(resource, q.get("labelSelector"), q.get("fieldSelector")))
 
     async def _item(self, request: web.Request) -> web.StreamResponse:
@@ -262,69 +262,6 @@ class FakeKube:
         if request.method == "DELETE":
             return _json(self.store.delete(resource, name))
         raise ApiError(405, "MethodNotAllowed", request.method)
-
-    async def _watch(self, request: web.Request, resource: str) -> web.StreamResponse:
-        q, k, loop = request.query, KINDS[resource], asyncio.get_running_loop()
-        bookmarks = q.get("allowWatchBookmarks") in TRUE
-        deadline = loop.time() + float(q.get("timeoutSeconds") or 1800)
-        rv = q.get("resourceVersion") or "0"
-        if not rv.isdigit():
-            raise ApiError(400, "BadRequest", f"invalid resourceVersion {rv!r}")
-        sel = (q.get("labelSelector"), q.get("fieldSelector"))
-        # Read the backlog and subscribe with no await in between: no event is lost or sent twice.
-        try:
-            if rv == "0":
-                first = [("ADDED", o) for o in self.store.list_objects(resource, *sel)["items"]]
-            else:
-                first = [(e.type, e.object) for e in self.store.events_since(resource, int(rv))]
-            error = None
-        except ApiError as err:
-            first, error = [], err
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        unsubscribe = self.store.subscribe(resource, queue.put_nowait)
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await resp.prepare(request)
-        if request.transport is not None:
-            self._streams.add(request.transport)
-
-        async def send(kind: str, obj: Obj) -> None:
-            await resp.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
-
-        def bookmark() -> Obj:
-            return {
-                "kind": k.kind,
-                "apiVersion": k.api_version,
-                "metadata": {"resourceVersion": str(self.store.rv)},
-            }
-
-        try:
-            if error is not None:
-                await send("ERROR", error.status())
-                return resp
-            for kind, obj in first:
-                if matches(obj, *sel):
-                    await send(kind, obj)
-            while (left := deadline - loop.time()) > 0:
-                try:
-                    ev = await asyncio.wait_for(
-                        queue.get(), min(left, self.bookmark_interval) if bookmarks else left
-                    )
-                except TimeoutError:
-                    if bookmarks and queue.empty() and deadline - loop.time() > 0:
-                        await send("BOOKMARK", bookmark())
-                    continue
-                if matches(ev.object, *sel):
-                    await send(ev.type, ev.object)
-            if bookmarks:
-                await send("BOOKMARK", bookmark())
-            await resp.write_eof()
-        except (ConnectionResetError, RuntimeError):
-            pass  # the client went away or the server paused
-        finally:
-            unsubscribe()
-            if request.transport is not None:
-                self._streams.discard(request.transport)
-        return resp
 
     async def _control(self, request: web.Request) -> web.Response:
         op = request.match_info["op"]

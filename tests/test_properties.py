@@ -35,7 +35,7 @@ from meshd.core.model import (
 from meshd.core.planner import plan
 from meshd.core.state import DesiredState
 from tests.fakes import FakeDataplane
-from tests.fakes.dataplane import actual_of
+from tests.fakes.actual import actual_of
 from tests.planner_cases import clash, outer
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

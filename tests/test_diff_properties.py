@@ -10,7 +10,7 @@ from meshd.core import actions
 from meshd.core.diff import diff
 from meshd.core.state import DesiredState
 from tests.fakes import FakeDataplane
-from tests.fakes.dataplane import actual_of
+from tests.fakes.actual import actual_of
 from tests.support.clusters import SETTINGS, Cluster, clusters
 
 

@@ -27,7 +27,7 @@ from meshd.core.model import (
 from meshd.core.moves import Moves
 from meshd.core.planner import plan
 from meshd.core.state import DeviceNames
-from tests.fakes.dataplane import actual_of
+from tests.fakes.actual import actual_of
 from tests.support.clusters import SETTINGS, configs, nodes
 from tests.told import told_exactly
 

@@ -28,7 +28,6 @@ from meshd.core.guard import AddGuard, GuardAction, RemoveGuard
 from meshd.core.model import Endpoint, IPAddress, IPNetwork
 from meshd.core.state import (
     ActualState,
-    DesiredState,
     DeviceNames,
     FdbEntry,
     IPInterface,
@@ -285,22 +284,3 @@ class FakeDataplane:
         for key, peer in list(link.peers.items()):
             if key != owner and peer.allowed_ips & allowed:
                 link.peers[key] = replace(peer, allowed_ips=peer.allowed_ips - allowed)
-
-
-def actual_of(desired: DesiredState, *, mac: str = "02:00:00:00:00:ff") -> ActualState:
-    """The kernel state that `desired` describes, as the agent would observe it."""
-    wg, vx, ipip = desired.wireguard, desired.vxlan, desired.ipip
-    peers = tuple(
-        ObservedPeer(p.public_key, p.endpoint, p.allowed_ips, p.persistent_keepalive) for p in desired.peers
-    )
-    return ActualState(
-        wireguard=ObservedWireGuard(wg.name, wg.public_key, wg.listen_port, wg.mtu, wg.addresses, peers)
-        if wg
-        else None,
-        vxlan=ObservedVxlan(vx.name, vx.vni, vx.port, vx.local, vx.mtu, mac, vx.addresses) if vx else None,
-        fdb=desired.fdb,
-        neighbors=desired.neighbors,
-        ipip=ObservedIpip(ipip.name, ipip.local, ipip.mtu, ipip.addresses) if ipip else None,
-        routes=desired.routes,
-        guards=desired.guards,
-    )

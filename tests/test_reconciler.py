@@ -233,8 +233,7 @@ async def test_a_stopped_datastore_makes_the_node_not_ready_but_keeps_the_mesh()
 
 
 async def test_the_first_publish_carries_every_annotation_in_one_write() -> None:
-    """The VXLAN MAC exists only once the link does: the pass that creates it publishes key, endpoint,
-    the MAC it learned, capabilities and generation together, and the verifying pass has nothing to add."""
+    """The pass that creates the VXLAN link publishes key, endpoint, MAC, capabilities and generation at once."""
     store = MemoryStore(nodes=[MINE, remote(2)])
     plane = FakePlane()
     loop, _, _ = make(store, plane)
@@ -258,8 +257,7 @@ async def test_an_underlay_flag_is_published_so_peers_use_it() -> None:
 
 
 async def test_a_node_without_wireguard_runs_the_fallback_and_does_not_advertise_wireguard() -> None:
-    """`--wireguard auto` found neither the kernel module nor wireguard-go: the agent still meshes over
-    VXLAN, and its record tells peers not to expect a WireGuard peer (no key, no endpoint)."""
+    """`--wireguard auto` without any backend: the agent meshes over VXLAN and publishes no key or endpoint."""
     store = MemoryStore(nodes=[MINE, remote(2), remote(3)])
     plane = FakePlane()
     loop, metrics, _ = make(store, plane, wireguard=False)

@@ -233,7 +233,7 @@ async def test_a_stopped_datastore_makes_the_node_not_ready_but_keeps_the_mesh()
 
 
 async def test_the_first_publish_carries_every_annotation_in_one_write() -> None:
-    """The pass that creates the VXLAN link publishes key, endpoint, MAC, capabilities and generation at once."""
+    """The pass creating the VXLAN link publishes key, endpoint, MAC, capabilities and generation at once."""
     store = MemoryStore(nodes=[MINE, remote(2)])
     plane = FakePlane()
     loop, _, _ = make(store, plane)
@@ -257,7 +257,7 @@ async def test_an_underlay_flag_is_published_so_peers_use_it() -> None:
 
 
 async def test_a_node_without_wireguard_runs_the_fallback_and_does_not_advertise_wireguard() -> None:
-    """`--wireguard auto` without any backend: the agent meshes over VXLAN and publishes no key or endpoint."""
+    """`--wireguard auto` without a backend: the agent meshes over VXLAN and publishes no key or endpoint."""
     store = MemoryStore(nodes=[MINE, remote(2), remote(3)])
     plane = FakePlane()
     loop, metrics, _ = make(store, plane, wireguard=False)

@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from keys.values import PrivateKey
 from meshd.core.codec import encode_node
@@ -87,11 +87,14 @@ class _LineProbe:
                 self._cond.wait(left)
 
 
-class RouteMonitor(_LineProbe):
-    """`ip -o monitor route` in this namespace: when a route appears."""
+class _Monitor:
+    """A kernel monitor command (`ip -o monitor route`, `bridge monitor fdb`, ...) run in this namespace, its
+    lines (all but deletions) handed to `_line` by a background thread as they come."""
 
-    def __enter__(self) -> RouteMonitor:
-        self._proc = subprocess.Popen(["ip", "-o", "monitor", "route"], stdout=subprocess.PIPE, text=True)
+    _argv: tuple[str, ...]
+
+    def __enter__(self) -> Self:
+        self._proc = subprocess.Popen(self._argv, stdout=subprocess.PIPE, text=True)
         threading.Thread(target=self._read, daemon=True).start()
         time.sleep(0.2)  # let it subscribe before anything is measured
         return self
@@ -100,41 +103,10 @@ class RouteMonitor(_LineProbe):
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
             if not line.startswith("Deleted"):
-                self._record(line)
+                self._line(line)
 
-    def __exit__(self, *exc: object) -> None:
-        self._proc.terminate()
-        self._proc.wait(5)
-
-
-class EntryCount:
-    """A kernel monitor (`ip -o monitor route`, `bridge monitor fdb`, ...) run in this namespace from before
-    the agent starts: `reached(n)` is when the n-th distinct entry `key` picks out of its lines (None: not
-    one of ours) was announced. Notifications cost the kernel nothing extra; polling a dump of thousands
-    of entries every 20 ms took CPU from the agent it measures."""
-
-    def __init__(self, argv: tuple[str, ...], key: Callable[[str], str | None]) -> None:
-        self._argv, self._key = argv, key
-        self._seen: set[str] = set()
-        self._times: list[float] = []
-
-    def __enter__(self) -> EntryCount:
-        self._proc = subprocess.Popen(self._argv, stdout=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        time.sleep(0.2)  # let it subscribe before the agent starts
-        return self
-
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            key = None if line.startswith("Deleted") else self._key(line)
-            if key is not None and key not in self._seen:
-                self._seen.add(key)
-                self._times.append(time.perf_counter())
-
-    def reached(self, n: int) -> float | None:
-        times = self._times
-        return times[n - 1] if len(times) >= n else None
+    def _line(self, line: str) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -143,6 +115,36 @@ class EntryCount:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RouteMonitor(_Monitor, _LineProbe):
+    """`ip -o monitor route` in this namespace: when a route appears."""
+
+    _argv = ("ip", "-o", "monitor", "route")
+
+    def _line(self, line: str) -> None:
+        self._record(line)
+
+
+class EntryCount(_Monitor):
+    """A kernel monitor started before the agent: `reached(n)` is when the n-th distinct entry `key` picks
+    out of its lines (None: not one of ours) was announced. Notifications cost the kernel nothing extra;
+    polling a dump of thousands of entries every 20 ms took CPU from the agent it measures."""
+
+    def __init__(self, argv: tuple[str, ...], key: Callable[[str], str | None]) -> None:
+        self._argv, self._key = argv, key
+        self._seen: set[str] = set()
+        self._times: list[float] = []
+
+    def _line(self, line: str) -> None:
+        key = self._key(line)
+        if key is not None and key not in self._seen:
+            self._seen.add(key)
+            self._times.append(time.perf_counter())
+
+    def reached(self, n: int) -> float | None:
+        times = self._times
+        return times[n - 1] if len(times) >= n else None
 
 
 class WatchProbe(_LineProbe):

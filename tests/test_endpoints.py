@@ -46,6 +46,13 @@ def _endpoints(tmp_path: Path, port: int) -> Endpoints:
     )
 
 
+async def _publish(ep: Endpoints) -> None:
+    """What the agent's first pass does once it published our record."""
+    await ep.published_hook()(
+        LocalNode(Node("node-a", ipaddress.ip_address("198.18.0.1"), ())), DesiredState()
+    )
+
+
 async def _healthz(port: int) -> int | None:
     try:
         async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/healthz") as resp:
@@ -81,9 +88,7 @@ async def test_endpoints_wait_for_the_passes_after_our_publish(
     ep.view.passing = True
     task = ep.start()
     try:
-        await ep.published_hook()(
-            LocalNode(Node("node-a", ipaddress.ip_address("198.18.0.1"), ())), DesiredState()
-        )
+        await _publish(ep)
         await asyncio.sleep(3 * endpoints_module.QUIET)
         assert not task.done() and await _healthz(port) is None
         ep.view.pass_ended()
@@ -102,9 +107,7 @@ async def test_endpoints_start_within_a_bound_while_passes_keep_running(
     ep.view.passing = True
     task = ep.start()
     try:
-        await ep.published_hook()(
-            LocalNode(Node("node-a", ipaddress.ip_address("198.18.0.1"), ())), DesiredState()
-        )
+        await _publish(ep)
         with caplog.at_level("INFO"):
             await asyncio.wait_for(task, 10)
         assert await _healthz(port) == 200 and "passes still running" in caplog.text
